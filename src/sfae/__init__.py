@@ -1,0 +1,1 @@
+"""sfae: sparse-filtering auto-encoders, a reproducible study."""

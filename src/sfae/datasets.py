@@ -1,0 +1,153 @@
+"""The two datasets: where they come from, how they are laid out, how to verify them."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from tqdm import tqdm
+
+from sfae.archive import extract_zip
+from sfae.atomic import staged_outputs
+from sfae.errors import SfaeError
+from sfae.fetch import obtain_zip
+from sfae.image_io import image_size, read_mask
+
+PENNFUDAN_COUNT = 170
+MALL_FRAMES = 2000
+MALL_FRAME_SIZE = (640, 480)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    zip_name: str
+    url: str
+    folder: str  # top-level folder inside the zip, and its name under data/raw
+    verify: Callable[[Path], None]
+
+
+def pennfudan_pairs(root: Path) -> list[tuple[str, Path, Path]]:
+    """(name, image, mask) for every image, paired by file name in sorted order."""
+    images = sorted((root / "PNGImages").glob("*.png"))
+    return [(p.stem, p, root / "PedMasks" / f"{p.stem}_mask.png") for p in images]
+
+
+def verify_pennfudan(root: Path, expected: int = PENNFUDAN_COUNT) -> None:
+    """170 RGB PNGs, each with a same-size mask `<name>_mask.png` holding ids 0..N."""
+    pairs = pennfudan_pairs(root)
+    if len(pairs) != expected:
+        raise SfaeError(f"{root / 'PNGImages'}: expected {expected} PNG images, found {len(pairs)}")
+    for _, image_path, mask_path in pairs:  # name a missing mask before counting the masks
+        if not mask_path.is_file():
+            raise SfaeError(f"{mask_path}: missing mask for image {image_path.name}")
+    masks = sorted((root / "PedMasks").glob("*_mask.png"))
+    if len(masks) != expected:
+        raise SfaeError(f"{root / 'PedMasks'}: expected {expected} masks, found {len(masks)}")
+    for _, image_path, mask_path in tqdm(pairs, desc="verify Penn-Fudan", unit="image"):
+        image_wh = image_size(image_path)
+        mask = read_mask(mask_path)
+        if (mask.shape[1], mask.shape[0]) != image_wh:
+            raise SfaeError(
+                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                f"{image_wh[0]}x{image_wh[1]}"
+            )
+        ids = np.unique(mask)
+        if ids[0] != 0 or not np.array_equal(ids, np.arange(ids[-1] + 1)):
+            raise SfaeError(f"{mask_path}: mask values must be 0..N, got {ids.tolist()}")
+
+
+def mall_frame_path(root: Path, number: int) -> Path:
+    """Frame `number`, counted from 1 as in the dataset's file names."""
+    return root / "frames" / f"seq_{number:06d}.jpg"
+
+
+def load_mall_annotations(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-frame head points (N x 2, x and y in pixels) and per-frame counts."""
+    path = root / "mall_gt.mat"
+    if not path.is_file():  # loadmat reports a missing file as a vague OSError
+        raise SfaeError(f"{path}: file not found")
+    try:
+        gt = scipy.io.loadmat(path)
+        counts = np.asarray(gt["count"]).ravel().astype(np.int64)
+        heads = [np.asarray(cell["loc"][0, 0], dtype=np.float64) for cell in gt["frame"].ravel()]
+    except Exception as error:
+        raise SfaeError(f"{path}: not a readable Mall ground-truth file ({error!r})") from error
+    if len(heads) != len(counts):
+        raise SfaeError(f"{path}: {len(heads)} frames of head points but {len(counts)} counts")
+    for index, (points, count) in enumerate(zip(heads, counts, strict=True)):
+        if points.shape != (count, 2):
+            raise SfaeError(
+                f"{path}: frame {index + 1} has {points.shape} head points for count {count}"
+            )
+    return heads, counts
+
+
+def load_mall_geometry(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The region-of-interest mask (uint8) and the perspective map (float), both 480x640."""
+    path = root / "perspective_roi.mat"
+    if not path.is_file():  # loadmat reports a missing file as a vague OSError
+        raise SfaeError(f"{path}: file not found")
+    try:
+        mat = scipy.io.loadmat(path)
+        roi = np.asarray(mat["roi"]["mask"][0, 0]).astype(np.uint8)
+        perspective = np.asarray(mat["pMapN"], dtype=np.float64)
+    except Exception as error:
+        raise SfaeError(f"{path}: not a readable ROI/perspective file ({error!r})") from error
+    shape = MALL_FRAME_SIZE[::-1]
+    if roi.shape != shape or perspective.shape != shape:
+        raise SfaeError(
+            f"{path}: ROI {roi.shape} and perspective {perspective.shape} must be {shape}"
+        )
+    return roi, perspective
+
+
+def verify_mall(root: Path, expected: int = MALL_FRAMES) -> None:
+    """Frames seq_000001..seq_002000 decode as 640x480; annotations and geometry load."""
+    for number in tqdm(range(1, expected + 1), desc="verify Mall", unit="frame"):
+        path = mall_frame_path(root, number)
+        if not path.is_file():
+            raise SfaeError(f"{path}: missing frame {number} of {expected}")
+        size = image_size(path)
+        if size != MALL_FRAME_SIZE:
+            raise SfaeError(f"{path}: frame is {size[0]}x{size[1]}, expected 640x480")
+    heads, _ = load_mall_annotations(root)
+    if len(heads) < expected:
+        raise SfaeError(f"{root / 'mall_gt.mat'}: {len(heads)} annotated frames, need {expected}")
+    load_mall_geometry(root)
+
+
+PENNFUDAN = Dataset(
+    name="pennfudan",
+    zip_name="PennFudanPed.zip",
+    url="https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip",
+    folder="PennFudanPed",
+    verify=verify_pennfudan,
+)
+MALL = Dataset(
+    name="mall",
+    zip_name="mall_dataset.zip",
+    url="http://personal.ie.cuhk.edu.hk/~ccloy/files/datasets/mall_dataset.zip",
+    folder="mall_dataset",
+    verify=verify_mall,
+)
+DATASETS = {dataset.name: dataset for dataset in (PENNFUDAN, MALL)}
+
+
+def install(dataset: Dataset, destination: Path) -> None:
+    """Fetch, extract and verify a dataset; only a verified copy replaces destination."""
+    with (
+        staged_outputs(destination) as (staged,),
+        tempfile.TemporaryDirectory(dir=staged.parent) as work,
+    ):
+        archive = obtain_zip(dataset.zip_name, dataset.url, Path(work))
+        extract_zip(archive, Path(work) / "extracted")
+        extracted = Path(work) / "extracted" / dataset.folder
+        if not extracted.is_dir():
+            raise SfaeError(f"{archive}: has no top-level folder {dataset.folder}/")
+        dataset.verify(extracted)
+        extracted.rename(staged)

@@ -1,0 +1,290 @@
+"""The single loader of params.yaml: validates every value and returns a typed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sfae.errors import SfaeError
+
+VARIANTS = ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")
+ACTIVATIONS = ("softabs", "elu")
+BOTTLENECK_ACTIVATIONS = ("softabs", "linear")
+REGULARIZERS = ("none", "l1", "l2")
+PENNFUDAN_IMAGES = 170
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int
+    train_count: int
+    split_seed: int
+
+
+@dataclass(frozen=True)
+class MallConfig:
+    frames: int
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int
+    epochs: int
+    learning_rate: float
+    init_stddev: float
+    iou_every: int
+
+
+@dataclass(frozen=True)
+class SparseConfig:
+    activation: str
+    epsilon: float
+    pretrain_epochs: int
+    pretrain_learning_rate: float
+    finetune_epochs: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    name: str
+    bottleneck_activation: str
+    regularizer: str
+    regularizer_scale: float
+    sparse: SparseConfig | None
+
+    def pretrain_epochs(self) -> int:
+        return self.sparse.pretrain_epochs if self.sparse else 0
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    threshold: float
+    boundary_tolerance: int
+    grid_images: int
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    fps: int
+    alpha: float
+    colormap: str
+    gif_width: int
+    gif_frame_step: int
+    strip_frames: int
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    variant: VariantConfig
+    seed: int
+    data: DataConfig
+    mall: MallConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    render: RenderConfig
+    study: StudyConfig
+    variants: dict[str, VariantConfig]
+
+    def finetune_epochs(self) -> int:
+        """Epochs of the supervised phase: what the sparse pretraining leaves of the total."""
+        sparse = self.variant.sparse
+        return sparse.finetune_epochs if sparse else self.train.epochs
+
+
+class _Section:
+    """Reads one mapping of params.yaml; every error names the file and the dotted key."""
+
+    def __init__(self, source: Path, prefix: str, mapping: Any):
+        if not isinstance(mapping, dict):
+            raise SfaeError(f"{source}: {prefix or 'the file'} must be a mapping, got {mapping!r}")
+        self.source, self.prefix, self.mapping = source, prefix, mapping
+        self.read: set[str] = set()
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> SfaeError:
+        return SfaeError(f"{self.source}: {self._key(name)} {problem}")
+
+    def raw(self, name: str, default: Any = ...) -> Any:
+        self.read.add(name)
+        if name not in self.mapping:
+            if default is ...:
+                raise self.fail(name, "is missing")
+            return default
+        return self.mapping[name]
+
+    def section(self, name: str) -> _Section:
+        return _Section(self.source, self._key(name), self.raw(name))
+
+    def integer(self, name: str, low: int | None = None, high: int | None = None) -> int:
+        value = self.raw(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, f"must be an integer, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.fail(name, f"must be in [{low}, {high}], got {value}")
+        return value
+
+    def number(self, name: str, low: float, high: float, default: Any = ...) -> float:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"must be a number, got {value!r}")
+        if not low <= value <= high:
+            raise self.fail(name, f"must be in [{low}, {high}], got {value}")
+        return float(value)
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value not in choices:
+            raise self.fail(name, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.mapping) - self.read)
+        if unknown:
+            raise self.fail(unknown[0], "is not a known setting (a typo?)")
+
+
+def load_config(path: Path) -> Config:
+    """Parse and validate params.yaml; raise SfaeError naming the first bad key."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError as error:
+        raise SfaeError(f"{path}: file not found") from error
+    except yaml.YAMLError as error:
+        raise SfaeError(f"{path}: not valid YAML: {error}") from error
+    top = _Section(path, "", document)
+    data = _data(top.section("data"))
+    mall = top.section("mall")
+    mall_config = MallConfig(frames=mall.integer("frames", 1, 2000))
+    mall.done()
+    train = _train(top.section("train"))
+    variants_section = top.section("variants")
+    variants = {}
+    for name in VARIANTS:
+        variants[name] = _variant(variants_section.section(name), name, train.epochs)
+    variants_section.done()
+    chosen = top.choice("variant", VARIANTS)
+    config = Config(
+        variant=variants[chosen],
+        seed=top.integer("seed", 0, 2**31 - 1),
+        data=data,
+        mall=mall_config,
+        train=train,
+        evaluate=_evaluate(top.section("evaluate")),
+        render=_render(top.section("render")),
+        study=_study(top.section("study")),
+        variants=variants,
+    )
+    top.done()
+    return config
+
+
+def _data(section: _Section) -> DataConfig:
+    size = section.integer("image_size", 16, 1024)
+    if size % 16:
+        raise section.fail("image_size", f"must be a positive multiple of 16, got {size}")
+    config = DataConfig(
+        image_size=size,
+        train_count=section.integer("train_count", 1, PENNFUDAN_IMAGES - 1),
+        split_seed=section.integer("split_seed", 0, 2**32 - 1),
+    )
+    section.done()
+    return config
+
+
+def _train(section: _Section) -> TrainConfig:
+    config = TrainConfig(
+        batch_size=section.integer("batch_size", 1, PENNFUDAN_IMAGES),
+        epochs=section.integer("epochs", 1, 100_000),
+        learning_rate=section.number("learning_rate", 1e-8, 1.0),
+        init_stddev=section.number("init_stddev", 1e-6, 10.0),
+        iou_every=section.integer("iou_every", 1, 100_000),
+    )
+    section.done()
+    return config
+
+
+def _variant(section: _Section, name: str, total_epochs: int) -> VariantConfig:
+    regularizer = section.choice("regularizer", REGULARIZERS)
+    scale = section.number("regularizer_scale", 0.0, 10.0, default=0.0)
+    if regularizer != "none" and scale == 0.0:
+        raise section.fail("regularizer_scale", f"must be > 0 for regularizer {regularizer}")
+    sparse = None
+    if "sparse" in section.mapping:
+        sparse = _sparse(section.section("sparse"), total_epochs)
+    config = VariantConfig(
+        name=name,
+        bottleneck_activation=section.choice("bottleneck_activation", BOTTLENECK_ACTIVATIONS),
+        regularizer=regularizer,
+        regularizer_scale=scale,
+        sparse=sparse,
+    )
+    section.done()
+    return config
+
+
+def _sparse(section: _Section, total_epochs: int) -> SparseConfig:
+    config = SparseConfig(
+        activation=section.choice("activation", ACTIVATIONS),
+        epsilon=section.number("epsilon", 0.0, 1.0),
+        pretrain_epochs=section.integer("pretrain_epochs", 0, total_epochs),
+        pretrain_learning_rate=section.number("pretrain_learning_rate", 1e-8, 1.0),
+        finetune_epochs=section.integer("finetune_epochs", 1, total_epochs),
+        weight=section.number("weight", 0.0, 1000.0),
+    )
+    if config.pretrain_epochs + config.finetune_epochs != total_epochs:
+        raise section.fail(
+            "finetune_epochs",
+            f"plus pretrain_epochs must equal train.epochs ({total_epochs}) so every variant "
+            f"trains as long; got {config.pretrain_epochs} + {config.finetune_epochs}",
+        )
+    section.done()
+    return config
+
+
+def _evaluate(section: _Section) -> EvaluateConfig:
+    config = EvaluateConfig(
+        threshold=section.number("threshold", 0.0, 1.0),
+        boundary_tolerance=section.integer("boundary_tolerance", 0, 50),
+        grid_images=section.integer("grid_images", 1, 20),
+    )
+    section.done()
+    return config
+
+
+def _render(section: _Section) -> RenderConfig:
+    config = RenderConfig(
+        fps=section.integer("fps", 1, 120),
+        alpha=section.number("alpha", 0.0, 1.0),
+        colormap=section.raw("colormap"),
+        gif_width=section.integer("gif_width", 16, 1920),
+        gif_frame_step=section.integer("gif_frame_step", 1, 100),
+        strip_frames=section.integer("strip_frames", 1, 16),
+    )
+    section.done()
+    return config
+
+
+def _study(section: _Section) -> StudyConfig:
+    seeds = section.raw("seeds")
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise section.fail(
+            "seeds", f"must be a list of distinct non-negative integers, got {seeds!r}"
+        )
+    section.done()
+    return StudyConfig(seeds=tuple(seeds))

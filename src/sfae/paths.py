@@ -1,0 +1,90 @@
+"""The one place that knows where every file of the pipeline lives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MIRROR_ENV = "SFAE_DATA_MIRROR"
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    root: Path
+
+    @classmethod
+    def here(cls) -> ProjectPaths:
+        """Paths of the project in the current directory (DVC runs stages from the root)."""
+        return cls(Path.cwd())
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    @property
+    def pennfudan_prepared(self) -> Path:
+        return self.prepared / "pennfudan.npz"
+
+    @property
+    def mall_prepared(self) -> Path:
+        return self.prepared / "mall.npz"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def split(self) -> Path:
+        return self.metrics / "split.json"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def pretrained_weights(self) -> Path:
+        return self.models / "pretrained.weights.h5"
+
+    @property
+    def final_model(self) -> Path:
+        return self.models / "model.keras"
+
+    @property
+    def pretrain_log(self) -> Path:
+        return self.metrics / "pretrain"
+
+    @property
+    def finetune_log(self) -> Path:
+        return self.metrics / "finetune"
+
+    @property
+    def evaluate_metrics(self) -> Path:
+        return self.metrics / "evaluate.json"
+
+    @property
+    def per_image(self) -> Path:
+        return self.metrics / "per_image.tsv"
+
+    @property
+    def mall_metrics(self) -> Path:
+        return self.metrics / "mall.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def renders(self) -> Path:
+        return self.root / "renders"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"

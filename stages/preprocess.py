@@ -1,0 +1,35 @@
+"""DVC stage: resize and split one raw dataset into data/prepared/ (pennfudan or mall)."""
+
+import argparse
+
+from sfae.atomic import staged_outputs
+from sfae.errors import run_stage
+from sfae.params import load_config
+from sfae.paths import ProjectPaths
+from sfae.prepare import prepare_mall, prepare_pennfudan, save_arrays, split_record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dataset", choices=["pennfudan", "mall"])
+    dataset = parser.parse_args().dataset
+    paths = ProjectPaths.here()
+    config = load_config(paths.params)
+    if dataset == "pennfudan":
+        data = config.data
+        arrays = prepare_pennfudan(
+            paths.raw / "PennFudanPed", data.image_size, data.train_count, data.split_seed
+        )
+        with staged_outputs(paths.pennfudan_prepared, paths.split) as (prepared, split):
+            save_arrays(prepared, arrays)
+            split.write_text(split_record(arrays))
+    else:
+        arrays = prepare_mall(
+            paths.raw / "mall_dataset", config.data.image_size, config.mall.frames
+        )
+        with staged_outputs(paths.mall_prepared) as (prepared,):
+            save_arrays(prepared, arrays)
+
+
+if __name__ == "__main__":
+    run_stage(main)
