@@ -1,0 +1,217 @@
+"""Binary foreground segmentation scores for a batch of masks.
+
+`truth` and `predicted` are boolean arrays of shape (n, h, w). Per image, with TP, FP, FN, TN
+the pixel counts of the confusion matrix:
+
+- iou = TP / (TP + FP + FN)
+- dice = 2 TP / (2 TP + FP + FN)
+- precision = TP / (TP + FP)
+- recall = TP / (TP + FN)
+- accuracy = (TP + TN) / (TP + FP + FN + TN)
+
+Boundary scores: the boundary of a mask is its foreground minus its binary erosion by a 3x3
+cross (pixels outside the image count as background, so foreground touching the image edge is
+boundary). A predicted boundary pixel is matched when a true boundary pixel lies within
+`tolerance` pixels of it (Euclidean distance), and a true boundary pixel is matched when a
+predicted one lies within `tolerance` of it.
+
+- boundary_precision = matched predicted boundary px / predicted boundary px
+- boundary_recall = matched true boundary px / true boundary px
+- boundary_f1 = 2 P R / (P + R), with P, R the boundary precision and recall
+
+Conventions where a denominator is zero (no division by zero, no NaN, no warnings):
+
+- iou and dice are 1.0 when TP + FP + FN = 0 (truth and prediction both empty).
+- precision is 1.0 when TP + FP = 0 and FN = 0 (nothing predicted, nothing missed), else 0.0.
+- recall is 1.0 when TP + FN = 0 and FP = 0 (nothing to find, nothing claimed), else 0.0.
+- boundary precision and recall follow the same rule: 1.0 when both boundaries are empty,
+  0.0 when only the denominator's boundary is empty.
+- boundary_f1 is 0.0 when boundary precision and recall are both 0.0.
+
+Two summaries over the batch: "pooled" sums every count over the images and applies the
+formulas above once to the sums (boundary scores from the summed matched and total boundary
+pixels); "mean" applies the formulas per image and averages the scores over the images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from sfae.errors import SfaeError
+
+PIXEL_COUNT_KEYS = ("tp", "fp", "fn", "tn")
+BOUNDARY_COUNT_KEYS = (
+    "boundary_matched_predicted",
+    "boundary_predicted",
+    "boundary_matched_truth",
+    "boundary_truth",
+)
+COUNT_KEYS = PIXEL_COUNT_KEYS + BOUNDARY_COUNT_KEYS
+SCORE_KEYS = (
+    "iou",
+    "dice",
+    "precision",
+    "recall",
+    "accuracy",
+    "boundary_precision",
+    "boundary_recall",
+    "boundary_f1",
+)
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def _check_batch(truth: np.ndarray, predicted: np.ndarray) -> None:
+    for name, masks in (("truth", truth), ("predicted", predicted)):
+        if not isinstance(masks, np.ndarray):
+            raise SfaeError(f"{name} must be a boolean numpy array, got {type(masks).__name__}")
+        if masks.dtype != np.bool_:
+            raise SfaeError(f"{name} must be a boolean array, got dtype {masks.dtype}")
+        if masks.ndim != 3 or 0 in masks.shape:
+            raise SfaeError(f"{name} must have shape (n, h, w), none of them 0, got {masks.shape}")
+    if truth.shape != predicted.shape:
+        raise SfaeError(f"truth {truth.shape} and predicted {predicted.shape} differ in shape")
+
+
+def _check_tolerance(tolerance: float) -> float:
+    try:
+        value = float(tolerance)
+    except (TypeError, ValueError) as error:
+        raise SfaeError(f"tolerance must be a number of pixels, got {tolerance!r}") from error
+    if not math.isfinite(value) or value < 0:
+        raise SfaeError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
+    return value
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, when_empty: object) -> np.ndarray:
+    """numerator / denominator, and `when_empty` where the denominator is 0."""
+    numerator, denominator = np.broadcast_arrays(
+        np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    )
+    result = np.broadcast_to(np.asarray(when_empty, dtype=np.float64), numerator.shape).copy()
+    np.divide(numerator, denominator, out=result, where=denominator > 0)
+    return result
+
+
+def _harmonic_mean(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """2 P R / (P + R), 0 when both are 0."""
+    return _ratio(2 * precision * recall, precision + recall, 0.0)
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image pixel counts {"tp", "fp", "fn", "tn"}, each an int64 array of length n."""
+    _check_batch(truth, predicted)
+    axes = (1, 2)
+    tp = np.count_nonzero(truth & predicted, axis=axes)
+    fp = np.count_nonzero(~truth & predicted, axis=axes)
+    fn = np.count_nonzero(truth & ~predicted, axis=axes)
+    tn = truth.shape[1] * truth.shape[2] - tp - fp - fn
+    return {
+        key: np.asarray(value, dtype=np.int64)
+        for key, value in zip(PIXEL_COUNT_KEYS, (tp, fp, fn, tn), strict=True)
+    }
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Boundary pixels of a 2-D boolean mask: mask AND NOT erosion(mask, 3x3 cross, border 0)."""
+    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
+        raise SfaeError(f"boundary needs a 2-D mask, got shape {np.shape(mask)}")
+    mask = mask.astype(bool, copy=False)
+    return mask & ~ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
+
+
+def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: float) -> int:
+    """How many pixels of boundary_from lie within tolerance of a pixel of boundary_to."""
+    if not boundary_from.any() or not boundary_to.any():
+        return 0
+    # The transform measures distances to the nearest zero: boundary_to's pixels must be the zeros.
+    distance_to = ndimage.distance_transform_edt(~boundary_to)
+    return int(np.count_nonzero(boundary_from & (distance_to <= tolerance)))
+
+
+def boundary_counts(
+    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
+) -> dict[str, np.ndarray]:
+    """Per-image matched and total boundary pixel counts (int64 arrays of length n)."""
+    _check_batch(truth, predicted)
+    tolerance = _check_tolerance(tolerance)
+    counts = {key: np.zeros(len(truth), dtype=np.int64) for key in BOUNDARY_COUNT_KEYS}
+    for index, (true_mask, predicted_mask) in enumerate(zip(truth, predicted, strict=True)):
+        true_boundary = boundary(true_mask)
+        predicted_boundary = boundary(predicted_mask)
+        counts["boundary_matched_predicted"][index] = _matched(
+            predicted_boundary, true_boundary, tolerance
+        )
+        counts["boundary_predicted"][index] = np.count_nonzero(predicted_boundary)
+        counts["boundary_matched_truth"][index] = _matched(
+            true_boundary, predicted_boundary, tolerance
+        )
+        counts["boundary_truth"][index] = np.count_nonzero(true_boundary)
+    return counts
+
+
+def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise, with the
+    module's zero-denominator conventions."""
+    tp, fp, fn, tn = (np.asarray(counts[key], dtype=np.int64) for key in PIXEL_COUNT_KEYS)
+    precision = _ratio(tp, tp + fp, fn == 0)
+    recall = _ratio(tp, tp + fn, fp == 0)
+    matched_predicted = np.asarray(counts["boundary_matched_predicted"], dtype=np.int64)
+    predicted_total = np.asarray(counts["boundary_predicted"], dtype=np.int64)
+    matched_truth = np.asarray(counts["boundary_matched_truth"], dtype=np.int64)
+    truth_total = np.asarray(counts["boundary_truth"], dtype=np.int64)
+    boundary_precision = _ratio(matched_predicted, predicted_total, truth_total == 0)
+    boundary_recall = _ratio(matched_truth, truth_total, predicted_total == 0)
+    return {
+        "iou": _ratio(tp, tp + fp + fn, 1.0),
+        "dice": _ratio(2 * tp, 2 * tp + fp + fn, 1.0),
+        "precision": precision,
+        "recall": recall,
+        "accuracy": _ratio(tp + tn, tp + fp + fn + tn, 1.0),
+        "boundary_precision": boundary_precision,
+        "boundary_recall": boundary_recall,
+        "boundary_f1": _harmonic_mean(boundary_precision, boundary_recall),
+    }
+
+
+def per_image_scores(
+    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
+) -> dict[str, np.ndarray]:
+    """Per-image table: every key of COUNT_KEYS and SCORE_KEYS -> array of length n."""
+    counts = confusion(truth, predicted) | boundary_counts(truth, predicted, tolerance)
+    return counts | scores_from_counts(counts)
+
+
+def summarize(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """{"pooled": scores of the summed counts, "mean": per-image scores averaged over images}."""
+    missing = [key for key in COUNT_KEYS + SCORE_KEYS if key not in table]
+    if missing:
+        raise SfaeError(f"per-image table lacks {', '.join(missing)}")
+    lengths = {len(np.atleast_1d(table[key])) for key in COUNT_KEYS + SCORE_KEYS}
+    if len(lengths) != 1 or 0 in lengths:
+        raise SfaeError(
+            f"per-image table needs one non-zero length for every column, got {lengths}"
+        )
+    summed = {key: np.sum(table[key]) for key in COUNT_KEYS}
+    pooled = scores_from_counts(summed)
+    return {
+        "pooled": {key: float(pooled[key]) for key in SCORE_KEYS},
+        "mean": {key: float(np.mean(table[key])) for key in SCORE_KEYS},
+    }
+
+
+def segmentation_scores(
+    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
+) -> dict[str, dict]:
+    """{"pooled": {...}, "mean": {...}, "per_image": per_image_scores(...)}."""
+    table = per_image_scores(truth, predicted, tolerance)
+    return summarize(table) | {"per_image": table}
+
+
+def pooled_iou(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Foreground IoU of the whole batch: TP / (TP + FP + FN) over all pixels (1.0 if empty)."""
+    counts = {key: value.sum() for key, value in confusion(truth, predicted).items()}
+    return float(_ratio(counts["tp"], counts["tp"] + counts["fp"] + counts["fn"], 1.0))
