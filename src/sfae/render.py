@@ -1,0 +1,155 @@
+"""Overlay predicted foreground probabilities on video frames and write MP4, GIF and PNG strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+from tqdm import tqdm
+
+from sfae.errors import SfaeError
+from sfae.image_io import read_rgb, write_png
+
+_COLORMAP_PREFIX = "COLORMAP_"
+
+
+def colormap_names() -> list[str]:
+    """The colour-map names this OpenCV build knows, lower case, sorted."""
+    return sorted(
+        name.removeprefix(_COLORMAP_PREFIX).lower()
+        for name in dir(cv2)
+        if name.startswith(_COLORMAP_PREFIX)
+    )
+
+
+def colormap_code(name: str) -> int:
+    """The OpenCV COLORMAP_* constant for a name such as "jet", "viridis" or "inferno"."""
+    # params.yaml passes the name through unchecked, so it may not even be a string.
+    code = (
+        getattr(cv2, f"{_COLORMAP_PREFIX}{name.upper()}", None) if isinstance(name, str) else None
+    )
+    if not isinstance(code, int):
+        raise SfaeError(f"unknown colour map {name!r}; valid names: {', '.join(colormap_names())}")
+    return code
+
+
+def overlay(
+    frame: np.ndarray, probability: np.ndarray, alpha: float, colormap: str | int
+) -> np.ndarray:
+    """Blend the colour-mapped probability over an RGB uint8 frame.
+
+    The blend weight is alpha times the probability, so background stays the plain frame
+    and only confident foreground takes on `alpha` of the colour. `colormap` is a name
+    (see colormap_code) or an OpenCV COLORMAP_* constant.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise SfaeError(f"overlay needs a uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
+    if probability.ndim != 2:
+        raise SfaeError(f"overlay needs a (h, w) probability map, got shape {probability.shape}")
+    code = colormap if isinstance(colormap, int) else colormap_code(colormap)
+    height, width = frame.shape[:2]
+    upsampled = cv2.resize(
+        probability.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )
+    # Clip because a model's sigmoid output can stray a hair outside [0, 1] after resizing,
+    # and the weight below must stay a convex combination.
+    upsampled = np.clip(upsampled, 0.0, 1.0)
+    levels = np.round(upsampled * 255.0).astype(np.uint8)
+    colour = cv2.cvtColor(cv2.applyColorMap(levels, code), cv2.COLOR_BGR2RGB)
+    weight = (alpha * upsampled)[..., np.newaxis]
+    blended = frame.astype(np.float32) * (1.0 - weight) + colour.astype(np.float32) * weight
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def _downscale_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    """Resize to `width` keeping the aspect ratio (INTER_AREA avoids aliasing when shrinking)."""
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _strip_indices(frame_count: int, strip_frames: int) -> list[int]:
+    """`strip_frames` evenly spaced frame indices from first to last (repeats if too few)."""
+    return np.linspace(0, frame_count - 1, strip_frames).round().astype(int).tolist()
+
+
+def _open_mp4_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height)
+    )
+    if not writer.isOpened():
+        raise SfaeError(f"{path}: cannot open an MP4 video writer (codec mp4v, {width}x{height})")
+    return writer
+
+
+def render_videos(
+    frame_paths: list[Path],
+    probabilities: np.ndarray,
+    outputs: tuple[Path, Path, Path],
+    fps: float,
+    alpha: float,
+    colormap: str,
+    gif_width: int,
+    gif_frame_step: int,
+    strip_frames: int,
+) -> None:
+    """Overlay probabilities[i] on frame_paths[i] and write (mp4, gif, strip png) = outputs.
+
+    The MP4 holds every frame at full size, at `fps`. The GIF keeps every
+    `gif_frame_step`-th frame scaled to `gif_width`, each shown for the same wall time
+    as in the MP4, looping. The strip is `strip_frames` evenly spaced frames at
+    `gif_width`, side by side. Full-size frames are streamed one at a time so memory
+    stays small; only the downscaled frames are kept.
+    """
+    mp4_path, gif_path, strip_path = outputs
+    if probabilities.ndim != 3:
+        raise SfaeError(
+            f"probabilities must be (frames, height, width), got shape {probabilities.shape}"
+        )
+    if len(frame_paths) != probabilities.shape[0]:
+        raise SfaeError(
+            f"{len(frame_paths)} frames but {probabilities.shape[0]} probability maps; "
+            "they must match one to one"
+        )
+    if not frame_paths:
+        raise SfaeError(f"{mp4_path}: no frames to render")
+    code = colormap_code(colormap)
+    strip_wanted = _strip_indices(len(frame_paths), strip_frames)
+    gif_images: list[np.ndarray] = []
+    strip_by_index: dict[int, np.ndarray] = {}
+    writer: cv2.VideoWriter | None = None
+    frame_size: tuple[int, int] | None = None
+    try:
+        for index, frame_path in enumerate(tqdm(frame_paths, desc="render MP4", unit="frame")):
+            frame = read_rgb(frame_path)
+            if writer is None:
+                frame_size = (frame.shape[1], frame.shape[0])
+                writer = _open_mp4_writer(mp4_path, fps, *frame_size)
+            elif (frame.shape[1], frame.shape[0]) != frame_size:
+                # A video has one frame size; the writer would silently drop the odd frame.
+                raise SfaeError(
+                    f"{frame_path}: frame is {frame.shape[1]}x{frame.shape[0]} but earlier "
+                    f"frames are {frame_size[0]}x{frame_size[1]}"
+                )
+            overlaid = overlay(frame, probabilities[index], alpha, code)
+            writer.write(cv2.cvtColor(overlaid, cv2.COLOR_RGB2BGR))
+            in_gif = index % gif_frame_step == 0
+            if in_gif or index in strip_wanted:
+                small = _downscale_to_width(overlaid, gif_width)
+                if in_gif:
+                    gif_images.append(small)
+                if index in strip_wanted:
+                    strip_by_index[index] = small
+    finally:
+        if writer is not None:
+            writer.release()
+    iio.imwrite(
+        gif_path,
+        np.stack(gif_images),
+        plugin="pillow",
+        extension=".gif",
+        duration=1000.0 * gif_frame_step / fps,
+        loop=0,
+    )
+    write_png(strip_path, np.concatenate([strip_by_index[i] for i in strip_wanted], axis=1))
