@@ -1,0 +1,199 @@
+"""Losses and the training loop of both phases (sparse pretraining, supervised finetuning)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from sfae.errors import SfaeError
+from sfae.model import encoder_model
+from sfae.params import Config
+from sfae.sparse_filtering import sparse_filtering_loss
+
+
+def segmentation_loss(masks, probabilities):
+    """Mean squared error + binary cross-entropy, equal weight, as in the paper."""
+    return ops.mean(ops.square(probabilities - masks)) + ops.mean(
+        keras.losses.binary_crossentropy(masks, probabilities)
+    )
+
+
+def weight_penalty(model: keras.Model):
+    """The L1/L2 kernel penalty of the model (0 when it has none)."""
+    penalties = model.losses
+    return ops.sum(ops.stack(penalties)) if penalties else ops.zeros(())
+
+
+def configure_determinism(seed: int) -> None:
+    """Seed every generator and ask the backend for deterministic kernels."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+        # This network's ops are too small to gain from intra-op threads; they only add
+        # synchronisation (measured ~20% per step on 2 cores). A runtime that already
+        # started (e.g. in a test session) keeps its threads: hence the suppress.
+        with contextlib.suppress(RuntimeError):
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+
+
+LossTerms = Callable[[keras.Model, object, object], dict]
+
+
+def finetune_terms(config: Config) -> LossTerms:
+    """Loss terms of the supervised phase; "loss" is what the optimiser minimises."""
+    sparse = config.variant.sparse
+
+    def terms(model, images, masks):
+        probabilities, features = model(images, training=True)
+        segmentation = segmentation_loss(masks, probabilities)
+        penalty = weight_penalty(model)
+        result = {"segmentation": segmentation, "penalty": penalty}
+        total = segmentation + penalty
+        if sparse:
+            result["sparse"] = sparse_filtering_loss(features, sparse.activation, sparse.epsilon)
+            total = total + sparse.weight * result["sparse"]
+        result["loss"] = total
+        return result
+
+    return terms
+
+
+def pretrain_terms(config: Config) -> LossTerms:
+    """Sparse pretraining: only the sparse-filtering cost of the bottleneck, no labels."""
+    sparse = config.variant.sparse
+
+    def terms(model, images, masks):
+        cost = sparse_filtering_loss(
+            model(images, training=True), sparse.activation, sparse.epsilon
+        )
+        return {"loss": cost, "sparse": cost}
+
+    return terms
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    terms: dict[str, float]
+
+
+def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
+    return rng.permutation(count).astype(np.int32)
+
+
+def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, batch_size):
+    """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
+
+    One call per epoch instead of one per step removes the per-step Python and
+    input-pipeline overhead that dominates this tiny network.
+    """
+    import tensorflow as tf
+
+    images, masks = tf.constant(images), tf.constant(masks)
+    count = int(images.shape[0])
+    steps = math.ceil(count / batch_size)
+    variables = model.trainable_variables
+
+    @tf.function
+    def run_epoch(order):
+        sums = tf.zeros([len(names)])
+        for step in tf.range(steps):
+            index = order[step * batch_size : tf.minimum((step + 1) * batch_size, count)]
+            with tf.GradientTape() as tape:
+                values = terms(model, tf.gather(images, index), tf.gather(masks, index))
+            optimizer.apply(tape.gradient(values["loss"], variables), variables)
+            weight = tf.cast(tf.shape(index)[0], tf.float32)
+            sums += tf.stack([values[name] for name in names]) * weight
+        return sums / count
+
+    return run_epoch
+
+
+def fit(
+    model: keras.Model,
+    terms: LossTerms,
+    images: np.ndarray,
+    masks: np.ndarray,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    on_epoch_end: Callable[[EpochLog], None] | None = None,
+    shuffle: bool = True,
+) -> list[EpochLog]:
+    """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
+
+    Raises SfaeError as soon as a loss turns NaN or infinite.
+    """
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)
+    rng = np.random.default_rng(seed)
+    names = sorted(terms(model, images[:1], masks[:1]))
+    run_epoch = _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size)
+    history = []
+    for epoch in range(epochs):
+        order = (
+            shuffled_order(rng, len(images)) if shuffle else np.arange(len(images), dtype=np.int32)
+        )
+        values = np.asarray(run_epoch(order))
+        log = EpochLog(epoch, dict(zip(names, values.tolist(), strict=True)))
+        if not np.all(np.isfinite(values)):
+            raise SfaeError(
+                f"training diverged at epoch {epoch + 1}: loss terms {log.terms}; "
+                "try a lower learning rate in params.yaml"
+            )
+        history.append(log)
+        if on_epoch_end:
+            on_epoch_end(log)
+    return history
+
+
+def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None):
+    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck."""
+    sparse = config.variant.sparse
+    if not sparse or sparse.pretrain_epochs == 0:
+        return []
+    dummy_masks = np.zeros((len(images), 1), np.float32)
+    return fit(
+        encoder_model(model),
+        pretrain_terms(config),
+        images,
+        dummy_masks,
+        sparse.pretrain_epochs,
+        sparse.pretrain_learning_rate,
+        config.train.batch_size,
+        seed=config.seed,
+        on_epoch_end=on_epoch_end,
+    )
+
+
+def finetune(model, config: Config, images, masks, on_epoch_end=None):
+    """Phase 2 (the only phase of pure/L1/L2): a fresh Adam on the supervised loss."""
+    return fit(
+        model,
+        finetune_terms(config),
+        images,
+        masks,
+        config.finetune_epochs(),
+        config.train.learning_rate,
+        config.train.batch_size,
+        seed=config.seed + 1,  # a different shuffle stream than the pretraining phase
+        on_epoch_end=on_epoch_end,
+    )
+
+
+def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 100):
+    """Foreground probabilities (n, h, w) of the model for a stack of images."""
+    chunks = [
+        np.asarray(model.predict_on_batch(images[start : start + batch_size])[0])[..., 0]
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(chunks)

@@ -1,0 +1,48 @@
+"""DVC stage: supervised training of the chosen variant from the pretrain stage's weights."""
+
+from dvclive import Live
+
+from sfae.atomic import staged_outputs
+from sfae.errors import run_stage
+from sfae.metrics import pooled_iou
+from sfae.model import build_model
+from sfae.params import load_config
+from sfae.paths import ProjectPaths
+from sfae.prepare import load_pennfudan
+from sfae.training import configure_determinism, finetune, predict_probabilities
+
+
+def split_iou(model, images, masks, threshold) -> float:
+    return pooled_iou(masks[..., 0] > 0.5, predict_probabilities(model, images) >= threshold)
+
+
+def main() -> None:
+    paths = ProjectPaths.here()
+    config = load_config(paths.params)
+    configure_determinism(config.seed)
+    data = load_pennfudan(paths.pennfudan_prepared)
+    model = build_model(config)
+    model.load_weights(paths.pretrained_weights)
+    threshold = config.evaluate.threshold
+    with Live(str(paths.finetune_log), save_dvc_exp=False, dvcyaml=False) as live:
+
+        def log(entry):
+            for name, value in entry.terms.items():
+                live.log_metric(f"train/{name}", value)
+            if (entry.epoch + 1) % config.train.iou_every == 0 or entry.epoch == 0:
+                # Logged only: nothing is selected on the test split.
+                live.log_metric(
+                    "iou/train", split_iou(model, data.train_images, data.train_masks, threshold)
+                )
+                live.log_metric(
+                    "iou/test", split_iou(model, data.test_images, data.test_masks, threshold)
+                )
+            live.next_step()
+
+        finetune(model, config, data.train_images, data.train_masks, on_epoch_end=log)
+        with staged_outputs(paths.final_model) as (saved,):
+            model.save(saved)
+
+
+if __name__ == "__main__":
+    run_stage(main)

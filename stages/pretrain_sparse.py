@@ -1,0 +1,47 @@
+"""DVC stage: sparse-filtering pretraining of encoder + bottleneck (sparse variants only).
+
+Other variants get their seeded initial weights written unchanged, so every variant's
+finetune stage starts from this stage's weights file.
+"""
+
+import numpy as np
+from dvclive import Live
+
+from sfae.atomic import staged_outputs
+from sfae.errors import run_stage
+from sfae.model import build_model, encoder_model
+from sfae.params import load_config
+from sfae.paths import ProjectPaths
+from sfae.prepare import load_pennfudan
+from sfae.sparse_filtering import sparse_filtering_loss
+from sfae.training import configure_determinism, pretrain
+
+
+def main() -> None:
+    paths = ProjectPaths.here()
+    config = load_config(paths.params)
+    configure_determinism(config.seed)
+    images = load_pennfudan(paths.pennfudan_prepared).train_images
+    model = build_model(config)
+    sparse = config.variant.sparse
+    activation, epsilon = (sparse.activation, sparse.epsilon) if sparse else ("softabs", 1e-8)
+    with Live(str(paths.pretrain_log), save_dvc_exp=False, dvcyaml=False) as live:
+        # Step 0 is the untrained encoder, so every variant has a reference point.
+        initial = sparse_filtering_loss(
+            encoder_model(model).predict_on_batch(images), activation, epsilon
+        )
+        live.log_metric("sparse_cost", float(np.asarray(initial)))
+        live.next_step()
+
+        def log(entry):
+            live.log_metric("sparse_cost", entry.terms["sparse"])
+            live.next_step()
+
+        history = pretrain(model, config, images, on_epoch_end=log)
+        live.summary["pretrain_epochs"] = len(history)
+        with staged_outputs(paths.pretrained_weights) as (weights,):
+            model.save_weights(weights)
+
+
+if __name__ == "__main__":
+    run_stage(main)
