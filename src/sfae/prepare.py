@@ -102,6 +102,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
 @dataclass(frozen=True)
 class MallArrays:
     frames: np.ndarray
+    frame_numbers: np.ndarray  # 1-based, as in the frame file names
     heads: list[np.ndarray]
     counts: np.ndarray
     roi: np.ndarray
@@ -115,6 +116,7 @@ def load_mall(path: Path) -> MallArrays:
     points = arrays["head_points"]
     return MallArrays(
         frames=arrays["frames"],
+        frame_numbers=arrays["frame_numbers"],
         heads=[points[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
         counts=arrays["counts"],
         roi=arrays["roi"],
