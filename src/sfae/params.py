@@ -27,6 +27,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class MallConfig:
     frames: int
+    person_height: float
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,10 @@ def load_config(path: Path) -> Config:
     top = _Section(path, "", document)
     data = _data(top.section("data"))
     mall = top.section("mall")
-    mall_config = MallConfig(frames=mall.integer("frames", 1, 2000))
+    mall_config = MallConfig(
+        frames=mall.integer("frames", 1, 2000),
+        person_height=mall.number("person_height", 1.0, 480.0),
+    )
     mall.done()
     train = _train(top.section("train"))
     variants_section = top.section("variants")

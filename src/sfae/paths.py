@@ -82,6 +82,22 @@ class ProjectPaths:
         return self.root / "plots"
 
     @property
+    def evaluate_plots(self) -> Path:
+        return self.plots / "evaluate"
+
+    @property
+    def mall_video(self) -> Path:
+        return self.renders / "mall_overlay.mp4"
+
+    @property
+    def mall_gif(self) -> Path:
+        return self.renders / "mall_overlay.gif"
+
+    @property
+    def mall_strip(self) -> Path:
+        return self.renders / "mall_strip.png"
+
+    @property
     def renders(self) -> Path:
         return self.root / "renders"
 

@@ -1,0 +1,87 @@
+"""Turn a trained model into numbers and pictures: Penn-Fudan test scores and Mall scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import sfae.model  # noqa: F401  (registers the custom layers for loading)
+from sfae.errors import SfaeError
+from sfae.mall_metrics import mall_scores
+from sfae.metrics import per_image_scores, pooled_iou, summarize
+from sfae.pictures import error_overlay, fixed_indices, grid, tint, to_uint8
+from sfae.prepare import MallArrays, PennFudanSplits
+from sfae.training import predict_probabilities
+
+TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")
+
+
+def load_trained(path: Path) -> keras.Model:
+    try:
+        return keras.models.load_model(path)
+    except (OSError, ValueError) as error:
+        raise SfaeError(f"{path}: cannot load the trained model ({error})") from error
+
+
+def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance: int):
+    """(summary for evaluate.json, per-image table rows, test probabilities)."""
+    test_probability = predict_probabilities(model, data.test_images)
+    train_probability = predict_probabilities(model, data.train_images)
+    test_truth, train_truth = data.test_masks[..., 0] > 0.5, data.train_masks[..., 0] > 0.5
+    table = per_image_scores(test_truth, test_probability >= threshold, tolerance)
+    summary = summarize(table)
+    train_table = per_image_scores(train_truth, train_probability >= threshold, tolerance)
+    train_iou = {
+        "pooled": pooled_iou(train_truth, train_probability >= threshold),
+        "mean": float(np.mean(train_table["iou"])),
+    }
+    result = {
+        "test": {"pooled": summary["pooled"], "mean": summary["mean"]},
+        "train": {"iou_pooled": train_iou["pooled"], "iou_mean": train_iou["mean"]},
+        "gap": {
+            "iou_pooled": train_iou["pooled"] - summary["pooled"]["iou"],
+            "iou_mean": train_iou["mean"] - summary["mean"]["iou"],
+        },
+    }
+    rows = [
+        {"name": name, **{key: float(table[key][i]) for key in TABLE_COLUMNS}}
+        for i, name in enumerate(data.test_names)
+    ]
+    return result, rows, test_probability
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    """Tab-separated, one row per image, a header line."""
+    header = list(rows[0])
+    lines = ["\t".join(header)]
+    for row in rows:
+        lines.append(
+            "\t".join(f"{row[k]:.6f}" if isinstance(row[k], float) else str(row[k]) for k in header)
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: int):
+    """(grid: image | truth | prediction per row, errors: TP/FP/FN per image) as uint8 RGB."""
+    picks = fixed_indices(len(data.test_names), wanted)
+    rows, errors = [], []
+    for i in picks:
+        image, truth = data.test_images[i], data.test_masks[i, ..., 0]
+        rows.append([to_uint8(image), tint(image, truth), tint(image, probability[i])])
+        errors.append(error_overlay(image, truth > 0.5, probability[i] >= threshold))
+    return grid(rows), grid([errors])
+
+
+def mall_generalisation(model, mall: MallArrays, threshold: float, person_height: float):
+    probability = predict_probabilities(model, mall.frames)
+    return mall_scores(
+        probability >= threshold,
+        mall.heads,
+        mall.roi,
+        mall.perspective,
+        mall.counts,
+        mall.frame_size,
+        person_height,
+    )

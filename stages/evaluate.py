@@ -1,0 +1,47 @@
+"""DVC stage: score the trained model on the Penn-Fudan test split and the Mall frames."""
+
+import json
+
+from sfae.atomic import staged_outputs
+from sfae.errors import run_stage
+from sfae.evaluation import (
+    load_trained,
+    mall_generalisation,
+    penn_fudan_scores,
+    prediction_pictures,
+    write_table,
+)
+from sfae.image_io import write_png
+from sfae.params import load_config
+from sfae.paths import ProjectPaths
+from sfae.prepare import load_mall, load_pennfudan
+
+
+def main() -> None:
+    paths = ProjectPaths.here()
+    config = load_config(paths.params)
+    settings = config.evaluate
+    model = load_trained(paths.final_model)
+    data = load_pennfudan(paths.pennfudan_prepared)
+    scores, rows, probability = penn_fudan_scores(
+        model, data, settings.threshold, settings.boundary_tolerance
+    )
+    mall = mall_generalisation(
+        model, load_mall(paths.mall_prepared), settings.threshold, config.mall.person_height
+    )
+    predictions, errors = prediction_pictures(
+        data, probability, settings.threshold, settings.grid_images
+    )
+    with staged_outputs(
+        paths.evaluate_metrics, paths.per_image, paths.mall_metrics, paths.evaluate_plots
+    ) as (scores_path, table_path, mall_path, plots):
+        scores_path.write_text(json.dumps(scores, indent=2) + "\n")
+        write_table(table_path, rows)
+        mall_path.write_text(json.dumps(mall, indent=2) + "\n")
+        plots.mkdir()
+        write_png(plots / "predictions.png", predictions)
+        write_png(plots / "errors.png", errors)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,36 @@
+"""DVC stage: the model's Mall predictions overlaid on the full-size frames (MP4, GIF, strip)."""
+
+from sfae.atomic import staged_outputs
+from sfae.datasets import mall_frame_path
+from sfae.errors import run_stage
+from sfae.evaluation import load_trained
+from sfae.params import load_config
+from sfae.paths import ProjectPaths
+from sfae.prepare import load_mall
+from sfae.render import render_videos
+from sfae.training import predict_probabilities
+
+
+def main() -> None:
+    paths = ProjectPaths.here()
+    config = load_config(paths.params)
+    mall = load_mall(paths.mall_prepared)
+    probability = predict_probabilities(load_trained(paths.final_model), mall.frames)
+    frames = [mall_frame_path(paths.raw / "mall_dataset", int(n)) for n in mall.frame_numbers]
+    settings = config.render
+    with staged_outputs(paths.mall_video, paths.mall_gif, paths.mall_strip) as outputs:
+        render_videos(
+            frames,
+            probability,
+            tuple(outputs),
+            fps=settings.fps,
+            alpha=settings.alpha,
+            colormap=settings.colormap,
+            gif_width=settings.gif_width,
+            gif_frame_step=settings.gif_frame_step,
+            strip_frames=settings.strip_frames,
+        )
+
+
+if __name__ == "__main__":
+    run_stage(main)
