@@ -1,5 +1,7 @@
 """DVC stage: supervised training of the chosen variant from the pretrain stage's weights."""
 
+import time
+
 from dvclive import Live
 
 from sfae.atomic import staged_outputs
@@ -39,7 +41,9 @@ def main() -> None:
                 )
             live.next_step()
 
+        started = time.perf_counter()
         finetune(model, config, data.train_images, data.train_masks, on_epoch_end=log)
+        live.summary["seconds"] = round(time.perf_counter() - started, 1)
         with staged_outputs(paths.final_model) as (saved,):
             model.save(saved)
 

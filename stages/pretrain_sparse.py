@@ -4,6 +4,8 @@ Other variants get their seeded initial weights written unchanged, so every vari
 finetune stage starts from this stage's weights file.
 """
 
+import time
+
 import numpy as np
 from dvclive import Live
 
@@ -37,8 +39,10 @@ def main() -> None:
             live.log_metric("sparse_cost", entry.terms["sparse"])
             live.next_step()
 
+        started = time.perf_counter()
         history = pretrain(model, config, images, on_epoch_end=log)
         live.summary["pretrain_epochs"] = len(history)
+        live.summary["seconds"] = round(time.perf_counter() - started, 1)
         with staged_outputs(paths.pretrained_weights) as (weights,):
             model.save_weights(weights)
 

@@ -1,5 +1,7 @@
 """DVC stage: the model's Mall predictions overlaid on the full-size frames (MP4, GIF, strip)."""
 
+import numpy as np
+
 from sfae.atomic import staged_outputs
 from sfae.datasets import mall_frame_path
 from sfae.errors import run_stage
@@ -18,7 +20,10 @@ def main() -> None:
     probability = predict_probabilities(load_trained(paths.final_model), mall.frames)
     frames = [mall_frame_path(paths.raw / "mall_dataset", int(n)) for n in mall.frame_numbers]
     settings = config.render
-    with staged_outputs(paths.mall_video, paths.mall_gif, paths.mall_strip) as outputs:
+    targets = (paths.mall_video, paths.mall_gif, paths.mall_strip, paths.mall_probability)
+    with staged_outputs(*targets) as (*outputs, saved_probability):
+        # float16 keeps the study's side-by-side GIF inputs small (~9 MB for 500 frames).
+        np.save(saved_probability, probability.astype(np.float16))
         render_videos(
             frames,
             probability,

@@ -98,6 +98,10 @@ class ProjectPaths:
         return self.renders / "mall_strip.png"
 
     @property
+    def mall_probability(self) -> Path:
+        return self.renders / "mall_probability.npy"
+
+    @property
     def renders(self) -> Path:
         return self.root / "renders"
 
