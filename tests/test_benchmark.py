@@ -1,0 +1,64 @@
+"""The benchmark's two loops do the same math: same losses, epoch by epoch."""
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sfae.benchmark import plain_fit, project_fit, seconds_per_epoch
+from sfae.params import load_config
+
+
+@pytest.fixture(scope="module")
+def tiny_set():
+    rng = np.random.default_rng(3)
+    images = rng.random((10, 32, 32, 3), dtype=np.float32)
+    masks = np.zeros((10, 32, 32, 1), np.float32)
+    masks[:, 8:24, 12:20] = 1.0
+    return images, masks
+
+
+@pytest.mark.parametrize("variant", ["pure", "l2", "sparse_elu"])
+def test_project_loop_and_plain_fit_have_the_same_loss_curve(repo_root, tiny_set, variant):
+    config = load_config(repo_root / "params.yaml")
+    config = dataclasses.replace(
+        config,
+        variant=config.variants[variant],
+        data=dataclasses.replace(config.data, image_size=32),
+    )
+    images, masks = tiny_set
+    plain, _, plain_model = plain_fit(config, images, masks, epochs=3, shuffle=False)
+    project, _, project_model = project_fit(config, images, masks, epochs=3, shuffle=False)
+    np.testing.assert_allclose(project, plain, rtol=2e-4)
+    assert project[-1] < project[0]
+    for ours, theirs in zip(project_model.get_weights(), plain_model.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5)
+
+
+def test_seconds_per_epoch_leaves_out_the_first_epoch():
+    assert seconds_per_epoch([0.0, 5.0, 6.0, 7.0]) == pytest.approx(1.0)
+
+
+def test_benchmark_script_prints_the_speedup_last(repo_root, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo_root / "bench" / "train_speed.py"),
+            "--epochs",
+            "3",
+            "--synthetic",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1].startswith("speedup: ")
+    assert float(lines[-1].split()[1]) > 0
+    assert any(line.startswith("plain") for line in lines)
+    assert any(line.startswith("project") for line in lines)
+    assert "85 random images" in done.stdout
