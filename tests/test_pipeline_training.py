@@ -1,0 +1,198 @@
+"""End to end through DVC: the training stages in a copy of the repo, on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+import sfae.model  # also registers PoolMix and SoftAbsolute for load_model
+
+pytestmark = pytest.mark.slow
+
+DATA_STAGES = ("download_pennfudan", "download_mall", "preprocess_pennfudan", "preprocess_mall")
+EPOCHS = 4
+
+
+def tiny_params(root: Path) -> None:
+    """Small enough that every training stage takes seconds."""
+    path = root / "params.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["data"]["image_size"] = 32
+    document["mall"]["frames"] = 20
+    document["train"]["epochs"] = EPOCHS
+    document["train"]["iou_every"] = 2
+    for name in ("sparse_softabs", "sparse_elu"):
+        document["variants"][name]["sparse"].update(pretrain_epochs=2, finetune_epochs=2)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def environment(root: Path, mirror: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+        "PYTHONPATH": str(root / "src"),
+        "SFAE_DATA_MIRROR": str(mirror),
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(root.parent / f"{root.name}-dvc-site-cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+def dvc(root: Path, mirror: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=root,
+        env=environment(root, mirror),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def ran_stages(result: subprocess.CompletedProcess) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output(result))
+
+
+def tsv_rows(path: Path) -> list[dict[str, str]]:
+    header, *rows = path.read_text().splitlines()
+    names = header.split("\t")
+    return [dict(zip(names, row.split("\t"), strict=True)) for row in rows]
+
+
+@dataclass
+class Pipeline:
+    root: Path
+    mirror: Path
+    repro: subprocess.CompletedProcess
+    repro_metrics: dict
+    repro_loss_rows: list[dict[str, str]]
+    repro_lock: dict
+    experiment: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def pipeline(make_repo_copy, mirror: Path) -> Pipeline:
+    """`dvc repro` of the default variant, then `dvc exp run` of sparse_softabs, in one copy."""
+    root = make_repo_copy()
+    tiny_params(root)
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    for command in (["add", "params.yaml"], ["commit", "-qm", "tiny params"]):
+        subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
+    repro = dvc(root, mirror, "repro")
+    # Read what the experiment will overwrite before running it.
+    finetune_log = root / "metrics" / "finetune"
+    repro_metrics = json.loads((finetune_log / "metrics.json").read_text())
+    repro_loss_rows = tsv_rows(finetune_log / "plots" / "metrics" / "train" / "loss.tsv")
+    repro_lock = yaml.safe_load((root / "dvc.lock").read_text())
+    model_path = root / "models" / "model.keras"
+    assert model_path.is_file(), output(repro)
+    model = keras.models.load_model(model_path)
+    masks, features = model.predict_on_batch(np.zeros((2, 32, 32, 3), np.float32))
+    assert masks.shape == (2, 32, 32, 1) and features.shape == (2, 9)
+    assert model.name == "sfae_pure"
+    experiment = dvc(root, mirror, "exp", "run", "-S", "variant=sparse_softabs")
+    return Pipeline(root, mirror, repro, repro_metrics, repro_loss_rows, repro_lock, experiment)
+
+
+def test_repro_trains_the_default_variant(pipeline: Pipeline) -> None:
+    ran = ran_stages(pipeline.repro)
+    assert {*DATA_STAGES, "pretrain_sparse", "finetune"} <= set(ran), output(pipeline.repro)
+    assert ran.index("pretrain_sparse") < ran.index("finetune")
+    finetune = pipeline.repro_lock["stages"]["finetune"]
+    assert finetune["params"]["params.yaml"]["variant"] == "pure"
+    assert finetune["params"]["params.yaml"]["train"]["epochs"] == EPOCHS
+
+
+def test_repro_finetune_metrics_and_plots(pipeline: Pipeline) -> None:
+    metrics = pipeline.repro_metrics
+    assert np.isfinite(metrics["train"]["loss"])
+    assert {"loss", "segmentation", "penalty"} <= set(metrics["train"])
+    assert "sparse" not in metrics["train"]  # pure has no sparse term
+    for split in ("train", "test"):
+        assert 0.0 <= metrics["iou"][split] <= 1.0
+    rows = pipeline.repro_loss_rows
+    assert len(rows) == EPOCHS
+    assert [int(row["step"]) for row in rows] == list(range(EPOCHS))
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+
+def test_experiment_reuses_the_data_stages(pipeline: Pipeline) -> None:
+    text = output(pipeline.experiment)
+    ran = ran_stages(pipeline.experiment)
+    assert not set(ran) & set(DATA_STAGES), text
+    assert {"pretrain_sparse", "finetune"} <= set(ran), text
+    for stage in DATA_STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in text
+    assert yaml.safe_load((pipeline.root / "params.yaml").read_text())["variant"] == (
+        "sparse_softabs"
+    )
+
+
+def test_experiment_pretrains_and_logs_the_sparse_term(pipeline: Pipeline) -> None:
+    root = pipeline.root
+    pretrain = tsv_rows(root / "metrics" / "pretrain" / "plots" / "metrics" / "sparse_cost.tsv")
+    assert [int(row["step"]) for row in pretrain] == [0, 1, 2]  # untrained + 2 epochs
+    costs = [float(row["sparse_cost"]) for row in pretrain]
+    assert all(1 / 9 <= cost <= 1 / 3 for cost in costs), costs  # softabs bounds
+    assert (
+        json.loads((root / "metrics" / "pretrain" / "metrics.json").read_text())["pretrain_epochs"]
+        == 2
+    )
+
+    metrics = json.loads((root / "metrics" / "finetune" / "metrics.json").read_text())
+    assert {"loss", "segmentation", "penalty", "sparse"} <= set(metrics["train"])
+    assert np.isfinite(metrics["train"]["sparse"])
+    loss = tsv_rows(root / "metrics" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv")
+    assert len(loss) == 2  # finetune_epochs of the sparse variant
+    model = keras.models.load_model(root / "models" / "model.keras")
+    assert model.name == "sfae_sparse_softabs"
+    assert not any(isinstance(layer, sfae.model.SoftAbsolute) for layer in model.layers)
+
+
+def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> None:
+    root = pipeline.root
+    result = dvc(root, pipeline.mirror, "exp", "run", "-S", "variant=nonsense", check=False)
+    text = output(result)
+    assert result.returncode != 0, text
+    assert "Traceback" not in text
+    assert "params.yaml" in text and "nonsense" in text, text
+
+    # The stage itself, run on a bad params.yaml: one "error:" line naming the file.
+    params = root / "params.yaml"
+    document = yaml.safe_load(params.read_text())
+    for stage in ("finetune", "pretrain_sparse"):
+        params.write_text(yaml.safe_dump({**document, "variant": "nonsense"}, sort_keys=False))
+        result = subprocess.run(
+            [sys.executable, f"stages/{stage}.py"],
+            cwd=root,
+            env=environment(root, pipeline.mirror),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        text = output(result)
+        assert result.returncode == 1, text
+        assert "Traceback" not in text, text
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, text
+        assert str(params) in errors[0] and "variant" in errors[0] and "nonsense" in errors[0]

@@ -1,0 +1,338 @@
+"""Training: losses, weight penalties, both phases, determinism and divergence on tiny data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from sfae import training
+from sfae.errors import SfaeError
+from sfae.model import build_model
+from sfae.params import VARIANTS, Config, load_config
+
+SIZE = 32
+COUNT = 10  # two full batches of 5, as the paper batches
+SCALE = 0.005  # regularizer_scale of l1 and l2 in params.yaml
+DECODER_PREFIXES = ("decode_", "mask")
+ENCODER_PREFIXES = ("encode_", "pool_", "bottleneck")
+
+
+def tiny_config(
+    base: Config, variant: str, pretrain: int = 2, finetune: int = 2, seed: int | None = None
+) -> Config:
+    """The variant at 32x32; sparse variants pretrain and finetune the given epochs."""
+    chosen = base.variants[variant]
+    epochs = finetune
+    if chosen.sparse:
+        chosen = replace(
+            chosen,
+            sparse=replace(chosen.sparse, pretrain_epochs=pretrain, finetune_epochs=finetune),
+        )
+        epochs = pretrain + finetune
+    return replace(
+        base,
+        variant=chosen,
+        seed=base.seed if seed is None else seed,
+        data=replace(base.data, image_size=SIZE),
+        train=replace(base.train, epochs=epochs),
+    )
+
+
+def rectangles(count: int = COUNT, size: int = SIZE, seed: int = 0):
+    """Dark noisy images with one bright rectangle each; the rectangle is the foreground."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0.0, 0.4, (count, size, size, 3)).astype(np.float32)
+    masks = np.zeros((count, size, size, 1), np.float32)
+    for index in range(count):
+        height, width = rng.integers(size // 4, size * 5 // 8, 2)
+        top, left = rng.integers(0, size - height), rng.integers(0, size - width)
+        images[index, top : top + height, left : left + width] = rng.uniform(
+            0.8, 1.0, (height, width, 3)
+        )
+        masks[index, top : top + height, left : left + width] = 1.0
+    return images, masks
+
+
+def weights_by_path(model: keras.Model) -> dict[str, np.ndarray]:
+    return {v.path: keras.ops.convert_to_numpy(v).copy() for v in model.variables}
+
+
+def is_conv(layer) -> bool:
+    return isinstance(layer, keras.layers.Conv2D | keras.layers.Conv2DTranspose)
+
+
+@pytest.fixture(scope="module")
+def base(repo_root: Path) -> Config:
+    return load_config(repo_root / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return rectangles()
+
+
+def train_variant(config: Config, images, masks):
+    """What the two stages do, in one process: seed, build, pretrain (sparse), finetune."""
+    training.configure_determinism(config.seed)
+    model = build_model(config)
+    pretrained = training.pretrain(model, config, images)
+    finetuned = training.finetune(model, config, images, masks)
+    return model, pretrained, finetuned
+
+
+# --- losses ---------------------------------------------------------------------------------
+
+
+def test_segmentation_loss_is_mse_plus_bce() -> None:
+    rng = np.random.default_rng(0)
+    masks = (rng.random((3, 4, 4, 1)) > 0.5).astype(np.float32)
+    probabilities = rng.uniform(0.05, 0.95, (3, 4, 4, 1)).astype(np.float32)
+    p, y = probabilities.astype(np.float64), masks.astype(np.float64)
+    mse = np.mean((p - y) ** 2)
+    bce = np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    value = float(keras.ops.convert_to_numpy(training.segmentation_loss(masks, probabilities)))
+    assert value == pytest.approx(mse + bce, rel=1e-5)
+
+
+def test_segmentation_loss_of_known_values() -> None:
+    masks = np.array([1.0, 0.0, 1.0, 0.0], np.float32).reshape(1, 2, 2, 1)
+    probabilities = np.array([0.5, 0.5, 0.9, 0.2], np.float32).reshape(1, 2, 2, 1)
+    mse = (0.25 + 0.25 + 0.01 + 0.04) / 4
+    bce = -(np.log(0.5) + np.log(0.5) + np.log(0.9) + np.log(0.8)) / 4
+    value = float(keras.ops.convert_to_numpy(training.segmentation_loss(masks, probabilities)))
+    assert value == pytest.approx(mse + bce, rel=1e-5)
+    perfect = training.segmentation_loss(masks, masks * 0.998 + 0.001)
+    assert float(keras.ops.convert_to_numpy(perfect)) < 0.01
+
+
+# --- weight penalties -----------------------------------------------------------------------
+
+
+def set_known_weights(model: keras.Model, seed: int = 1) -> None:
+    """Conv kernels: 0.1 everywhere except encode_1 (signed random); others large."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name == "encode_1":
+            values = [rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.weights]
+        elif is_conv(layer):
+            values = [np.full(w.shape, 0.1, np.float32) for w in layer.weights]
+        else:  # the dense bottleneck and the pool scalars: must not count
+            values = [np.full(w.shape, 3.0, np.float32) for w in layer.weights]
+        layer.set_weights(values)
+
+
+def conv_kernels(model: keras.Model) -> list[np.ndarray]:
+    kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in model.layers if is_conv(layer)]
+    assert len(kernels) == 13  # 4 encoder convs, 9 decoder (transposed) convs
+    return kernels
+
+
+@pytest.mark.parametrize("variant", ["l1", "l2"])
+def test_penalty_covers_exactly_the_conv_kernels(base: Config, data, variant: str) -> None:
+    model = build_model(tiny_config(base, variant))
+    set_known_weights(model)
+    kernels = [k.astype(np.float64) for k in conv_kernels(model)]
+    if variant == "l1":
+        expected = SCALE * sum(np.abs(k).sum() for k in kernels)
+    else:  # tf.contrib's l2_regularizer: scale * sum(w^2) / 2
+        expected = SCALE * sum((k**2).sum() for k in kernels) / 2
+    penalty = float(keras.ops.convert_to_numpy(training.weight_penalty(model)))
+    assert penalty == pytest.approx(expected, rel=1e-5)
+
+    # The same value is the "penalty" term the finetune loss adds.
+    images, masks = data
+    terms = training.finetune_terms(tiny_config(base, variant))(model, images[:2], masks[:2])
+    assert float(terms["penalty"]) == pytest.approx(expected, rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(float(terms["segmentation"]) + expected, rel=1e-5)
+
+    # Neither the dense bottleneck nor the pool-mix scalars are penalised.
+    for layer in model.layers:
+        if layer.weights and not is_conv(layer):
+            layer.set_weights([np.full(w.shape, -50.0, np.float32) for w in layer.weights])
+    again = float(keras.ops.convert_to_numpy(training.weight_penalty(model)))
+    assert again == pytest.approx(penalty, rel=1e-6)
+    assert model.get_layer("bottleneck").kernel_regularizer is None
+
+
+def test_penalty_of_uniform_kernels_counts_every_conv_weight(base: Config) -> None:
+    # All 3909 conv/transposed-conv kernel weights (6505 at 96 px less the 2592 dense and
+    # 4 pool weights; at 32 px only the dense layer shrinks) set to 0.1.
+    for variant, expected in [("l1", SCALE * 0.1 * 3909), ("l2", SCALE * 0.01 * 3909 / 2)]:
+        model = build_model(tiny_config(base, variant))
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights([np.full(w.shape, 0.1, np.float32) for w in layer.weights])
+        penalty = float(keras.ops.convert_to_numpy(training.weight_penalty(model)))
+        assert penalty == pytest.approx(expected, rel=1e-5), variant
+
+
+@pytest.mark.parametrize("variant", ["pure", "sparse_softabs", "sparse_elu"])
+def test_unregularised_variants_have_no_penalty(base: Config, variant: str) -> None:
+    model = build_model(tiny_config(base, variant))
+    set_known_weights(model)
+    assert model.losses == []
+    assert float(keras.ops.convert_to_numpy(training.weight_penalty(model))) == 0.0
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_trains_and_its_loss_falls(base: Config, data, variant: str) -> None:
+    images, masks = data
+    config = tiny_config(base, variant, pretrain=4, finetune=5)
+    logged = []
+    model, pretrained, finetuned = train_variant(config, images, masks)
+
+    sparse = config.variant.sparse
+    names = {"loss", "penalty", "segmentation"} | ({"sparse"} if sparse else set())
+    assert [entry.epoch for entry in finetuned] == [0, 1, 2, 3, 4]
+    for entry in finetuned:
+        assert set(entry.terms) == names
+        assert all(np.isfinite(value) for value in entry.terms.values())
+        total = entry.terms["segmentation"] + entry.terms["penalty"]
+        if sparse:
+            total += sparse.weight * entry.terms["sparse"]
+        assert entry.terms["loss"] == pytest.approx(total, rel=1e-4, abs=1e-6)
+        logged.append(entry.terms["loss"])
+    assert logged[-1] < logged[0], logged
+    if variant != "l1":  # l1's fall is mostly its penalty shrinking
+        assert finetuned[-1].terms["segmentation"] < finetuned[0].terms["segmentation"]
+
+    if sparse:
+        assert [entry.epoch for entry in pretrained] == [0, 1, 2, 3]
+        assert all(set(entry.terms) == {"loss", "sparse"} for entry in pretrained)
+        assert pretrained[-1].terms["sparse"] < pretrained[0].terms["sparse"]
+    else:
+        assert pretrained == []
+
+    probabilities = training.predict_probabilities(model, images, batch_size=3)
+    assert probabilities.shape == (COUNT, SIZE, SIZE)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_epoch_terms_are_means_over_the_whole_set(base: Config, data) -> None:
+    # With a zero learning rate the model never changes, so the epoch mean of the
+    # segmentation loss (batches of 4, 4 and 2, weighted by size) is the loss of all at once.
+    images, masks = data
+    config = tiny_config(base, "pure")
+    training.configure_determinism(config.seed)
+    model = build_model(config)
+    before = weights_by_path(model)
+    seen = []
+    history = training.fit(
+        model,
+        training.finetune_terms(config),
+        images,
+        masks,
+        epochs=2,
+        learning_rate=0.0,
+        batch_size=4,
+        seed=0,
+        on_epoch_end=seen.append,
+    )
+    assert seen == history and len(history) == 2
+    probabilities, _ = model(images)
+    whole = float(keras.ops.convert_to_numpy(training.segmentation_loss(masks, probabilities)))
+    for entry in history:
+        assert entry.terms["segmentation"] == pytest.approx(whole, rel=1e-5)
+    after = weights_by_path(model)
+    assert all(np.array_equal(before[path], after[path]) for path in before)
+
+
+def test_pretraining_moves_only_encoder_and_bottleneck(base: Config, data) -> None:
+    images, _ = data
+    for variant in ("sparse_softabs", "sparse_elu"):
+        config = tiny_config(base, variant, pretrain=2)
+        training.configure_determinism(config.seed)
+        model = build_model(config)
+        before = weights_by_path(model)
+        history = training.pretrain(model, config, images)
+        assert len(history) == 2
+        after = weights_by_path(model)
+        assert before.keys() == after.keys()
+        layers = {path: path.split("/")[0] for path in before}
+        decoder = [p for p, layer in layers.items() if layer.startswith(DECODER_PREFIXES)]
+        encoder = [p for p, layer in layers.items() if layer.startswith(ENCODER_PREFIXES)]
+        assert len(decoder) == 9 and len(encoder) == 9
+        assert sorted(decoder + encoder) == sorted(before)
+        for path in decoder:
+            assert np.array_equal(before[path], after[path]), f"{variant}: {path} moved"
+        for path in encoder:
+            assert not np.array_equal(before[path], after[path]), f"{variant}: {path} stayed"
+
+
+def test_pretrain_is_a_no_op_without_sparse_epochs(base: Config, data) -> None:
+    images, _ = data
+    config = tiny_config(base, "pure")
+    model = build_model(config)
+    before = weights_by_path(model)
+    assert training.pretrain(model, config, images) == []
+    sparse = tiny_config(base, "sparse_elu", pretrain=0, finetune=2)
+    assert training.pretrain(build_model(sparse), sparse, images) == []
+    after = weights_by_path(model)
+    assert all(np.array_equal(before[path], after[path]) for path in before)
+
+
+@pytest.mark.parametrize("variant", ["sparse_elu", "l1"])
+def test_one_seed_gives_bit_identical_weights(base: Config, data, variant: str) -> None:
+    images, masks = data
+    config = tiny_config(base, variant)
+    runs = [train_variant(config, images, masks) for _ in range(2)]
+    first, second = (weights_by_path(model) for model, _, _ in runs)
+    assert first.keys() == second.keys()
+    for path in first:
+        assert np.array_equal(first[path], second[path]), path
+    assert runs[0][2] == runs[1][2]  # the logged losses too
+
+    other, _, _ = train_variant(replace(config, seed=config.seed + 1), images, masks)
+    moved = weights_by_path(other)
+    assert not all(np.array_equal(first[path], moved[path]) for path in first)
+
+
+def test_a_nan_loss_raises_an_sfae_error_naming_the_epoch(base: Config, data) -> None:
+    images, masks = data
+    poisoned = images.copy()
+    poisoned[3, 5, 5, 0] = np.nan
+    config = tiny_config(base, "pure")
+    with pytest.raises(SfaeError, match=r"epoch 1\b"):
+        training.finetune(build_model(config), config, poisoned, masks)
+
+    sparse = tiny_config(base, "sparse_softabs")
+    with pytest.raises(SfaeError, match=r"epoch 1\b"):
+        training.pretrain(build_model(sparse), sparse, poisoned)
+
+
+def test_a_later_divergence_names_its_epoch(base: Config, data) -> None:
+    # Finite for the first epoch, then the callback poisons the output layer: epoch 2 fails.
+    images, masks = data
+    config = tiny_config(base, "pure")
+    model = build_model(config)
+    state = {"calls": 0}
+
+    def poison(entry):
+        state["calls"] += 1
+        model.get_layer("mask").kernel.assign(
+            np.full(model.get_layer("mask").kernel.shape, np.nan, np.float32)
+        )
+
+    with pytest.raises(SfaeError, match=r"epoch 2\b") as raised:
+        training.fit(
+            model,
+            training.finetune_terms(config),
+            images,
+            masks,
+            epochs=3,
+            learning_rate=0.005,
+            batch_size=5,
+            seed=0,
+            on_epoch_end=poison,
+        )
+    assert state["calls"] == 1
+    assert "params.yaml" in str(raised.value)
