@@ -1,0 +1,469 @@
+"""report: summary statistics, the paired bootstrap, claim verdicts, and the written files,
+on hand-made run records whose right answers are known."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from sfae.errors import SfaeError
+from sfae.params import VARIANTS
+from sfae.report import (
+    RunRecord,
+    StudyContext,
+    claims,
+    compare_to_pure,
+    paired_bootstrap,
+    render_markdown,
+    summary_table,
+    write_report,
+    write_variants_gif,
+)
+
+SEEDS = (1, 2)
+IMAGES = [f"FudanPed{number:05d}" for number in range(1, 11)]
+# Per-image IoU of pure's first seed; the second seed is 0.02 higher everywhere.
+PURE_IMAGE_IOU = dict(zip(IMAGES, np.linspace(0.3, 0.8, len(IMAGES)).tolist(), strict=True))
+DEFAULT_SCORES = {
+    "test_iou": 0.5,
+    "test_dice": 0.6,
+    "boundary_f1": 0.4,
+    "iou_gap": 0.2,
+    "head_hit_rate": 0.5,
+    "false_foreground": 0.3,
+    "count_correlation": 0.4,
+    "foreground_share": 0.2,
+}
+# Scores per variant, one value per seed in SEEDS; unlisted scores take DEFAULT_SCORES.
+STUDY_SCORES = {
+    "pure": {
+        "test_iou": (0.5, 0.7),
+        "foreground_share": (0.8, 0.9),
+        "false_foreground": (0.6, 0.7),
+    },
+    "l1": {"test_iou": (0.55, 0.57), "foreground_share": (0.5, 0.5)},
+    "l2": {"test_iou": (0.58, 0.6), "boundary_f1": (0.5, 0.6)},
+    "sparse_softabs": {"test_iou": (0.6, 0.62), "boundary_f1": (0.55, 0.55)},
+    "sparse_elu": {"test_iou": (0.62, 0.66), "boundary_f1": (0.7, 0.8), "iou_gap": (0.1, 0.1)},
+}
+# Per-image IoU shift from pure, so the comparisons with pure are known in advance.
+IMAGE_SHIFTS = {"l1": -0.1, "l2": 0.0, "sparse_softabs": 0.0, "sparse_elu": 0.1}
+
+
+def run_record(variant, seed, per_image_iou, train_seconds=100.0, **scores) -> RunRecord:
+    score = DEFAULT_SCORES | scores
+    pooled = {
+        "iou": score["test_iou"],
+        "dice": score["test_dice"],
+        "precision": 0.7,
+        "recall": 0.7,
+        "accuracy": 0.9,
+        "boundary_precision": 0.5,
+        "boundary_recall": 0.5,
+        "boundary_f1": score["boundary_f1"],
+    }
+    train_iou = score["test_iou"] + score["iou_gap"]
+    return RunRecord(
+        variant=variant,
+        seed=seed,
+        name=f"{variant}-seed{seed}",
+        rev=f"{VARIANTS.index(variant)}{seed}" * 20,
+        evaluate={
+            "test": {"pooled": pooled, "mean": dict(pooled)},
+            "train": {"iou_pooled": train_iou, "iou_mean": train_iou},
+            "gap": {"iou_pooled": score["iou_gap"], "iou_mean": score["iou_gap"]},
+        },
+        mall={
+            "head_hit_rate": score["head_hit_rate"],
+            "false_foreground": score["false_foreground"],
+            "count_correlation": score["count_correlation"],
+            "heads_in_roi": 120,
+            "frames": 10,
+            "foreground_share": score["foreground_share"],
+        },
+        train_seconds=train_seconds,
+        per_image_iou=per_image_iou,
+    )
+
+
+def image_iou(variant: str, seed_index: int) -> dict[str, float]:
+    if variant == "pure":
+        return {name: iou + 0.02 * seed_index for name, iou in PURE_IMAGE_IOU.items()}
+    if variant in ("l2", "sparse_softabs"):
+        # Alternating +-0.2 around pure: mean difference 0, wide spread.
+        return {
+            name: iou + (0.2 if number % 2 else -0.2) + 0.02 * seed_index
+            for number, (name, iou) in enumerate(PURE_IMAGE_IOU.items())
+        }
+    # Small image-to-image noise around a clear shift.
+    return {
+        name: iou + IMAGE_SHIFTS[variant] + 0.01 * ((number % 3) - 1) + 0.02 * seed_index
+        for number, (name, iou) in enumerate(PURE_IMAGE_IOU.items())
+    }
+
+
+def study_records(variants=VARIANTS) -> list[RunRecord]:
+    records = []
+    for variant in variants:
+        for seed_index, seed in enumerate(SEEDS):
+            scores = {
+                metric: values[seed_index] for metric, values in STUDY_SCORES[variant].items()
+            }
+            seconds = 60.0 * (VARIANTS.index(variant) + 1) + seed
+            records.append(
+                run_record(variant, seed, image_iou(variant, seed_index), seconds, **scores)
+            )
+    return records
+
+
+def context(failed=()) -> StudyContext:
+    return StudyContext(
+        commit="0123456789abcdef0123456789abcdef01234567",
+        machine="test machine, 4 CPUs",
+        packages={"python": "3.12.0", "numpy": "2.0.0"},
+        params={"seed": 6278, "render": {"fps": 10, "alpha": 0.45, "colormap": "jet"}},
+        study_seconds=4000.0,
+        failed=list(failed),
+    )
+
+
+def flat_table(**overrides: dict[str, float]) -> dict:
+    """A summary table with every score at its default for every variant, 3 seeds, std 0;
+    overrides: metric -> {variant: mean}."""
+    table = {
+        variant: {metric: (value, 0.0, 3) for metric, value in DEFAULT_SCORES.items()}
+        for variant in VARIANTS
+    }
+    for metric, means in overrides.items():
+        for variant, mean in means.items():
+            table[variant][metric] = (mean, 0.0, 3)
+    return table
+
+
+def comparison(verdict: str = "not distinguishable") -> dict:
+    low, high = {"better": (0.01, 0.05), "worse": (-0.05, -0.01)}.get(verdict, (-0.02, 0.02))
+    return {
+        "mean": (low + high) / 2,
+        "low": low,
+        "high": high,
+        "level": 0.95,
+        "n_images": 10,
+        "n_seeds": 3,
+        "verdict": verdict,
+        "sentence": f"({verdict})",
+    }
+
+
+def comparisons(**verdicts: str) -> dict:
+    return {variant: comparison(verdicts.get(variant, "")) for variant in VARIANTS[1:]}
+
+
+def verdict_of(claim_number: int, table: dict, compared: dict | None = None) -> str:
+    return claims(table, compared or comparisons())[claim_number - 1]["verdict"]
+
+
+# summary_table
+
+
+def test_summary_table_means_and_sample_std_as_computed_by_hand():
+    table = summary_table(study_records())
+    assert list(table) == list(VARIANTS)
+    mean, spread, seeds = table["pure"]["test_iou"]
+    assert mean == pytest.approx(0.6)
+    assert spread == pytest.approx(math.sqrt(0.02))  # (0.1^2 + 0.1^2) / (2 - 1), rooted: 0.1414
+    assert seeds == 2
+    assert table["pure"]["foreground_share"][:2] == pytest.approx((0.85, math.sqrt(0.005)))
+    assert table["sparse_elu"]["boundary_f1"][:2] == pytest.approx((0.75, math.sqrt(0.005)))
+    assert table["l1"]["foreground_share"] == pytest.approx((0.5, 0.0, 2))
+    assert table["sparse_elu"]["iou_gap"][0] == pytest.approx(0.1)
+    assert set(table["l2"]) == {
+        "test_iou",
+        "test_dice",
+        "boundary_f1",
+        "iou_gap",
+        "head_hit_rate",
+        "false_foreground",
+        "count_correlation",
+        "foreground_share",
+    }
+
+
+def test_summary_table_single_seed_has_zero_std():
+    table = summary_table([run_record("l2", 5, {}, test_iou=0.42)])
+    assert list(table) == ["l2"]
+    for metric, value in (DEFAULT_SCORES | {"test_iou": 0.42}).items():
+        assert table["l2"][metric] == pytest.approx((value, 0.0, 1))
+
+
+def test_summary_table_rejects_a_seed_counted_twice():
+    twice = [run_record("l1", 3, {}), run_record("l1", 3, {})]
+    with pytest.raises(SfaeError, match="second run of l1 with seed 3"):
+        summary_table(twice)
+
+
+def test_summary_table_names_the_run_missing_a_score():
+    record = run_record("l1", 3, {})
+    del record.mall["foreground_share"]
+    with pytest.raises(SfaeError, match="l1-seed3.*mall.json has no foreground_share"):
+        summary_table([record])
+
+
+# paired_bootstrap
+
+
+def test_bootstrap_of_equal_differences_is_that_difference():
+    mean, low, high = paired_bootstrap(np.full(12, 0.1))
+    assert (mean, low, high) == pytest.approx((0.1, 0.1, 0.1))
+
+
+def test_bootstrap_of_symmetric_wide_differences_contains_zero():
+    mean, low, high = paired_bootstrap(np.array([-0.5, 0.5] * 10))
+    assert mean == pytest.approx(0.0)
+    assert low < 0.0 < high
+
+
+def test_bootstrap_of_a_clear_shift_excludes_zero_and_repeats_with_its_seed():
+    differences = np.random.default_rng(1).normal(0.3, 0.05, size=40)
+    mean, low, high = paired_bootstrap(differences, seed=7)
+    assert 0.0 < low < mean < high
+    assert paired_bootstrap(differences, seed=7) == (mean, low, high)
+    # A wider level widens the interval around the same mean.
+    _, wide_low, wide_high = paired_bootstrap(differences, seed=7, level=0.99)
+    assert wide_low <= low and wide_high >= high
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"differences": np.array([])},
+        {"differences": np.array([0.1, np.nan])},
+        {"differences": np.ones(3), "resamples": 0},
+        {"differences": np.ones(3), "level": 1.0},
+    ],
+)
+def test_bootstrap_rejects_bad_input(arguments):
+    with pytest.raises(SfaeError):
+        paired_bootstrap(**arguments)
+
+
+# compare_to_pure
+
+
+def test_compare_to_pure_says_which_variants_differ():
+    compared = compare_to_pure(study_records())
+    assert list(compared) == list(VARIANTS[1:])
+    elu, l1, l2 = compared["sparse_elu"], compared["l1"], compared["l2"]
+    assert elu["mean"] == pytest.approx(0.1, abs=0.01) and elu["low"] > 0
+    assert elu["verdict"] == "better"
+    assert "distinguishable from zero, sparse_elu is better than pure" in elu["sentence"]
+    assert l1["verdict"] == "worse" and "l1 is worse than pure" in l1["sentence"]
+    assert l2["mean"] == pytest.approx(0.0, abs=1e-12) and l2["low"] < 0 < l2["high"]
+    assert l2["sentence"].endswith("not distinguishable from zero.")
+    assert l2["n_images"] == len(IMAGES) and l2["n_seeds"] == len(SEEDS)
+
+
+def test_compare_to_pure_pairs_only_the_shared_images():
+    records = study_records(("pure",)) + [
+        run_record("l1", 1, {"FudanPed00001": 0.5, "other": 0.9}),
+        run_record("l1", 2, {"FudanPed00001": 0.7, "FudanPed00002": 0.1}),
+    ]
+    compared = compare_to_pure(records)["l1"]
+    # Only image 1 is in every l1 run and in pure: (0.5 + 0.7) / 2 - (0.3 + 0.32) / 2.
+    assert compared["n_images"] == 1
+    assert compared["mean"] == pytest.approx(0.6 - 0.31)
+
+
+def test_compare_to_pure_fails_without_a_shared_image():
+    records = study_records(("pure",)) + [run_record("l2", 1, {"elsewhere": 0.5})]
+    with pytest.raises(SfaeError, match="l2 and pure have no .* common image"):
+        compare_to_pure(records)
+
+
+def test_compare_to_pure_needs_pure():
+    with pytest.raises(SfaeError, match="no run of pure"):
+        compare_to_pure(study_records(("l1", "l2")))
+
+
+# claims
+
+
+def test_claims_cover_the_six_blog_statements_with_numbers_as_evidence():
+    table = summary_table(study_records())
+    checked = claims(table, compare_to_pure(study_records()))
+    assert len(checked) == 6
+    assert all(item["verdict"] in ("agrees", "disagrees", "mixed") for item in checked)
+    # The evidence quotes the computed numbers: pure's foreground share 0.85 ± 0.071.
+    assert "pure 0.850 ± 0.071" in checked[0]["evidence"]
+    assert [item["verdict"] for item in checked] == [
+        "agrees",  # pure: highest foreground share (0.85) and false foreground (0.65)
+        "agrees",  # l1's share 0.5 is above l2's and the sparse variants' 0.2
+        "agrees",  # l2's boundary F1 0.55 is above l1's 0.4
+        "mixed",  # sparse_softabs's 0.55 beats pure and l1 but only ties l2
+        "agrees",  # sparse_elu's 0.75 is the highest
+        "agrees",  # sparse_elu: higher IoU, smaller gap, distinguishably better than pure
+    ]
+
+
+def test_claim_pure_marks_everything_flips_with_the_numbers():
+    highest = {"foreground_share": {"pure": 0.95}, "false_foreground": {"pure": 0.9}}
+    lowest = {"foreground_share": {"pure": 0.05}, "false_foreground": {"pure": 0.01}}
+    one_of_two = {"foreground_share": {"pure": 0.95}, "false_foreground": {"pure": 0.01}}
+    assert verdict_of(1, flat_table(**highest)) == "agrees"
+    assert verdict_of(1, flat_table(**lowest)) == "disagrees"
+    assert verdict_of(1, flat_table(**one_of_two)) == "mixed"
+    assert "pure 0.950 ± 0.000" in claims(flat_table(**highest), comparisons())[0]["evidence"]
+
+
+def test_claim_l1_redder_compares_with_the_other_regularised_variants():
+    assert verdict_of(2, flat_table(foreground_share={"l1": 0.6, "pure": 0.9})) == "agrees"
+    assert verdict_of(2, flat_table(foreground_share={"l1": 0.1})) == "disagrees"
+    assert verdict_of(2, flat_table(foreground_share={"l1": 0.3, "l2": 0.4})) == "mixed"
+
+
+def test_claim_l2_sharper_than_l1_flips_with_the_numbers():
+    assert verdict_of(3, flat_table(boundary_f1={"l2": 0.6, "l1": 0.5})) == "agrees"
+    assert verdict_of(3, flat_table(boundary_f1={"l2": 0.5, "l1": 0.6})) == "disagrees"
+
+
+def test_claim_softabs_clearest_boundary_flips_with_the_numbers():
+    assert verdict_of(4, flat_table(boundary_f1={"sparse_softabs": 0.6})) == "agrees"
+    assert verdict_of(4, flat_table(boundary_f1={"sparse_softabs": 0.1})) == "disagrees"
+    assert verdict_of(4, flat_table(boundary_f1={"sparse_softabs": 0.5, "l2": 0.7})) == "mixed"
+
+
+def test_claim_elu_sharpest_flips_with_the_numbers():
+    assert verdict_of(5, flat_table(boundary_f1={"sparse_elu": 0.9})) == "agrees"
+    runner_up = {"sparse_elu": 0.8, "sparse_softabs": 0.9}
+    assert verdict_of(5, flat_table(boundary_f1=runner_up)) == "mixed"
+    assert verdict_of(5, flat_table(boundary_f1={"sparse_elu": 0.1})) == "disagrees"
+
+
+def test_claim_sparse_regularises_better_uses_means_and_the_intervals():
+    sparse_ahead = flat_table(
+        test_iou={"sparse_elu": 0.7, "l2": 0.6}, iou_gap={"sparse_elu": 0.1, "l2": 0.15}
+    )
+    assert verdict_of(6, sparse_ahead, comparisons(sparse_elu="better")) == "agrees"
+    # Ahead on the means, but its gain over pure is within the noise.
+    assert verdict_of(6, sparse_ahead, comparisons()) == "mixed"
+    penalty_ahead = flat_table(
+        test_iou={"sparse_elu": 0.6, "l2": 0.7}, iou_gap={"sparse_elu": 0.15, "l2": 0.1}
+    )
+    assert verdict_of(6, penalty_ahead, comparisons(sparse_elu="better")) == "disagrees"
+    split = flat_table(test_iou={"sparse_elu": 0.7, "l2": 0.6}, iou_gap={"sparse_elu": 0.3})
+    assert verdict_of(6, split, comparisons(sparse_elu="better")) == "mixed"
+    evidence = claims(sparse_ahead, comparisons(sparse_elu="better"))[5]["evidence"]
+    assert "sparse_elu 0.700 ± 0.000" in evidence and "l2 0.600 ± 0.000" in evidence
+
+
+def test_claims_need_every_variant():
+    table = flat_table()
+    del table["l2"]
+    with pytest.raises(SfaeError, match="lacks l2"):
+        claims(table, comparisons())
+
+
+# render_markdown
+
+
+def test_markdown_names_every_variant_and_formats_the_table():
+    records = study_records()
+    table = summary_table(records)
+    compared = compare_to_pure(records)
+    text = render_markdown(
+        records, context(failed=["l2-seed3"]), table, compared, claims(table, compared)
+    )
+    for variant in VARIANTS:
+        assert f"`{variant}`" in text
+    assert "| `pure` | 2 | 0.600 ± 0.141 |" in text
+    assert "sparse_elu has the best mean test IoU (0.640 ± 0.028 over 2 seeds)" in text
+    assert "sparse_elu (better)" in text and "l1 (worse)" in text
+    assert "![" in text and "(study.png)" in text and "(mall_variants.gif)" in text
+    assert "not distinguishable from zero" in text
+    assert "`l2-seed3`" in text  # the failed run
+    assert "0123456789abcdef0123456789abcdef01234567" in text
+    assert "test machine, 4 CPUs" in text and "| `numpy` | 2.0.0 |" in text
+    assert "```yaml\nseed: 6278\n" in text
+    assert "66.7 min" in text  # the study's 4000 s
+    assert "the 10 Penn-Fudan test images and the 10 CUHK Mall frames" in text
+    assert "| `sparse_elu` | 5.0 min | 5.0 min | 10.1 min |"  # one unit per column set in text
+
+
+# write_report and the GIF
+
+FRAME_WIDTH, FRAME_HEIGHT, PANEL_WIDTH = 64, 48, 32
+
+
+def tiny_frames(count: int = 3) -> list[np.ndarray]:
+    # Distinct frames, because Pillow merges identical consecutive GIF frames into one.
+    return [np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), 60 + 50 * i, np.uint8) for i in range(count)]
+
+
+def tiny_probabilities(count: int = 3, tinted: str | None = None) -> dict[str, np.ndarray]:
+    maps = {variant: np.zeros((count, 8, 8), np.float32) for variant in VARIANTS}
+    if tinted:
+        maps[tinted][:] = 1.0
+    return maps
+
+
+def test_write_report_writes_markdown_chart_and_gif(tmp_path: Path):
+    written = write_report(
+        study_records(), context(), tmp_path / "reports", tiny_frames(), tiny_probabilities()
+    )
+    assert [path.name for path in written] == ["study.md", "study.png", "mall_variants.gif"]
+    assert all(path.is_file() for path in written)
+    assert "(mall_variants.gif)" in written[0].read_text()
+    with Image.open(written[1]) as chart:
+        assert chart.format == "PNG" and chart.size == (1200, 600)
+    gif = iio.imread(written[2], index=None)
+    assert len(gif) == 3
+    assert gif.shape[2] == len(VARIANTS) * 240  # the default panel width
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == sorted(
+        p.name for p in written
+    )
+
+
+def test_write_report_without_mall_frames_skips_the_gif(tmp_path: Path):
+    written = write_report(study_records(), context(), tmp_path)
+    assert [path.name for path in written] == ["study.md", "study.png"]
+    assert "No side-by-side Mall GIF" in written[0].read_text()
+
+
+def test_variants_gif_puts_the_panels_side_by_side_in_variant_order(tmp_path: Path):
+    path = tmp_path / "variants.gif"
+    write_variants_gif(
+        tiny_frames(), tiny_probabilities(tinted="sparse_elu"), path, width_per_panel=PANEL_WIDTH
+    )
+    gif = iio.imread(path, index=None)[..., :3].astype(int)
+    assert gif.shape == (3, FRAME_HEIGHT * PANEL_WIDTH // FRAME_WIDTH, 5 * PANEL_WIDTH, 3)
+    # Below the label, only the last panel (sparse_elu, probability 1) is tinted red by jet.
+    below_label = gif[:, -8:]
+    redness = [
+        np.mean(below_label[..., k * PANEL_WIDTH : (k + 1) * PANEL_WIDTH, 0])
+        - np.mean(below_label[..., k * PANEL_WIDTH : (k + 1) * PANEL_WIDTH, 1])
+        for k in range(len(VARIANTS))
+    ]
+    assert redness[-1] > 30 and all(abs(value) < 5 for value in redness[:-1])
+
+
+def test_variants_gif_names_missing_probabilities(tmp_path: Path):
+    maps = tiny_probabilities()
+    del maps["l1"]
+    with pytest.raises(SfaeError, match="no Mall probabilities of l1"):
+        write_variants_gif(tiny_frames(), maps, tmp_path / "x.gif")
+
+
+def test_write_report_names_the_missing_variants(tmp_path: Path):
+    records = study_records(("pure", "l1", "sparse_elu"))
+    with pytest.raises(SfaeError, match="no finished run of l2, sparse_softabs"):
+        write_report(records, context(), tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_report_needs_records(tmp_path: Path):
+    with pytest.raises(SfaeError, match="no run records"):
+        write_report([], context(), tmp_path)
