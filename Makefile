@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test study lint format
+.PHONY: repro test study bench format
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,13 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 repro: $(BIN)/.installed
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+study: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.study
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/train_speed.py --epochs 20
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -421,7 +421,7 @@ def test_write_report_writes_markdown_chart_and_gif(tmp_path: Path):
         assert chart.format == "PNG" and chart.size == (1200, 600)
     gif = iio.imread(written[2], index=None)
     assert len(gif) == 3
-    assert gif.shape[2] == len(VARIANTS) * 240  # the default panel width
+    assert gif.shape[2] == len(VARIANTS) * 192  # the default panel width
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == sorted(
         p.name for p in written
     )

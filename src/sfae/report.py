@@ -477,7 +477,7 @@ def write_variants_gif(
     frames_rgb: list[np.ndarray],
     probabilities: dict[str, np.ndarray],
     path: Path,
-    width_per_panel: int = 240,
+    width_per_panel: int = 192,
     fps: float = 10,
     alpha: float = 0.45,
     colormap: str = "jet",
