@@ -26,12 +26,13 @@ def main() -> None:
     model = build_model(config)
     model.load_weights(paths.pretrained_weights)
     threshold = config.evaluate.threshold
+    last_epoch = config.finetune_epochs() - 1  # logged too, so the last IoU is the model's
     with Live(str(paths.finetune_log), save_dvc_exp=False, dvcyaml=False) as live:
 
         def log(entry):
             for name, value in entry.terms.items():
                 live.log_metric(f"train/{name}", value)
-            if (entry.epoch + 1) % config.train.iou_every == 0 or entry.epoch == 0:
+            if entry.epoch in (0, last_epoch) or (entry.epoch + 1) % config.train.iou_every == 0:
                 # Logged only: nothing is selected on the test split.
                 live.log_metric(
                     "iou/train", split_iou(model, data.train_images, data.train_masks, threshold)

@@ -75,9 +75,9 @@ def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: i
 
 
 def mall_generalisation(model, mall: MallArrays, threshold: float, person_height: float):
-    probability = predict_probabilities(model, mall.frames)
-    return mall_scores(
-        probability >= threshold,
+    predicted = predict_probabilities(model, mall.frames) >= threshold
+    scores = mall_scores(
+        predicted,
         mall.heads,
         mall.roi,
         mall.perspective,
@@ -85,3 +85,7 @@ def mall_generalisation(model, mall: MallArrays, threshold: float, person_height
         mall.frame_size,
         person_height,
     )
+    # How "red" the overlay is: the share of ROI pixels called foreground, all frames pooled.
+    inside = mall.roi.astype(bool)
+    scores["foreground_share"] = float(predicted[:, inside].mean())
+    return scores
