@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import imageio.v3 as iio
 import keras
 import numpy as np
 import pytest
@@ -167,6 +169,62 @@ def test_experiment_pretrains_and_logs_the_sparse_term(pipeline: Pipeline) -> No
     model = keras.models.load_model(root / "models" / "model.keras")
     assert model.name == "sfae_sparse_softabs"
     assert not any(isinstance(layer, sfae.model.SoftAbsolute) for layer in model.layers)
+
+
+def test_experiment_evaluates_and_renders(pipeline: Pipeline) -> None:
+    root = pipeline.root
+    assert {"evaluate", "render_videos"} <= set(ran_stages(pipeline.experiment))
+    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
+    for summary in ("pooled", "mean"):
+        assert set(scores["test"][summary]) >= {"iou", "dice", "boundary_f1", "recall"}
+        assert all(0.0 <= value <= 1.0 for value in scores["test"][summary].values())
+    assert scores["gap"]["iou_pooled"] == pytest.approx(
+        scores["train"]["iou_pooled"] - scores["test"]["pooled"]["iou"]
+    )
+    rows = tsv_rows(root / "metrics" / "per_image.tsv")
+    assert len(rows) == 85 and len({row["name"] for row in rows}) == 85
+    mall = json.loads((root / "metrics" / "mall.json").read_text())
+    assert mall["frames"] == 20 and mall["heads_in_roi"] > 0
+    for key in ("head_hit_rate", "false_foreground", "foreground_share"):
+        assert 0.0 <= mall[key] <= 1.0
+    for name in ("predictions.png", "errors.png"):
+        assert (root / "plots" / "evaluate" / name).stat().st_size > 0
+
+    video = cv2.VideoCapture(str(root / "renders" / "mall_overlay.mp4"))
+    frames = 0
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        assert frame.shape == (480, 640, 3)
+        frames += 1
+    assert frames == 20
+    gif = iio.imread(root / "renders" / "mall_overlay.gif", index=None)
+    step = yaml.safe_load((root / "params.yaml").read_text())["render"]["gif_frame_step"]
+    assert len(gif) == -(-20 // step)
+    probability = np.load(root / "renders" / "mall_probability.npy")
+    assert probability.shape == (20, 32, 32)
+
+    diff = dvc(root, pipeline.mirror, "metrics", "diff", "HEAD")
+    assert "test.pooled.iou" in diff.stdout, diff.stdout
+
+
+def test_evaluate_and_render_rerun_only_for_their_own_params(pipeline: Pipeline) -> None:
+    root = pipeline.root
+    params = root / "params.yaml"
+    original = params.read_text()
+    try:
+        for key, value, expected in (
+            ("render", {"fps": 5}, "render_videos"),
+            ("evaluate", {"boundary_tolerance": 3}, "evaluate"),
+        ):
+            document = yaml.safe_load(original)
+            document[key].update(value)
+            params.write_text(yaml.safe_dump(document, sort_keys=False))
+            status = json.loads(dvc(root, pipeline.mirror, "status", "--json").stdout)
+            assert set(status) == {expected}, status
+    finally:
+        params.write_text(original)
 
 
 def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> None:
