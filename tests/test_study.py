@@ -141,3 +141,17 @@ def test_parse_exp_show_reads_baseline_experiments_and_states():
     ]
     assert runs[1].metrics["metrics/evaluate.json"]["test"]["pooled"]["iou"] == pytest.approx(0.4)
     assert runs[2].log == "y.out"
+
+
+def test_runs_that_leave_the_queue_without_a_result_count_as_failed():
+    class LosingStub(StubExperiments):
+        def start(self, jobs):
+            super().start(jobs)
+            self.store = [run for run in self.store if run.name != "l1-seed1"]
+
+    stub = LosingStub([])
+    sleeps = []
+    runs, failed = run_study(stub, PARAMS, (1,), sleep=sleeps.append)
+    assert failed == ["l1-seed1"]
+    assert ("l1", 1) not in runs and len(runs) == len(VARIANTS) - 1
+    assert len(sleeps) == 2  # three polls with nothing in flight, then it stops waiting

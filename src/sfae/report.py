@@ -679,7 +679,10 @@ def _cost_section(records: list[RunRecord], context: StudyContext) -> list[str]:
     ]
     if context.study_seconds is not None:
         lines.append(f"- Wall time of the whole study: {_duration(context.study_seconds)}.")
-    lines += [f"- Machine: {context.machine}.", f"- Git commit: `{context.commit}`."]
+    lines += [
+        f"- Machine: {context.machine}.",
+        f"- Experiments derive from git commit `{context.commit}`.",
+    ]
     if context.failed:
         lines.append(f"- Failed runs ({len(context.failed)}), left out of every number above:")
         lines += [f"  - `{name}`" for name in context.failed]

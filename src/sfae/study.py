@@ -30,6 +30,7 @@ from sfae.paths import ProjectPaths
 from sfae.report import RunRecord, StudyContext, write_report
 
 FINISHED = ("success", "failed")
+VANISHED_AFTER_POLLS = 3
 RUN_KEYS = ("variant", "seed")  # the params a study run overrides; all others must match
 
 
@@ -70,8 +71,13 @@ class Experiments(Protocol):
 class DvcExperiments:
     """Experiments as DVC keeps them, through its command line and Python API."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, base: str = "HEAD"):
         self.root = root
+        # Pin the commit the experiments derive from: a commit made while the study runs
+        # must not hide them (`dvc exp show` alone lists only the experiments of HEAD).
+        self.base = subprocess.run(
+            ["git", "rev-parse", base], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     def _dvc(self, *args: str) -> str:
         dvc = Path(sys.executable).with_name("dvc")
@@ -82,7 +88,7 @@ class DvcExperiments:
         return done.stdout
 
     def runs(self) -> list[Run]:
-        return parse_exp_show(json.loads(self._dvc("exp", "show", "--json")))
+        return parse_exp_show(json.loads(self._dvc("exp", "show", "--json", "--rev", self.base)))
 
     def queue(self, variant: str, seed: int) -> None:
         name = run_name(variant, seed)
@@ -176,6 +182,7 @@ def run_study(
         experiments.start(jobs)
     names = {run_name(*key): key for key in missing}
     failed: list[str] = []
+    idle_polls = 0
     with tqdm(total=len(missing), desc="study", unit="run") as bar:
         while True:
             runs = {run.name: run for run in experiments.runs() if run.name in names}
@@ -184,12 +191,19 @@ def run_study(
             bar.refresh()
             if len(finished) == len(names):
                 break
+            # Runs that vanished from the queue (a killed worker, a removed task) would
+            # otherwise be waited for forever: give up once nothing is left in flight.
+            in_flight = [run for run in runs.values() if run.state not in FINISHED]
+            idle_polls = 0 if in_flight else idle_polls + 1
+            if idle_polls >= VANISHED_AFTER_POLLS:
+                break
             sleep(poll_seconds)
     for name in sorted(names):
-        run = runs[name]
-        if run.state == "failed":
+        run = runs.get(name)
+        if run is None or run.state != "success":
             failed.append(name)
-            print(f"study: run {name} failed; its log: {run.log}", file=sys.stderr)
+            where = f"its log: {run.log}" if run else "it left the queue without a result"
+            print(f"study: run {name} failed; {where}", file=sys.stderr)
     done = completed(experiments.runs(), params)
     return {key: done[key] for key in wanted if key in done}, failed
 
@@ -249,11 +263,8 @@ def build_report(experiments, runs, failed, paths: ProjectPaths, params, seconds
         picks = list(range(0, count, step))
         frames = [read_rgb(mall_frame_path(paths.raw / "mall_dataset", i + 1)) for i in picks]
         probabilities = {variant: p[picks] for variant, p in probabilities.items()}
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=paths.root, capture_output=True, text=True
-    ).stdout.strip()
     context = StudyContext(
-        commit=commit,
+        commit=experiments.base,
         machine=machine_description(),
         packages=package_versions(),
         params=params,
@@ -269,11 +280,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (default 2)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report only")
+    parser.add_argument(
+        "--rev", default="HEAD", help="the commit the experiments derive from (default HEAD)"
+    )
     arguments = parser.parse_args()
     paths = ProjectPaths.here()
     config = load_config(paths.params)
     params = yaml.safe_load(paths.params.read_text())
-    experiments = DvcExperiments(paths.root)
+    experiments = DvcExperiments(paths.root, arguments.rev)
     started = time.perf_counter()
     if arguments.report_only:
         runs, failed = completed(experiments.runs(), params), []
