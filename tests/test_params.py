@@ -121,6 +121,8 @@ BAD_VALUES = [
     (setting("evaluate.threshold", 1.5), "evaluate.threshold", "must be in"),
     (setting("study.seeds", [1, 1]), "study.seeds", "distinct"),
     (setting("study.seeds", []), "study.seeds", "distinct"),
+    (setting("study.seeds", [1, 2**31]), "study.seeds", "[0, 2147483647]"),
+    (setting("seed", 2**31), "seed", "must be in"),
 ]
 
 

@@ -15,6 +15,7 @@ ACTIVATIONS = ("softabs", "elu")
 BOTTLENECK_ACTIVATIONS = ("softabs", "linear")
 REGULARIZERS = ("none", "l1", "l2")
 PENNFUDAN_IMAGES = 170
+MAX_SEED = 2**31 - 1  # the training seed goes to Keras/TensorFlow as a 32-bit integer
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def load_config(path: Path) -> Config:
     chosen = top.choice("variant", VARIANTS)
     config = Config(
         variant=variants[chosen],
-        seed=top.integer("seed", 0, 2**31 - 1),
+        seed=top.integer("seed", 0, MAX_SEED),
         data=data,
         mall=mall_config,
         train=train,
@@ -284,11 +285,13 @@ def _study(section: _Section) -> StudyConfig:
     if (
         not isinstance(seeds, list)
         or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds
+        )
         or len(set(seeds)) != len(seeds)
     ):
         raise section.fail(
-            "seeds", f"must be a list of distinct non-negative integers, got {seeds!r}"
+            "seeds", f"must be a list of distinct integers in [0, {MAX_SEED}], got {seeds!r}"
         )
     section.done()
     return StudyConfig(seeds=tuple(seeds))
