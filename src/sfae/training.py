@@ -117,6 +117,58 @@ def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, 
     return run_epoch
 
 
+def _jax_epoch(model, optimizer, terms: LossTerms, names, images, masks, batch_size):
+    """The same epoch on the JAX backend: one jitted step through Keras' stateless API."""
+    import jax
+    import jax.numpy as jnp
+
+    images, masks = jnp.asarray(images), jnp.asarray(masks)
+    count = int(images.shape[0])
+    trainable, fixed = model.trainable_variables, model.non_trainable_variables
+
+    def loss(trainable_values, fixed_values, batch_images, batch_masks):
+        mapping = [
+            *zip(trainable, trainable_values, strict=True),
+            *zip(fixed, fixed_values, strict=True),
+        ]
+        with keras.StatelessScope(state_mapping=mapping):
+            values = terms(model, batch_images, batch_masks)
+        return values["loss"], values
+
+    gradient = jax.value_and_grad(loss, has_aux=True)
+
+    @jax.jit
+    def step(trainable_values, optimizer_values, fixed_values, batch_images, batch_masks):
+        (_, values), grads = gradient(trainable_values, fixed_values, batch_images, batch_masks)
+        trainable_values, optimizer_values = optimizer.stateless_apply(
+            optimizer_values, grads, trainable_values
+        )
+        return trainable_values, optimizer_values, jnp.stack([values[name] for name in names])
+
+    def run_epoch(order):
+        trainable_values = [variable.value for variable in trainable]
+        optimizer_values = [variable.value for variable in optimizer.variables]
+        fixed_values = [variable.value for variable in fixed]
+        sums = jnp.zeros(len(names))
+        for start in range(0, count, batch_size):
+            index = order[start : start + batch_size]
+            trainable_values, optimizer_values, values = step(
+                trainable_values, optimizer_values, fixed_values, images[index], masks[index]
+            )
+            sums = sums + values * len(index)
+        # Back into the variables, so callbacks (IoU logging, saving) see this epoch's model.
+        for variable, value in zip(trainable, trainable_values, strict=True):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, optimizer_values, strict=True):
+            variable.assign(value)
+        return sums / count
+
+    return run_epoch
+
+
+EPOCH_RUNNERS = {"tensorflow": _tensorflow_epoch, "jax": _jax_epoch}
+
+
 def fit(
     model: keras.Model,
     terms: LossTerms,
@@ -133,11 +185,17 @@ def fit(
 
     Raises SfaeError as soon as a loss turns NaN or infinite.
     """
+    backend = keras.backend.backend()
+    if backend not in EPOCH_RUNNERS:
+        raise SfaeError(
+            f"the training loop runs on the TensorFlow or JAX backend, not {backend!r} "
+            "(set KERAS_BACKEND)"
+        )
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(seed)
     names = sorted(terms(model, images[:1], masks[:1]))
-    run_epoch = _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size)
+    run_epoch = EPOCH_RUNNERS[backend](model, optimizer, terms, names, images, masks, batch_size)
     history = []
     for epoch in range(epochs):
         order = (
