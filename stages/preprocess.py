@@ -3,6 +3,7 @@
 import argparse
 
 from sfae.atomic import staged_outputs
+from sfae.datasets import MALL, PENNFUDAN
 from sfae.errors import run_stage
 from sfae.params import load_config
 from sfae.paths import ProjectPaths
@@ -18,15 +19,13 @@ def main() -> None:
     if dataset == "pennfudan":
         data = config.data
         arrays = prepare_pennfudan(
-            paths.raw / "PennFudanPed", data.image_size, data.train_count, data.split_seed
+            paths.raw / PENNFUDAN.folder, data.image_size, data.train_count, data.split_seed
         )
         with staged_outputs(paths.pennfudan_prepared, paths.split) as (prepared, split):
             save_arrays(prepared, arrays)
             split.write_text(split_record(arrays))
     else:
-        arrays = prepare_mall(
-            paths.raw / "mall_dataset", config.data.image_size, config.mall.frames
-        )
+        arrays = prepare_mall(paths.raw / MALL.folder, config.data.image_size, config.mall.frames)
         with staged_outputs(paths.mall_prepared) as (prepared,):
             save_arrays(prepared, arrays)
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from sfae.atomic import staged_outputs
-from sfae.datasets import mall_frame_path
+from sfae.datasets import MALL, mall_frame_path
 from sfae.errors import run_stage
 from sfae.evaluation import load_trained
 from sfae.params import load_config
@@ -18,7 +18,7 @@ def main() -> None:
     config = load_config(paths.params)
     mall = load_mall(paths.mall_prepared)
     probability = predict_probabilities(load_trained(paths.final_model), mall.frames)
-    frames = [mall_frame_path(paths.raw / "mall_dataset", int(n)) for n in mall.frame_numbers]
+    frames = [mall_frame_path(paths.raw / MALL.folder, int(n)) for n in mall.frame_numbers]
     settings = config.render
     targets = (paths.mall_video, paths.mall_gif, paths.mall_strip, paths.mall_probability)
     with staged_outputs(*targets) as (*outputs, saved_probability):

@@ -29,6 +29,13 @@ from sfae.params import VARIANTS, load_config
 from sfae.paths import ProjectPaths
 from sfae.report import RunRecord, StudyContext, write_report
 
+# Files as DVC and git name them (relative to the repository), e.g. in `dvc exp show`.
+IN_REPO = ProjectPaths(Path())
+EVALUATE_JSON = IN_REPO.evaluate_metrics.as_posix()
+MALL_JSON = IN_REPO.mall_metrics.as_posix()
+TRAINING_SUMMARIES = tuple(
+    (folder / "metrics.json").as_posix() for folder in (IN_REPO.pretrain_log, IN_REPO.finetune_log)
+)
 FINISHED = ("success", "failed")
 VANISHED_AFTER_POLLS = 3
 RUN_KEYS = ("variant", "seed")  # the params a study run overrides; all others must match
@@ -151,8 +158,8 @@ def completed(runs: list[Run], params: dict) -> dict[tuple[str, int], Run]:
     for run in runs:
         if (
             run.state == "success"
-            and "metrics/evaluate.json" in run.metrics
-            and "metrics/mall.json" in run.metrics
+            and EVALUATE_JSON in run.metrics
+            and MALL_JSON in run.metrics
             and shared_params(run.params) == wanted
         ):
             found.setdefault(run.key, run)
@@ -209,23 +216,22 @@ def run_study(
 
 
 def _record(experiments: Experiments, run: Run) -> RunRecord:
-    table = experiments.read_text(run.rev, "metrics/per_image.tsv").splitlines()
+    table = experiments.read_text(run.rev, IN_REPO.per_image.as_posix()).splitlines()
     header = table[0].split("\t")
     per_image = {
         fields[0]: float(fields[header.index("iou")])
         for fields in (line.split("\t") for line in table[1:])
     }
     seconds = sum(
-        float(run.metrics.get(path, {}).get("seconds", 0.0))
-        for path in ("metrics/pretrain/metrics.json", "metrics/finetune/metrics.json")
+        float(run.metrics.get(path, {}).get("seconds", 0.0)) for path in TRAINING_SUMMARIES
     )
     return RunRecord(
         variant=run.key[0],
         seed=run.key[1],
         name=run.name,
         rev=run.rev,
-        evaluate=run.metrics["metrics/evaluate.json"],
-        mall=run.metrics["metrics/mall.json"],
+        evaluate=run.metrics[EVALUATE_JSON],
+        mall=run.metrics[MALL_JSON],
         train_seconds=seconds,
         per_image_iou=per_image,
     )
@@ -252,16 +258,16 @@ def build_report(experiments, runs, failed, paths: ProjectPaths, params, seconds
     probabilities, frames = {}, None
     for key, run in runs.items():
         if key[1] == first_seed:
-            data = experiments.read_bytes(run.rev, "renders/mall_probability.npy")
+            data = experiments.read_bytes(run.rev, IN_REPO.mall_probability.as_posix())
             probabilities[key[0]] = np.load(io.BytesIO(data)).astype(np.float32)
     if len(probabilities) == len(VARIANTS):
-        from sfae.datasets import mall_frame_path
+        from sfae.datasets import MALL, mall_frame_path
         from sfae.image_io import read_rgb
 
         count = min(len(p) for p in probabilities.values())
         step = max(1, count // 40)  # ~40 frames keep the committed GIF a few MB
         picks = list(range(0, count, step))
-        frames = [read_rgb(mall_frame_path(paths.raw / "mall_dataset", i + 1)) for i in picks]
+        frames = [read_rgb(mall_frame_path(paths.raw / MALL.folder, i + 1)) for i in picks]
         probabilities = {variant: p[picks] for variant, p in probabilities.items()}
     context = StudyContext(
         commit=experiments.base,
