@@ -34,11 +34,16 @@ def test_project_loop_and_plain_fit_have_the_same_loss_curve(repo_root, tiny_set
     np.testing.assert_allclose(project, plain, rtol=2e-4)
     assert project[-1] < project[0]
     for ours, theirs in zip(project_model.get_weights(), plain_model.get_weights(), strict=True):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-5)
+        # Adam divides by sqrt(v): a weight whose gradient is near zero moves by up to
+        # the learning rate (5e-3) whatever its size, so rounding differences in the
+        # summation order show as ~1e-5 there. A different update would be ~1e-3.
+        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4)
 
 
-def test_seconds_per_epoch_leaves_out_the_first_epoch():
-    assert seconds_per_epoch([0.0, 5.0, 6.0, 7.0]) == pytest.approx(1.0)
+def test_seconds_per_epoch_is_the_median_after_the_first_epoch():
+    # epochs took 5 (tracing), 1, 1.2, 9 (a noisy neighbour) and 1.1 seconds
+    assert seconds_per_epoch([0.0, 5.0, 6.0, 7.2, 16.2, 17.3]) == pytest.approx(1.15)
+    assert seconds_per_epoch([0.0, 5.0, 6.0]) == pytest.approx(1.0)
 
 
 def test_benchmark_script_prints_the_speedup_last(repo_root, tmp_path):

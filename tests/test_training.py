@@ -11,7 +11,7 @@ import pytest
 
 from sfae import training
 from sfae.errors import SfaeError
-from sfae.model import build_model
+from sfae.model import build_model, encoder_model
 from sfae.params import VARIANTS, Config, load_config
 
 SIZE = 32
@@ -244,6 +244,55 @@ def test_epoch_terms_are_means_over_the_whole_set(base: Config, data) -> None:
         assert entry.terms["segmentation"] == pytest.approx(whole, rel=1e-5)
     after = weights_by_path(model)
     assert all(np.array_equal(before[path], after[path]) for path in before)
+
+
+@pytest.mark.parametrize("count, shards", [(5, 2), (5, 3), (4, 4), (7, 2)])
+def test_shard_slices_cover_the_batch_in_order(count: int, shards: int) -> None:
+    slices = training.shard_slices(count, shards)
+    assert len(slices) == shards
+    assert [index for start, end in slices for index in range(start, end)] == list(range(count))
+    assert all(end > start for start, end in slices)
+
+
+@pytest.mark.parametrize("variant", ["pure", "l1", "sparse_elu", "sparse_softabs"])
+def test_sharded_terms_and_gradients_equal_the_whole_batch(base: Config, data, variant) -> None:
+    # Sharding only regroups the work: every term and every gradient is the whole batch's.
+    import tensorflow as tf
+
+    images, masks = data
+    config = tiny_config(base, variant)
+    model = build_model(config)
+    phases = [(model, training.finetune_terms(config))]
+    if config.variant.sparse:
+        phases.append((encoder_model(model), training.pretrain_terms(config)))
+    for network, terms in phases:
+        results = []
+        for shards in (1, 2, 3):
+            with tf.GradientTape() as tape:
+                values = terms(network, images[:5], masks[:5], shards)
+            gradients = tape.gradient(values["loss"], network.trainable_variables)
+            results.append((values, gradients))
+        (whole, whole_gradients), *sharded = results
+        for values, gradients in sharded:
+            assert values.keys() == whole.keys()
+            for name in whole:
+                np.testing.assert_allclose(values[name], whole[name], rtol=1e-5, atol=1e-7)
+            for ours, reference in zip(gradients, whole_gradients, strict=True):
+                np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-7)
+
+
+def test_no_batch_is_split_into_empty_shards(base: Config, monkeypatch) -> None:
+    # 11 images in batches of 5 leave a last batch of 1: on any number of cores each
+    # shard must hold an example (an empty one gives a NaN loss and "diverged").
+    monkeypatch.setattr(training, "available_cores", lambda: 4)
+    images, masks = rectangles(count=11)
+    config = tiny_config(base, "sparse_elu", pretrain=1, finetune=1)
+    model = build_model(config)
+    history = training.pretrain(model, config, images) + training.finetune(
+        model, config, images, masks
+    )
+    assert len(history) == 2
+    assert all(np.isfinite(list(entry.terms.values())).all() for entry in history)
 
 
 def test_pretraining_moves_only_encoder_and_bottleneck(base: Config, data) -> None:

@@ -73,7 +73,10 @@ def project_fit(config: Config, images, masks, epochs: int, shuffle: bool = True
 
 
 def seconds_per_epoch(stamps: list[float]) -> float:
-    """Steady-state seconds per epoch: the first epoch (tracing, compiling) is left out."""
-    if len(stamps) < 3:
-        return stamps[-1] - stamps[0]
-    return (stamps[-1] - stamps[1]) / (len(stamps) - 2)
+    """Steady-state seconds per epoch from the end times of epochs (stamps[0]: the start).
+
+    The first epoch (tracing, compiling) is left out; the median of the others keeps a
+    pause of a shared machine from counting against whichever loop it happened to hit.
+    """
+    durations = np.diff(stamps)
+    return float(np.median(durations[1:] if len(durations) > 1 else durations))

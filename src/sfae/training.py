@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,20 +45,63 @@ def configure_determinism(seed: int) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
-LossTerms = Callable[[keras.Model, object, object], dict]
+LossTerms = Callable[..., dict]
+
+
+def shard_slices(count, shards: int) -> list[tuple]:
+    """Contiguous (start, end) slices that split a batch of `count` into `shards` parts."""
+    bounds = [(count * shard) // shards for shard in range(shards + 1)]
+    return list(zip(bounds, bounds[1:], strict=False))
+
+
+def run_in_shards(model, images, shards: int):
+    """The model's outputs for each shard of the batch, and each shard's slice.
+
+    The network treats examples independently (no batch statistics), so shards change
+    nothing in the math. They change the graph: each shard is an independent forward and
+    backward pass, which TensorFlow's inter-op threads run on separate cores.
+    """
+    slices = shard_slices(ops.shape(images)[0], shards)
+    if shards == 1:
+        return [model(images, training=True)], slices
+    outputs = [model(images[start:end], training=True) for start, end in slices]
+    return outputs, slices
+
+
+def mean_over_shards(values, slices):
+    """The batch mean of a per-example mean computed shard by shard (weighted by size)."""
+    if len(values) == 1:
+        return values[0]
+    total = sum(
+        ops.cast(end - start, "float32") * value
+        for value, (start, end) in zip(values, slices, strict=True)
+    )
+    return total / ops.cast(slices[-1][1], "float32")
 
 
 def finetune_terms(config: Config) -> LossTerms:
-    """Loss terms of the supervised phase; "loss" is what the optimiser minimises."""
+    """Loss terms of the supervised phase; "loss" is what the optimiser minimises.
+
+    The segmentation loss is a mean over examples, so each shard computes its own and
+    its backward pass needs nothing from the other shards; sparse filtering couples the
+    batch, so it sees the joined bottleneck features.
+    """
     sparse = config.variant.sparse
 
-    def terms(model, images, masks):
-        probabilities, features = model(images, training=True)
-        segmentation = segmentation_loss(masks, probabilities)
+    def terms(model, images, masks, shards=1):
+        outputs, slices = run_in_shards(model, images, shards)
+        segmentation = mean_over_shards(
+            [
+                segmentation_loss(masks[start:end], probabilities)
+                for (probabilities, _), (start, end) in zip(outputs, slices, strict=True)
+            ],
+            slices,
+        )
         penalty = weight_penalty(model)
         result = {"segmentation": segmentation, "penalty": penalty}
         total = segmentation + penalty
         if sparse:
+            features = ops.concatenate([features for _, features in outputs], axis=0)
             result["sparse"] = sparse_filtering_loss(features, sparse.activation, sparse.epsilon)
             total = total + sparse.weight * result["sparse"]
         result["loss"] = total
@@ -70,10 +114,10 @@ def pretrain_terms(config: Config) -> LossTerms:
     """Sparse pretraining: only the sparse-filtering cost of the bottleneck, no labels."""
     sparse = config.variant.sparse
 
-    def terms(model, images, masks):
-        cost = sparse_filtering_loss(
-            model(images, training=True), sparse.activation, sparse.epsilon
-        )
+    def terms(model, images, masks, shards=1):
+        outputs, _ = run_in_shards(model, images, shards)
+        features = ops.concatenate(outputs, axis=0)
+        cost = sparse_filtering_loss(features, sparse.activation, sparse.epsilon)
         return {"loss": cost, "sparse": cost}
 
     return terms
@@ -89,11 +133,19 @@ def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.permutation(count).astype(np.int32)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, batch_size):
     """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
 
     One call per epoch instead of one per step removes the per-step Python and
-    input-pipeline overhead that dominates this tiny network.
+    input-pipeline overhead that dominates this tiny network; each batch is split in
+    one shard per core (see run_in_shards) so that all cores of a small machine work.
     """
     import tensorflow as tf
 
@@ -101,6 +153,8 @@ def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, 
     count = int(images.shape[0])
     steps = math.ceil(count / batch_size)
     variables = model.trainable_variables
+    # No shard may be empty: not more shards than examples in the smallest (last) batch.
+    shards = min(available_cores(), batch_size, count - (steps - 1) * batch_size)
 
     @tf.function
     def run_epoch(order):
@@ -108,7 +162,7 @@ def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, 
         for step in tf.range(steps):
             index = order[step * batch_size : tf.minimum((step + 1) * batch_size, count)]
             with tf.GradientTape() as tape:
-                values = terms(model, tf.gather(images, index), tf.gather(masks, index))
+                values = terms(model, tf.gather(images, index), tf.gather(masks, index), shards)
             optimizer.apply(tape.gradient(values["loss"], variables), variables)
             weight = tf.cast(tf.shape(index)[0], tf.float32)
             sums += tf.stack([values[name] for name in names]) * weight
