@@ -123,6 +123,8 @@ BAD_VALUES = [
     (setting("study.seeds", []), "study.seeds", "distinct"),
     (setting("study.seeds", [1, 2**31]), "study.seeds", "[0, 2147483647]"),
     (setting("seed", 2**31), "seed", "must be in"),
+    (setting("render.colormap", "rainbowish"), "render.colormap", "viridis"),
+    (setting("render.colormap", 3), "render.colormap", "must be one of"),
 ]
 
 

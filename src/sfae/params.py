@@ -268,10 +268,12 @@ def _evaluate(section: _Section) -> EvaluateConfig:
 
 
 def _render(section: _Section) -> RenderConfig:
+    from sfae.render import colormap_names  # OpenCV's names, checked here and not mid-render
+
     config = RenderConfig(
         fps=section.integer("fps", 1, 120),
         alpha=section.number("alpha", 0.0, 1.0),
-        colormap=section.raw("colormap"),
+        colormap=section.choice("colormap", tuple(colormap_names())),
         gif_width=section.integer("gif_width", 16, 1920),
         gif_frame_step=section.integer("gif_frame_step", 1, 100),
         strip_frames=section.integer("strip_frames", 1, 16),
