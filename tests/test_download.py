@@ -491,10 +491,28 @@ def test_install_refuses_a_bad_mask_and_leaves_nothing(
     destination = workspace["project"] / "data" / "raw" / "PennFudanPed"
     with pytest.raises(SfaeError) as caught:
         install(SMALL_PENNFUDAN, destination)
+    # The extracted copy is gone by now: the message names the zip and the member in it.
     message = str(caught.value)
-    assert message.startswith(str(destination.parent)), "it must name the extracted file"
-    assert message.split(":")[0].endswith(f"PennFudanPed/PedMasks/{bad.name}")
+    zip_path = workspace["mirror"] / "PennFudanPed.zip"
+    assert message.startswith(f"{zip_path}: PennFudanPed/PedMasks/{bad.name}: "), message
     assert problem in message
+    assert_nothing_left(workspace["project"])
+
+
+def test_install_names_the_url_of_a_downloaded_zip_with_a_bad_member(
+    workspace: dict[str, Path], server: Server, monkeypatch
+) -> None:
+    root = write_pennfudan(workspace["source"])
+    bad = _skip_an_id(root)
+    zip_tree(root, workspace["source"] / "served.zip")
+    server.routes["/PennFudanPed.zip"] = partial(
+        send_body, body=(workspace["source"] / "served.zip").read_bytes()
+    )
+    monkeypatch.delenv(MIRROR_ENV)
+    served = dataclasses.replace(SMALL_PENNFUDAN, url=f"{server.url}/PennFudanPed.zip")
+    with pytest.raises(SfaeError) as caught:
+        install(served, workspace["project"] / "data" / "raw" / "PennFudanPed")
+    assert str(caught.value).startswith(f"{served.url}: PennFudanPed/PedMasks/{bad.name}: ")
     assert_nothing_left(workspace["project"])
 
 
@@ -561,7 +579,8 @@ def test_install_mall_refuses_a_frame_of_the_wrong_size(workspace: dict[str, Pat
     publish(root, workspace, "mall_dataset.zip")
     with pytest.raises(SfaeError, match="320x240, expected 640x480") as caught:
         install(SMALL_MALL, workspace["project"] / "data" / "raw" / "mall_dataset")
-    assert str(caught.value).split(":")[0].endswith("mall_dataset/frames/seq_000002.jpg")
+    zip_path = workspace["mirror"] / "mall_dataset.zip"
+    assert str(caught.value).startswith(f"{zip_path}: mall_dataset/frames/seq_000002.jpg: ")
     assert_nothing_left(workspace["project"])
 
 
@@ -593,7 +612,10 @@ def test_install_mall_refuses_damaged_files(
     publish(root, workspace, "mall_dataset.zip")
     with pytest.raises(SfaeError) as caught:
         install(SMALL_MALL, workspace["project"] / "data" / "raw" / "mall_dataset")
-    assert str(caught.value).split(":")[0].endswith(named)
+    member = str(caught.value).removeprefix(f"{workspace['mirror'] / 'mall_dataset.zip'}: ")
+    assert (
+        member.split(":")[0] == f"mall_dataset/{'frames/' if named.endswith('.jpg') else ''}{named}"
+    )
     assert problem in str(caught.value)
     assert_nothing_left(workspace["project"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,9 +146,16 @@ def install(dataset: Dataset, destination: Path) -> None:
         tempfile.TemporaryDirectory(dir=staged.parent) as work,
     ):
         archive = obtain_zip(dataset.zip_name, dataset.url, Path(work))
+        # A downloaded zip lives in the work folder, deleted on the way out: name its URL.
+        origin = dataset.url if archive.is_relative_to(work) else str(archive)
         extract_zip(archive, Path(work) / "extracted")
         extracted = Path(work) / "extracted" / dataset.folder
         if not extracted.is_dir():
-            raise SfaeError(f"{archive}: has no top-level folder {dataset.folder}/")
-        dataset.verify(extracted)
+            raise SfaeError(f"{origin}: has no top-level folder {dataset.folder}/")
+        try:
+            dataset.verify(extracted)
+        except SfaeError as error:
+            # The extracted copy goes too: name the bad file as a member of the zip.
+            inside = f"{extracted.parent}{os.sep}"
+            raise SfaeError(str(error).replace(inside, f"{origin}: ")) from None
         extracted.rename(staged)
