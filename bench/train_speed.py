@@ -3,7 +3,8 @@
     python bench/train_speed.py --epochs 20 [--variant pure]
 
 Each loop runs in its own process, so each gets TensorFlow's thread settings as it would
-alone. Uses data/prepared/pennfudan.npz when present, else 85 random 96x96 images.
+alone; seconds per epoch are the median over the epochs after the first (which traces).
+Uses data/prepared/pennfudan.npz when present, else 85 random 96x96 images.
 The last line printed is `speedup: <plain fit seconds / project seconds>`.
 """
 

@@ -125,6 +125,8 @@ BAD_VALUES = [
     (setting("seed", 2**31), "seed", "must be in"),
     (setting("render.colormap", "rainbowish"), "render.colormap", "viridis"),
     (setting("render.colormap", 3), "render.colormap", "must be one of"),
+    (setting("train.shards", 6), "train.shards", "must be in [1, 5]"),
+    (setting("train.shards", 0), "train.shards", "must be in [1, 5]"),
 ]
 
 

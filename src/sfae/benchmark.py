@@ -68,6 +68,7 @@ def project_fit(config: Config, images, masks, epochs: int, shuffle: bool = True
         seed=config.seed,
         on_epoch_end=lambda _: times.append(time.perf_counter()),
         shuffle=shuffle,
+        shards=config.train.shards,
     )
     return [entry.terms["loss"] for entry in history], [started, *times], model
 

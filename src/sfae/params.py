@@ -38,6 +38,7 @@ class TrainConfig:
     learning_rate: float
     init_stddev: float
     iou_every: int
+    shards: int
 
 
 @dataclass(frozen=True)
@@ -208,12 +209,14 @@ def _data(section: _Section) -> DataConfig:
 
 
 def _train(section: _Section) -> TrainConfig:
+    batch_size = section.integer("batch_size", 1, PENNFUDAN_IMAGES)
     config = TrainConfig(
-        batch_size=section.integer("batch_size", 1, PENNFUDAN_IMAGES),
+        batch_size=batch_size,
         epochs=section.integer("epochs", 1, 100_000),
         learning_rate=section.number("learning_rate", 1e-8, 1.0),
         init_stddev=section.number("init_stddev", 1e-6, 10.0),
         iou_every=section.integer("iou_every", 1, 100_000),
+        shards=section.integer("shards", 1, batch_size),
     )
     section.done()
     return config

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -133,19 +132,12 @@ def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.permutation(count).astype(np.int32)
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's total)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, batch_size):
+def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size, shards):
     """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
 
     One call per epoch instead of one per step removes the per-step Python and
     input-pipeline overhead that dominates this tiny network; each batch is split in
-    one shard per core (see run_in_shards) so that all cores of a small machine work.
+    `shards` parallel shards (see run_in_shards), so that more than one core works.
     """
     import tensorflow as tf
 
@@ -154,7 +146,7 @@ def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, 
     steps = math.ceil(count / batch_size)
     variables = model.trainable_variables
     # No shard may be empty: not more shards than examples in the smallest (last) batch.
-    shards = min(available_cores(), batch_size, count - (steps - 1) * batch_size)
+    shards = min(shards, batch_size, count - (steps - 1) * batch_size)
 
     @tf.function
     def run_epoch(order):
@@ -171,8 +163,11 @@ def _tensorflow_epoch(model, optimizer, terms: LossTerms, names, images, masks, 
     return run_epoch
 
 
-def _jax_epoch(model, optimizer, terms: LossTerms, names, images, masks, batch_size):
-    """The same epoch on the JAX backend: one jitted step through Keras' stateless API."""
+def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards):
+    """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
+
+    XLA compiles the whole step and schedules it itself: no shards (the argument is unused).
+    """
     import jax
     import jax.numpy as jnp
 
@@ -234,8 +229,12 @@ def fit(
     seed: int,
     on_epoch_end: Callable[[EpochLog], None] | None = None,
     shuffle: bool = True,
+    shards: int = 1,
 ) -> list[EpochLog]:
     """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
+
+    `shards` splits each batch for parallel work on the TensorFlow backend: the same math,
+    with other rounding (so a different value gives other bits, not other results).
 
     Raises SfaeError as soon as a loss turns NaN or infinite.
     """
@@ -249,7 +248,9 @@ def fit(
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(seed)
     names = sorted(terms(model, images[:1], masks[:1]))
-    run_epoch = EPOCH_RUNNERS[backend](model, optimizer, terms, names, images, masks, batch_size)
+    run_epoch = EPOCH_RUNNERS[backend](
+        model, optimizer, terms, names, images, masks, batch_size, shards
+    )
     history = []
     for epoch in range(epochs):
         order = (
@@ -284,6 +285,7 @@ def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_en
         config.train.batch_size,
         seed=config.seed,
         on_epoch_end=on_epoch_end,
+        shards=config.train.shards,
     )
 
 
@@ -299,6 +301,7 @@ def finetune(model, config: Config, images, masks, on_epoch_end=None):
         config.train.batch_size,
         seed=config.seed + 1,  # a different shuffle stream than the pretraining phase
         on_epoch_end=on_epoch_end,
+        shards=config.train.shards,
     )
 
 
