@@ -22,15 +22,15 @@ from sfae.prepare import load_arrays
 pytestmark = pytest.mark.slow
 
 DATA_STAGES = ("download_pennfudan", "download_mall", "preprocess_pennfudan", "preprocess_mall")
+IMPORT_MARKER = '\n__import__("pathlib").Path(__file__).with_name("imported").touch()\n'
 
 
 def dvc(root: Path, mirror: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run dvc in root with the venv's tools first on PATH and the copy's own sources."""
+    """Run dvc in root with the venv's tools first on PATH (dvc.yaml picks the sources)."""
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
         "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-        "PYTHONPATH": str(root / "src"),
         "SFAE_DATA_MIRROR": str(mirror),
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(root.parent / f"{root.name}-dvc-site-cache"),
@@ -66,6 +66,9 @@ class Reproduced:
 def reproduced(make_repo_copy, mirror: Path) -> Reproduced:
     """One `dvc repro` of the data stages; the arrays are read at once, before any test edits."""
     root = make_repo_copy()
+    # Tell apart the copy's own package from the installed one (the development checkout).
+    package = root / "src" / "sfae" / "__init__.py"
+    package.write_text(package.read_text() + IMPORT_MARKER)
     result = dvc(root, mirror, "repro", *DATA_STAGES)
     return Reproduced(
         root=root,
@@ -85,6 +88,12 @@ def test_repro_runs_the_four_data_stages(reproduced: Reproduced) -> None:
     assert len(list((raw / "mall_dataset" / "frames").glob("seq_*.jpg"))) == 2000
     lock = yaml.safe_load((reproduced.root / "dvc.lock").read_text())
     assert set(DATA_STAGES) <= set(lock["stages"])
+
+
+def test_stages_run_the_sources_of_their_own_checkout(reproduced: Reproduced) -> None:
+    # Not the installed package: a queued experiment must run its commit's code even
+    # while the workspace it was queued from is being edited.
+    assert (reproduced.root / "src" / "sfae" / "imported").is_file()
 
 
 def test_pennfudan_arrays(reproduced: Reproduced) -> None:

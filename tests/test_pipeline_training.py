@@ -43,7 +43,6 @@ def environment(root: Path, mirror: Path) -> dict[str, str]:
     return {
         **os.environ,
         "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-        "PYTHONPATH": str(root / "src"),
         "SFAE_DATA_MIRROR": str(mirror),
         "DVC_NO_ANALYTICS": "1",
         "DVC_SITE_CACHE_DIR": str(root.parent / f"{root.name}-dvc-site-cache"),
