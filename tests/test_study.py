@@ -1,9 +1,13 @@
 """The study runner against a stubbed experiment store: skipping, queueing, failures."""
 
+import subprocess
+import time
+
 import pytest
 
+from sfae.errors import SfaeError
 from sfae.params import VARIANTS
-from sfae.study import Run, completed, parse_exp_show, run_name, run_study
+from sfae.study import DvcExperiments, Run, completed, parse_exp_show, run_name, run_study
 
 PARAMS = {"variant": "pure", "seed": 6278, "train": {"epochs": 801}, "study": {"seeds": [1, 2]}}
 
@@ -155,3 +159,52 @@ def test_runs_that_leave_the_queue_without_a_result_count_as_failed():
     assert failed == ["l1-seed1"]
     assert ("l1", 1) not in runs and len(runs) == len(VARIANTS) - 1
     assert len(sleeps) == 2  # three polls with nothing in flight, then it stops waiting
+
+
+FAKE_DVC = """#!/bin/sh
+# `queue start` leaves a worker behind that keeps our output open, as DVC's does.
+if [ "$1" = queue ] && [ "$2" = start ]; then
+    echo "started workers"
+    sleep 30 &
+    exit 0
+fi
+echo "unexpected: $*" >&2
+exit 3
+"""
+
+
+def fake_dvc(tmp_path):
+    path = tmp_path / "dvc"
+    path.write_text(FAKE_DVC)
+    path.chmod(0o755)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "base",
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    return DvcExperiments(tmp_path, dvc=path)
+
+
+def test_starting_the_queue_does_not_wait_for_its_workers(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    started = time.monotonic()
+    experiments.start(2)
+    assert time.monotonic() - started < 10, "start() waited for the background worker"
+
+
+def test_a_failing_dvc_command_raises_with_its_message(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    with pytest.raises(SfaeError, match="unexpected: queue remove --failed"):
+        experiments.remove_failed()

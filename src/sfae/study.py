@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -78,8 +79,10 @@ class Experiments(Protocol):
 class DvcExperiments:
     """Experiments as DVC keeps them, through its command line and Python API."""
 
-    def __init__(self, root: Path, base: str = "HEAD"):
+    def __init__(self, root: Path, base: str = "HEAD", dvc: Path | None = None):
         self.root = root
+        venv_dvc = Path(sys.executable).with_name("dvc")
+        self.dvc = str(dvc or (venv_dvc if venv_dvc.exists() else "dvc"))
         # Pin the commit the experiments derive from: a commit made while the study runs
         # must not hide them (`dvc exp show` alone lists only the experiments of HEAD).
         self.base = subprocess.run(
@@ -87,9 +90,7 @@ class DvcExperiments:
         ).stdout.strip()
 
     def _dvc(self, *args: str) -> str:
-        dvc = Path(sys.executable).with_name("dvc")
-        command = [str(dvc) if dvc.exists() else "dvc", *args]
-        done = subprocess.run(command, cwd=self.root, capture_output=True, text=True)
+        done = subprocess.run([self.dvc, *args], cwd=self.root, capture_output=True, text=True)
         if done.returncode != 0:
             raise SfaeError(f"`dvc {' '.join(args)}` failed: {done.stderr.strip()[-2000:]}")
         return done.stdout
@@ -104,7 +105,15 @@ class DvcExperiments:
         )
 
     def start(self, jobs: int) -> None:
-        self._dvc("queue", "start", "-j", str(jobs))
+        # The queue's workers stay in the background and inherit our output: with pipes
+        # (capture_output) we would wait for the whole queue, with no progress shown.
+        command = [self.dvc, "queue", "start", "-j", str(jobs)]
+        with tempfile.TemporaryFile() as output:
+            done = subprocess.run(command, cwd=self.root, stdout=output, stderr=output)
+            if done.returncode != 0:
+                output.seek(0)
+                message = output.read().decode(errors="replace").strip()[-2000:]
+                raise SfaeError(f"`dvc queue start -j {jobs}` failed: {message}")
 
     def remove_failed(self) -> None:
         self._dvc("queue", "remove", "--failed")
