@@ -20,6 +20,7 @@ from sfae.report import (
     compare_to_pure,
     paired_bootstrap,
     render_markdown,
+    seed_and_image_bootstrap,
     summary_table,
     write_report,
     write_variants_gif,
@@ -261,10 +262,50 @@ def test_compare_to_pure_says_which_variants_differ():
     assert elu["mean"] == pytest.approx(0.1, abs=0.01) and elu["low"] > 0
     assert elu["verdict"] == "better"
     assert "distinguishable from zero, sparse_elu is better than pure" in elu["sentence"]
+    assert elu["holds_across_seeds"] and "it holds across training runs" in elu["sentence"]
     assert l1["verdict"] == "worse" and "l1 is worse than pure" in l1["sentence"]
     assert l2["mean"] == pytest.approx(0.0, abs=1e-12) and l2["low"] < 0 < l2["high"]
     assert l2["sentence"].endswith("not distinguishable from zero.")
     assert l2["n_images"] == len(IMAGES) and l2["n_seeds"] == len(SEEDS)
+
+
+def test_seed_and_image_bootstrap_carries_the_noise_between_seeds():
+    # Every image gains 0.02 on average, but the three seeds of the variant sit at
+    # -0.2, +0.02 and +0.24 around pure: the image-only interval is tight around 0.02,
+    # the seed-aware one must span zero.
+    rng = np.random.default_rng(0)
+    pure = np.tile(rng.uniform(0.3, 0.7, 40), (3, 1))
+    variant = pure + np.array([[-0.2], [0.02], [0.26]]) + rng.normal(0, 0.005, (3, 40))
+    _, image_low, image_high = paired_bootstrap(variant.mean(0) - pure.mean(0))
+    assert 0 < image_low < image_high < 0.05
+    low, high = seed_and_image_bootstrap(variant, pure)
+    assert low < -0.05 and high > 0.1
+    # Without seed-to-seed noise the two intervals agree.
+    calm = pure + 0.02 + rng.normal(0, 0.01, (3, 40))
+    _, image_low, image_high = paired_bootstrap(calm.mean(0) - pure.mean(0))
+    low, high = seed_and_image_bootstrap(calm, pure)
+    assert low == pytest.approx(image_low, abs=0.003) and high == pytest.approx(
+        image_high, abs=0.003
+    )
+
+
+def test_seed_and_image_bootstrap_needs_the_same_images():
+    with pytest.raises(SfaeError, match="same images"):
+        seed_and_image_bootstrap(np.zeros((2, 5)), np.zeros((3, 4)))
+
+
+def test_a_difference_that_seeds_could_give_is_said_so():
+    # l1's three seeds sit -0.2, +0.02 and +0.24 from pure on every image (pure's seeds
+    # agree): seed-averaged, +0.02 everywhere, so the image-only interval excludes zero.
+    records = [run_record("pure", seed, PURE_IMAGE_IOU) for seed in (1, 2, 3)] + [
+        run_record("l1", seed, {image: iou + offset for image, iou in PURE_IMAGE_IOU.items()})
+        for seed, offset in zip((1, 2, 3), (-0.2, 0.02, 0.24), strict=True)
+    ]
+    compared = compare_to_pure(records)["l1"]
+    assert compared["verdict"] == "better" and compared["low"] > 0
+    assert compared["seeds_low"] < 0 < compared["seeds_high"]
+    assert not compared["holds_across_seeds"]
+    assert "with 3 seeds, training noise alone could give it" in compared["sentence"]
 
 
 def test_compare_to_pure_pairs_only_the_shared_images():
