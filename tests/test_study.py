@@ -80,6 +80,24 @@ def test_an_earlier_failure_is_cleared_and_run_again():
     assert ("l1", 1) in stub.queued
 
 
+def test_runs_still_queued_or_running_are_waited_for_not_queued_again():
+    # An interrupted study left l1 seed 1 running and l2 seed 1 queued.
+    in_flight = [Run(run_name("l1", 1), "", "running", {**PARAMS, "variant": "l1", "seed": 1})]
+    in_flight.append(Run(run_name("l2", 1), "", "queued", {**PARAMS, "variant": "l2", "seed": 1}))
+
+    class ResumedStub(StubExperiments):
+        def start(self, jobs):
+            super().start(jobs)
+            self.store = [run for run in self.store if run.state not in ("queued", "running")]
+            self.store += [finished("l1", 1), finished("l2", 1)]
+
+    stub = ResumedStub(in_flight)
+    runs, failed = run_study(stub, PARAMS, (1,), sleep=lambda _: None)
+    assert ("l1", 1) not in stub.queued and ("l2", 1) not in stub.queued
+    assert len(stub.queued) == len(VARIANTS) - 2
+    assert set(runs) == {(v, 1) for v in VARIANTS} and failed == []
+
+
 def test_runs_with_other_shared_params_do_not_count():
     other = {**PARAMS, "train": {"epochs": 5}}
     runs = [finished("pure", 1, params=other), finished("l1", 1)]
@@ -168,6 +186,16 @@ if [ "$1" = queue ] && [ "$2" = start ]; then
     sleep 30 &
     exit 0
 fi
+# `exp show` fails once, as DVC's does while a worker sets up its workspace.
+if [ "$1" = exp ] && [ "$2" = show ]; then
+    if [ ! -e shown-once ]; then
+        touch shown-once
+        echo "ERROR: directory '.dvc/tmp/exps/tmpx/.dvc' does not exist" >&2
+        exit 255
+    fi
+    echo '[]'
+    exit 0
+fi
 echo "unexpected: $*" >&2
 exit 3
 """
@@ -208,3 +236,15 @@ def test_a_failing_dvc_command_raises_with_its_message(tmp_path):
     experiments = fake_dvc(tmp_path)
     with pytest.raises(SfaeError, match="unexpected: queue remove --failed"):
         experiments.remove_failed()
+
+
+def test_a_passing_failure_of_exp_show_is_asked_again(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    assert experiments.runs(pause=0) == []
+    assert (tmp_path / "shown-once").exists()
+
+
+def test_exp_show_failing_every_time_raises(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    with pytest.raises(SfaeError, match="does not exist"):
+        experiments.runs(tries=1)

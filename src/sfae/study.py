@@ -8,6 +8,7 @@ skipped; a run that fails is reported and the others still run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -38,6 +39,7 @@ TRAINING_SUMMARIES = tuple(
     (folder / "metrics.json").as_posix() for folder in (IN_REPO.pretrain_log, IN_REPO.finetune_log)
 )
 FINISHED = ("success", "failed")
+IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
 RUN_KEYS = ("variant", "seed")  # the params a study run overrides; all others must match
 
@@ -95,8 +97,19 @@ class DvcExperiments:
             raise SfaeError(f"`dvc {' '.join(args)}` failed: {done.stderr.strip()[-2000:]}")
         return done.stdout
 
-    def runs(self) -> list[Run]:
-        return parse_exp_show(json.loads(self._dvc("exp", "show", "--json", "--rev", self.base)))
+    def runs(self, tries: int = 3, pause: float = 5.0) -> list[Run]:
+        # `exp show` fails now and then while a queue worker sets up its temporary
+        # workspace ("directory ... does not exist"): ask again before giving up.
+        def show() -> list[Run]:
+            return parse_exp_show(
+                json.loads(self._dvc("exp", "show", "--json", "--rev", self.base))
+            )
+
+        for _ in range(tries - 1):
+            with contextlib.suppress(SfaeError):
+                return show()
+            time.sleep(pause)
+        return show()
 
     def queue(self, variant: str, seed: int) -> None:
         name = run_name(variant, seed)
@@ -160,6 +173,14 @@ def parse_exp_show(rows: list[dict]) -> list[Run]:
     return runs
 
 
+def queued_or_running(runs: list[Run], params: dict) -> set[tuple[str, int]]:
+    """(variant, seed) of the runs already queued or running with the current shared params."""
+    wanted = shared_params(params)
+    return {
+        run.key for run in runs if run.state in IN_FLIGHT and shared_params(run.params) == wanted
+    }
+
+
 def completed(runs: list[Run], params: dict) -> dict[tuple[str, int], Run]:
     """Finished runs with results whose shared params equal the current ones, by (variant, seed)."""
     wanted = shared_params(params)
@@ -185,21 +206,26 @@ def run_study(
 ) -> tuple[dict[tuple[str, int], Run], list[str]]:
     """Queue what is missing, run the queue, wait; return (finished runs by key, failed names)."""
     wanted = [(variant, seed) for variant in VARIANTS for seed in seeds]
-    done = completed(experiments.runs(), params)
-    missing = [key for key in wanted if key not in done]
+    runs = experiments.runs()
+    done = completed(runs, params)
+    # A study that was interrupted leaves its queue running: wait for those, don't re-queue.
+    flying = queued_or_running(runs, params)
+    pending = [key for key in wanted if key not in done and key in flying]
+    missing = [key for key in wanted if key not in done and key not in pending]
     print(
-        f"study: {len(wanted)} runs, {len(wanted) - len(missing)} already done, "
-        f"{len(missing)} to run"
+        f"study: {len(wanted)} runs, {len(wanted) - len(pending) - len(missing)} already done, "
+        f"{len(pending)} already "
+        f"queued or running, {len(missing)} to run"
     )
     if missing:
         experiments.remove_failed()
         for variant, seed in missing:
             experiments.queue(variant, seed)
         experiments.start(jobs)
-    names = {run_name(*key): key for key in missing}
+    names = {run_name(*key): key for key in [*pending, *missing]}
     failed: list[str] = []
     idle_polls = 0
-    with tqdm(total=len(missing), desc="study", unit="run") as bar:
+    with tqdm(total=len(names), desc="study", unit="run") as bar:
         while True:
             runs = {run.name: run for run in experiments.runs() if run.name in names}
             finished = [name for name, run in runs.items() if run.state in FINISHED]
