@@ -233,8 +233,9 @@ def fit(
 ) -> list[EpochLog]:
     """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
 
-    `shards` splits each batch for parallel work on the TensorFlow backend: the same math,
-    with other rounding (so a different value gives other bits, not other results).
+    `shards` splits each batch for parallel work on the TensorFlow backend: the same math
+    with other rounding, which hundreds of epochs grow into another trajectory, as
+    another seed would (hence a tracked parameter, not the machine's core count).
 
     Raises SfaeError as soon as a loss turns NaN or infinite.
     """
