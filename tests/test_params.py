@@ -35,7 +35,8 @@ def test_the_real_params_file_loads(repo_root: Path) -> None:
     assert config.mall.frames == 500
     assert config.train.epochs == 801 and config.finetune_epochs() == 801
     assert sorted(config.variants) == sorted(VARIANTS)
-    assert config.study.seeds == (6278, 1, 2)
+    assert config.study.seeds == (6278, 1, 2, 3, 4)
+    assert config.train.shards == 2
     for name in ("sparse_softabs", "sparse_elu"):
         sparse = config.variants[name].sparse
         assert sparse is not None
