@@ -5,7 +5,6 @@ import json
 from sfae.atomic import staged_outputs
 from sfae.errors import run_stage
 from sfae.evaluation import (
-    load_trained,
     mall_generalisation,
     penn_fudan_scores,
     prediction_pictures,
@@ -14,6 +13,7 @@ from sfae.evaluation import (
 from sfae.image_io import write_png
 from sfae.params import load_config
 from sfae.paths import ProjectPaths
+from sfae.predict import load_trained
 from sfae.prepare import load_mall, load_pennfudan
 
 

@@ -5,12 +5,11 @@ import numpy as np
 from sfae.atomic import staged_outputs
 from sfae.datasets import MALL, mall_frame_path
 from sfae.errors import run_stage
-from sfae.evaluation import load_trained
 from sfae.params import load_config
 from sfae.paths import ProjectPaths
+from sfae.predict import load_trained, predict_probabilities
 from sfae.prepare import load_mall
 from sfae.render import render_videos
-from sfae.training import predict_probabilities
 
 
 def main() -> None:

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
-import sfae.model  # noqa: F401  (registers the custom layers for loading)
-from sfae.errors import SfaeError
 from sfae.mall_metrics import mall_scores
 from sfae.metrics import per_image_scores, pooled_iou, summarize
 from sfae.pictures import error_overlay, fixed_indices, grid, tint, to_uint8
+from sfae.predict import predict_probabilities
 from sfae.prepare import MallArrays, PennFudanSplits
-from sfae.training import predict_probabilities
 
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")
-
-
-def load_trained(path: Path) -> keras.Model:
-    try:
-        return keras.models.load_model(path)
-    except (OSError, ValueError) as error:
-        raise SfaeError(f"{path}: cannot load the trained model ({error})") from error
 
 
 def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance: int):
@@ -45,6 +35,15 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
             "iou_mean": train_iou["mean"] - summary["mean"]["iou"],
         },
     }
+    if data.val_names:  # held-out training images: what the sweep selects on
+        val_truth = data.val_masks[..., 0] > 0.5
+        val_predicted = predict_probabilities(model, data.val_images) >= threshold
+        val_table = per_image_scores(val_truth, val_predicted, tolerance)
+        result["val"] = {
+            "iou_pooled": pooled_iou(val_truth, val_predicted),
+            "iou_mean": float(np.mean(val_table["iou"])),
+            "n_images": len(data.val_names),
+        }
     rows = [
         {"name": name, **{key: float(table[key][i]) for key in TABLE_COLUMNS}}
         for i, name in enumerate(data.test_names)

@@ -9,27 +9,14 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
+from sfae.colormaps import COLORMAP_PREFIX, colormap_names
 from sfae.errors import SfaeError
 from sfae.image_io import read_rgb, write_png
-
-_COLORMAP_PREFIX = "COLORMAP_"
-
-
-def colormap_names() -> list[str]:
-    """The colour-map names this OpenCV build knows, lower case, sorted."""
-    return sorted(
-        name.removeprefix(_COLORMAP_PREFIX).lower()
-        for name in dir(cv2)
-        if name.startswith(_COLORMAP_PREFIX)
-    )
 
 
 def colormap_code(name: str) -> int:
     """The OpenCV COLORMAP_* constant for a name such as "jet", "viridis" or "inferno"."""
-    # params.yaml passes the name through unchecked, so it may not even be a string.
-    code = (
-        getattr(cv2, f"{_COLORMAP_PREFIX}{name.upper()}", None) if isinstance(name, str) else None
-    )
+    code = getattr(cv2, f"{COLORMAP_PREFIX}{name.upper()}", None) if isinstance(name, str) else None
     if not isinstance(code, int):
         raise SfaeError(f"unknown colour map {name!r}; valid names: {', '.join(colormap_names())}")
     return code
