@@ -1,4 +1,4 @@
-"""The benchmark's two loops do the same math: same losses, epoch by epoch."""
+"""The benchmark's three loops do the same math: same losses, epoch by epoch."""
 
 import dataclasses
 import subprocess
@@ -7,8 +7,17 @@ import sys
 import numpy as np
 import pytest
 
-from sfae.benchmark import plain_fit, project_fit, seconds_per_epoch
+from sfae.benchmark import (
+    FitRun,
+    plain_fit,
+    project_fit,
+    seconds_per_epoch,
+    steps_per_epoch,
+    tuned_fit,
+)
 from sfae.params import load_config
+
+LOOPS = ("plain", "tuned", "project")
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +30,7 @@ def tiny_set():
 
 
 @pytest.mark.parametrize("variant", ["pure", "l2", "sparse_elu"])
-def test_project_loop_and_plain_fit_have_the_same_loss_curve(repo_root, tiny_set, variant):
+def test_project_loop_and_plain_fits_have_the_same_loss_curve(repo_root, tiny_set, variant):
     config = load_config(repo_root / "params.yaml")
     config = dataclasses.replace(
         config,
@@ -29,15 +38,32 @@ def test_project_loop_and_plain_fit_have_the_same_loss_curve(repo_root, tiny_set
         data=dataclasses.replace(config.data, image_size=32),
     )
     images, masks = tiny_set
-    plain, _, plain_model = plain_fit(config, images, masks, epochs=3, shuffle=False)
-    project, _, project_model = project_fit(config, images, masks, epochs=3, shuffle=False)
-    np.testing.assert_allclose(project, plain, rtol=2e-4)
-    assert project[-1] < project[0]
-    for ours, theirs in zip(project_model.get_weights(), plain_model.get_weights(), strict=True):
-        # Adam divides by sqrt(v): a weight whose gradient is near zero moves by up to
-        # the learning rate (5e-3) whatever its size, so rounding differences in the
-        # summation order show as ~1e-5 there. A different update would be ~1e-3.
-        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4)
+    project = project_fit(config, images, masks, epochs=3, shuffle=False)
+    assert project.losses[-1] < project.losses[0]
+    for plain in (
+        plain_fit(config, images, masks, epochs=3, shuffle=False),
+        tuned_fit(config, images, masks, epochs=3, shuffle=False),
+    ):
+        assert isinstance(plain, FitRun) and len(plain.stamps) == 4
+        np.testing.assert_allclose(project.losses, plain.losses, rtol=2e-4)
+        for ours, theirs in zip(
+            project.model.get_weights(), plain.model.get_weights(), strict=True
+        ):
+            # Adam divides by sqrt(v): a weight whose gradient is near zero moves by up to
+            # the learning rate (5e-3) whatever its size, so rounding differences in the
+            # summation order show as ~1e-5 there. A different update would be ~1e-3.
+            np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4)
+
+
+def test_tuned_fit_runs_a_whole_epoch_per_call(repo_root, tiny_set):
+    config = load_config(repo_root / "params.yaml")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_size=32))
+    images, masks = tiny_set
+    tuned = tuned_fit(config, images, masks, epochs=1, shuffle=False)
+    assert tuned.model.steps_per_execution == steps_per_epoch(config, len(images))
+    paper = dataclasses.replace(config, train=dataclasses.replace(config.train, batch_size=5))
+    assert steps_per_epoch(paper, 85) == 17
+    assert steps_per_epoch(paper, 86) == 18
 
 
 def test_seconds_per_epoch_is_the_median_after_the_first_epoch():
@@ -64,6 +90,14 @@ def test_benchmark_script_prints_the_speedup_last(repo_root, tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines[-1].startswith("speedup: ")
     assert float(lines[-1].split()[1]) > 0
-    assert any(line.startswith("plain") for line in lines)
-    assert any(line.startswith("project") for line in lines)
+    assert lines[-2].startswith("speedup vs default fit: ")
+    assert float(lines[-2].split()[-1]) > 0
+    rows = {line.split()[0]: line for line in lines if line.split()[0] in LOOPS}
+    assert set(rows) == set(LOOPS)
+    assert "intra-op threads default, steps_per_execution 1" in rows["plain"]
+    config = load_config(repo_root / "params.yaml")
+    steps = steps_per_epoch(config, 85)
+    assert f"intra-op threads 1, steps_per_execution {steps}" in rows["tuned"]
+    assert "intra-op threads 1" in rows["project"]
+    assert f"for {config.train.epochs} epochs" in rows["project"]
     assert "85 random images" in done.stdout

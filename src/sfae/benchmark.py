@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -13,7 +16,18 @@ from sfae.sparse_filtering import sparse_filtering_loss
 from sfae.training import finetune_terms, fit, segmentation_loss
 
 
-def compile_plain(model: keras.Model, config: Config) -> None:
+class FitRun(NamedTuple):
+    """What a benchmarked loop returns: per-epoch losses, time stamps, the trained model.
+
+    stamps[0] is the start, stamps[i] the end of epoch i (see seconds_per_epoch).
+    """
+
+    losses: list[float]
+    stamps: list[float]
+    model: keras.Model
+
+
+def compile_plain(model: keras.Model, config: Config, steps_per_execution: int = 1) -> None:
     """The same loss as finetune_terms, the way a plain Keras user writes it."""
     sparse = config.variant.sparse
     losses = [segmentation_loss, None]
@@ -27,13 +41,21 @@ def compile_plain(model: keras.Model, config: Config) -> None:
         optimizer=keras.optimizers.Adam(config.train.learning_rate),
         loss=losses,
         loss_weights=weights,
+        steps_per_execution=steps_per_execution,
     )
 
 
-def plain_fit(config: Config, images, masks, epochs: int, shuffle: bool = True):
-    """Per-epoch losses and seconds of `model.fit` with Keras' defaults."""
+def plain_fit(
+    config: Config,
+    images,
+    masks,
+    epochs: int,
+    shuffle: bool = True,
+    steps_per_execution: int = 1,
+) -> FitRun:
+    """Per-epoch losses and seconds of `model.fit` (Keras' defaults unless told otherwise)."""
     model = build_model(config)
-    compile_plain(model, config)
+    compile_plain(model, config, steps_per_execution)
     dummy = np.zeros((len(images), 9), np.float32)
     times = []
     callback = keras.callbacks.LambdaCallback(
@@ -49,10 +71,25 @@ def plain_fit(config: Config, images, masks, epochs: int, shuffle: bool = True):
         verbose=0,
         callbacks=[callback],
     )
-    return history.history["loss"], [started, *times], model
+    return FitRun(history.history["loss"], [started, *times], model)
 
 
-def project_fit(config: Config, images, masks, epochs: int, shuffle: bool = True):
+def steps_per_epoch(config: Config, count: int) -> int:
+    """Minibatches in one epoch of `count` examples (the last one may be smaller)."""
+    return math.ceil(count / config.train.batch_size)
+
+
+def tuned_fit(config: Config, images, masks, epochs: int, shuffle: bool = True) -> FitRun:
+    """`model.fit` tuned: one compiled call per epoch (steps_per_execution = steps per epoch).
+
+    The thread settings are the process's: whoever times it applies the project loop's
+    (sfae.training.configure_determinism) before TensorFlow's runtime starts.
+    """
+    steps = steps_per_epoch(config, len(images))
+    return plain_fit(config, images, masks, epochs, shuffle, steps_per_execution=steps)
+
+
+def project_fit(config: Config, images, masks, epochs: int, shuffle: bool = True) -> FitRun:
     """Per-epoch losses and seconds of the project's training loop (sfae.training.fit)."""
     model = build_model(config)
     times = []
@@ -70,7 +107,15 @@ def project_fit(config: Config, images, masks, epochs: int, shuffle: bool = True
         shuffle=shuffle,
         shards=config.train.shards,
     )
-    return [entry.terms["loss"] for entry in history], [started, *times], model
+    return FitRun([entry.terms["loss"] for entry in history], [started, *times], model)
+
+
+# The timed loops, by the name the benchmark prints: Keras' defaults, tuned, the project's.
+LOOPS: dict[str, Callable[..., FitRun]] = {
+    "plain": plain_fit,
+    "tuned": tuned_fit,
+    "project": project_fit,
+}
 
 
 def seconds_per_epoch(stamps: list[float]) -> float:
