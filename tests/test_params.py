@@ -202,3 +202,42 @@ def test_preprocess_stage_with_bad_params_fails_cleanly(
     assert lines[0].startswith(f"error: {tmp_path / 'params.yaml'}: data.image_size ")
     assert "multiple of 16" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "no output may appear"
+
+
+def mapping_sections(document: dict, prefix: str = "") -> list[str]:
+    """The dotted name of every mapping in the document, "" for the top level."""
+    sections = [prefix]
+    for key, value in document.items():
+        if isinstance(value, dict):
+            sections += mapping_sections(value, f"{prefix}.{key}" if prefix else key)
+    return sections
+
+
+# Every mapping of the real file: a section added later is covered without editing this list.
+UNKNOWN_KEY_SECTIONS = mapping_sections(
+    yaml.safe_load((Path(__file__).resolve().parent.parent / "params.yaml").read_text())
+)
+
+
+def test_every_section_is_checked_for_unknown_keys() -> None:
+    expected = {"", "data", "mall", "train", "variants", "evaluate", "render", "study"}
+    expected |= {f"variants.{name}" for name in VARIANTS}
+    expected |= {"variants.sparse_softabs.sparse", "variants.sparse_elu.sparse"}
+    assert expected <= set(UNKNOWN_KEY_SECTIONS)
+
+
+@pytest.mark.parametrize("section", UNKNOWN_KEY_SECTIONS, ids=lambda s: s or "top")
+def test_an_unknown_key_is_refused_in_every_section(
+    tmp_path: Path, document: dict, section: str
+) -> None:
+    """Every section calls done(): a stray key anywhere is a typo, not silently ignored."""
+    changed = copy.deepcopy(document)
+    target = changed
+    for key in section.split(".") if section else []:
+        target = target[key]
+    target["bogus_key"] = 1
+    path = write_params(tmp_path, changed)
+    dotted = f"{section}.bogus_key" if section else "bogus_key"
+    with pytest.raises(SfaeError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {dotted} is not a known setting (a typo?)")

@@ -17,8 +17,10 @@ from PIL import Image
 from sfae.errors import SfaeError
 from sfae.image_io import resize_image, resize_mask
 from sfae.prepare import (
+    hold_out,
     load_arrays,
     load_mall,
+    load_pennfudan,
     prepare_mall,
     prepare_pennfudan,
     save_arrays,
@@ -157,6 +159,87 @@ def test_prepare_pennfudan_on_a_tiny_dataset(tmp_path: Path) -> None:
             np.testing.assert_array_equal(mask, expected_mask)
 
 
+def test_hold_out_takes_val_count_training_names_and_keeps_the_others_in_order() -> None:
+    train, _ = split_names(NAMES, 85, 6278)
+    fit, val = hold_out(train, 17, 6278)
+    assert len(val) == 17 and len(fit) == 68
+    assert sorted(fit + val) == sorted(train)
+    assert fit == [name for name in train if name not in val]  # training order unchanged
+    assert hold_out(train, 17, 6278) == (fit, val)
+    assert hold_out(train, 17, 6279)[1] != val
+    assert hold_out(train, 0, 6278) == (train, [])
+
+
+def test_hold_out_must_leave_images_to_train_on() -> None:
+    with pytest.raises(SfaeError, match="val_count 3 must leave images"):
+        hold_out(["a", "b", "c"], 3, 1)
+
+
+def test_prepare_pennfudan_holds_out_validation_images_and_never_touches_test(
+    tmp_path: Path,
+) -> None:
+    raw = write_raw_pennfudan(tmp_path)
+    without = prepare_pennfudan(raw, 16, 3, 7)
+    held = prepare_pennfudan(raw, 16, 3, 7, val_count=1)
+    assert "val_names" not in without  # val_count 0: the file is as it was before
+    assert list(held["test_names"]) == list(without["test_names"])
+    assert len(held["val_names"]) == 1 and len(held["train_names"]) == 2
+    assert sorted([*held["train_names"], *held["val_names"]]) == sorted(without["train_names"])
+    assert held["val_images"].shape == (1, 16, 16, 3) and held["val_masks"].shape == (1, 16, 16)
+    record = json.loads(split_record(held))
+    assert record == {
+        "train": list(held["train_names"]),
+        "val": list(held["val_names"]),
+        "test": list(held["test_names"]),
+    }
+    assert json.loads(split_record(without))["val"] == []
+
+
+def test_loaded_splits_without_validation_images_have_empty_val_arrays(tmp_path: Path) -> None:
+    path = tmp_path / "pennfudan.npz"
+    save_arrays(path, prepare_pennfudan(write_raw_pennfudan(tmp_path), 16, 3, 7))
+    data = load_pennfudan(path)
+    assert data.val_names == [] and data.val_images.shape == (0, 16, 16, 3)
+    assert data.val_masks.shape == (0, 16, 16, 1)
+
+
+def test_loading_other_arrays_as_penn_fudan_names_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "pennfudan.npz"
+    save_arrays(path, {"frames": np.zeros((2, 4, 4, 3), np.float32)})
+    with pytest.raises(SfaeError, match="not prepared Penn-Fudan arrays.*train_images"):
+        load_pennfudan(path)
+
+
+def instance_ids(height: int, width: int) -> np.ndarray:
+    """Ids 1 and 2 in blocks that cut across output pixels, thin 1-px stripes of id 3."""
+    ids = np.zeros((height, width), np.uint8)
+    ids[1:, 1 : width // 4 + 1] = 1
+    ids[height // 3 :, width // 4 + 1 : width // 2 + 1] = 2
+    ids[: height - 3, width // 2 + 2 :: 3] = 3  # a third of each column trio: background
+    return ids
+
+
+def test_prepare_pennfudan_binarises_the_instance_ids_before_resizing(tmp_path: Path) -> None:
+    """A pixel is foreground when at least half of its area holds a person, whatever the ids:
+    averaging the ids first would count id 3 on a third of the area as 3 / 3 = foreground."""
+    root = write_raw_pennfudan(tmp_path)
+    for name, width, height, _ in RAW:
+        Image.fromarray(instance_ids(height, width), mode="L").save(
+            root / "PedMasks" / f"{name}_mask.png"
+        )
+    arrays = prepare_pennfudan(root, 16, 3, 7)
+    masks = dict(zip(arrays["train_names"], arrays["train_masks"], strict=True))
+    masks.update(zip(arrays["test_names"], arrays["test_masks"], strict=True))
+    for name, width, height, _ in RAW:
+        ids = instance_ids(height, width)
+        expected = resize_mask(ids > 0, (16, 16))
+        # The data tell the two orders apart: resizing the ids first gives more foreground.
+        assert (resize_mask(ids, (16, 16)) != expected).any()
+        assert (resize_mask(ids.astype(np.float32) / 3, (16, 16)) != expected).any()
+        assert 0 < expected.sum() < expected.size
+        np.testing.assert_array_equal(masks[name], expected, err_msg=name)
+
+
 def test_prepare_pennfudan_refuses_a_mask_of_another_size(tmp_path: Path) -> None:
     root = write_raw_pennfudan(tmp_path)
     bad = root / "PedMasks" / "PennPed00001_mask.png"
@@ -278,6 +361,7 @@ def test_split_record_lists_the_names(tmp_path: Path) -> None:
     record = json.loads(split_record(arrays))
     assert record == {
         "train": arrays["train_names"].tolist(),
+        "val": [],
         "test": arrays["test_names"].tolist(),
     }
 
@@ -324,6 +408,7 @@ def test_preprocess_stage_writes_both_outputs(repo_root: Path, tmp_path: Path) -
     split = json.loads((tmp_path / "metrics" / "split.json").read_text())
     assert split == {
         "train": prepared["train_names"].tolist(),
+        "val": [],
         "test": prepared["test_names"].tolist(),
     }
     assert load_arrays(tmp_path / "data" / "prepared" / "mall.npz")["frames"].shape == (

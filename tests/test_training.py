@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from sfae import training
+from sfae import predict, training
 from sfae.errors import SfaeError
 from sfae.model import build_model, encoder_model
 from sfae.params import VARIANTS, Config, load_config
@@ -212,7 +212,7 @@ def test_every_variant_trains_and_its_loss_falls(base: Config, data, variant: st
     else:
         assert pretrained == []
 
-    probabilities = training.predict_probabilities(model, images, batch_size=3)
+    probabilities = predict.predict_probabilities(model, images, batch_size=3)
     assert probabilities.shape == (COUNT, SIZE, SIZE)
     assert ((probabilities > 0) & (probabilities < 1)).all()
 
@@ -327,6 +327,46 @@ def test_pretrain_is_a_no_op_without_sparse_epochs(base: Config, data) -> None:
     assert training.pretrain(build_model(sparse), sparse, images) == []
     after = weights_by_path(model)
     assert all(np.array_equal(before[path], after[path]) for path in before)
+
+
+def test_finetuning_shuffles_with_another_stream_than_pretraining(
+    base: Config, data, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both phases go through the real `fit`; only the epoch runner is replaced, by one that
+    records each epoch's order. The same seed in both phases would repeat the pretraining's
+    batches in the same order at the start of finetuning."""
+    images, masks = data
+    orders: list[np.ndarray] = []
+
+    def recording_runner(model, optimizer, terms, names, *args, **kwargs):
+        def run_epoch(order, data=None):
+            orders.append(np.asarray(order).copy())
+            return np.zeros(len(names), np.float32)
+
+        return run_epoch
+
+    monkeypatch.setitem(training.EPOCH_RUNNERS, keras.backend.backend(), recording_runner)
+    config = tiny_config(base, "sparse_elu", pretrain=3, finetune=3)
+    model = build_model(config)
+
+    def phases() -> tuple[list[np.ndarray], list[np.ndarray]]:
+        orders.clear()
+        assert len(training.pretrain(model, config, images)) == 3
+        pretrained = list(orders)
+        orders.clear()
+        assert len(training.finetune(model, config, images, masks)) == 3
+        return pretrained, list(orders)
+
+    pretrained, finetuned = phases()
+    for order in pretrained + finetuned:
+        assert sorted(order.tolist()) == list(range(COUNT))  # a shuffle of the whole set
+    assert len({tuple(order) for order in pretrained}) == 3  # a new order each epoch
+    for before, after in zip(pretrained, finetuned, strict=True):
+        assert not np.array_equal(before, after)
+    # Each phase's stream is still fixed by the seed.
+    again = phases()
+    assert all(np.array_equal(a, b) for a, b in zip(pretrained, again[0], strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(finetuned, again[1], strict=True))
 
 
 @pytest.mark.parametrize("variant", ["sparse_elu", "l1"])
