@@ -6,12 +6,14 @@ from dvclive import Live
 
 from sfae.atomic import staged_outputs
 from sfae.errors import run_stage
+from sfae.machine import machine_description
 from sfae.metrics import pooled_iou
 from sfae.model import build_model
 from sfae.params import load_config
 from sfae.paths import ProjectPaths
+from sfae.predict import predict_probabilities
 from sfae.prepare import load_pennfudan
-from sfae.training import configure_determinism, finetune, predict_probabilities
+from sfae.training import configure_determinism, finetune
 
 
 def split_iou(model, images, masks, threshold) -> float:
@@ -40,11 +42,16 @@ def main() -> None:
                 live.log_metric(
                     "iou/test", split_iou(model, data.test_images, data.test_masks, threshold)
                 )
+                if data.val_names:  # what selection looks at: never the test split
+                    live.log_metric(
+                        "iou/val", split_iou(model, data.val_images, data.val_masks, threshold)
+                    )
             live.next_step()
 
         started = time.perf_counter()
         finetune(model, config, data.train_images, data.train_masks, on_epoch_end=log)
         live.summary["seconds"] = round(time.perf_counter() - started, 1)
+        live.summary["machine"] = machine_description()  # rounding differs between CPUs
         with staged_outputs(paths.final_model) as (saved,):
             model.save(saved)
 

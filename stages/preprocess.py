@@ -19,7 +19,11 @@ def main() -> None:
     if dataset == "pennfudan":
         data = config.data
         arrays = prepare_pennfudan(
-            paths.raw / PENNFUDAN.folder, data.image_size, data.train_count, data.split_seed
+            paths.raw / PENNFUDAN.folder,
+            data.image_size,
+            data.train_count,
+            data.split_seed,
+            data.val_count,
         )
         with staged_outputs(paths.pennfudan_prepared, paths.split) as (prepared, split):
             save_arrays(prepared, arrays)

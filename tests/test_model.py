@@ -99,9 +99,11 @@ def test_no_biases_anywhere(small_models, variant: str) -> None:
             assert layer.use_bias is False, layer.name
     for variable in model.variables:
         assert "bias" not in variable.path, variable.path
-    # Only kernels and the four pool scalars.
-    kinds = sorted({v.path.rsplit("/", 1)[-1] for v in model.variables})
+    # Only kernels and the four pool scalars are trained (dropout keeps a seed state).
+    kinds = sorted({v.path.rsplit("/", 1)[-1] for v in model.trainable_variables})
     assert kinds == ["kernel", "mix"]
+    states = {v.path.rsplit("/", 1)[-1] for v in model.non_trainable_variables}
+    assert states == ({"seed_generator_state"} if variant == "dropout" else set())
 
 
 def test_pool_mix_scalars_are_trainable_and_get_gradients(small_models) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,58 +15,13 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from conftest import EPOCHS, dvc, environment, output, tiny_params
 
 import sfae.model  # also registers PoolMix and SoftAbsolute for load_model
 
 pytestmark = pytest.mark.slow
 
 DATA_STAGES = ("download_pennfudan", "download_mall", "preprocess_pennfudan", "preprocess_mall")
-EPOCHS = 4
-
-
-def tiny_params(root: Path) -> None:
-    """Small enough that every training stage takes seconds."""
-    path = root / "params.yaml"
-    document = yaml.safe_load(path.read_text())
-    document["data"]["image_size"] = 32
-    document["mall"]["frames"] = 20
-    document["train"]["epochs"] = EPOCHS
-    document["train"]["iou_every"] = 2
-    for name in ("sparse_softabs", "sparse_elu"):
-        document["variants"][name]["sparse"].update(pretrain_epochs=2, finetune_epochs=2)
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
-def environment(root: Path, mirror: Path) -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        **os.environ,
-        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-        "SFAE_DATA_MIRROR": str(mirror),
-        "DVC_NO_ANALYTICS": "1",
-        "DVC_SITE_CACHE_DIR": str(root.parent / f"{root.name}-dvc-site-cache"),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
-
-
-def dvc(root: Path, mirror: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
-        cwd=root,
-        env=environment(root, mirror),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check:
-        assert result.returncode == 0, (
-            f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def output(result: subprocess.CompletedProcess) -> str:
-    return result.stdout + result.stderr
 
 
 def ran_stages(result: subprocess.CompletedProcess) -> list[str]:
@@ -253,3 +207,34 @@ def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> Non
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, text
         assert str(params) in errors[0] and "variant" in errors[0] and "nonsense" in errors[0]
+
+
+def test_a_small_strength_and_held_out_validation_images_through_exp_run(
+    pipeline: Pipeline,
+) -> None:
+    """DVC writes `1e-05` for -S ...=1e-5: a float in YAML 1.2, as our loader must read it.
+    The run stops at evaluate (as sweep runs do) and scores the validation images."""
+    root = pipeline.root
+    result = dvc(
+        root,
+        pipeline.mirror,
+        "exp",
+        "run",
+        "evaluate",
+        "-S",
+        "variant=l2",
+        "-S",
+        "variants.l2.regularizer_scale=1e-5",
+        "-S",
+        "data.val_count=17",
+        check=False,
+    )
+    assert result.returncode == 0, output(result)
+    assert "regularizer_scale: 1e-05" in (root / "params.yaml").read_text()
+    assert "render_videos" not in ran_stages(result)
+    split = json.loads((root / "metrics" / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (68, 17, 85)
+    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert 0.0 <= scores["val"]["iou_pooled"] <= 1.0 and scores["val"]["n_images"] == 17
+    logged = json.loads((root / "metrics" / "finetune" / "metrics.json").read_text())
+    assert 0.0 <= logged["iou"]["val"] <= 1.0

@@ -87,12 +87,17 @@ def build_model(config: Config) -> keras.Model:
     """
     size = config.data.image_size
     seeds = iter(np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=64).tolist())
+    # A stream of its own, so that dropout leaves every other variant's weights as they were.
+    dropout_seeds = iter(
+        np.random.default_rng([config.seed, 2]).integers(0, 2**31 - 1, size=64).tolist()
+    )
     stddev = config.train.init_stddev
     regularizer = _regularizer(config)
+    dropout = config.variant.dropout
 
     def conv(x, channels, kernel=3, activation="elu", transpose=False, name=None):
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
-        return kind(
+        x = kind(
             channels,
             kernel,
             padding="same",
@@ -102,6 +107,9 @@ def build_model(config: Config) -> keras.Model:
             kernel_regularizer=regularizer,
             name=name,
         )(x)
+        if dropout and activation != "sigmoid":  # every hidden feature map, not the mask
+            x = layers.SpatialDropout2D(dropout, seed=next(dropout_seeds), name=f"{name}_drop")(x)
+        return x
 
     def pool(x, first, name):
         return PoolMix(first=first, stddev=stddev, seed=next(seeds), name=name)(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,37 @@ import yaml
 
 from sfae.errors import SfaeError
 
-VARIANTS = ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's floats, as DVC reads params.yaml.
+
+    `dvc exp run -S x=1e-5` writes `x: 1e-05`, a float in YAML 1.2 but a string to PyYAML
+    (YAML 1.1 wants a dot in the mantissa and a sign in the exponent).
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML as DVC does (YAML 1.2 numbers); every reader of params.yaml uses this."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
+POST_VARIANTS = ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")  # the 2018 post's five
+VARIANTS = (*POST_VARIANTS, "dropout", "augment")
 ACTIVATIONS = ("softabs", "elu")
 BOTTLENECK_ACTIVATIONS = ("softabs", "linear")
 REGULARIZERS = ("none", "l1", "l2")
@@ -23,6 +54,7 @@ class DataConfig:
     image_size: int
     train_count: int
     split_seed: int
+    val_count: int  # held out of the training split for selection; 0 keeps the 85/85 split
 
 
 @dataclass(frozen=True)
@@ -52,12 +84,23 @@ class SparseConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    flip: bool  # random horizontal flips
+    zoom: float  # scale up or down by at most this fraction
+    shift: float  # translate by at most this fraction of the side
+    brightness: float  # add at most this (images lie in [0, 1])
+    contrast: float  # scale the contrast by a factor in [1 - contrast, 1 + contrast]
+
+
+@dataclass(frozen=True)
 class VariantConfig:
     name: str
     bottleneck_activation: str
     regularizer: str
     regularizer_scale: float
     sparse: SparseConfig | None
+    dropout: float = 0.0  # spatial dropout rate after every hidden convolution
+    augment: AugmentConfig | None = None
 
     def pretrain_epochs(self) -> int:
         return self.sparse.pretrain_epochs if self.sparse else 0
@@ -86,6 +129,14 @@ class StudyConfig:
 
 
 @dataclass(frozen=True)
+class SweepConfig:
+    val_count: int  # training images held out to select each strength on
+    seeds: tuple[int, ...]  # selection seeds; the final runs use the study's
+    grids: dict[str, tuple[float, ...]]  # variant -> strengths to try, ascending
+    references: tuple[str, ...]  # variants without a strength, run beside the grids
+
+
+@dataclass(frozen=True)
 class Config:
     variant: VariantConfig
     seed: int
@@ -96,6 +147,7 @@ class Config:
     render: RenderConfig
     study: StudyConfig
     variants: dict[str, VariantConfig]
+    sweep: SweepConfig | None = None
 
     def finetune_epochs(self) -> int:
         """Epochs of the supervised phase: what the sparse pretraining leaves of the total."""
@@ -160,7 +212,7 @@ class _Section:
 def load_config(path: Path) -> Config:
     """Parse and validate params.yaml; raise SfaeError naming the first bad key."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = read_yaml(path.read_text())
     except FileNotFoundError as error:
         raise SfaeError(f"{path}: file not found") from error
     except yaml.YAMLError as error:
@@ -190,6 +242,7 @@ def load_config(path: Path) -> Config:
         render=_render(top.section("render")),
         study=_study(top.section("study")),
         variants=variants,
+        sweep=_sweep(top.section("sweep"), variants) if "sweep" in document else None,
     )
     top.done()
     return config
@@ -199,10 +252,12 @@ def _data(section: _Section) -> DataConfig:
     size = section.integer("image_size", 16, 1024)
     if size % 16:
         raise section.fail("image_size", f"must be a positive multiple of 16, got {size}")
+    train_count = section.integer("train_count", 1, PENNFUDAN_IMAGES - 1)
     config = DataConfig(
         image_size=size,
-        train_count=section.integer("train_count", 1, PENNFUDAN_IMAGES - 1),
+        train_count=train_count,
         split_seed=section.integer("split_seed", 0, 2**32 - 1),
+        val_count=section.integer("val_count", 0, train_count - 1),
     )
     section.done()
     return config
@@ -230,12 +285,17 @@ def _variant(section: _Section, name: str, total_epochs: int) -> VariantConfig:
     sparse = None
     if "sparse" in section.mapping:
         sparse = _sparse(section.section("sparse"), total_epochs)
+    augment = None
+    if "augment" in section.mapping:
+        augment = _augment(section.section("augment"))
     config = VariantConfig(
         name=name,
         bottleneck_activation=section.choice("bottleneck_activation", BOTTLENECK_ACTIVATIONS),
         regularizer=regularizer,
         regularizer_scale=scale,
         sparse=sparse,
+        dropout=section.number("dropout", 0.0, 0.95, default=0.0),
+        augment=augment,
     )
     section.done()
     return config
@@ -260,6 +320,21 @@ def _sparse(section: _Section, total_epochs: int) -> SparseConfig:
     return config
 
 
+def _augment(section: _Section) -> AugmentConfig:
+    flip = section.raw("flip")
+    if not isinstance(flip, bool):
+        raise section.fail("flip", f"must be true or false, got {flip!r}")
+    config = AugmentConfig(
+        flip=flip,
+        zoom=section.number("zoom", 0.0, 0.9),
+        shift=section.number("shift", 0.0, 0.9),
+        brightness=section.number("brightness", 0.0, 1.0),
+        contrast=section.number("contrast", 0.0, 0.9),
+    )
+    section.done()
+    return config
+
+
 def _evaluate(section: _Section) -> EvaluateConfig:
     config = EvaluateConfig(
         threshold=section.number("threshold", 0.0, 1.0),
@@ -271,7 +346,7 @@ def _evaluate(section: _Section) -> EvaluateConfig:
 
 
 def _render(section: _Section) -> RenderConfig:
-    from sfae.render import colormap_names  # OpenCV's names, checked here and not mid-render
+    from sfae.colormaps import colormap_names  # OpenCV's names, checked here and not mid-render
 
     config = RenderConfig(
         fps=section.integer("fps", 1, 120),
@@ -285,7 +360,56 @@ def _render(section: _Section) -> RenderConfig:
     return config
 
 
-def _study(section: _Section) -> StudyConfig:
+def strength_key(variant: VariantConfig) -> str | None:
+    """The dotted param that sets how strongly a variant regularises (None: it has none)."""
+    if variant.regularizer != "none":
+        return f"variants.{variant.name}.regularizer_scale"
+    if variant.sparse:
+        return f"variants.{variant.name}.sparse.weight"
+    if variant.dropout:
+        return f"variants.{variant.name}.dropout"
+    return None
+
+
+# The highest value each strength may take (the loader's own bound for it).
+STRENGTH_LIMITS = {"regularizer_scale": 10.0, "weight": 1000.0, "dropout": 0.95}
+
+
+def _sweep(section: _Section, variants: dict[str, VariantConfig]):
+    grids_section = section.section("grids")
+    grids = {}
+    for name in list(grids_section.mapping):
+        values = grids_section.raw(name)
+        if name not in variants or strength_key(variants[name]) is None:
+            raise grids_section.fail(
+                name, "is not a known setting (a typo?): grids name variants with a strength"
+            )
+        if (
+            not isinstance(values, list)
+            or len(values) < 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            or not all(0 < a < b for a, b in zip(values, values[1:], strict=False))
+            or values[0] <= 0
+        ):
+            raise grids_section.fail(
+                name, f"must be at least two ascending positive numbers, got {values!r}"
+            )
+        grids[name] = tuple(float(v) for v in values)
+    grids_section.done()
+    references = section.raw("references")
+    if not isinstance(references, list) or not all(r in variants for r in references):
+        raise section.fail("references", f"must be a list of variants, got {references!r}")
+    config = SweepConfig(
+        val_count=section.integer("val_count", 1, PENNFUDAN_IMAGES - 2),
+        seeds=_seeds(section),
+        grids=grids,
+        references=tuple(references),
+    )
+    section.done()
+    return config
+
+
+def _seeds(section: _Section) -> tuple[int, ...]:
     seeds = section.raw("seeds")
     if (
         not isinstance(seeds, list)
@@ -298,5 +422,10 @@ def _study(section: _Section) -> StudyConfig:
         raise section.fail(
             "seeds", f"must be a list of distinct integers in [0, {MAX_SEED}], got {seeds!r}"
         )
+    return tuple(seeds)
+
+
+def _study(section: _Section) -> StudyConfig:
+    config = StudyConfig(seeds=_seeds(section))
     section.done()
-    return StudyConfig(seeds=tuple(seeds))
+    return config

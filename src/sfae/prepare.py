@@ -33,8 +33,28 @@ def split_names(names: list[str], train_count: int, seed: int) -> tuple[list[str
     return shuffled[:train_count], shuffled[train_count:]
 
 
-def prepare_pennfudan(raw: Path, image_size: int, train_count: int, seed: int) -> dict:
-    """Images in [0, 1] and binary masks at image_size, split into train and test."""
+def hold_out(train: list[str], val_count: int, seed: int) -> tuple[list[str], list[str]]:
+    """(fit, val): val_count training names drawn with the split's seed for validation.
+
+    The test split is never touched, and the names left to fit keep their order, so
+    val_count 0 gives exactly the training split of before (and the same training run).
+    """
+    if not 0 <= val_count < len(train):
+        raise SfaeError(f"val_count {val_count} must leave images to train on of {len(train)}")
+    picked = set(np.random.default_rng([seed, 1]).permutation(len(train))[:val_count].tolist())
+    fit = [name for i, name in enumerate(train) if i not in picked]
+    val = [name for i, name in enumerate(train) if i in picked]
+    return fit, val
+
+
+def prepare_pennfudan(
+    raw: Path, image_size: int, train_count: int, seed: int, val_count: int = 0
+) -> dict:
+    """Images in [0, 1] and binary masks at image_size, split into train, val and test.
+
+    The val arrays exist only when val_count > 0: without them the file is the same as
+    before validation existed, so DVC re-runs nothing downstream.
+    """
     pairs = pennfudan_pairs(raw)
     if not pairs:
         raise SfaeError(f"{raw / 'PNGImages'}: no PNG images")
@@ -47,8 +67,11 @@ def prepare_pennfudan(raw: Path, image_size: int, train_count: int, seed: int) -
         images[name] = resize_image(image, size)
         masks[name] = resize_mask(instances > 0, size)
     train, test = split_names(list(images), train_count, seed)
+    train, val = hold_out(train, val_count, seed)
     arrays = {}
-    for split, names in (("train", train), ("test", test)):
+    for split, names in (("train", train), ("val", val), ("test", test)):
+        if not names:
+            continue
         arrays[f"{split}_images"] = np.stack([images[n] for n in names])
         arrays[f"{split}_masks"] = np.stack([masks[n] for n in names])
         arrays[f"{split}_names"] = np.array(names)
@@ -126,8 +149,11 @@ def load_mall(path: Path) -> MallArrays:
 
 
 def split_record(arrays: dict) -> str:
-    """The split as reviewable JSON: the image names of each split."""
-    record = {split: arrays[f"{split}_names"].tolist() for split in ("train", "test")}
+    """The split as reviewable JSON: the image names of each split (val may be empty)."""
+    record = {
+        split: arrays[f"{split}_names"].tolist() if f"{split}_names" in arrays else []
+        for split in ("train", "val", "test")
+    }
     return json.dumps(record, indent=2) + "\n"
 
 
@@ -139,15 +165,35 @@ class PennFudanSplits:
     test_masks: np.ndarray
     train_names: list[str]
     test_names: list[str]
+    val_images: np.ndarray  # empty (0, s, s, 3) when no validation images are held out
+    val_masks: np.ndarray
+    val_names: list[str]
 
 
 def load_pennfudan(path: Path) -> PennFudanSplits:
     arrays = load_arrays(path)
+    missing = [
+        key
+        for split in ("train", "test")
+        for key in (f"{split}_images", f"{split}_masks", f"{split}_names")
+        if key not in arrays
+    ]
+    if missing:
+        raise SfaeError(
+            f"{path}: not prepared Penn-Fudan arrays (no {', '.join(missing)}); "
+            "run `dvc repro preprocess_pennfudan`"
+        )
+    images, masks = arrays["train_images"], arrays["train_masks"]
+    val_images = arrays.get("val_images", images[:0])
+    val_masks = arrays.get("val_masks", masks[:0])
     return PennFudanSplits(
-        train_images=arrays["train_images"],
-        train_masks=arrays["train_masks"][..., None].astype(np.float32),
+        train_images=images,
+        train_masks=masks[..., None].astype(np.float32),
         test_images=arrays["test_images"],
         test_masks=arrays["test_masks"][..., None].astype(np.float32),
         train_names=arrays["train_names"].tolist(),
         test_names=arrays["test_names"].tolist(),
+        val_images=val_images,
+        val_masks=val_masks[..., None].astype(np.float32),
+        val_names=arrays["val_names"].tolist() if "val_names" in arrays else [],
     )

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from sfae.augment import Augment, augmenter
 from sfae.errors import SfaeError
 from sfae.model import encoder_model
 from sfae.params import Config
@@ -132,7 +133,7 @@ def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.permutation(count).astype(np.int32)
 
 
-def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size, shards):
+def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
     """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
 
     One call per epoch instead of one per step removes the per-step Python and
@@ -141,7 +142,10 @@ def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size,
     """
     import tensorflow as tf
 
-    images, masks = tf.constant(images), tf.constant(masks)
+    # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
+    # Fixed data stays constants, so the graph of every other variant is as it was.
+    holder = tf.Variable if augmented else tf.constant
+    images, masks = holder(images), holder(masks)
     count = int(images.shape[0])
     steps = math.ceil(count / batch_size)
     variables = model.trainable_variables
@@ -160,13 +164,20 @@ def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size,
             sums += tf.stack([values[name] for name in names]) * weight
         return sums / count
 
-    return run_epoch
+    def run(order, data=None):
+        if data is not None:
+            images.assign(data[0])
+            masks.assign(data[1])
+        return run_epoch(order)
+
+    return run
 
 
-def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards):
+def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
     """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
 
     XLA compiles the whole step and schedules it itself: no shards (the argument is unused).
+    Non-trainable state (dropout's seed generators) is carried from step to step.
     """
     import jax
     import jax.numpy as jnp
@@ -180,35 +191,48 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards
             *zip(trainable, trainable_values, strict=True),
             *zip(fixed, fixed_values, strict=True),
         ]
-        with keras.StatelessScope(state_mapping=mapping):
+        with keras.StatelessScope(state_mapping=mapping) as scope:
             values = terms(model, batch_images, batch_masks)
-        return values["loss"], values
+        fixed_after = [scope.get_current_value(variable) for variable in fixed]
+        return values["loss"], (values, fixed_after)
 
     gradient = jax.value_and_grad(loss, has_aux=True)
 
     @jax.jit
     def step(trainable_values, optimizer_values, fixed_values, batch_images, batch_masks):
-        (_, values), grads = gradient(trainable_values, fixed_values, batch_images, batch_masks)
+        (_, (values, fixed_values)), grads = gradient(
+            trainable_values, fixed_values, batch_images, batch_masks
+        )
         trainable_values, optimizer_values = optimizer.stateless_apply(
             optimizer_values, grads, trainable_values
         )
-        return trainable_values, optimizer_values, jnp.stack([values[name] for name in names])
+        stacked = jnp.stack([values[name] for name in names])
+        return trainable_values, optimizer_values, fixed_values, stacked
 
-    def run_epoch(order):
+    def run_epoch(order, data=None):
+        epoch_images, epoch_masks = (
+            (images, masks) if data is None else (jnp.asarray(data[0]), jnp.asarray(data[1]))
+        )
         trainable_values = [variable.value for variable in trainable]
         optimizer_values = [variable.value for variable in optimizer.variables]
         fixed_values = [variable.value for variable in fixed]
         sums = jnp.zeros(len(names))
         for start in range(0, count, batch_size):
             index = order[start : start + batch_size]
-            trainable_values, optimizer_values, values = step(
-                trainable_values, optimizer_values, fixed_values, images[index], masks[index]
+            trainable_values, optimizer_values, fixed_values, values = step(
+                trainable_values,
+                optimizer_values,
+                fixed_values,
+                epoch_images[index],
+                epoch_masks[index],
             )
             sums = sums + values * len(index)
         # Back into the variables, so callbacks (IoU logging, saving) see this epoch's model.
         for variable, value in zip(trainable, trainable_values, strict=True):
             variable.assign(value)
         for variable, value in zip(optimizer.variables, optimizer_values, strict=True):
+            variable.assign(value)
+        for variable, value in zip(fixed, fixed_values, strict=True):
             variable.assign(value)
         return sums / count
 
@@ -230,12 +254,15 @@ def fit(
     on_epoch_end: Callable[[EpochLog], None] | None = None,
     shuffle: bool = True,
     shards: int = 1,
+    augment: Augment | None = None,
 ) -> list[EpochLog]:
     """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
 
     `shards` splits each batch for parallel work on the TensorFlow backend: the same math
     with other rounding, which hundreds of epochs grow into another trajectory, as
     another seed would (hence a tracked parameter, not the machine's core count).
+
+    `augment`, when given, draws a fresh augmented copy of the training set each epoch.
 
     Raises SfaeError as soon as a loss turns NaN or infinite.
     """
@@ -250,14 +277,15 @@ def fit(
     rng = np.random.default_rng(seed)
     names = sorted(terms(model, images[:1], masks[:1]))
     run_epoch = EPOCH_RUNNERS[backend](
-        model, optimizer, terms, names, images, masks, batch_size, shards
+        model, optimizer, terms, names, images, masks, batch_size, shards, augment is not None
     )
     history = []
     for epoch in range(epochs):
         order = (
             shuffled_order(rng, len(images)) if shuffle else np.arange(len(images), dtype=np.int32)
         )
-        values = np.asarray(run_epoch(order))
+        data = augment(images, masks) if augment else None
+        values = np.asarray(run_epoch(order, data))
         log = EpochLog(epoch, dict(zip(names, values.tolist(), strict=True)))
         if not np.all(np.isfinite(values)):
             raise SfaeError(
@@ -292,6 +320,7 @@ def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_en
 
 def finetune(model, config: Config, images, masks, on_epoch_end=None):
     """Phase 2 (the only phase of pure/L1/L2): a fresh Adam on the supervised loss."""
+    settings = config.variant.augment
     return fit(
         model,
         finetune_terms(config),
@@ -303,13 +332,5 @@ def finetune(model, config: Config, images, masks, on_epoch_end=None):
         seed=config.seed + 1,  # a different shuffle stream than the pretraining phase
         on_epoch_end=on_epoch_end,
         shards=config.train.shards,
+        augment=augmenter(settings, config.seed) if settings else None,
     )
-
-
-def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 100):
-    """Foreground probabilities (n, h, w) of the model for a stack of images."""
-    chunks = [
-        np.asarray(model.predict_on_batch(images[start : start + batch_size])[0])[..., 0]
-        for start in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(chunks)
