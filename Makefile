@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test study bench format
+.PHONY: repro test study sweep bench format
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ repro: $(BIN)/.installed
 
 study: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.study
+
+sweep: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.sweep
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/train_speed.py --epochs 20

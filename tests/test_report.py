@@ -1,9 +1,11 @@
-"""report: summary statistics, the paired bootstrap, claim verdicts, and the written files,
-on hand-made run records whose right answers are known."""
+"""The study report and its parts (statistics, claims, markdown, figures): summary statistics,
+the paired bootstraps, claim verdicts, and the written files, on hand-made run records whose
+right answers are known."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -11,19 +13,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sfae.claims import claims
 from sfae.errors import SfaeError
-from sfae.params import VARIANTS
-from sfae.report import (
-    RunRecord,
-    StudyContext,
-    claims,
-    compare_to_pure,
+from sfae.figures import write_variants_gif
+from sfae.markdown import markdown_table, tally
+from sfae.params import POST_VARIANTS as VARIANTS
+from sfae.records import RunRecord
+from sfae.report import render_markdown, write_report
+from sfae.statistics import (
+    compare,
+    group_by_variant,
     paired_bootstrap,
-    render_markdown,
     seed_and_image_bootstrap,
     summary_table,
-    write_report,
-    write_variants_gif,
 )
 
 SEEDS = (1, 2)
@@ -56,7 +58,13 @@ STUDY_SCORES = {
 IMAGE_SHIFTS = {"l1": -0.1, "l2": 0.0, "sparse_softabs": 0.0, "sparse_elu": 0.1}
 
 
-def run_record(variant, seed, per_image_iou, train_seconds=100.0, **scores) -> RunRecord:
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PARAMS = {"seed": 6278, "render": {"fps": 10, "alpha": 0.45, "colormap": "jet"}}
+
+
+def run_record(
+    variant, seed, per_image_iou, train_seconds=100.0, commit=COMMIT, **scores
+) -> RunRecord:
     score = DEFAULT_SCORES | scores
     pooled = {
         "iou": score["test_iou"],
@@ -89,6 +97,9 @@ def run_record(variant, seed, per_image_iou, train_seconds=100.0, **scores) -> R
         },
         train_seconds=train_seconds,
         per_image_iou=per_image_iou,
+        commit=commit,
+        machine="test machine, 4 CPUs",
+        packages={"python": "3.12.0", "numpy": "2.0.0"},
     )
 
 
@@ -122,15 +133,12 @@ def study_records(variants=VARIANTS) -> list[RunRecord]:
     return records
 
 
-def context(failed=()) -> StudyContext:
-    return StudyContext(
-        commit="0123456789abcdef0123456789abcdef01234567",
-        machine="test machine, 4 CPUs",
-        packages={"python": "3.12.0", "numpy": "2.0.0"},
-        params={"seed": 6278, "render": {"fps": 10, "alpha": 0.45, "colormap": "jet"}},
-        study_seconds=4000.0,
-        failed=list(failed),
-    )
+def summary(records) -> dict:
+    return summary_table(group_by_variant(records))
+
+
+def compare_to_pure(records) -> dict:
+    return compare(group_by_variant(records), reference="pure")
 
 
 def flat_table(**overrides: dict[str, float]) -> dict:
@@ -149,6 +157,7 @@ def flat_table(**overrides: dict[str, float]) -> dict:
 def comparison(verdict: str = "not distinguishable") -> dict:
     low, high = {"better": (0.01, 0.05), "worse": (-0.05, -0.01)}.get(verdict, (-0.02, 0.02))
     return {
+        "reference": "pure",
         "mean": (low + high) / 2,
         "low": low,
         "high": high,
@@ -172,7 +181,7 @@ def verdict_of(claim_number: int, table: dict, compared: dict | None = None) -> 
 
 
 def test_summary_table_means_and_sample_std_as_computed_by_hand():
-    table = summary_table(study_records())
+    table = summary(study_records())
     assert list(table) == list(VARIANTS)
     mean, spread, seeds = table["pure"]["test_iou"]
     assert mean == pytest.approx(0.6)
@@ -195,7 +204,7 @@ def test_summary_table_means_and_sample_std_as_computed_by_hand():
 
 
 def test_summary_table_single_seed_has_zero_std():
-    table = summary_table([run_record("l2", 5, {}, test_iou=0.42)])
+    table = summary([run_record("l2", 5, {}, test_iou=0.42)])
     assert list(table) == ["l2"]
     for metric, value in (DEFAULT_SCORES | {"test_iou": 0.42}).items():
         assert table["l2"][metric] == pytest.approx((value, 0.0, 1))
@@ -204,14 +213,14 @@ def test_summary_table_single_seed_has_zero_std():
 def test_summary_table_rejects_a_seed_counted_twice():
     twice = [run_record("l1", 3, {}), run_record("l1", 3, {})]
     with pytest.raises(SfaeError, match="second run of l1 with seed 3"):
-        summary_table(twice)
+        summary(twice)
 
 
 def test_summary_table_names_the_run_missing_a_score():
     record = run_record("l1", 3, {})
     del record.mall["foreground_share"]
     with pytest.raises(SfaeError, match="l1-seed3.*mall.json has no foreground_share"):
-        summary_table([record])
+        summary([record])
 
 
 # paired_bootstrap
@@ -236,6 +245,36 @@ def test_bootstrap_of_a_clear_shift_excludes_zero_and_repeats_with_its_seed():
     # A wider level widens the interval around the same mean.
     _, wide_low, wide_high = paired_bootstrap(differences, seed=7, level=0.99)
     assert wide_low <= low and wide_high >= high
+
+
+def test_bootstrap_95_interval_of_a_normal_sample_is_mean_plus_minus_1_96_se():
+    # The bootstrap distribution of a large normal sample's mean is close to normal with
+    # sd = std / sqrt(n): the 95% interval's half-width is 1.96 SE (a 90% one: 1.645 SE).
+    differences = np.random.default_rng(3).normal(0.1, 1.0, size=400)
+    se = differences.std() / math.sqrt(differences.size)
+    mean, low, high = paired_bootstrap(differences, resamples=20_000, seed=5)
+    assert (high - mean) / se == pytest.approx(1.96, abs=0.1)
+    assert (mean - low) / se == pytest.approx(1.96, abs=0.1)
+    _, low90, high90 = paired_bootstrap(differences, resamples=20_000, seed=5, level=0.9)
+    assert (high90 - low90) / (2 * se) == pytest.approx(1.645, abs=0.1)
+
+
+def test_bootstrap_interval_is_the_percentiles_of_resampled_means():
+    # A percentile bootstrap drawn by hand, with another generator: the two estimate the same
+    # percentiles, so they agree to within the Monte Carlo error (about 0.01 SE here).
+    differences = np.random.default_rng(4).uniform(-0.2, 0.4, size=30)
+    se = differences.std() / math.sqrt(differences.size)
+    picks = np.random.default_rng(99).integers(0, differences.size, (100_000, differences.size))
+    means = differences[picks].mean(axis=1)
+    for level in (0.95, 0.9, 0.5):
+        tail = 50.0 * (1.0 - level)
+        expected = np.percentile(means, [tail, 100.0 - tail])
+        _, low, high = paired_bootstrap(differences, resamples=100_000, seed=11, level=level)
+        assert (low, high) == pytest.approx(tuple(expected), abs=0.05 * se)
+
+
+def test_bootstrap_of_one_image_is_that_image():
+    assert paired_bootstrap(np.array([0.25])) == (0.25, 0.25, 0.25)
 
 
 @pytest.mark.parametrize(
@@ -289,6 +328,43 @@ def test_seed_and_image_bootstrap_carries_the_noise_between_seeds():
     )
 
 
+def test_seed_and_image_bootstrap_95_interval_of_a_normal_sample_is_1_96_se():
+    # One seed a side: only the images are resampled, so the 95% interval of the mean
+    # difference is about mean +- 1.96 SE (a 90% interval would be 1.645 SE).
+    rng = np.random.default_rng(6)
+    pure = rng.uniform(0.3, 0.7, size=(1, 300))
+    variant = pure + rng.normal(0.05, 0.1, size=(1, 300))
+    differences = (variant - pure)[0]
+    mean, se = differences.mean(), differences.std() / math.sqrt(differences.size)
+    low, high = seed_and_image_bootstrap(variant, pure, resamples=8_000, seed=2)
+    assert (high - mean) / se == pytest.approx(1.96, abs=0.12)
+    assert (mean - low) / se == pytest.approx(1.96, abs=0.12)
+
+
+def test_seed_and_image_bootstrap_is_the_percentiles_of_the_same_resamples_redrawn():
+    rng = np.random.default_rng(8)
+    pure = rng.uniform(0.3, 0.7, size=(3, 12))
+    variant = rng.uniform(0.3, 0.7, size=(4, 12)) + 0.02
+    resamples, seed = 2_000, 13
+    # The same draws as the function (images, then each side's seeds, for all resamples at
+    # once), but each resample's mean taken plainly: seeds x picked images.
+    generator = np.random.default_rng(seed)
+    picked = generator.integers(0, 12, (resamples, 12))
+    ours = generator.integers(0, 4, (resamples, 4))
+    theirs = generator.integers(0, 3, (resamples, 3))
+    means = [
+        variant[ours[k]][:, picked[k]].mean() - pure[theirs[k]][:, picked[k]].mean()
+        for k in range(resamples)
+    ]
+    for level in (0.95, 0.9, 0.5):
+        tail = 50.0 * (1.0 - level)
+        expected = np.percentile(means, [tail, 100.0 - tail])
+        interval = seed_and_image_bootstrap(
+            variant, pure, resamples=resamples, seed=seed, level=level
+        )
+        assert interval == pytest.approx(tuple(expected), rel=1e-12, abs=1e-12)
+
+
 def test_seed_and_image_bootstrap_needs_the_same_images():
     with pytest.raises(SfaeError, match="same images"):
         seed_and_image_bootstrap(np.zeros((2, 5)), np.zeros((3, 4)))
@@ -330,11 +406,23 @@ def test_compare_to_pure_needs_pure():
         compare_to_pure(study_records(("l1", "l2")))
 
 
+def test_compare_takes_any_groups_and_reference():
+    # The sweep's use: the best sparse setting against the best L1/L2 one.
+    by_variant = group_by_variant(study_records())
+    groups = {"best L1/L2": by_variant["l1"], "best sparse": by_variant["sparse_elu"]}
+    compared = compare(groups, reference="best L1/L2")
+    assert list(compared) == ["best sparse"]
+    sparse = compared["best sparse"]
+    assert sparse["reference"] == "best L1/L2" and sparse["verdict"] == "better"
+    assert sparse["mean"] == pytest.approx(0.2, abs=0.01)
+    assert "best sparse is better than best L1/L2" in sparse["sentence"]
+
+
 # claims
 
 
 def test_claims_cover_the_six_blog_statements_with_numbers_as_evidence():
-    table = summary_table(study_records())
+    table = summary(study_records())
     checked = claims(table, compare_to_pure(study_records()))
     assert len(checked) == 6
     assert all(item["verdict"] in ("agrees", "disagrees", "mixed") for item in checked)
@@ -408,16 +496,18 @@ def test_claims_need_every_variant():
         claims(table, comparisons())
 
 
+def test_claims_need_comparisons_with_pure():
+    compared = comparisons()
+    compared["l1"]["reference"] = "l2"
+    with pytest.raises(SfaeError, match="comparisons with pure of l1"):
+        claims(flat_table(), compared)
+
+
 # render_markdown
 
 
 def test_markdown_names_every_variant_and_formats_the_table():
-    records = study_records()
-    table = summary_table(records)
-    compared = compare_to_pure(records)
-    text = render_markdown(
-        records, context(failed=["l2-seed3"]), table, compared, claims(table, compared)
-    )
+    text = render_markdown(study_records(), PARAMS)
     for variant in VARIANTS:
         assert f"`{variant}`" in text
     assert "| `pure` | 2 | 0.600 ± 0.141 |" in text
@@ -425,13 +515,45 @@ def test_markdown_names_every_variant_and_formats_the_table():
     assert "sparse_elu (better)" in text and "l1 (worse)" in text
     assert "![" in text and "(study.png)" in text and "(mall_variants.gif)" in text
     assert "not distinguishable from zero" in text
-    assert "`l2-seed3`" in text  # the failed run
-    assert "0123456789abcdef0123456789abcdef01234567" in text
-    assert "test machine, 4 CPUs" in text and "| `numpy` | 2.0.0 |" in text
+    assert f"Experiments derive from git commit `{COMMIT}`." in text
+    assert "- Machine: test machine, 4 CPUs." in text and "| `numpy` | 2.0.0 |" in text
     assert "```yaml\nseed: 6278\n" in text
-    assert "66.7 min" in text  # the study's 4000 s
     assert "the 10 Penn-Fudan test images and the 10 CUHK Mall frames" in text
-    assert "| `sparse_elu` | 5.0 min | 5.0 min | 10.1 min |"  # one unit per column set in text
+    assert "| `sparse_elu` | 5.0 min | 5.0 min | 10.1 min |" in text  # one unit per column set
+
+
+def test_markdown_holds_only_what_the_records_hold():
+    # No study wall time and no failed-run list: neither is in a record, so a fresh clone
+    # could not rebuild them; the runner prints failures instead.
+    text = render_markdown(study_records(), PARAMS).lower()
+    assert "wall time of the whole study" not in text
+    assert "failed" not in text
+    # Nor does the order the records come in change a byte.
+    assert render_markdown(study_records()[::-1], PARAMS).lower() == text
+
+
+def test_markdown_lists_every_commit_machine_and_package_version():
+    records = study_records()
+    later = "fedcba9876543210fedcba9876543210fedcba98"
+    records[-3:] = [
+        replace(record, commit=later, machine="other machine", packages={"numpy": "2.1.0"})
+        for record in records[-3:]
+    ]
+    text = render_markdown(records, PARAMS)
+    assert f"git commits `{COMMIT}` (7 runs); `{later}` (3 runs)." in text
+    assert "- Machines: other machine (3 runs); test machine, 4 CPUs (7 runs)." in text
+    assert "| `numpy` | 2.0.0 (7 runs); 2.1.0 (3 runs) |" in text
+    assert "| `python` | not recorded (3 runs); 3.12.0 (7 runs) |" in text
+
+
+def test_markdown_table_and_tally():
+    assert markdown_table(["a", "b"], [["x|y", 1]]) == [
+        "| a | b |",
+        "| --- | --- |",
+        "| x\\|y | 1 |",
+    ]
+    assert tally(["b", "a", "b"], code=True) == "`a` (1 run); `b` (2 runs)"
+    assert tally(["a", "a"]) == "a"
 
 
 # write_report and the GIF
@@ -453,7 +575,7 @@ def tiny_probabilities(count: int = 3, tinted: str | None = None) -> dict[str, n
 
 def test_write_report_writes_markdown_chart_and_gif(tmp_path: Path):
     written = write_report(
-        study_records(), context(), tmp_path / "reports", tiny_frames(), tiny_probabilities()
+        study_records(), PARAMS, tmp_path / "reports", tiny_frames(), tiny_probabilities()
     )
     assert [path.name for path in written] == ["study.md", "study.png", "mall_variants.gif"]
     assert all(path.is_file() for path in written)
@@ -468,10 +590,19 @@ def test_write_report_writes_markdown_chart_and_gif(tmp_path: Path):
     )
 
 
-def test_write_report_without_mall_frames_skips_the_gif(tmp_path: Path):
-    written = write_report(study_records(), context(), tmp_path)
+def test_write_report_twice_gives_the_same_bytes(tmp_path: Path):
+    first = [path.read_bytes() for path in write_report(study_records(), PARAMS, tmp_path / "a")]
+    second = [path.read_bytes() for path in write_report(study_records(), PARAMS, tmp_path / "b")]
+    assert first[0] == second[0]  # study.md
+    assert first[1] == second[1]  # study.png
+
+
+def test_write_report_without_mall_frames_keeps_the_gif(tmp_path: Path):
+    (tmp_path / "mall_variants.gif").write_bytes(b"committed GIF")
+    written = write_report(study_records(), PARAMS, tmp_path)
     assert [path.name for path in written] == ["study.md", "study.png"]
-    assert "No side-by-side Mall GIF" in written[0].read_text()
+    assert "(mall_variants.gif)" in written[0].read_text()
+    assert (tmp_path / "mall_variants.gif").read_bytes() == b"committed GIF"
 
 
 def test_variants_gif_puts_the_panels_side_by_side_in_variant_order(tmp_path: Path):
@@ -501,10 +632,17 @@ def test_variants_gif_names_missing_probabilities(tmp_path: Path):
 def test_write_report_names_the_missing_variants(tmp_path: Path):
     records = study_records(("pure", "l1", "sparse_elu"))
     with pytest.raises(SfaeError, match="no finished run of l2, sparse_softabs"):
-        write_report(records, context(), tmp_path)
+        write_report(records, PARAMS, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_report_rejects_variants_outside_the_study(tmp_path: Path):
+    records = [*study_records(), replace(study_records(("l1",))[0], variant="dropout")]
+    with pytest.raises(SfaeError, match="unknown variant 'dropout'"):
+        write_report(records, PARAMS, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
 def test_write_report_needs_records(tmp_path: Path):
     with pytest.raises(SfaeError, match="no run records"):
-        write_report([], context(), tmp_path)
+        write_report([], PARAMS, tmp_path)

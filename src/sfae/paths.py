@@ -108,3 +108,8 @@ class ProjectPaths:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def run_records(self) -> Path:
+        """Every recorded study and sweep run, one JSON object a line (committed)."""
+        return self.reports / "runs.jsonl"

@@ -1,0 +1,177 @@
+"""The study's pictures: a bar chart of the summary table, and the variants' Mall overlays
+side by side as a GIF; the sweep's: validation IoU against strength, per regulariser."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+from matplotlib.figure import Figure
+
+from sfae.errors import SfaeError
+from sfae.params import POST_VARIANTS
+from sfae.render import colormap_code, overlay
+from sfae.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary
+
+CHART_METRICS = tuple(m for m in SUMMARY_METRICS if m not in ("iou_gap", "foreground_share"))
+
+
+def write_chart(table: Summary, path: Path) -> None:
+    """Bar chart: one group per chart metric, one bar per variant (mean, std error bars);
+    a 1200 x 600 PNG, the same bytes for the same table."""
+    # A bare Figure needs no pyplot, so no global backend or figure registry is touched.
+    figure = Figure(figsize=(12, 6), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    variants = list(table)
+    positions = np.arange(len(CHART_METRICS))
+    bar_width = 0.8 / max(1, len(variants))
+    for index, variant in enumerate(variants):
+        means = [table[variant][metric][0] for metric in CHART_METRICS]
+        spreads = [table[variant][metric][1] for metric in CHART_METRICS]
+        offsets = positions + (index - (len(variants) - 1) / 2) * bar_width
+        axes.bar(
+            offsets, means, bar_width, yerr=spreads, capsize=3, label=variant, color=f"C{index}"
+        )
+    axes.axhline(0.0, color="black", linewidth=0.8)
+    axes.set_xticks(positions, [METRIC_LABELS[metric] for metric in CHART_METRICS], fontsize=11)
+    axes.set_ylabel("mean over seeds (error bars: sample std)", fontsize=11)
+    seeds = sorted({table[variant]["test_iou"][2] for variant in variants})
+    axes.set_title(
+        f"Variants compared ({'/'.join(str(count) for count in seeds)} seeds each); "
+        "lower false foreground is better, higher is better elsewhere",
+        fontsize=12,
+    )
+    axes.legend(ncols=len(variants), loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=11)
+    axes.grid(axis="y", alpha=0.3)
+    # The default "Software" text names the matplotlib version; nothing else varies.
+    figure.savefig(path, format="png", metadata={"Software": None})
+
+
+class StrengthPanel(NamedTuple):
+    """One regulariser's validation curve, as the sweep selected on it."""
+
+    variant: str
+    key: str  # the dotted param the strength sets
+    curve: dict[float, tuple[float, float, int]]  # strength -> (mean, std, seeds)
+    selected: float | None
+    mark: tuple[float, str] | None  # (value, label): the post's own value, or a default
+
+
+def write_selection_chart(
+    panels: Sequence[StrengthPanel], references: dict[str, float], path: Path, title: str
+) -> None:
+    """One panel per regulariser: mean validation IoU against strength on a log axis (error
+    bars: std over seeds), the selected strength ringed, `mark` dashed, and each reference's
+    mean validation IoU as a horizontal line; the same bytes for the same inputs."""
+    columns = min(3, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / columns))
+    figure = Figure(figsize=(4.6 * columns, 3.8 * rows), dpi=100, layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes, panel in zip(grid, panels, strict=False):
+        strengths = sorted(panel.curve)
+        means = [panel.curve[x][0] for x in strengths]
+        axes.errorbar(
+            strengths, means, yerr=[panel.curve[x][1] for x in strengths], marker="o", capsize=3
+        )
+        for index, (name, value) in enumerate(sorted(references.items())):
+            axes.axhline(value, color=f"C{index + 2}", linestyle=":", label=f"{name} (reference)")
+        if panel.mark is not None:
+            axes.axvline(panel.mark[0], color="grey", linestyle="--", label=panel.mark[1])
+        if panel.selected is not None:
+            axes.plot(
+                [panel.selected],
+                [panel.curve[panel.selected][0]],
+                marker="o",
+                markersize=14,
+                markerfacecolor="none",
+                markeredgecolor="black",
+                linestyle="none",
+                label="selected",
+            )
+        if not strengths:
+            axes.text(0.5, 0.5, "no runs yet", ha="center", transform=axes.transAxes)
+        else:
+            axes.set_xscale("log")
+        axes.set_title(f"{panel.variant} ({panel.key.rsplit('.', 1)[-1]})", fontsize=11)
+        axes.set_xlabel("strength")
+        axes.set_ylabel("validation IoU (mean ± std)")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    for axes in grid[len(panels) :]:
+        axes.set_visible(False)
+    figure.suptitle(title, fontsize=12)
+    figure.savefig(path, format="png", metadata={"Software": None})
+
+
+def _panel(overlaid: np.ndarray, width: int, label: str) -> np.ndarray:
+    """The overlay scaled to `width` (keeping its aspect) with `label` written top left."""
+    height = max(1, round(overlaid.shape[0] * width / overlaid.shape[1]))
+    # INTER_AREA avoids aliasing when shrinking; shrinking is the usual case here.
+    panel = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
+    font, thickness = cv2.FONT_HERSHEY_SIMPLEX, 1
+    scale = max(0.3, 0.55 * width / 240)
+    text_width = cv2.getTextSize(label, font, scale, thickness)[0][0]
+    if text_width > width - 8:
+        scale *= (width - 8) / text_width
+    (text_width, text_height), baseline = cv2.getTextSize(label, font, scale, thickness)
+    # White on a black box stays legible on any colour, and survives the GIF's palette.
+    cv2.rectangle(panel, (0, 0), (text_width + 6, text_height + baseline + 6), (0, 0, 0), -1)
+    cv2.putText(
+        panel, label, (3, text_height + 3), font, scale, (255, 255, 255), thickness, cv2.LINE_AA
+    )
+    return panel
+
+
+def write_variants_gif(
+    frames_rgb: list[np.ndarray],
+    probabilities: dict[str, np.ndarray],
+    path: Path,
+    width_per_panel: int = 192,
+    fps: float = 10,
+    alpha: float = 0.45,
+    colormap: str = "jet",
+    variants: Sequence[str] = POST_VARIANTS,
+) -> None:
+    """A looping GIF: each frame shows the variants' overlays of the same Mall frame side by
+    side in `variants` order, each scaled to `width_per_panel` and labelled with its name."""
+    if not frames_rgb:
+        raise SfaeError(f"{path}: no frames to put in the GIF")
+    missing = [variant for variant in variants if variant not in probabilities]
+    if missing:
+        raise SfaeError(f"{path}: no Mall probabilities of {', '.join(missing)}")
+    for variant in variants:
+        maps = probabilities[variant]
+        if maps.ndim != 3 or len(maps) != len(frames_rgb):
+            raise SfaeError(
+                f"{path}: {variant}'s probabilities have shape {maps.shape}; expected "
+                f"({len(frames_rgb)}, height, width), one map per frame"
+            )
+    if type(width_per_panel) is not int or width_per_panel < 8:  # bool is an int subclass
+        raise SfaeError(f"width_per_panel must be an integer >= 8 pixels, got {width_per_panel!r}")
+    if not fps > 0:
+        raise SfaeError(f"fps must be > 0, got {fps!r}")
+    if any(frame.shape != frames_rgb[0].shape for frame in frames_rgb):
+        raise SfaeError(f"{path}: the frames differ in size; a GIF has one size")
+    code = colormap_code(colormap)
+    gif_frames = []
+    for index, frame in enumerate(frames_rgb):
+        panels = [
+            _panel(
+                overlay(frame, probabilities[variant][index], alpha, code), width_per_panel, variant
+            )
+            for variant in variants
+        ]
+        gif_frames.append(np.concatenate(panels, axis=1))
+    iio.imwrite(
+        path,
+        np.stack(gif_frames),
+        plugin="pillow",
+        extension=".gif",
+        duration=1000.0 / fps,
+        loop=0,
+    )

@@ -1,0 +1,124 @@
+"""Run records: one line of JSON per finished training run, committed under reports/.
+
+The study and the sweep write them as their runs finish, and their reports are built from
+them alone, so a fresh clone rebuilds every report without the experiments that made it.
+A record keeps what a run was (its params, flattened to dotted keys, and which of them it
+overrode), where it came from (the commit its code came from, its experiment) and what it
+gave (every metrics file, the per-image test IoU, training seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sfae.atomic import staged_outputs
+from sfae.errors import SfaeError
+
+# Sections of params.yaml that plan runs but change no run: left out of a record's params.
+PLANNING_SECTIONS = ("study", "sweep")
+EVALUATE_JSON = "metrics/evaluate.json"
+MALL_JSON = "metrics/mall.json"
+TRAINING_JSONS = ("metrics/pretrain/metrics.json", "metrics/finetune/metrics.json")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: a variant trained with one seed and its settings, and its results."""
+
+    variant: str
+    seed: int
+    name: str  # experiment name, or "baseline" for a commit's own results
+    rev: str  # git commit holding the run's results (the experiment's commit)
+    evaluate: dict  # metrics/evaluate.json
+    mall: dict  # metrics/mall.json
+    train_seconds: float  # pretrain + finetune wall seconds
+    per_image_iou: dict[str, float]  # test image name -> IoU
+    commit: str = ""  # the commit the experiment derived from (its code)
+    params: dict = field(default_factory=dict)  # every run-changing param, dotted keys
+    overrides: dict = field(default_factory=dict)  # the params it set on top of its commit's
+    metrics: dict = field(default_factory=dict)  # every metrics file of the run, by path
+    machine: str = ""
+    packages: dict = field(default_factory=dict)
+
+    def param(self, key: str, default=None):
+        return self.params.get(key, default)
+
+    @property
+    def val_count(self) -> int:
+        return int(self.params.get("data.val_count", 0))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values."""
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def run_params(params: dict) -> dict:
+    """The flattened params that can change a run (all but the planning sections)."""
+    return flatten({k: v for k, v in params.items() if k not in PLANNING_SECTIONS})
+
+
+def same_value(a, b) -> bool:
+    """Equal params; floats that YAML wrote and read back compare equal up to rounding."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def matches(params: dict, wanted: dict) -> bool:
+    """Whether flattened `params` hold every value of `wanted`."""
+    return all(key in params and same_value(params[key], value) for key, value in wanted.items())
+
+
+def _key(record: RunRecord) -> str:
+    return json.dumps(record.params, sort_keys=True)
+
+
+def read_records(path: Path) -> list[RunRecord]:
+    """Every record of a JSON Lines file (none when the file does not exist)."""
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(RunRecord(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise SfaeError(f"{path}:{number}: not a run record ({error})") from error
+    return records
+
+
+def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
+    """Add the records whose params no record has yet; rewrite the file sorted, whole.
+
+    Returns the records that were added. One line per run, in a stable order (by variant,
+    then params), so that the committed file changes only where runs were added.
+    """
+    records = read_records(path)
+    known = {_key(record) for record in records}
+    added = []
+    for record in new:
+        if _key(record) not in known:
+            known.add(_key(record))
+            added.append(record)
+    if added:
+        ordered = sorted([*records, *added], key=lambda r: (r.variant, _key(r), r.rev))
+        with staged_outputs(path) as (staged,):
+            staged.write_text(
+                "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered)
+            )
+    return added

@@ -1,0 +1,195 @@
+"""The sweep: every regulariser at its best strength, chosen on validation images, then compared.
+
+`make sweep` calls `python -m sfae.sweep`. Three steps, all through the resumable runner:
+
+1. Selection: each regulariser at every strength of its grid (params.yaml `sweep.grids`) and
+   the references (pure, augment), with `sweep.val_count` training images held out, for
+   each selection seed, scored up to `evaluate` only (no videos).
+2. Bracketing: where the best mean validation IoU lies at an end of a grid, the grid grows
+   one step beyond that end and those runs are added, until every optimum is bracketed.
+3. Final: every regulariser at its selected strength and the references, trained on all
+   training images (val_count 0), for each study seed, scored on the test split.
+
+Nothing is selected on the test split: selection reads validation IoU alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+
+from sfae.errors import SfaeError, run_stage
+from sfae.params import STRENGTH_LIMITS, Config, load_config, read_yaml, strength_key
+from sfae.paths import ProjectPaths
+from sfae.records import RunRecord, read_records
+from sfae.runner import Spec, find_record, wanted_params
+from sfae.study import add_share_arguments, collect
+
+SCORED_STAGE = "evaluate"  # sweep runs stop here: no videos
+MAX_EXTENSIONS = 3  # grid steps added beyond an end, at most, per regulariser
+
+
+def val_iou(record: RunRecord) -> float:
+    """What selection looks at: pooled IoU of the held-out validation images."""
+    try:
+        return float(record.evaluate["val"]["iou_pooled"])
+    except (KeyError, TypeError) as error:
+        raise SfaeError(f"run {record.name}: evaluate.json has no val.iou_pooled") from error
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.3g}")
+
+
+def extended_grid(grid: tuple[float, ...], curve: dict[float, float], limit: float) -> list:
+    """The grid, plus one log step beyond each end where the curve's best lies at that end
+    (and the step stays within the strength's limit), repeatedly, as the curve allows."""
+    points = sorted(grid)
+    ratio = points[1] / points[0]
+    for _ in range(MAX_EXTENSIONS):
+        measured = [p for p in points if p in curve]
+        if len(measured) < len(points):
+            break  # an unmeasured point: decide once it is
+        best = max(measured, key=lambda p: (curve[p], -p))
+        if best == points[0]:
+            points.insert(0, _round(points[0] / ratio))
+        elif best == points[-1] and points[-1] * ratio <= limit:
+            points.append(_round(points[-1] * ratio))
+        else:
+            break
+    return points
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One regulariser's selection: mean and std of validation IoU per strength, the best."""
+
+    variant: str
+    key: str
+    points: list[float]  # the grid, extended where its best lay at an end
+    curve: dict[float, tuple[float, float, int]]  # strength -> (mean, std, seeds)
+    selected: float | None  # None until every point has all its seeds
+    bracketed: bool
+
+
+class Sweep:
+    """The sweep's plan, computed from params.yaml and the records so far."""
+
+    def __init__(self, config: Config, params: dict):
+        if config.sweep is None:
+            raise SfaeError("params.yaml has no sweep section")
+        self.config, self.params, self.settings = config, params, config.sweep
+
+    def key(self, variant: str) -> str:
+        return strength_key(self.config.variants[variant])
+
+    def selection_spec(self, variant: str, seed: int, strength: float | None = None) -> Spec:
+        overrides = {"variant": variant, "seed": seed, "data.val_count": self.settings.val_count}
+        if strength is not None:
+            overrides[self.key(variant)] = strength
+        return Spec.from_dict(overrides)
+
+    def _record(self, records: list[RunRecord], spec: Spec) -> RunRecord | None:
+        return find_record(records, wanted_params(self.params, spec))
+
+    def curve(self, records: list[RunRecord], variant: str, points) -> dict:
+        curve = {}
+        for strength in points:
+            found = [
+                self._record(records, self.selection_spec(variant, seed, strength))
+                for seed in self.settings.seeds
+            ]
+            values = [val_iou(record) for record in found if record is not None]
+            if values:
+                spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                curve[strength] = (float(np.mean(values)), spread, len(values))
+        return curve
+
+    def selections(self, records: list[RunRecord]) -> list[Selection]:
+        chosen = []
+        seeds = len(self.settings.seeds)
+        for variant, grid in self.settings.grids.items():
+            key = self.key(variant)
+            limit = STRENGTH_LIMITS[key.rsplit(".", 1)[1]]
+            points = list(grid)
+            while True:  # the extension depends on the points measured so far
+                curve = self.curve(records, variant, points)
+                complete = {p: v[0] for p, v in curve.items() if v[2] == seeds}
+                grown = extended_grid(grid, complete, limit)
+                if grown == points:
+                    break
+                points = grown
+            curve = self.curve(records, variant, points)
+            done = all(p in curve and curve[p][2] == seeds for p in points)
+            best = max(points, key=lambda p: (curve[p][0], -p)) if done else None
+            bracketed = best is not None and points[0] < best < points[-1]
+            chosen.append(Selection(variant, key, points, curve, best, bracketed))
+        return chosen
+
+    def selection_plan(self, records: list[RunRecord]) -> list[Spec]:
+        """Every selection run the records call for now (grids as extended so far)."""
+        specs = []
+        for selection in self.selections(records):
+            for strength in selection.points:
+                specs += [
+                    self.selection_spec(selection.variant, seed, strength)
+                    for seed in self.settings.seeds
+                ]
+        for variant in self.settings.references:
+            specs += [self.selection_spec(variant, seed) for seed in self.settings.seeds]
+        return specs
+
+    def final_plan(self, records: list[RunRecord]) -> list[Spec]:
+        """Each regulariser at its selected strength and each reference, on all training
+        images, for every study seed (empty for a regulariser not yet selected)."""
+        specs = []
+        finals = [(s.variant, {s.key: s.selected}) for s in self.selections(records) if s.selected]
+        finals += [(variant, {}) for variant in self.settings.references]
+        for variant, strength in finals:
+            for seed in self.config.study.seeds:
+                specs.append(
+                    Spec.from_dict(
+                        {"variant": variant, "seed": seed, "data.val_count": 0, **strength}
+                    )
+                )
+        return specs
+
+    def final_records(self, records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+        by_variant: dict[str, list[RunRecord]] = {}
+        for spec in self.final_plan(records):
+            record = self._record(records, spec)
+            if record is not None:
+                by_variant.setdefault(spec.as_dict()["variant"], []).append(record)
+        return by_variant
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_share_arguments(parser)
+    arguments = parser.parse_args()
+    paths = ProjectPaths.here()
+    config = load_config(paths.params)
+    params = read_yaml(paths.params.read_text())
+    sweep = Sweep(config, params)
+    records_path = paths.run_records
+    if arguments.remote or not arguments.report_only:
+        # Each round may extend a grid; a round that adds no run ends the selection.
+        planned: set[Spec] = set()
+        while True:
+            specs = sweep.selection_plan(read_records(records_path))
+            if set(specs) <= planned:
+                break
+            planned |= set(specs)
+            collect(arguments, specs, params, records_path, paths, "sweep: selection", SCORED_STAGE)
+        specs = sweep.final_plan(read_records(records_path))
+        collect(arguments, specs, params, records_path, paths, "sweep: final", SCORED_STAGE)
+    from sfae.sweep_report import write_sweep_report
+
+    for path in write_sweep_report(sweep, read_records(records_path), paths.reports):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

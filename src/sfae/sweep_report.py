@@ -1,0 +1,301 @@
+"""The sweep report: reports/sweep.md and reports/sweep_selection.png, from the run records.
+
+Strengths are selected on validation IoU alone; test IoU is read only from the final runs
+(all training images, the study's seeds), compared with pure image by image. Every number
+and every verdict in words is computed from the records, and a partial sweep still gives a
+report, which then says what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sfae.atomic import staged_outputs
+from sfae.figures import StrengthPanel, write_selection_chart
+from sfae.markdown import duration, join, markdown_table, tally
+from sfae.params import POST_VARIANTS, VARIANTS
+from sfae.records import RunRecord, flatten
+from sfae.report import comparison_section, results_section
+from sfae.runner import find_record, wanted_params
+from sfae.statistics import NOT_DISTINGUISHABLE, compare, summary_table
+from sfae.study import study_plan, study_records
+from sfae.sweep import Selection, Sweep, val_iou
+
+MARKDOWN, CHART = "sweep.md", "sweep_selection.png"
+REFERENCE = "pure"
+PENALTIES, SPARSE = ("l1", "l2"), ("sparse_softabs", "sparse_elu")
+RELATION = {
+    "better": "better than",
+    "worse": "worse than",
+    NOT_DISTINGUISHABLE: "not distinguishable from",
+}
+
+
+def _found(sweep: Sweep, records: list[RunRecord], specs) -> list[RunRecord]:
+    found = [find_record(records, wanted_params(sweep.params, spec)) for spec in specs]
+    return list({id(r): r for r in found if r is not None}.values())
+
+
+def post_mark(sweep: Sweep, variant: str) -> tuple[float, str]:
+    """The post's own strength of a variant; one the post lacks (dropout) has its default."""
+    value = float(flatten(sweep.params)[sweep.key(variant)])
+    return value, "post" if variant in POST_VARIANTS else "default"
+
+
+def best_by_validation(selections: list[Selection], variants) -> Selection | None:
+    """Of `variants`, the selected one with the best mean validation IoU (never test IoU)."""
+    done = [s for s in selections if s.variant in variants and s.selected is not None]
+    return max(done, key=lambda s: s.curve[s.selected][0], default=None)
+
+
+def across_seeds(comparison: dict) -> str:
+    """The verdict of the interval that resamples the seeds as well as the images."""
+    if comparison["seeds_low"] > 0:
+        return "better"
+    return "worse" if comparison["seeds_high"] < 0 else NOT_DISTINGUISHABLE
+
+
+def final_rows(sweep: Sweep, records: list[RunRecord], selections: list[Selection]) -> list:
+    """(variant, label, runs, tuned) rows: each variant at its selected strength (references
+    by name) and, where those are other runs, the study's runs at the post's settings."""
+    finals = sweep.final_records(records)
+    study = study_records(records, study_plan(sweep.config), sweep.params)
+    selected = {s.variant: s.selected for s in selections}
+    rows = []
+    for variant in VARIANTS:
+        runs, post = finals.get(variant, []), None
+        if in_study := variant in POST_VARIANTS and variant not in sweep.settings.references:
+            post = post_mark(sweep, variant)[0] if sweep.key(variant) else None
+            post_label = variant if post is None else f"{variant} @ {post:g} (post)"
+        if variant in selected:
+            x = selected[variant]
+            if x is not None and post is not None and math.isclose(x, post):
+                rows.append((variant, post_label, runs, True))  # the same runs: one row
+                continue
+            label = f"{variant} @ {x:g}" if x is not None else f"{variant} (not selected)"
+            rows.append((variant, label, runs, True))
+        elif variant in sweep.settings.references:
+            rows.append((variant, variant, runs, True))
+        if in_study:
+            rows.append((variant, post_label, [r for r in study if r.variant == variant], False))
+    return rows
+
+
+def missing_runs(sweep: Sweep, selections: list[Selection], rows: list) -> list[str]:
+    seeds, expected = len(sweep.settings.seeds), len(sweep.config.study.seeds)
+    missing = []
+    for s in selections:
+        if s.selected is None:
+            gap = sum(seeds - s.curve.get(p, (0, 0, 0))[2] for p in s.points)
+            missing.append(f"{gap} selection run{'s' * (gap != 1)} of {s.variant}, then its finals")
+    unselected = {s.variant for s in selections if s.selected is None}
+    missing += [
+        f"{expected - len(runs)} of {expected} final runs of {label}"
+        for variant, label, runs, tuned in rows
+        if tuned and variant not in unselected and len(runs) < expected
+    ]
+    return missing
+
+
+def _difference(label: str, c: dict) -> str:
+    return f"{label} ({c['mean']:+.3f}, {c['seeds_low']:+.3f} to {c['seeds_high']:+.3f})"
+
+
+def answer(sweep, selections, rows, table, versus_pure, head, missing) -> str:
+    """The one paragraph: which regulariser, how much, and how sure."""
+    tuned = [label for _, label, _, is_tuned in rows if is_tuned and label in table]
+    if not tuned:
+        return f"No final run is recorded yet, so no answer yet (missing: {'; '.join(missing)})."
+    best = max(tuned, key=lambda label: table[label]["test_iou"][0])
+    mean, spread, seeds = table[best]["test_iou"]
+    said = [
+        f"With {sweep.config.data.train_count} training images and no pretrained weights, "
+        f"{best} has the best mean test IoU of the tuned variants and references "
+        f"({mean:.3f} ± {spread:.3f} over {seeds} seeds)."
+    ]
+    verdicts = {label: across_seeds(versus_pure[label]) for label in tuned if label in versus_pure}
+    better = [label for label, verdict in verdicts.items() if verdict == "better"]
+    if not versus_pure:
+        said.append(f"{REFERENCE} has no final run yet, so no variant is compared with it.")
+    elif not better and "worse" not in verdicts.values():
+        said.append(
+            f"No tuned regulariser beats {REFERENCE}: no interval that resamples both seeds and "
+            f"test images excludes zero, so none is distinguishable from no regulariser."
+        )
+    else:
+        level = next(iter(versus_pure.values()))["level"]
+        parts = [
+            f"{join(_difference(label, versus_pure[label]) for label in group)} "
+            f"{'is' if len(group) == 1 else 'are'} {RELATION[verdict]} {REFERENCE}"
+            for verdict in RELATION
+            if (group := [label for label, v in verdicts.items() if v == verdict])
+        ]
+        said.append(
+            f"Resampling both seeds and test images ({level:.0%} intervals of the mean per-image "
+            f"test IoU difference), {'; '.join(parts)}."
+        )
+    chosen = [f"{s.variant} {s.selected:g}" for s in selections if s.selected is not None]
+    posts = [f"{s.variant} {post_mark(sweep, s.variant)[0]:g}" for s in selections]
+    if chosen:
+        said.append(
+            f"The strengths selected on validation IoU are {join(chosen)} "
+            f"(the post's values, or defaults: {join(posts)})."
+        )
+    if head is not None:
+        (sparse, penalty), c = head
+        said.append(
+            f"Once both are tuned, sparse filtering ({sparse}, the better sparse variant on "
+            f"validation) is {RELATION[across_seeds(c)]} L1/L2 ({penalty}, likewise): "
+            f"{c['mean']:+.3f} per-image test IoU (seeds and images: {c['seeds_low']:+.3f} to "
+            f"{c['seeds_high']:+.3f})."
+        )
+    if better:
+        said.append(f"So: use {max(better, key=lambda label: versus_pure[label]['mean'])}.")
+    elif versus_pure:
+        said.append("So on this evidence no regulariser is worth choosing over none.")
+    if missing:
+        said.append(f"This answer is provisional: still missing: {'; '.join(missing)}.")
+    return " ".join(said)
+
+
+def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
+    seeds = sweep.settings.seeds
+    overview = [
+        [
+            f"`{s.variant}`",
+            f"`{s.key}`",
+            ", ".join(f"{p:g}" for p in s.points),
+            ", ".join(f"{p:g}" for p in s.points if p not in sweep.settings.grids[s.variant])
+            or "none",
+            "yes" if s.bracketed else "no",
+            "pending" if s.selected is None else f"{s.selected:g}",
+        ]
+        for s in selections
+    ]
+    lines = [
+        "## How the sweep was run",
+        "",
+        f"Selection runs hold out {sweep.settings.val_count} of the "
+        f"{sweep.config.data.train_count} training images as validation images and train with "
+        f"{len(seeds)} selection seeds ({join(map(str, seeds))}; few, so that the sweep fits "
+        "about 3 h on 2 cores). Each strength is selected by its mean validation IoU over "
+        "those seeds; the test split is never looked at. Where the best lay at an end of the "
+        "grid, the grid grew one step beyond it; bracketed: the best lies inside the grid. "
+        f"The final runs train on all {sweep.config.data.train_count} training images with "
+        f"the study's {len(sweep.config.study.seeds)} seeds and are scored on the test split.",
+        "",
+        *markdown_table(
+            ["regulariser", "strength", "grid run", "added", "bracketed", "selected"], overview
+        ),
+    ]
+    for s in selections:
+        mark = post_mark(sweep, s.variant)
+        rows = [
+            [
+                f"{p:g}",
+                f"{s.curve[p][0]:.3f} ± {s.curve[p][1]:.3f}" if p in s.curve else "no run",
+                s.curve[p][2] if p in s.curve else 0,
+                ", ".join(
+                    ["**selected**"] * (p == s.selected) + [mark[1]] * math.isclose(p, mark[0])
+                ),
+            ]
+            for p in s.points
+        ]
+        lines += ["", f"### {s.variant}", "", f"{mark[1]}: {mark[0]:g}.", ""]
+        lines += markdown_table(["strength", "validation IoU", "seeds", ""], rows)
+    return lines
+
+
+def render(sweep: Sweep, records: list[RunRecord]) -> tuple[str, list[StrengthPanel], dict]:
+    """(sweep.md, the chart's panels, the references' mean validation IoU)."""
+    selections = sweep.selections(records)
+    rows = final_rows(sweep, records, selections)
+    expected = len(sweep.config.study.seeds)
+    groups = {label: runs for _, label, runs, _ in rows if runs}
+    table = summary_table(groups)
+    versus_pure = compare(groups, REFERENCE) if REFERENCE in groups and len(groups) > 1 else {}
+    labels = {variant: label for variant, label, _, tuned in rows if tuned}
+    sparse = best_by_validation(selections, SPARSE)
+    penalty = best_by_validation(selections, PENALTIES)
+    head = None
+    if sparse and penalty and {labels[sparse.variant], labels[penalty.variant]} <= set(groups):
+        pair = (labels[sparse.variant], labels[penalty.variant])
+        head = pair, compare({label: groups[label] for label in pair}, pair[1])[pair[0]]
+    missing = missing_runs(sweep, selections, rows)
+    references = {}
+    for variant in sweep.settings.references:
+        specs = [sweep.selection_spec(variant, seed) for seed in sweep.settings.seeds]
+        if found := _found(sweep, records, specs):
+            references[variant] = float(np.mean([val_iou(record) for record in found]))
+    pending = [
+        f"{label} ({len(runs)} of {expected} seeds)"
+        for _, label, runs, _ in rows
+        if len(runs) < expected
+    ]
+    selection_runs = _found(sweep, records, sweep.selection_plan(records))
+    final_runs = list({id(r): r for _, _, runs, _ in rows for r in runs}.values())
+    used = selection_runs + final_runs
+    lines = [
+        "# Every regulariser at its best strength: the sweep",
+        "",
+        answer(sweep, selections, rows, table, versus_pure, head, missing),
+        "",
+        *_selection_section(sweep, selections),
+        "",
+        f"![Validation IoU against strength, per regulariser]({CHART})",
+        "",
+        "## Final runs: tuned strengths beside the post's settings",
+        "",
+        *(results_section(table)[2:] if table else ["No final run is recorded yet."]),
+    ]
+    if pending:
+        lines += ["", f"Pending (fewer than {expected} seeds recorded): {join(pending)}."]
+    if versus_pure:
+        lines += ["", *comparison_section(versus_pure)]
+    if head is not None:
+        lines += [
+            "",
+            "## Sparse filtering against L1/L2, each tuned",
+            *comparison_section({head[0][0]: head[1]})[1:],
+            f"The sparse variant and the L1/L2 one are each the better of their kind by mean "
+            f"validation IoU at the selected strength ({sparse.variant} "
+            f"{sparse.curve[sparse.selected][0]:.3f}, {penalty.variant} "
+            f"{penalty.curve[penalty.selected][0]:.3f}), never by test IoU.",
+        ]
+    lines += [
+        "",
+        "## The runs",
+        "",
+        f"- {len(selection_runs)} selection runs and {len(final_runs)} final runs "
+        f"(those at the post's settings are the study's), "
+        f"{duration(sum(r.train_seconds for r in used))} of training in all.",
+        f"- Commits: {tally((r.commit for r in used), code=True)}.",
+        f"- Machines: {tally(r.machine for r in used)}.",
+        "",
+        f"Pictures: [{CHART}]({CHART}); the study's post settings in detail: [study.md](study.md).",
+    ]
+    panels = [
+        StrengthPanel(s.variant, s.key, s.curve, s.selected, post_mark(sweep, s.variant))
+        for s in selections
+    ]
+    return "\n".join(lines) + "\n", panels, references
+
+
+def write_sweep_report(sweep: Sweep, records: list[RunRecord], out_dir: Path) -> list[Path]:
+    """Write sweep.md and sweep_selection.png into out_dir, each whole or not at all; the
+    same records in any order give the same bytes."""
+    # find_record takes the first match: a fixed order makes the report order-free.
+    records = sorted(
+        records, key=lambda r: (r.variant, json.dumps(r.params, sort_keys=True), r.rev, r.name)
+    )
+    text, panels, references = render(sweep, records)
+    targets = [Path(out_dir) / MARKDOWN, Path(out_dir) / CHART]
+    with staged_outputs(*targets) as (markdown, chart):
+        markdown.write_text(text, encoding="utf-8")
+        title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
+        write_selection_chart(panels, references, chart, title)
+    return targets

@@ -1,0 +1,350 @@
+"""The resumable runner against a stubbed experiment store: records, skipping, queueing,
+grids, shares, failures; and DvcExperiments against a fake `dvc`."""
+
+import itertools
+import subprocess
+import time
+
+import pytest
+
+from sfae.errors import SfaeError
+from sfae.records import read_records
+from sfae.runner import (
+    DvcExperiments,
+    Run,
+    Spec,
+    grids,
+    parse_exp_show,
+    run_plan,
+    share,
+)
+
+PARAMS = {
+    "variant": "pure",
+    "seed": 6278,
+    "data": {"val_count": 0},
+    "train": {"epochs": 801},
+    "variants": {"pure": {"regularizer": "none"}, "l2": {"regularizer_scale": 0.005}},
+    "study": {"seeds": [1, 2]},
+}
+TABLE = "name\tiou\nFudanPed00001\t0.5\nFudanPed00002\t0.25\n"
+
+
+def nested(overrides: dict) -> dict:
+    params = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in PARAMS.items()
+    }
+    params["variants"] = {k: dict(v) for k, v in PARAMS["variants"].items()}
+    for dotted, value in overrides.items():
+        *path, last = dotted.split(".")
+        node = params
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return params
+
+
+def run_of(overrides: dict, state="success", rev=None) -> Run:
+    metrics = {
+        "metrics/evaluate.json": {"test": {"pooled": {"iou": 0.4}}},
+        "metrics/mall.json": {"frames": 3},
+        "metrics/finetune/metrics.json": {"seconds": 60.0},
+    }
+    label = Spec.from_dict(overrides).label
+    return Run(
+        label,
+        rev or f"rev {label}",
+        state,
+        nested(overrides),
+        metrics if state == "success" else {},
+        "log",
+        "base",
+        PARAMS,
+    )
+
+
+class StubExperiments:
+    """Expands queued grids as DVC does; start() finishes them (those in `failing` fail)."""
+
+    base = "base"
+
+    def __init__(self, existing=(), failing=()):
+        self.store = list(existing)
+        self.failing = set(failing)
+        self.queued: list[dict] = []
+        self.grids: list[dict] = []
+        self.started_with = None
+        self.removed_failed = False
+
+    def runs(self):
+        return list(self.store)
+
+    def queue(self, grid, target=None):
+        self.grids.append(grid)
+        for values in itertools.product(*grid.values()):
+            overrides = dict(zip(grid, values, strict=True))
+            self.queued.append(overrides)
+            self.store.append(run_of(overrides, "queued"))
+
+    def start(self, jobs):
+        self.started_with = jobs
+        self.store = [run for run in self.store if run.state != "queued"]
+        for overrides in self.queued:
+            failing = Spec.from_dict(overrides).label in self.failing
+            self.store.append(run_of(overrides, "failed" if failing else "success"))
+
+    def remove_failed(self):
+        self.removed_failed = True
+        self.store = [run for run in self.store if run.state != "failed"]
+
+    def read_text(self, rev, path):
+        assert path == "metrics/per_image.tsv"
+        return TABLE
+
+
+def plan(variants=("pure", "l2"), seeds=(1, 2)) -> list[Spec]:
+    return [Spec.of(variant=v, seed=s) for v in variants for s in seeds]
+
+
+def no_sleep(_):
+    return None
+
+
+def test_runs_what_has_no_record_and_records_every_finished_run(tmp_path):
+    records = tmp_path / "runs.jsonl"
+    stub = StubExperiments([run_of({"variant": "pure", "seed": 1})])
+    outcome = run_plan(stub, plan(), PARAMS, records, sleep=no_sleep)
+    assert {"variant": "pure", "seed": 1} not in stub.queued
+    assert len(stub.queued) == 3 and stub.started_with == 2
+    assert outcome.failed == [] and set(outcome.records) == set(plan())
+    written = read_records(records)
+    assert len(written) == 4
+    assert {(r.variant, r.seed) for r in written} == {
+        ("pure", 1),
+        ("pure", 2),
+        ("l2", 1),
+        ("l2", 2),
+    }
+    assert all(r.per_image_iou == {"FudanPed00001": 0.5, "FudanPed00002": 0.25} for r in written)
+    assert all(r.train_seconds == 60.0 and r.commit == "base" for r in written)
+    assert [r.overrides for r in written if (r.variant, r.seed) == ("l2", 2)] == [
+        {"variant": "l2", "seed": 2}
+    ]
+
+
+def test_recorded_runs_are_not_run_again_even_without_their_experiments(tmp_path):
+    records = tmp_path / "runs.jsonl"
+    run_plan(StubExperiments(), plan(), PARAMS, records, sleep=no_sleep)
+    fresh = StubExperiments()  # a fresh clone: records, no experiments
+    outcome = run_plan(fresh, plan(), PARAMS, records, sleep=no_sleep)
+    assert fresh.queued == [] and fresh.started_with is None
+    assert len(outcome.records) == 4
+
+
+def test_missing_runs_are_queued_as_few_grids(tmp_path):
+    stub = StubExperiments()
+    specs = [
+        Spec.of(variant="l2", seed=s, **{"variants.l2.regularizer_scale": x})
+        for s in (1, 2)
+        for x in (1e-5, 1e-4, 1e-3)
+    ]
+    run_plan(stub, specs, PARAMS, tmp_path / "runs.jsonl", sleep=no_sleep)
+    assert stub.grids == [
+        {"seed": [1, 2], "variant": ["l2"], "variants.l2.regularizer_scale": [1e-5, 1e-4, 1e-3]}
+    ]
+
+
+def test_grids_cover_exactly_the_specs_when_they_are_no_product():
+    specs = [
+        Spec.of(variant="l2", seed=1),
+        Spec.of(variant="l2", seed=2),
+        Spec.of(variant="l1", seed=1),
+    ]
+    expanded = {
+        Spec.from_dict(dict(zip(grid, values, strict=True)))
+        for grid in grids(specs)
+        for values in itertools.product(*grid.values())
+    }
+    assert expanded == set(specs)
+
+
+def test_shares_split_the_plan_without_overlap():
+    specs = plan(("pure", "l1", "l2"), (1, 2, 3))
+    parts = [share(specs, k, 3) for k in (1, 2, 3)]
+    assert sorted(s.label for part in parts for s in part) == sorted(s.label for s in specs)
+    assert all(len(part) == 3 for part in parts)
+    assert share(list(reversed(specs)), 2, 3) == parts[1]
+    with pytest.raises(SfaeError, match="1..3"):
+        share(specs, 4, 3)
+
+
+def test_a_failed_run_is_reported_and_the_others_still_count(tmp_path):
+    stub = StubExperiments(failing={"seed=1 variant=l2"})
+    outcome = run_plan(stub, plan(), PARAMS, tmp_path / "runs.jsonl", sleep=no_sleep)
+    assert outcome.failed == ["seed=1 variant=l2"]
+    assert Spec.of(variant="l2", seed=1) not in outcome.records and len(outcome.records) == 3
+
+
+def test_an_earlier_failure_is_cleared_and_run_again(tmp_path):
+    stub = StubExperiments([run_of({"variant": "l2", "seed": 1}, "failed")])
+    run_plan(stub, plan(("l2",), (1,)), PARAMS, tmp_path / "runs.jsonl", sleep=no_sleep)
+    assert stub.removed_failed and stub.queued == [{"seed": 1, "variant": "l2"}]
+
+
+def test_runs_still_queued_or_running_are_waited_for_not_queued_again(tmp_path):
+    in_flight = [run_of({"variant": "l2", "seed": 1}, "running")]
+
+    class ResumedStub(StubExperiments):
+        polls = 0
+
+        def runs(self):
+            ResumedStub.polls += 1
+            if ResumedStub.polls > 2:
+                self.store = [r for r in self.store if r.state != "running"]
+                self.store.append(run_of({"variant": "l2", "seed": 1}))
+            return super().runs()
+
+    stub = ResumedStub(in_flight)
+    sleeps = []
+    outcome = run_plan(
+        stub, plan(("l2",), (1, 2)), PARAMS, tmp_path / "r.jsonl", sleep=sleeps.append
+    )
+    assert stub.queued == [{"seed": 2, "variant": "l2"}]
+    assert len(outcome.records) == 2 and outcome.failed == [] and sleeps
+
+
+def test_runs_with_other_params_do_not_count(tmp_path):
+    other = run_of({"variant": "pure", "seed": 1, "train.epochs": 5})
+    stub = StubExperiments([other])
+    run_plan(stub, plan(("pure",), (1,)), PARAMS, tmp_path / "runs.jsonl", sleep=no_sleep)
+    assert stub.queued == [{"seed": 1, "variant": "pure"}]
+
+
+def test_another_variants_settings_and_planning_sections_do_not_invalidate_runs(tmp_path):
+    records = tmp_path / "runs.jsonl"
+    run_plan(StubExperiments(), plan(("pure",), (1,)), PARAMS, records, sleep=no_sleep)
+    changed = nested({"variants.l2.regularizer_scale": 0.1, "study.seeds": [1, 2, 3]})
+    stub = StubExperiments()
+    run_plan(stub, plan(("pure",), (1,)), changed, records, sleep=no_sleep)
+    assert stub.queued == []
+
+
+def test_runs_that_leave_the_queue_without_a_result_count_as_failed(tmp_path):
+    class LosingStub(StubExperiments):
+        def start(self, jobs):
+            super().start(jobs)
+            self.store = [run for run in self.store if run.params["variant"] != "l2"]
+
+    sleeps = []
+    outcome = run_plan(LosingStub(), plan(), PARAMS, tmp_path / "r.jsonl", sleep=sleeps.append)
+    assert sorted(outcome.failed) == ["seed=1 variant=l2", "seed=2 variant=l2"]
+    assert len(sleeps) == 2  # three polls with nothing in flight, then it stops waiting
+
+
+def test_parse_exp_show_reads_baselines_experiments_and_states():
+    def data(variant, seed, with_metrics=True):
+        metrics = {"metrics/evaluate.json": {"data": {"test": {"pooled": {"iou": 0.4}}}}}
+        return {
+            "params": {"params.yaml": {"data": {**PARAMS, "variant": variant, "seed": seed}}},
+            "metrics": metrics if with_metrics else {},
+        }
+
+    rows = [
+        {"rev": "workspace", "data": data("pure", 6278)},
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": data("pure", 6278),
+            "experiments": [
+                {
+                    "name": "tipsy-sail",
+                    "executor": {"state": "success", "local": {"log": "x.out"}},
+                    "revs": [{"rev": "def", "name": "tipsy-sail", "data": data("l1", 1)}],
+                },
+                {
+                    "name": "l2-seed1",
+                    "executor": {"state": "failed", "local": {"log": "y.out"}},
+                    "revs": [{"rev": "ghi", "name": "l2-seed1", "data": data("l2", 1, False)}],
+                },
+            ],
+        },
+    ]
+    runs = parse_exp_show(rows)
+    assert [(r.name, r.rev, r.state, r.params["variant"], r.baseline) for r in runs] == [
+        ("baseline", "abc", "success", "pure", "abc"),
+        ("tipsy-sail", "def", "success", "l1", "abc"),
+        ("l2-seed1", "ghi", "failed", "l2", "abc"),
+    ]
+    assert runs[1].metrics["metrics/evaluate.json"]["test"]["pooled"]["iou"] == pytest.approx(0.4)
+    assert runs[2].log == "y.out"
+
+
+FAKE_DVC = """#!/bin/sh
+# `queue start` leaves a worker behind that keeps our output open, as DVC's does.
+if [ "$1" = queue ] && [ "$2" = start ]; then
+    echo "started workers"
+    sleep 30 &
+    exit 0
+fi
+# `exp show` fails once, as DVC's does while a worker sets up its workspace.
+if [ "$1" = exp ] && [ "$2" = show ]; then
+    if [ ! -e shown-once ]; then
+        touch shown-once
+        echo "ERROR: directory '.dvc/tmp/exps/tmpx/.dvc' does not exist" >&2
+        exit 255
+    fi
+    echo '[]'
+    exit 0
+fi
+echo "unexpected: $*" >&2
+exit 3
+"""
+
+
+def fake_dvc(tmp_path):
+    path = tmp_path / "dvc"
+    path.write_text(FAKE_DVC)
+    path.chmod(0o755)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "base",
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    return DvcExperiments(tmp_path, dvc=path)
+
+
+def test_starting_the_queue_does_not_wait_for_its_workers(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    started = time.monotonic()
+    experiments.start(2)
+    assert time.monotonic() - started < 10, "start() waited for the background worker"
+
+
+def test_a_failing_dvc_command_raises_with_its_message(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    with pytest.raises(SfaeError, match="unexpected: queue remove --failed"):
+        experiments.remove_failed()
+
+
+def test_a_passing_failure_of_exp_show_is_asked_again(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    assert experiments.runs(pause=0) == []
+    assert (tmp_path / "shown-once").exists()
+
+
+def test_exp_show_failing_every_time_raises(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    with pytest.raises(SfaeError, match="does not exist"):
+        experiments.runs(tries=1)

@@ -1,0 +1,87 @@
+"""Two machines share one study the DVC way: each runs its share in its own clone and pushes
+its experiments (git refs to a git remote, outputs to a DVC remote); any clone then pulls
+them and builds the report. Simulated here with two clones, a bare git repository and a
+local folder as the DVC remote, on tiny params."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_pipeline_training import environment, tiny_params
+
+from sfae.records import read_records
+
+pytestmark = pytest.mark.slow
+
+GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True)
+
+
+def study(clone: Path, mirror: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "sfae.study", *args],
+        cwd=clone,
+        env={**environment(clone, mirror), "PYTHONPATH": str(clone / "src")},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, f"sfae.study {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_a_report_built_in_one_clone_holds_the_runs_of_another(make_repo_copy, mirror, tmp_path):
+    source = make_repo_copy()
+    tiny_params(source)
+    params = yaml.safe_load((source / "params.yaml").read_text())
+    params["study"]["seeds"] = [1]
+    (source / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (source / "reports" / "runs.jsonl").unlink(missing_ok=True)
+    storage = tmp_path / "dvc-storage"
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    subprocess.run([dvc, "remote", "add", "-d", "storage", str(storage)], cwd=source, check=True)
+    git(source, "add", "-A")
+    git(source, "commit", "-qm", "tiny study with a DVC remote")
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(origin))
+    clones = []
+    for name in ("machine-a", "machine-b"):
+        git(tmp_path, "clone", "-q", str(origin), name)
+        clones.append(tmp_path / name)
+    a, b = clones
+
+    shares = {}
+    for clone, part in ((a, "1/2"), (b, "2/2")):
+        study(clone, mirror, "--share", part, "--remote", "origin", "--jobs", "1")
+        shares[clone] = {(r.variant, r.seed) for r in read_records(clone / "reports/runs.jsonl")}
+    # Each machine ran (and recorded) only its own share, together the whole plan.
+    assert shares[a] and shares[b] and not shares[a] & shares[b]
+    plan = {(v, 1) for v in ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")}
+    assert shares[a] | shares[b] == plan
+
+    study(a, mirror, "--report-only", "--remote", "origin")
+    records = read_records(a / "reports" / "runs.jsonl")
+    assert {(r.variant, r.seed) for r in records} == plan
+    report = (a / "reports" / "study.md").read_text()
+    for record in records:
+        if (record.variant, record.seed) in shares[b]:
+            assert record.rev in report, f"B's run {record.name} is not in A's report"
+    # A pulled B's outputs from the DVC remote too, not only the git refs.
+    pulled = [r for r in records if (r.variant, r.seed) in shares[b]]
+    show = subprocess.run(
+        [dvc, "exp", "show", "--json", "-n", "5"],
+        cwd=a,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(r.rev in show.stdout for r in pulled)
+    json.loads(show.stdout)

@@ -1,0 +1,121 @@
+"""The sweep's plan: selection on validation IoU alone, bracketing, and the final runs."""
+
+from pathlib import Path
+
+import pytest
+
+from sfae.params import load_config, read_yaml
+from sfae.records import RunRecord
+from sfae.runner import wanted_params
+from sfae.sweep import Sweep, extended_grid
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sweep() -> Sweep:
+    path = REPO / "params.yaml"
+    return Sweep(load_config(path), read_yaml(path.read_text()))
+
+
+def record_for(sweep: Sweep, spec, val: float, test: float) -> RunRecord:
+    """A run record that fulfils `spec`, with the given validation and test IoU."""
+    params = wanted_params(sweep.params, spec)
+    return RunRecord(
+        variant=params["variant"],
+        seed=params["seed"],
+        name=spec.label,
+        rev=spec.label,
+        evaluate={"val": {"iou_pooled": val}, "test": {"pooled": {"iou": test}}},
+        mall={},
+        train_seconds=1.0,
+        per_image_iou={},
+        params=params,
+    )
+
+
+def selection_records(sweep, variant, val_of, test_of, points=None):
+    points = points or sweep.settings.grids[variant]
+    return [
+        record_for(sweep, sweep.selection_spec(variant, seed, x), val_of(x), test_of(x))
+        for x in points
+        for seed in sweep.settings.seeds
+    ]
+
+
+def test_the_strength_is_selected_on_validation_iou_never_on_test(sweep):
+    grid = sweep.settings.grids["l2"]
+    best_val, best_test = grid[2], grid[1]
+    # Validation peaks inside the grid at grid[2], test peaks at grid[1]: they disagree.
+    records = selection_records(
+        sweep,
+        "l2",
+        val_of=lambda x: 0.6 if x == best_val else 0.4,
+        test_of=lambda x: 0.9 if x == best_test else 0.1,
+    )
+    (selection,) = [s for s in sweep.selections(records) if s.variant == "l2"]
+    assert selection.selected == best_val and selection.bracketed
+    assert selection.key == "variants.l2.regularizer_scale"
+    assert selection.curve[best_val] == (pytest.approx(0.6), 0.0, 2)
+
+
+def test_a_best_strength_at_an_end_extends_the_grid_one_step(sweep):
+    grid = sweep.settings.grids["sparse_elu"]
+    records = selection_records(sweep, "sparse_elu", lambda x: x, lambda x: 0.0)  # rises
+    (selection,) = [s for s in sweep.selections(records) if s.variant == "sparse_elu"]
+    assert selection.selected is None  # the new point is not measured yet
+    step = grid[-1] * grid[1] / grid[0]
+    assert selection.points[-1] == pytest.approx(step, rel=1e-2)
+    planned = {s.label for s in sweep.selection_plan(records)}
+    assert {
+        sweep.selection_spec("sparse_elu", seed, selection.points[-1]).label
+        for seed in sweep.settings.seeds
+    } <= planned
+    # Once the new point is measured and lower, the optimum is bracketed at the old end.
+    records += selection_records(
+        sweep, "sparse_elu", lambda x: 0.0, lambda x: 0.0, points=[selection.points[-1]]
+    )
+    (selection,) = [s for s in sweep.selections(records) if s.variant == "sparse_elu"]
+    assert selection.selected == grid[-1] and selection.bracketed
+
+
+def test_extension_stops_at_the_strengths_limit_and_at_interior_optima():
+    assert extended_grid((0.05, 0.158, 0.5), {0.05: 1, 0.158: 2, 0.5: 3}, 0.95) == [
+        0.05,
+        0.158,
+        0.5,
+    ]
+    assert extended_grid((1.0, 10.0, 100.0), {1.0: 3, 10.0: 2, 100.0: 1}, 1e9) == [
+        0.1,
+        1.0,
+        10.0,
+        100.0,
+    ]
+    assert extended_grid((1.0, 10.0, 100.0), {1.0: 1, 10.0: 3, 100.0: 2}, 1e9) == [1.0, 10.0, 100.0]
+
+
+def test_the_final_runs_use_the_selected_strength_all_training_images_and_study_seeds(sweep):
+    records = []
+    for variant, grid in sweep.settings.grids.items():
+        middle = grid[len(grid) // 2]
+        records += selection_records(
+            sweep, variant, lambda x, m=middle: 1.0 - abs(x - m), lambda x: 0
+        )
+    finals = [spec.as_dict() for spec in sweep.final_plan(records)]
+    variants = {*sweep.settings.grids, *sweep.settings.references}
+    assert {f["variant"] for f in finals} == variants
+    assert len(finals) == len(variants) * len(sweep.config.study.seeds)
+    assert all(f["data.val_count"] == 0 for f in finals)
+    for variant, grid in sweep.settings.grids.items():
+        key = sweep.key(variant)
+        assert {f[key] for f in finals if f["variant"] == variant} == {grid[len(grid) // 2]}
+
+
+def test_selection_runs_hold_out_the_validation_images(sweep):
+    spec = sweep.selection_spec("dropout", 1, 0.05).as_dict()
+    assert spec == {
+        "variant": "dropout",
+        "seed": 1,
+        "data.val_count": 17,
+        "variants.dropout.dropout": 0.05,
+    }

@@ -1,0 +1,203 @@
+"""The sweep report on hand-made records whose right answers are known: selection on
+validation IoU, verdicts in words that follow the intervals, partial sweeps, byte-stable files."""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sfae.params import load_config, read_yaml
+from sfae.records import RunRecord
+from sfae.runner import find_record, wanted_params
+from sfae.study import study_plan
+from sfae.sweep import Sweep
+from sfae.sweep_report import best_by_validation, post_mark, render, write_sweep_report
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = [f"FudanPed{number:05d}" for number in range(1, 21)]
+BASE = np.linspace(0.3, 0.8, len(IMAGES))
+SWEEP_GRIDS = load_config(REPO / "params.yaml").sweep.grids
+
+
+@pytest.fixture(scope="module")
+def sweep() -> Sweep:
+    path = REPO / "params.yaml"
+    return Sweep(load_config(path), read_yaml(path.read_text()))
+
+
+def record_for(sweep, spec, val, shift, seed_noise, image_noise) -> RunRecord:
+    """A complete run record fulfilling `spec`: per-image test IoU = BASE + shift, moved
+    by a per-seed offset and per-image noise (both fixed by the spec's label)."""
+    params = wanted_params(sweep.params, spec)
+    rng = np.random.default_rng(zlib.crc32(spec.label.encode()))
+    offset = seed_noise * ((params["seed"] % 5) - 2) / 2
+    iou = BASE + shift + offset + image_noise * rng.standard_normal(len(IMAGES))
+    test = float(iou.mean())
+    return RunRecord(
+        variant=params["variant"],
+        seed=params["seed"],
+        name=spec.label,
+        rev=spec.label,
+        evaluate={
+            "val": {"iou_pooled": val},
+            "test": {"pooled": {"iou": test, "dice": test + 0.1, "boundary_f1": test - 0.1}},
+            "gap": {"iou_pooled": 0.1},
+        },
+        mall={
+            "head_hit_rate": 0.5,
+            "false_foreground": 0.3,
+            "count_correlation": 0.4,
+            "foreground_share": 0.2,
+        },
+        train_seconds=600.0,
+        per_image_iou=dict(zip(IMAGES, iou.tolist(), strict=True)),
+        commit="c0ffee",
+        params=params,
+        machine="test box",
+    )
+
+
+def found(sweep, records, spec) -> RunRecord | None:
+    return find_record(records, wanted_params(sweep.params, spec))
+
+
+def campaign(sweep, val_of, shift_of, seed_noise=0.01, image_noise=0.0) -> list[RunRecord]:
+    """Selection runs scored val_of(variant, strength) on validation (and the opposite on
+    test), then every final and study run with per-image test IoU shifted by shift_of."""
+    records = []
+    while new := [
+        spec for spec in sweep.selection_plan(records) if not found(sweep, records, spec)
+    ]:
+        for spec in new:  # round by round, as the grids extend
+            variant = spec.as_dict()["variant"]
+            strength = spec.as_dict().get(sweep.key(variant))
+            val = val_of(variant, strength)
+            records.append(record_for(sweep, spec, val, -val, seed_noise, image_noise))
+    for spec in sweep.final_plan(records) + study_plan(sweep.config):
+        if not found(sweep, records, spec):
+            settings = spec.as_dict()
+            variant = settings["variant"]
+            key = sweep.key(variant)
+            strength = settings.get(key, post_mark(sweep, variant)[0]) if key else None
+            shift = shift_of(variant, strength)
+            records.append(record_for(sweep, spec, 0.0, shift, seed_noise, image_noise))
+    return records
+
+
+def peak_at_middle(variant, strength, lift=None):
+    """Validation IoU that peaks inside each grid, at its middle point."""
+    if strength is None:
+        return 0.5
+    grid = SWEEP_GRIDS[variant]
+    steps = round(abs(math.log(strength / grid[2]) / math.log(grid[1] / grid[0])))
+    return 0.6 + (lift or {}).get(variant, 0.0) - 0.01 * steps
+
+
+def l2_tuned_better(variant, strength):
+    return 0.1 if variant == "l2" and strength == SWEEP_GRIDS["l2"][2] else 0.0
+
+
+def test_files_are_written_whole_and_the_same_bytes_for_records_in_any_order(sweep, tmp_path):
+    records = campaign(sweep, peak_at_middle, l2_tuned_better)
+    paths = write_sweep_report(sweep, records, tmp_path / "a")
+    shuffled = records[:]
+    random.Random(1).shuffle(shuffled)
+    again = write_sweep_report(sweep, shuffled, tmp_path / "b")
+    assert [p.name for p in paths] == ["sweep.md", "sweep_selection.png"]
+    for first, second in zip(paths, again, strict=True):
+        assert first.read_bytes() == second.read_bytes()
+    assert Image.open(paths[1]).size[0] > 1000
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]
+
+
+def test_the_selected_strength_is_the_validation_best_and_the_report_says_so(sweep):
+    # Selection runs score the opposite on test: the test-best strength is the grid's end.
+    records = campaign(sweep, peak_at_middle, l2_tuned_better)
+    text, panels, references = render(sweep, records)
+    chosen, test_best = SWEEP_GRIDS["l2"][2], SWEEP_GRIDS["l2"][0]
+    assert {panel.variant: panel.selected for panel in panels}["l2"] == chosen
+    assert f"l2 @ {chosen:g}" in text and f"l2 @ {test_best:g}" not in text
+    assert f"| {chosen:g} | 0.600 ± 0.000 | 2 | **selected** |" in text
+    assert "| 0.005 | 0.580 ± 0.000 | 2 | post |" in text  # the post's l2 value, marked
+    assert references == {"pure": 0.5, "augment": 0.5}
+    assert "never looked at" in text and "provisional" not in text
+
+
+def test_a_clearly_better_tuned_l2_is_called_better_and_recommended(sweep):
+    text, _, _ = render(sweep, campaign(sweep, peak_at_middle, l2_tuned_better))
+    answer = text.split("\n\n")[1]
+    assert f"l2 @ {SWEEP_GRIDS['l2'][2]:g} (+0.100," in answer
+    assert "is better than pure" in answer
+    assert f"So: use l2 @ {SWEEP_GRIDS['l2'][2]:g}." in answer
+    assert "l2 @ 0.005 (post)" in text  # the post's setting stays beside it
+
+
+def test_noise_alone_is_called_not_distinguishable(sweep):
+    def small(variant, strength):
+        return 0.01 if variant == "l2" else 0.0
+
+    records = campaign(sweep, peak_at_middle, small, seed_noise=0.2, image_noise=0.05)
+    answer = render(sweep, records)[0].split("\n\n")[1]
+    assert "No tuned regulariser beats pure" in answer
+    assert "no interval that resamples both seeds and test images excludes zero" in answer
+    assert "better than" not in answer.replace("not distinguishable", "")
+    assert "no regulariser is worth choosing over none" in answer
+
+
+def test_best_sparse_and_best_penalty_are_picked_by_validation_not_test(sweep):
+    # On validation sparse_elu beats sparse_softabs and l1 beats l2; on test it is reversed.
+    lift = {"sparse_elu": 0.05, "l1": 0.05}
+
+    def test_shift(variant, strength):
+        return 0.05 if variant in ("sparse_softabs", "l2") else 0.0
+
+    records = campaign(sweep, lambda v, x: peak_at_middle(v, x, lift), test_shift)
+    selections = sweep.selections(records)
+    assert best_by_validation(selections, ("sparse_softabs", "sparse_elu")).variant == "sparse_elu"
+    assert best_by_validation(selections, ("l1", "l2")).variant == "l1"
+    text = render(sweep, records)[0]
+    elu, l1 = SWEEP_GRIDS["sparse_elu"][2], SWEEP_GRIDS["l1"][2]
+    assert f"sparse_elu @ {elu:g} minus l1 @ {l1:g} per-image test IoU" in text
+    assert f"sparse filtering (sparse_elu @ {elu:g}, the better sparse variant" in text
+
+
+def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
+    records = campaign(sweep, peak_at_middle, l2_tuned_better)
+    chosen = SWEEP_GRIDS["l2"][2]
+    # l2's finals: only 2 of 5 seeds; sparse_elu: one selection run missing, so no finals.
+    l2_finals = sweep.final_records(records)["l2"]
+    elu_point = sweep.selection_spec("sparse_elu", 1, SWEEP_GRIDS["sparse_elu"][0])
+    dropped = [*l2_finals[:3], find_record(records, wanted_params(sweep.params, elu_point))]
+    partial = [r for r in records if not any(r is d for d in dropped)]
+    paths = write_sweep_report(sweep, partial, tmp_path)
+    text = paths[0].read_text()
+    answer = text.split("\n\n")[1]
+    assert "provisional" in answer
+    assert f"3 of 5 final runs of l2 @ {chosen:g}" in answer
+    assert "1 selection run of sparse_elu, then its finals" in answer
+    assert f"l2 @ {chosen:g} (2 of 5 seeds)" in text and "sparse_elu (not selected)" in text
+    # With selection runs alone there is no answer yet, but still a report.
+    selection_only = [r for r in records if r.val_count > 0]
+    text = render(sweep, selection_only)[0]
+    assert "No final run is recorded yet" in text
+
+
+def test_an_extended_grid_that_selects_the_posts_value_gives_one_row(sweep):
+    # l2's validation IoU rises to the grid's end (the post's 0.005), then falls beyond it.
+    def rising(variant, strength):
+        if variant != "l2" or strength is None:
+            return peak_at_middle(variant, strength)
+        return 0.7 if strength == 0.005 else 0.6 if strength < 0.005 else 0.5
+
+    records = campaign(sweep, rising, lambda variant, strength: 0.0)
+    text = render(sweep, records)[0]
+    grid = "5e-07, 5e-06, 5e-05, 0.0005, 0.005, 0.05"
+    assert f"| `l2` | `variants.l2.regularizer_scale` | {grid} | 0.05 | yes | 0.005 |" in text
+    assert "| 0.005 | 0.700 ± 0.000 | 2 | **selected**, post |" in text
+    assert text.count("| `l2 @ 0.005 (post)` | 5 |") == 1 and "| `l2 @ 0.005` |" not in text
