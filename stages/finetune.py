@@ -13,6 +13,7 @@ from sfae.params import load_config
 from sfae.paths import ProjectPaths
 from sfae.predict import predict_probabilities
 from sfae.prepare import load_pennfudan
+from sfae.saving import load_weights, save_model_deterministic
 from sfae.training import configure_determinism, finetune
 
 
@@ -26,10 +27,15 @@ def main() -> None:
     configure_determinism(config.seed)
     data = load_pennfudan(paths.pennfudan_prepared)
     model = build_model(config)
-    model.load_weights(paths.pretrained_weights)
+    load_weights(model, paths.pretrained_weights)
     threshold = config.evaluate.threshold
     last_epoch = config.finetune_epochs() - 1  # logged too, so the last IoU is the model's
-    with Live(str(paths.finetune_log), save_dvc_exp=False, dvcyaml=False) as live:
+    # The log is staged with the model: a killed or failed run leaves neither (no half-written
+    # metrics.json for `dvc metrics show` to present as a result).
+    with (
+        staged_outputs(paths.final_model, paths.finetune_log) as (saved, log_dir),
+        Live(str(log_dir), save_dvc_exp=False, dvcyaml=False) as live,
+    ):
 
         def log(entry):
             for name, value in entry.terms.items():
@@ -52,8 +58,7 @@ def main() -> None:
         finetune(model, config, data.train_images, data.train_masks, on_epoch_end=log)
         live.summary["seconds"] = round(time.perf_counter() - started, 1)
         live.summary["machine"] = machine_description()  # rounding differs between CPUs
-        with staged_outputs(paths.final_model) as (saved,):
-            model.save(saved)
+        save_model_deterministic(model, saved)  # same weights, same bytes: no needless re-runs
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ def main() -> None:
     model = build_model(config)
     sparse = config.variant.sparse
     activation, epsilon = (sparse.activation, sparse.epsilon) if sparse else ("softabs", 1e-8)
-    with Live(str(paths.pretrain_log), save_dvc_exp=False, dvcyaml=False) as live:
+    # The log is staged with the weights: a killed or failed run leaves neither.
+    with (
+        staged_outputs(paths.pretrained_weights, paths.pretrain_log) as (weights, log_dir),
+        Live(str(log_dir), save_dvc_exp=False, dvcyaml=False) as live,
+    ):
         # Step 0 is the untrained encoder, so every variant has a reference point.
         initial = sparse_filtering_loss(
             encoder_model(model).predict_on_batch(images), activation, epsilon
@@ -43,8 +47,7 @@ def main() -> None:
         history = pretrain(model, config, images, on_epoch_end=log)
         live.summary["pretrain_epochs"] = len(history)
         live.summary["seconds"] = round(time.perf_counter() - started, 1)
-        with staged_outputs(paths.pretrained_weights) as (weights,):
-            model.save_weights(weights)
+        model.save_weights(weights)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIRROR_ZIPS = ("PennFudanPed.zip", "mall_dataset.zip")
@@ -70,3 +72,53 @@ def make_repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Pat
 @pytest.fixture
 def repo_copy(make_repo_copy: Callable[[], Path]) -> Path:
     return make_repo_copy()
+
+
+# ---------------------------------------------------------------- running stages through DVC
+
+EPOCHS = 4
+
+
+def tiny_params(root: Path) -> None:
+    """Small enough that every training stage takes seconds."""
+    path = root / "params.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["data"]["image_size"] = 32
+    document["mall"]["frames"] = 20
+    document["train"]["epochs"] = EPOCHS
+    document["train"]["iou_every"] = 2
+    for name in ("sparse_softabs", "sparse_elu"):
+        document["variants"][name]["sparse"].update(pretrain_epochs=2, finetune_epochs=2)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def environment(root: Path, mirror: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+        "SFAE_DATA_MIRROR": str(mirror),
+        "DVC_NO_ANALYTICS": "1",
+        "DVC_SITE_CACHE_DIR": str(root.parent / f"{root.name}-dvc-site-cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+
+
+def dvc(root: Path, mirror: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=root,
+        env=environment(root, mirror),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert result.returncode == 0, (
+            f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr

@@ -210,6 +210,13 @@ def test_loading_other_arrays_as_penn_fudan_names_what_is_missing(tmp_path: Path
         load_pennfudan(path)
 
 
+def test_loading_other_arrays_as_mall_names_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "mall.npz"
+    save_arrays(path, prepare_pennfudan(write_raw_pennfudan(tmp_path), 16, 3, 7))
+    with pytest.raises(SfaeError, match="not prepared Mall arrays.*head_offsets"):
+        load_mall(path)
+
+
 def instance_ids(height: int, width: int) -> np.ndarray:
     """Ids 1 and 2 in blocks that cut across output pixels, thin 1-px stripes of id 3."""
     ids = np.zeros((height, width), np.uint8)

@@ -133,8 +133,21 @@ class MallArrays:
     frame_size: tuple[int, int]
 
 
+MALL_KEYS = (
+    *("frames", "frame_numbers", "head_points", "head_offsets"),
+    *("counts", "roi", "perspective", "frame_size"),
+)
+
+
+def _require(path: Path, arrays: dict, keys, what: str, stage: str) -> None:
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise SfaeError(f"{path}: not {what} (no {', '.join(missing)}); run `dvc repro {stage}`")
+
+
 def load_mall(path: Path) -> MallArrays:
     arrays = load_arrays(path)
+    _require(path, arrays, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
     offsets = arrays["head_offsets"]
     points = arrays["head_points"]
     return MallArrays(
@@ -172,17 +185,10 @@ class PennFudanSplits:
 
 def load_pennfudan(path: Path) -> PennFudanSplits:
     arrays = load_arrays(path)
-    missing = [
-        key
-        for split in ("train", "test")
-        for key in (f"{split}_images", f"{split}_masks", f"{split}_names")
-        if key not in arrays
+    keys = [
+        f"{split}_{kind}" for split in ("train", "test") for kind in ("images", "masks", "names")
     ]
-    if missing:
-        raise SfaeError(
-            f"{path}: not prepared Penn-Fudan arrays (no {', '.join(missing)}); "
-            "run `dvc repro preprocess_pennfudan`"
-        )
+    _require(path, arrays, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
     images, masks = arrays["train_images"], arrays["train_masks"]
     val_images = arrays.get("val_images", images[:0])
     val_masks = arrays.get("val_masks", masks[:0])

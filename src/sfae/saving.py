@@ -1,0 +1,101 @@
+"""Model files that depend on the weights only: byte-stable .keras archives; clear load errors.
+
+Keras writes the save time into a .keras archive (metadata.json and the zip entry dates) and
+Python object ids into its config (`shared_object_id`), so the same weights saved twice give
+different bytes, a different DVC hash, and needless re-runs of every stage after training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import keras
+
+from sfae.errors import SfaeError
+
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
+FIXED_DATE_SAVED = "1980-01-01@00:00:00"  # in Keras' format, for tools that read it
+ENTRY_MODE = 0o644
+
+
+def _renumber_shared_objects(config: object) -> object:
+    """Replace the id() values Keras uses as `shared_object_id` by 1, 2, ... in order."""
+    numbers: dict[object, int] = {}
+
+    def walk(node: object) -> object:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "shared_object_id":
+                    out[key] = numbers.setdefault(value, len(numbers) + 1)
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(config)
+
+
+def deterministic_archive(data: bytes) -> bytes:
+    """A .keras archive rewritten so that its bytes depend on the model only."""
+    entries = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        for info in source.infolist():
+            entries[info.filename] = source.read(info)
+    if "metadata.json" in entries:
+        metadata = json.loads(entries["metadata.json"])
+        if "date_saved" in metadata:
+            metadata["date_saved"] = FIXED_DATE_SAVED
+        entries["metadata.json"] = json.dumps(metadata).encode()
+    if "config.json" in entries:
+        config = _renumber_shared_objects(json.loads(entries["config.json"]))
+        entries["config.json"] = json.dumps(config).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as target:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info.compress_type = zipfile.ZIP_STORED  # as Keras writes it
+            info.external_attr = ENTRY_MODE << 16
+            info.create_system = 3  # Unix, whatever the machine
+            target.writestr(info, entries[name])
+    return buffer.getvalue()
+
+
+def save_model_deterministic(model: keras.Model, path: Path) -> None:
+    """model.save(path), with the same bytes whenever the model and its weights are the same.
+
+    The archive loads with plain keras.models.load_model. The weights file inside is
+    already byte-stable (h5py records no times there).
+    """
+    path = Path(path)
+    model.save(path)
+    path.write_bytes(deterministic_archive(path.read_bytes()))
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    """model.load_weights(path); a missing, damaged or unfitting file is an SfaeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
+    if path.stat().st_size == 0:
+        raise SfaeError(f"{path}: empty (truncated); run `dvc repro` to make it again")
+    try:
+        model.load_weights(path)
+    except Exception as error:  # h5py and Keras raise many kinds for a bad file
+        raise SfaeError(
+            f"{path}: damaged, truncated or not this model's weights; run `dvc repro` to "
+            f"make it again ({one_line(error)})"
+        ) from error
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as `Type: message` on one line, shortened."""
+    text = " ".join(str(error).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
