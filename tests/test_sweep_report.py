@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sfae.errors import SfaeError
 from sfae.params import load_config, read_yaml
 from sfae.records import RunRecord
 from sfae.runner import find_record, wanted_params
@@ -119,7 +120,7 @@ def test_files_are_written_whole_and_the_same_bytes_for_records_in_any_order(swe
 def test_the_selected_strength_is_the_validation_best_and_the_report_says_so(sweep):
     # Selection runs score the opposite on test: the test-best strength is the grid's end.
     records = campaign(sweep, peak_at_middle, l2_tuned_better)
-    text, panels, references = render(sweep, records)
+    text, panels, references, _ = render(sweep, records)
     chosen, test_best = SWEEP_GRIDS["l2"][2], SWEEP_GRIDS["l2"][0]
     assert {panel.variant: panel.selected for panel in panels}["l2"] == chosen
     assert f"l2 @ {chosen:g}" in text and f"l2 @ {test_best:g}" not in text
@@ -130,12 +131,33 @@ def test_the_selected_strength_is_the_validation_best_and_the_report_says_so(swe
 
 
 def test_a_clearly_better_tuned_l2_is_called_better_and_recommended(sweep):
-    text, _, _ = render(sweep, campaign(sweep, peak_at_middle, l2_tuned_better))
+    text, _, _, readme = render(sweep, campaign(sweep, peak_at_middle, l2_tuned_better))
     answer = text.split("\n\n")[1]
     assert f"l2 @ {SWEEP_GRIDS['l2'][2]:g} (+0.100," in answer
     assert "is better than pure" in answer
     assert f"So: use l2 @ {SWEEP_GRIDS['l2'][2]:g}." in answer
     assert "l2 @ 0.005 (post)" in text  # the post's setting stays beside it
+    # The README's block is the same answer and final table.
+    assert readme.startswith(answer) and "| `l2 @ 0.005 (post)` |" in readme
+
+
+def test_the_readme_block_is_replaced_and_nothing_else(sweep, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n\n<!-- sweep-results:start -->\nold\n<!-- sweep-results:end -->\ntail\n"
+    )
+    records = campaign(sweep, peak_at_middle, l2_tuned_better)
+    write_sweep_report(sweep, records, tmp_path, readme)
+    text = readme.read_text()
+    assert text.startswith("# x\n\n<!-- sweep-results:start -->\nWith 85 training images")
+    assert "old" not in text and text.endswith("<!-- sweep-results:end -->\ntail\n")
+    before = text
+    write_sweep_report(sweep, records, tmp_path, readme)
+    assert readme.read_text() == before
+    readme.write_text("no block here\n")
+    with pytest.raises(SfaeError, match="sweep-results:start"):
+        write_sweep_report(sweep, records, tmp_path / "other", readme)
+    assert readme.read_text() == "no block here\n"
 
 
 def test_noise_alone_is_called_not_distinguishable(sweep):

@@ -56,3 +56,13 @@ def time_unit(seconds: float) -> tuple[float, str, int]:
 def duration(seconds: float, unit: tuple[float, str, int] | None = None) -> str:
     size, name, decimals = unit or time_unit(seconds)
     return f"{seconds / size:.{decimals}f} {name}"
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """text with the lines between `<!-- name:start -->` and `<!-- name:end -->` replaced by
+    body: how a report keeps the README's numbers generated, never typed."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"needs exactly one {start} ... {end} block")
+    head, rest = text.split(start)
+    return f"{head}{start}\n{body.rstrip()}\n{end}{rest.split(end)[1]}"

@@ -128,6 +128,11 @@ def main() -> None:
         print(f"study: {len(specs) - len(records)} of {len(specs)} runs have no record yet")
     if not records:
         raise SfaeError(f"{records_path}: no study runs recorded; run `make study` first")
+    missing = sorted(set(POST_VARIANTS) - {record.variant for record in records})
+    if missing and arguments.share != "1/1":
+        # Another machine's share holds them: the report waits for `--report-only --remote`.
+        print(f"study: no report yet, no run of {', '.join(missing)} is recorded here")
+        return
     gif = mall_gif_inputs(records, paths)
     if gif is None:
         print("study: Mall predictions of some variant are not here; the GIF stays as it was")

@@ -187,7 +187,8 @@ def main() -> None:
         collect(arguments, specs, params, records_path, paths, "sweep: final", SCORED_STAGE)
     from sfae.sweep_report import write_sweep_report
 
-    for path in write_sweep_report(sweep, read_records(records_path), paths.reports):
+    readme = paths.root / "README.md"
+    for path in write_sweep_report(sweep, read_records(records_path), paths.reports, readme):
         print(f"wrote {path}")
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from sfae.atomic import staged_outputs
+from sfae.errors import SfaeError
 from sfae.figures import StrengthPanel, write_selection_chart
-from sfae.markdown import duration, join, markdown_table, tally
+from sfae.markdown import duration, join, markdown_table, replace_block, tally
 from sfae.params import POST_VARIANTS, VARIANTS
 from sfae.records import RunRecord, flatten
 from sfae.report import comparison_section, results_section
@@ -210,8 +211,9 @@ def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
     return lines
 
 
-def render(sweep: Sweep, records: list[RunRecord]) -> tuple[str, list[StrengthPanel], dict]:
-    """(sweep.md, the chart's panels, the references' mean validation IoU)."""
+def render(sweep: Sweep, records: list[RunRecord]):
+    """(sweep.md, the chart's panels, the references' mean validation IoU, the README's
+    results block: the answer and the final table)."""
     selections = sweep.selections(records)
     rows = final_rows(sweep, records, selections)
     expected = len(sweep.config.study.seeds)
@@ -239,10 +241,13 @@ def render(sweep: Sweep, records: list[RunRecord]) -> tuple[str, list[StrengthPa
     selection_runs = _found(sweep, records, sweep.selection_plan(records))
     final_runs = list({id(r): r for _, _, runs, _ in rows for r in runs}.values())
     used = selection_runs + final_runs
+    said = answer(sweep, selections, rows, table, versus_pure, head, missing)
+    final = results_section(table)[2:] if table else ["No final run is recorded yet."]
+    readme = [said, "", *final, "", f"From [reports/sweep.md](reports/{MARKDOWN})."]
     lines = [
         "# Every regulariser at its best strength: the sweep",
         "",
-        answer(sweep, selections, rows, table, versus_pure, head, missing),
+        said,
         "",
         *_selection_section(sweep, selections),
         "",
@@ -250,7 +255,7 @@ def render(sweep: Sweep, records: list[RunRecord]) -> tuple[str, list[StrengthPa
         "",
         "## Final runs: tuned strengths beside the post's settings",
         "",
-        *(results_section(table)[2:] if table else ["No final run is recorded yet."]),
+        *final,
     ]
     if pending:
         lines += ["", f"Pending (fewer than {expected} seeds recorded): {join(pending)}."]
@@ -282,20 +287,31 @@ def render(sweep: Sweep, records: list[RunRecord]) -> tuple[str, list[StrengthPa
         StrengthPanel(s.variant, s.key, s.curve, s.selected, post_mark(sweep, s.variant))
         for s in selections
     ]
-    return "\n".join(lines) + "\n", panels, references
+    return "\n".join(lines) + "\n", panels, references, "\n".join(readme)
 
 
-def write_sweep_report(sweep: Sweep, records: list[RunRecord], out_dir: Path) -> list[Path]:
-    """Write sweep.md and sweep_selection.png into out_dir, each whole or not at all; the
-    same records in any order give the same bytes."""
+def write_sweep_report(
+    sweep: Sweep, records: list[RunRecord], out_dir: Path, readme: Path | None = None
+) -> list[Path]:
+    """Write sweep.md and sweep_selection.png into out_dir (and the answer into readme's
+    `sweep-results` block), each whole or not at all; records in any order give the same
+    bytes."""
     # find_record takes the first match: a fixed order makes the report order-free.
     records = sorted(
         records, key=lambda r: (r.variant, json.dumps(r.params, sort_keys=True), r.rev, r.name)
     )
-    text, panels, references = render(sweep, records)
+    text, panels, references, summary = render(sweep, records)
     targets = [Path(out_dir) / MARKDOWN, Path(out_dir) / CHART]
-    with staged_outputs(*targets) as (markdown, chart):
+    readme_text = None
+    if readme is not None:
+        try:
+            readme_text = replace_block(readme.read_text(), "sweep-results", summary)
+        except (OSError, ValueError) as error:
+            raise SfaeError(f"{readme}: cannot update its results ({error})") from error
+    with staged_outputs(*targets, *([readme] if readme else [])) as (markdown, chart, *rest):
         markdown.write_text(text, encoding="utf-8")
         title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
         write_selection_chart(panels, references, chart, title)
-    return targets
+        if rest:
+            rest[0].write_text(readme_text, encoding="utf-8")
+    return [*targets, *([readme] if readme else [])]
