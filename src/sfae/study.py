@@ -88,7 +88,7 @@ def collect(arguments, specs: list[Spec], params: dict, records_path, paths, des
 
 def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
     """(frames, probabilities) for the side-by-side GIF, or None when some variant's Mall
-    predictions are not in this clone's DVC cache (then the committed GIF stays)."""
+    predictions or the Mall frames are not in this clone (then the committed GIF stays)."""
     import dvc.api
 
     from sfae.datasets import MALL, mall_frame_path
@@ -108,7 +108,10 @@ def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
         return None
     count = min(len(p) for p in probabilities.values())
     picks = list(range(0, count, max(1, count // 40)))  # ~40 frames keep the GIF a few MB
-    frames = [read_rgb(mall_frame_path(paths.raw / MALL.folder, i + 1)) for i in picks]
+    try:
+        frames = [read_rgb(mall_frame_path(paths.raw / MALL.folder, i + 1)) for i in picks]
+    except SfaeError:  # no Mall frames in this clone (`dvc repro download_mall` brings them)
+        return None
     return frames, {variant: p[picks] for variant, p in probabilities.items()}
 
 
