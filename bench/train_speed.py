@@ -1,6 +1,6 @@
 """Seconds per epoch of the paper schedule: project training loop vs a plain `model.fit`.
 
-    python bench/train_speed.py --epochs 20 [--variant pure]
+    python bench/train_speed.py --epochs 20 [--variant pure] [--arch paper|unet]
 
 Three loops of the same math, each in its own process:
   plain    `model.fit` with Keras' defaults (steps_per_execution=1, default threads)
@@ -8,6 +8,8 @@ Three loops of the same math, each in its own process:
            one intra-op thread) and steps_per_execution = steps per epoch
   project  the project's training loop (sfae.training.fit)
 Seconds per epoch are the median over the epochs after the first (which traces).
+--arch picks the network (params.yaml's model.arch by default): `unet` times the U-Net of
+model.unet, and the minutes printed are for its own schedule (model.unet.epochs).
 Uses data/prepared/pennfudan.npz when present, else 85 random 96x96 images.
 Prints `speedup vs default fit: <plain seconds / project seconds>`, then as the last line
 `speedup: <tuned fit seconds / project seconds>`.
@@ -44,11 +46,13 @@ LOOPS = ("plain", "tuned", "project")
 PROJECT_SETTINGS = ("tuned", "project")
 
 
-def load_params():
-    from sfae.params import load_config
+def load_params(arch: str | None = None):
+    """params.yaml's config, with model.arch set to `arch` when given."""
+    from sfae.params import load_config, with_arch
     from sfae.paths import ProjectPaths
 
-    return load_config(ProjectPaths(ROOT).params)
+    config = load_config(ProjectPaths(ROOT).params)
+    return with_arch(config, arch) if arch else config
 
 
 def intra_op_threads() -> int | None:
@@ -66,12 +70,12 @@ def intra_op_threads() -> int | None:
     return tf.config.threading.get_intra_op_parallelism_threads()
 
 
-def measure(loop: str, variant: str, epochs: int, synthetic: bool) -> dict:
+def measure(loop: str, variant: str, epochs: int, synthetic: bool, arch: str | None) -> dict:
     from sfae.benchmark import LOOPS as RUNS
     from sfae.benchmark import seconds_per_epoch, steps_per_epoch
     from sfae.training import configure_determinism
 
-    config = load_params()
+    config = load_params(arch)
     config = dataclasses.replace(config, variant=config.variants[variant])
     if loop in PROJECT_SETTINGS:
         configure_determinism(config.seed)
@@ -86,6 +90,7 @@ def measure(loop: str, variant: str, epochs: int, synthetic: bool) -> dict:
         "data": source,
         "intra_op_threads": threads,
         "steps_per_epoch": steps_per_epoch(config, len(images)),
+        "parameters": run.model.count_params(),
     }
 
 
@@ -104,11 +109,14 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--variant", default="pure")
+    parser.add_argument("--arch", choices=("paper", "unet"), help="default: model.arch")
     parser.add_argument("--synthetic", action="store_true", help="random images, not the real set")
     parser.add_argument("--loop", choices=LOOPS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.loop:
-        result = measure(arguments.loop, arguments.variant, arguments.epochs, arguments.synthetic)
+        result = measure(
+            arguments.loop, arguments.variant, arguments.epochs, arguments.synthetic, arguments.arch
+        )
         print(json.dumps(result))
         return
     results = {}
@@ -123,15 +131,18 @@ def main() -> None:
             "--epochs",
             str(arguments.epochs),
             *(["--synthetic"] if arguments.synthetic else []),
+            *(["--arch", arguments.arch] if arguments.arch else []),
         ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"the {loop} loop failed:\n{done.stderr[-3000:]}")
         results[loop] = json.loads(done.stdout.strip().splitlines()[-1])
-    schedule = load_params().train.epochs
+    config = load_params(arguments.arch)
+    schedule = config.train.epochs
     print(
         f"data: {results['project']['data']}; variant {arguments.variant}; "
-        f"{arguments.epochs} epochs"
+        f"{arguments.epochs} epochs; arch {config.arch} "
+        f"({results['project']['parameters']} parameters)"
     )
     for loop, result in results.items():
         seconds = result["seconds_per_epoch"]

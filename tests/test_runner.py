@@ -348,3 +348,17 @@ def test_exp_show_failing_every_time_raises(tmp_path):
     experiments = fake_dvc(tmp_path)
     with pytest.raises(SfaeError, match="does not exist"):
         experiments.runs(tries=1)
+
+
+def test_the_architecture_counts_and_only_its_own_settings_do(tmp_path):
+    records = tmp_path / "runs.jsonl"
+    current = nested({"model.arch": "paper", "model.unet.width": 8})
+    run_plan(StubExperiments(), plan(("pure",), (1,)), current, records, sleep=no_sleep)
+    other_unet = nested({"model.arch": "paper", "model.unet.width": 16})
+    stub = StubExperiments()
+    run_plan(stub, plan(("pure",), (1,)), other_unet, records, sleep=no_sleep)
+    assert stub.queued == []  # a paper run does not depend on the U-Net's width
+    unet = Spec.of(variant="pure", seed=1, **{"model.arch": "unet"})
+    stub = StubExperiments()
+    run_plan(stub, [unet], current, records, sleep=no_sleep)
+    assert stub.queued == [{"model.arch": "unet", "seed": 1, "variant": "pure"}]

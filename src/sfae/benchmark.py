@@ -56,7 +56,7 @@ def plain_fit(
     """Per-epoch losses and seconds of `model.fit` (Keras' defaults unless told otherwise)."""
     model = build_model(config)
     compile_plain(model, config, steps_per_execution)
-    dummy = np.zeros((len(images), 9), np.float32)
+    dummy = np.zeros((len(images), model.outputs[1].shape[-1]), np.float32)
     times = []
     callback = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda *_: times.append(time.perf_counter())

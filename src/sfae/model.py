@@ -1,4 +1,8 @@
-"""The paper's segmentation auto-encoder in Keras 3 (keras.ops only, so any backend runs it)."""
+"""The segmentation networks in Keras 3 (keras.ops only, so any backend runs it).
+
+`build_model` builds the one params.yaml's `model.arch` names: the paper's auto-encoder
+(`paper_model`) or a U-Net (`unet_model`). Both output [mask probability, features].
+"""
 
 from __future__ import annotations
 
@@ -80,6 +84,17 @@ def _regularizer(config: Config):
 
 
 def build_model(config: Config) -> keras.Model:
+    """The network of config.arch ("paper" or "unet"), outputs [mask, features].
+
+    Built from the config's image size, variant and seed: the same config gives the
+    same initial weights.
+    """
+    if config.arch == "unet":
+        return unet_model(config)
+    return paper_model(config)
+
+
+def paper_model(config: Config) -> keras.Model:
     """The auto-encoder, outputs [mask probability (s, s, 1), bottleneck features (9,)].
 
     Built from the config's image size, variant and seed: the same config gives the
@@ -160,6 +175,88 @@ def build_model(config: Config) -> keras.Model:
         )
     features = layers.Identity(name="features")(features)
     return keras.Model(images, [x, features], name=f"sfae_{config.variant.name}")
+
+
+def unet_model(config: Config) -> keras.Model:
+    """A U-Net, outputs [mask probability (s, s, 1), features (width * 2^(depth-1),)].
+
+    model.unet.depth resolution levels, s down to s / 2^(depth-1), each two 3x3
+    convolutions (then GroupNormalization with norm "group", then ELU); 2x2 max pooling
+    between levels on the way down, 2x2/stride-2 transposed convolutions on the way up,
+    each concatenated with the skip of its level before the level's two convolutions; a
+    1x1 convolution with a sigmoid makes the mask ("mask").
+
+    The features ("features") are the deepest level's output, globally average-pooled:
+    the bottleneck feature vector where sparse filtering acts, in pretraining and
+    finetuning as in the paper net. Unlike the paper net's, the decoder does not read
+    this vector (it reads the deepest feature map itself), so the variant's
+    bottleneck_activation (SoftAbsolute for non-sparse variants) has nothing to act on
+    and is not used; only the sparse cost looks at the features.
+
+    Regularisers as in the paper net: the variant's L1/L2 penalty on every convolution
+    kernel (transposed ones and the mask head included), SpatialDropout2D at the
+    variant's rate after every hidden convolution (its own seed stream). Kernels are
+    He-normal (seeded) rather than N(0, train.init_stddev): the paper's fixed 0.05 does
+    not suit convolutions of up to 9 * 8 * width inputs. Convolutions followed by a
+    normalisation have no bias (its beta is one); the others, and the mask head, do.
+    GroupNormalization works on each example alone: train.shards stays the same math.
+    """
+    unet = config.model.unet
+    size = config.data.image_size
+    seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, 2**31 - 1, 256).tolist())
+    dropout_seeds = iter(
+        np.random.default_rng([config.seed, 4]).integers(0, 2**31 - 1, 256).tolist()
+    )
+    regularizer = _regularizer(config)
+    dropout = config.variant.dropout
+    grouped = unet.norm == "group"
+
+    def kernel_settings():
+        return {
+            "kernel_initializer": keras.initializers.HeNormal(seed=next(seeds)),
+            "kernel_regularizer": regularizer,
+        }
+
+    def conv(x, channels, name, kernel=3, transpose=False):
+        """A hidden convolution: conv, GroupNormalization (norm "group"), ELU, dropout."""
+        kind = layers.Conv2DTranspose if transpose else layers.Conv2D
+        x = kind(
+            channels,
+            kernel,
+            strides=2 if transpose else 1,
+            padding="same",
+            use_bias=not grouped,
+            name=name,
+            **kernel_settings(),
+        )(x)
+        if grouped:
+            x = layers.GroupNormalization(unet.groups, name=f"{name}_norm")(x)
+        x = layers.Activation("elu", name=f"{name}_elu")(x)
+        if dropout:
+            x = layers.SpatialDropout2D(dropout, seed=next(dropout_seeds), name=f"{name}_drop")(x)
+        return x
+
+    def block(x, channels, name):
+        return conv(conv(x, channels, f"{name}a"), channels, f"{name}b")
+
+    images = keras.Input((size, size, 3), name="image")
+    x = images
+    skips = []
+    for level in range(1, unet.depth + 1):
+        if level > 1:
+            x = layers.MaxPooling2D(2, name=f"pool_{level - 1}")(x)
+        x = block(x, unet.width * 2 ** (level - 1), f"encode_{level}")
+        skips.append(x)
+    features = layers.GlobalAveragePooling2D(name="bottleneck")(x)
+    for level in range(unet.depth - 1, 0, -1):
+        channels = unet.width * 2 ** (level - 1)
+        x = conv(x, channels, f"up_{level}", kernel=2, transpose=True)
+        x = layers.Concatenate(name=f"skip_{level}")([x, skips[level - 1]])
+        x = block(x, channels, f"decode_{level}")
+    x = layers.Conv2D(1, 1, name="mask_logit", **kernel_settings())(x)
+    mask = layers.Activation("sigmoid", name="mask")(x)
+    features = layers.Identity(name="features")(features)
+    return keras.Model(images, [mask, features], name=f"sfae_unet_{config.variant.name}")
 
 
 def encoder_model(model: keras.Model) -> keras.Model:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ VARIANTS = (*POST_VARIANTS, "dropout", "augment")
 ACTIVATIONS = ("softabs", "elu")
 BOTTLENECK_ACTIVATIONS = ("softabs", "linear")
 REGULARIZERS = ("none", "l1", "l2")
+ARCHS = ("paper", "unet")
+# Per-example normalisations only: batch statistics would make train.shards change the math.
+NORMS = ("group", "none")
 PENNFUDAN_IMAGES = 170
 MAX_SEED = 2**31 - 1  # the training seed goes to Keras/TensorFlow as a 32-bit integer
 
@@ -71,6 +74,23 @@ class TrainConfig:
     init_stddev: float
     iou_every: int
     shards: int
+
+
+@dataclass(frozen=True)
+class UnetConfig:
+    width: int  # channels of the first level, doubled per level
+    depth: int  # resolution levels, two 3x3 convolutions each
+    norm: str  # "group" (GroupNormalization after every hidden convolution) or "none"
+    groups: int  # GroupNormalization groups; width is a multiple of it
+    epochs: int  # total epochs (the sparse variants' pretrain + finetune)
+    learning_rate: float  # Adam, supervised phase
+    pretrain_epochs: int  # sparse variants: sparse-pretraining epochs out of `epochs`
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str  # "paper" (the post's auto-encoder) or "unet"
+    unet: UnetConfig
 
 
 @dataclass(frozen=True)
@@ -148,6 +168,11 @@ class Config:
     study: StudyConfig
     variants: dict[str, VariantConfig]
     sweep: SweepConfig | None = None
+    model: ModelConfig | None = None  # None: the paper net (configs built by hand in tests)
+
+    @property
+    def arch(self) -> str:
+        return self.model.arch if self.model else "paper"
 
     def finetune_epochs(self) -> int:
         """Epochs of the supervised phase: what the sparse pretraining leaves of the total."""
@@ -231,6 +256,9 @@ def load_config(path: Path) -> Config:
     for name in VARIANTS:
         variants[name] = _variant(variants_section.section(name), name, train.epochs)
     variants_section.done()
+    model = _model(top.section("model"))
+    if model.arch == "unet":
+        train, variants = _unet_schedule(model.unet, train, variants)
     chosen = top.choice("variant", VARIANTS)
     config = Config(
         variant=variants[chosen],
@@ -243,6 +271,7 @@ def load_config(path: Path) -> Config:
         study=_study(top.section("study")),
         variants=variants,
         sweep=_sweep(top.section("sweep"), variants) if "sweep" in document else None,
+        model=model,
     )
     top.done()
     return config
@@ -299,6 +328,77 @@ def _variant(section: _Section, name: str, total_epochs: int) -> VariantConfig:
     )
     section.done()
     return config
+
+
+def _model(section: _Section) -> ModelConfig:
+    arch = section.choice("arch", ARCHS)
+    unet = _unet(section.section("unet"))
+    section.done()
+    return ModelConfig(arch=arch, unet=unet)
+
+
+def _unet(section: _Section) -> UnetConfig:
+    # data.image_size, a multiple of 16, halves evenly down to a fifth level.
+    depth = section.integer("depth", 2, 5)
+    norm = section.choice("norm", NORMS)
+    groups = section.integer("groups", 1, 64)
+    width = section.integer("width", 1, 256)
+    if norm == "group" and width % groups:
+        raise section.fail("width", f"must be a multiple of groups ({groups}), got {width}")
+    epochs = section.integer("epochs", 1, 100_000)
+    config = UnetConfig(
+        width=width,
+        depth=depth,
+        norm=norm,
+        groups=groups,
+        epochs=epochs,
+        learning_rate=section.number("learning_rate", 1e-8, 1.0),
+        pretrain_epochs=section.integer("pretrain_epochs", 0, epochs - 1),
+    )
+    section.done()
+    return config
+
+
+def _unet_schedule(
+    unet: UnetConfig, train: TrainConfig, variants: dict[str, VariantConfig]
+) -> tuple[TrainConfig, dict[str, VariantConfig]]:
+    """The U-Net's own schedule in place of the paper's: what every consumer then reads.
+
+    train.epochs and train.learning_rate become model.unet's; every sparse variant
+    pretrains model.unet.pretrain_epochs and finetunes the rest (its pretraining learning
+    rate, weight and activation stay the variant's).
+    """
+    train = replace(train, epochs=unet.epochs, learning_rate=unet.learning_rate)
+    variants = {
+        name: replace(
+            variant,
+            sparse=replace(
+                variant.sparse,
+                pretrain_epochs=unet.pretrain_epochs,
+                finetune_epochs=unet.epochs - unet.pretrain_epochs,
+            ),
+        )
+        if variant.sparse
+        else variant
+        for name, variant in variants.items()
+    }
+    return train, variants
+
+
+def with_arch(config: Config, arch: str) -> Config:
+    """The config as params.yaml with model.arch set to `arch` loads (from a paper config)."""
+    if arch == config.arch:
+        return config
+    if arch != "unet" or config.model is None:
+        raise ValueError(f"cannot turn a {config.arch!r} config into {arch!r}")
+    train, variants = _unet_schedule(config.model.unet, config.train, config.variants)
+    return replace(
+        config,
+        model=replace(config.model, arch=arch),
+        train=train,
+        variants=variants,
+        variant=variants[config.variant.name],
+    )
 
 
 def _sparse(section: _Section, total_epochs: int) -> SparseConfig:

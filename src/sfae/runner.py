@@ -40,7 +40,7 @@ FINISHED = ("success", "failed")
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
 # Settings added after runs were recorded, at the value that keeps those runs as they were.
-LATER_DEFAULTS = {"data.val_count": 0}
+LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper"}
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
 
@@ -87,13 +87,13 @@ class Run:
 
 def scored_params(flat: dict) -> dict:
     """The flattened params a run's scores depend on, for its own variant."""
-    variant = flat.get("variant")
+    variant, arch = flat.get("variant"), flat.get("model.arch", "paper")
     return {
         key: value
         for key, value in flat.items()
-        if key in ("variant", "seed")
+        if key in ("variant", "seed", "model.arch")
         or key.split(".")[0] in SCORED_SECTIONS
-        or key.startswith(f"variants.{variant}.")
+        or key.startswith((f"variants.{variant}.", f"model.{arch}."))
     }
 
 

@@ -68,6 +68,28 @@ def run_in_shards(model, images, shards: int):
     return outputs, slices
 
 
+def refuse_batch_statistics(model: keras.Model, shards: int) -> None:
+    """Raise SfaeError for shards > 1 on a network with batch statistics (BatchNormalization).
+
+    Such a network's output for one example depends on the others of its batch: shards
+    would then normalise over a part of the batch each, other math rather than other
+    rounding. (The U-Net's GroupNormalization works on each example alone.)
+    """
+    if shards <= 1:
+        return
+    pending, batch_normalised = list(model.layers), []
+    while pending:
+        layer = pending.pop(0)
+        pending.extend(getattr(layer, "layers", []))  # nested models
+        if isinstance(layer, keras.layers.BatchNormalization):
+            batch_normalised.append(layer.name)
+    if batch_normalised:
+        raise SfaeError(
+            f"train.shards {shards} would change the math of a network with batch statistics "
+            f"({', '.join(batch_normalised)}): set train.shards to 1"
+        )
+
+
 def mean_over_shards(values, slices):
     """The batch mean of a per-example mean computed shard by shard (weighted by size)."""
     if len(values) == 1:
@@ -272,6 +294,7 @@ def fit(
             f"the training loop runs on the TensorFlow or JAX backend, not {backend!r} "
             "(set KERAS_BACKEND)"
         )
+    refuse_batch_statistics(model, shards)
     optimizer = keras.optimizers.Adam(learning_rate)
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(seed)

@@ -1,0 +1,59 @@
+"""The committed reports are a pure function of the committed run records: rebuilding them
+on a fresh clone, with no experiment at hand, gives the same bytes and a clean git status."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sfae.params import load_config, read_yaml
+from sfae.records import read_records
+from sfae.report import write_report
+from sfae.study import study_plan, study_records
+from sfae.sweep import Sweep
+from sfae.sweep_report import write_sweep_report
+
+REPO = Path(__file__).resolve().parent.parent
+REPORTS = REPO / "reports"
+
+
+def test_the_study_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path) -> None:
+    params = read_yaml((REPO / "params.yaml").read_text())
+    records = read_records(REPORTS / "runs.jsonl")
+    study = study_records(records, study_plan(load_config(REPO / "params.yaml")), params)
+    assert len(study) == 25, "the committed study has 5 variants x 5 seeds"
+    write_report(study, params, tmp_path)
+    for name in ("study.md", "study.png"):
+        assert (tmp_path / name).read_bytes() == (REPORTS / name).read_bytes(), name
+
+
+def test_the_sweep_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path) -> None:
+    params = read_yaml((REPO / "params.yaml").read_text())
+    sweep = Sweep(load_config(REPO / "params.yaml"), params)
+    readme = tmp_path / "README.md"
+    readme.write_bytes((REPO / "README.md").read_bytes())
+    write_sweep_report(sweep, read_records(REPORTS / "runs.jsonl"), tmp_path, readme)
+    for name in ("sweep.md", "sweep_selection.png"):
+        assert (tmp_path / name).read_bytes() == (REPORTS / name).read_bytes(), name
+    # The README's results are the report's, not typed.
+    assert readme.read_bytes() == (REPO / "README.md").read_bytes()
+
+
+def test_report_only_on_a_fresh_clone_leaves_git_status_clean(make_repo_copy) -> None:
+    clone = make_repo_copy()
+    for module in ("sfae.study", "sfae.sweep"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--report-only"],
+            cwd=clone,
+            env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(clone / "src")},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "wrote" in done.stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == "", status.stdout
