@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from test_training import assert_shards_change_nothing
 
 from sfae import training
 from sfae.benchmark import project_fit, tuned_fit
@@ -186,28 +187,7 @@ def test_dropout_layers_only_in_the_dropout_variant(models, base: Config, varian
 @pytest.mark.parametrize("variant", ["pure", "l1", "sparse_elu", "sparse_softabs"])
 def test_sharded_terms_and_gradients_equal_the_whole_batch(base: Config, data, variant) -> None:
     # GroupNormalization normalises each example alone: shards only regroup the work.
-    import tensorflow as tf
-
-    images, masks = data
-    config = unet_config(base, variant)
-    model = build_model(config)
-    phases = [(model, training.finetune_terms(config))]
-    if config.variant.sparse:
-        phases.append((encoder_model(model), training.pretrain_terms(config)))
-    for network, terms in phases:
-        results = []
-        for shards in (1, 2, 3):
-            with tf.GradientTape() as tape:
-                values = terms(network, images[:5], masks[:5], shards)
-            gradients = tape.gradient(values["loss"], network.trainable_variables)
-            results.append((values, gradients))
-        (whole, whole_gradients), *sharded = results
-        for values, gradients in sharded:
-            assert values.keys() == whole.keys()
-            for name in whole:
-                np.testing.assert_allclose(values[name], whole[name], rtol=1e-5, atol=1e-7)
-            for ours, reference in zip(gradients, whole_gradients, strict=True):
-                np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6)
+    assert_shards_change_nothing(unet_config(base, variant), *data)
 
 
 def test_the_loop_refuses_shards_for_batch_statistics(base: Config, data) -> None:

@@ -41,6 +41,15 @@ def study_records(records: list[RunRecord], specs: list[Spec], params: dict) -> 
     return [record for record in found if record is not None]
 
 
+def campaign_setup(description: str):
+    """(arguments, paths, config, params) of a study or sweep command line."""
+    parser = argparse.ArgumentParser(description=description)
+    add_share_arguments(parser)
+    paths = ProjectPaths.here()
+    params_path = paths.params
+    return parser.parse_args(), paths, load_config(params_path), read_yaml(params_path.read_text())
+
+
 def add_share_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once (default 2)")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report only")
@@ -116,12 +125,7 @@ def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_share_arguments(parser)
-    arguments = parser.parse_args()
-    paths = ProjectPaths.here()
-    config = load_config(paths.params)
-    params = read_yaml(paths.params.read_text())
+    arguments, paths, config, params = campaign_setup(__doc__)
     specs = study_plan(config)
     records_path = paths.run_records
     if arguments.remote or not arguments.report_only:

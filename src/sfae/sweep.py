@@ -15,17 +15,15 @@ Nothing is selected on the test split: selection reads validation IoU alone.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import numpy as np
 
 from sfae.errors import SfaeError, run_stage
-from sfae.params import STRENGTH_LIMITS, Config, load_config, read_yaml, strength_key
-from sfae.paths import ProjectPaths
+from sfae.params import STRENGTH_LIMITS, Config, strength_key
 from sfae.records import RunRecord, read_records
 from sfae.runner import Spec, find_record, wanted_params
-from sfae.study import add_share_arguments, collect
+from sfae.study import campaign_setup, collect
 
 SCORED_STAGE = "evaluate"  # sweep runs stop here: no videos
 MAX_EXTENSIONS = 3  # grid steps added beyond an end, at most, per regulariser
@@ -166,12 +164,7 @@ class Sweep:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_share_arguments(parser)
-    arguments = parser.parse_args()
-    paths = ProjectPaths.here()
-    config = load_config(paths.params)
-    params = read_yaml(paths.params.read_text())
+    arguments, paths, config, params = campaign_setup(__doc__)
     sweep = Sweep(config, params)
     records_path = paths.run_records
     if arguments.remote or not arguments.report_only:
