@@ -180,3 +180,16 @@ def test_frames_of_different_sizes_are_a_user_error(tmp_path):
     Image.new("RGB", (FRAME_WIDTH * 2, FRAME_HEIGHT)).save(frame_paths[1])
     with pytest.raises(SfaeError, match=frame_paths[1].name):
         render(tmp_path, frame_paths, np.zeros((2, 8, 8), np.float32))
+
+
+def test_a_video_with_missing_frames_is_an_error(tmp_path):
+    from sfae.render import check_video, open_mp4_writer
+
+    path = tmp_path / "short.mp4"
+    writer = open_mp4_writer(path, 10, 32, 24)
+    for _ in range(3):
+        writer.write(np.zeros((24, 32, 3), np.uint8))
+    writer.release()
+    check_video(path, 3)
+    with pytest.raises(SfaeError, match="wrote 3 of 4 frames"):
+        check_video(path, 4)

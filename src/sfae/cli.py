@@ -189,7 +189,7 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
 
     from sfae.atomic import staged_outputs
     from sfae.errors import SfaeError
-    from sfae.render import open_mp4_writer
+    from sfae.render import check_video, open_mp4_writer
 
     capture = cv2.VideoCapture(str(source))
     try:
@@ -249,6 +249,7 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
                 raise SfaeError(
                     f"{source}: truncated or damaged: decoded {decoded} of its {expected} frames"
                 )
+            check_video(temporary, decoded)
     finally:
         capture.release()
     return decoded

@@ -78,6 +78,18 @@ def open_mp4_writer(path: Path, fps: float, width: int, height: int) -> cv2.Vide
     return writer
 
 
+def check_video(path: Path, frames: int) -> None:
+    """OpenCV's writer drops frames it cannot write (a full disk) with a warning only:
+    read the file back and count."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if written != frames:
+        raise SfaeError(f"{path}: wrote {written} of {frames} frames (disk full or not writable?)")
+
+
 def render_videos(
     frame_paths: list[Path],
     probabilities: np.ndarray,
@@ -139,12 +151,16 @@ def render_videos(
     finally:
         if writer is not None:
             writer.release()
-    iio.imwrite(
-        gif_path,
+    check_video(mp4_path, len(frame_paths))
+    # Encoded in memory, then written: imageio's file writer flushes again when collected,
+    # which turned a full disk into a traceback after the error line.
+    encoded = iio.imwrite(
+        "<bytes>",
         np.stack(gif_images),
         plugin="pillow",
         extension=".gif",
         duration=1000.0 * gif_frame_step / fps,
         loop=0,
     )
+    gif_path.write_bytes(encoded)
     write_png(strip_path, np.concatenate([strip_by_index[i] for i in strip_wanted], axis=1))
