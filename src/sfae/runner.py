@@ -150,10 +150,29 @@ class DvcExperiments:
             raise SfaeError(f"`dvc {' '.join(args)}` failed: {done.stderr.strip()[-2000:]}")
         return done.stdout
 
+    def baselines(self) -> list[str]:
+        """The pinned base and every commit an experiment here derives from: finished ones
+        (refs/exps/ab/cdef.../name), queued ones (the queue's stash) and running ones (their
+        info files). Showing only these is ~8x faster than `exp show -n 100`."""
+        found = {self.base}
+        refs = self._git("for-each-ref", "--format=%(refname)", "refs/exps/")
+        for ref in refs.split():
+            parts = ref.split("/")
+            if len(parts) == 5 and len(parts[2]) == 2:
+                found.add(parts[2] + parts[3])
+        with contextlib.suppress(SfaeError):  # no queue stash yet
+            stash = self._git("log", "-g", "--format=%gs", "refs/exps/celery/stash")
+            found.update(line.split(":")[2] for line in stash.splitlines() if "dvc-exp:" in line)
+        for info in (self.root / ".dvc" / "tmp" / "exps" / "run").glob("*/*.run"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                found.add(json.loads(info.read_text())["baseline_rev"])
+        return sorted(found)
+
     def runs(self, tries: int = 3, pause: float = 5.0) -> list[Run]:
         # `exp show` fails now and then while a queue worker sets up its temporary
         # workspace ("directory ... does not exist"): ask again before giving up.
-        command = ("exp", "show", "--json", "--rev", self.base, "-n", str(self.commits))
+        revs = [arg for rev in self.baselines() for arg in ("--rev", rev)]
+        command = ("exp", "show", "--json", *revs, "-n", "1")
         for _ in range(tries - 1):
             with contextlib.suppress(SfaeError):
                 return parse_exp_show(json.loads(self._dvc(*command)))
