@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_pipeline_training import environment, tiny_params
+from conftest import environment, tiny_params
 
 from sfae.records import read_records
 
