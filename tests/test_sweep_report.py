@@ -208,6 +208,14 @@ def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
     selection_only = [r for r in records if r.val_count > 0]
     text = render(sweep, selection_only)[0]
     assert "No final run is recorded yet" in text
+    assert "gives no answer yet" in text.split("\n\n")[1]
+    # Nor with the references' finals alone (pure has the study's runs): no claim about
+    # regularisers that have not been tuned.
+    references_only = [
+        r for r in records if r.val_count > 0 or r.variant in sweep.settings.references
+    ]
+    answer = render(sweep, references_only)[0].split("\n\n")[1]
+    assert "gives no answer yet" in answer and "beats" not in answer
 
 
 def test_an_extended_grid_that_selects_the_posts_value_gives_one_row(sweep):

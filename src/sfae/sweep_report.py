@@ -109,8 +109,14 @@ def _difference(label: str, c: dict) -> str:
 def answer(sweep, selections, rows, table, versus_pure, head, missing) -> str:
     """The one paragraph: which regulariser, how much, and how sure."""
     tuned = [label for _, label, _, is_tuned in rows if is_tuned and label in table]
-    if not tuned:
-        return f"No final run is recorded yet, so no answer yet (missing: {'; '.join(missing)})."
+    regularisers = [
+        v for v, label, _, t in rows if t and label in table and v in sweep.settings.grids
+    ]
+    if not regularisers:  # references alone answer nothing about regularisers
+        return (
+            "No regulariser has final runs at a selected strength yet, so the sweep gives no "
+            f"answer yet (missing: {'; '.join(missing)})."
+        )
     best = max(tuned, key=lambda label: table[label]["test_iou"][0])
     mean, spread, seeds = table[best]["test_iou"]
     said = [
