@@ -60,6 +60,7 @@ class StrengthPanel(NamedTuple):
     curve: dict[float, tuple[float, float, int]]  # strength -> (mean, std, seeds)
     selected: float | None
     mark: tuple[float, str] | None  # (value, label): the post's own value, or a default
+    points: tuple[float, ...] = ()  # the grid as run: the axis spans it before any result
 
 
 def write_selection_chart(
@@ -95,8 +96,9 @@ def write_selection_chart(
             )
         if not strengths:
             axes.text(0.5, 0.5, "no runs yet", ha="center", transform=axes.transAxes)
-        else:
-            axes.set_xscale("log")
+        axes.set_xscale("log")
+        if panel.points:
+            axes.set_xlim(min(panel.points) / 2, max(panel.points) * 2)
         axes.set_title(f"{panel.variant} ({panel.key.rsplit('.', 1)[-1]})", fontsize=11)
         axes.set_xlabel("strength")
         axes.set_ylabel("validation IoU (mean ± std)")

@@ -290,7 +290,9 @@ def render(sweep: Sweep, records: list[RunRecord]):
         f"Pictures: [{CHART}]({CHART}); the study's post settings in detail: [study.md](study.md).",
     ]
     panels = [
-        StrengthPanel(s.variant, s.key, s.curve, s.selected, post_mark(sweep, s.variant))
+        StrengthPanel(
+            s.variant, s.key, s.curve, s.selected, post_mark(sweep, s.variant), tuple(s.points)
+        )
         for s in selections
     ]
     return "\n".join(lines) + "\n", panels, references, "\n".join(readme)
