@@ -17,12 +17,17 @@ from pathlib import Path
 
 from sfae.atomic import staged_outputs
 from sfae.errors import SfaeError
+from sfae.paths import ProjectPaths
 
 # Sections of params.yaml that plan runs but change no run: left out of a record's params.
 PLANNING_SECTIONS = ("study", "sweep")
-EVALUATE_JSON = "metrics/evaluate.json"
-MALL_JSON = "metrics/mall.json"
-TRAINING_JSONS = ("metrics/pretrain/metrics.json", "metrics/finetune/metrics.json")
+# Files as DVC and git name them (relative to the repository), e.g. in `dvc exp show`.
+IN_REPO = ProjectPaths(Path())
+EVALUATE_JSON = IN_REPO.evaluate_metrics.as_posix()
+MALL_JSON = IN_REPO.mall_metrics.as_posix()
+TRAINING_JSONS = tuple(
+    (folder / "metrics.json").as_posix() for folder in (IN_REPO.pretrain_log, IN_REPO.finetune_log)
+)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sfae.errors import SfaeError
 from sfae.machine import machine_description, package_versions
 from sfae.records import (
     EVALUATE_JSON,
+    IN_REPO,
     MALL_JSON,
     TRAINING_JSONS,
     RunRecord,
@@ -35,7 +36,7 @@ from sfae.records import (
     run_params,
 )
 
-PER_IMAGE_TSV = "metrics/per_image.tsv"
+PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 FINISHED = ("success", "failed")
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3

@@ -16,7 +16,7 @@ import numpy as np
 from sfae.errors import SfaeError, run_stage
 from sfae.params import POST_VARIANTS, Config, load_config, read_yaml
 from sfae.paths import ProjectPaths
-from sfae.records import RunRecord, read_records
+from sfae.records import IN_REPO, RunRecord, read_records
 from sfae.report import write_report
 from sfae.runner import (
     DvcExperiments,
@@ -28,7 +28,7 @@ from sfae.runner import (
     wanted_params,
 )
 
-MALL_PROBABILITY = "renders/mall_probability.npy"
+MALL_PROBABILITY = IN_REPO.mall_probability.as_posix()
 
 
 def study_plan(config: Config) -> list[Spec]:
