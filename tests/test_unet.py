@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from test_training import assert_shards_change_nothing
+from test_training import rectangles as training_rectangles
 
 from sfae import training
 from sfae.benchmark import project_fit, tuned_fit
@@ -53,18 +54,7 @@ def unet_config(
 
 
 def rectangles(count: int = COUNT, seed: int = 0):
-    """Dark noisy images with one bright rectangle each; the rectangle is the foreground."""
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(0.0, 0.4, (count, SIZE, SIZE, 3)).astype(np.float32)
-    masks = np.zeros((count, SIZE, SIZE, 1), np.float32)
-    for index in range(count):
-        height, width = rng.integers(SIZE // 4, SIZE * 5 // 8, 2)
-        top, left = rng.integers(0, SIZE - height), rng.integers(0, SIZE - width)
-        images[index, top : top + height, left : left + width] = rng.uniform(
-            0.8, 1.0, (height, width, 3)
-        )
-        masks[index, top : top + height, left : left + width] = 1.0
-    return images, masks
+    return training_rectangles(count, SIZE, seed)
 
 
 def kernels(model: keras.Model) -> list:
