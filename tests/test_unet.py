@@ -10,14 +10,18 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from test_training import assert_shards_change_nothing
 from test_training import rectangles as training_rectangles
 
-from sfae import training
+from sfae import cli, training
 from sfae.benchmark import project_fit, tuned_fit
 from sfae.errors import SfaeError
+from sfae.image_io import resize_image
 from sfae.model import build_model, encoder_model, paper_model, unet_model
 from sfae.params import VARIANTS, Config, load_config, with_arch
+from sfae.predict import predict_probabilities, resize_probability
+from sfae.saving import save_model_deterministic
 
 SIZE = 32
 WIDTH = 4
@@ -249,6 +253,25 @@ def test_the_unet_survives_save_and_load(base: Config, tmp_path: Path) -> None:
     np.testing.assert_allclose(
         encoder_model(loaded).predict_on_batch(images), model.predict_on_batch(images)[1]
     )
+
+
+def test_sfae_predict_segments_with_a_saved_unet(base: Config, capsys, tmp_path: Path) -> None:
+    model = build_model(unet_config(base, "augment"))
+    path = tmp_path / "unet.keras"
+    save_model_deterministic(model, path)  # as the finetune stage saves it
+    image = tmp_path / "street.png"
+    rgb = np.random.default_rng(5).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(image)
+
+    status = cli.main(["predict", "--model", str(path), "--out", str(tmp_path / "out"), str(image)])
+
+    assert status == 0, capsys.readouterr().err
+    mask = np.asarray(Image.open(tmp_path / "out" / "street_mask.png"))
+    assert mask.shape == (45, 70)  # the input's size, not the U-Net's 32x32
+    # The same map as the network in memory gives at its own input size, resized back.
+    at_model_size = resize_image(rgb, (SIZE, SIZE))
+    probability = resize_probability(predict_probabilities(model, at_model_size[None])[0], (70, 45))
+    np.testing.assert_array_equal(mask, np.where(probability >= 0.5, 255, 0))
 
 
 # ------------------------------------------------------------------ the model section
