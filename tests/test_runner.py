@@ -286,8 +286,13 @@ if [ "$1" = queue ] && [ "$2" = start ]; then
     sleep 30 &
     exit 0
 fi
-# `exp show` fails once, as DVC's does while a worker sets up its workspace.
+# `exp show` fails once, as DVC's does while a worker sets up its workspace; with a file
+# `hang` it first hangs instead, in a child that holds our output open.
 if [ "$1" = exp ] && [ "$2" = show ]; then
+    if [ -e hang ] && [ ! -e hung-once ]; then
+        touch hung-once shown-once
+        sleep 60
+    fi
     if [ ! -e shown-once ]; then
         touch shown-once
         echo "ERROR: directory '.dvc/tmp/exps/tmpx/.dvc' does not exist" >&2
@@ -342,6 +347,24 @@ def test_a_passing_failure_of_exp_show_is_asked_again(tmp_path):
     experiments = fake_dvc(tmp_path)
     assert experiments.runs(pause=0) == []
     assert (tmp_path / "shown-once").exists()
+
+
+def test_a_hanging_exp_show_is_stopped_and_asked_again(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    (tmp_path / "hang").touch()
+    experiments.show_timeout = 1
+    started = time.monotonic()
+    assert experiments.runs(pause=0) == []
+    assert (tmp_path / "hung-once").exists()
+    assert time.monotonic() - started < 20, "runs() waited for the hanging exp show"
+
+
+def test_exp_show_hanging_every_time_raises(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    (tmp_path / "hang").touch()
+    experiments.show_timeout = 1
+    with pytest.raises(SfaeError, match="gave no answer in 1 s"):
+        experiments.runs(tries=1)
 
 
 def test_exp_show_failing_every_time_raises(tmp_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,7 @@ PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 FINISHED = ("success", "failed")
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
+SHOW_TIMEOUT = 300.0  # seconds; `exp show` takes under a minute even with two workers busy
 # Settings added after runs were recorded, at the value that keeps those runs as they were.
 LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper"}
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
@@ -134,6 +137,7 @@ class DvcExperiments:
         venv_dvc = Path(sys.executable).with_name("dvc")
         self.dvc = str(dvc or (venv_dvc if venv_dvc.exists() else "dvc"))
         self.commits = commits
+        self.show_timeout = SHOW_TIMEOUT
         # Pin the commit the experiments derive from: a commit made while a campaign runs
         # must not hide them. Earlier commits' experiments are listed too (`-n`), so runs
         # queued before a commit are still waited for rather than queued again.
@@ -145,11 +149,29 @@ class DvcExperiments:
             raise SfaeError(f"`git {' '.join(args)}` failed: {done.stderr.strip()}")
         return done.stdout
 
-    def _dvc(self, *args: str) -> str:
-        done = subprocess.run([self.dvc, *args], cwd=self.root, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SfaeError(f"`dvc {' '.join(args)}` failed: {done.stderr.strip()[-2000:]}")
-        return done.stdout
+    def _dvc(self, *args: str, timeout: float | None = None) -> str:
+        # With a timeout the command gets a process group of its own, so that killing it
+        # also kills whatever it started, which would otherwise hold our pipes open.
+        command = [self.dvc, *args]
+        with subprocess.Popen(
+            command,
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=timeout is not None,
+        ) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise SfaeError(
+                    f"`dvc {' '.join(args)}` gave no answer in {timeout:g} s and was stopped"
+                ) from None
+        if process.returncode != 0:
+            raise SfaeError(f"`dvc {' '.join(args)}` failed: {stderr.strip()[-2000:]}")
+        return stdout
 
     def baselines(self) -> list[str]:
         """The pinned base and every commit an experiment here derives from: finished ones
@@ -171,14 +193,15 @@ class DvcExperiments:
 
     def runs(self, tries: int = 3, pause: float = 5.0) -> list[Run]:
         # `exp show` fails now and then while a queue worker sets up its temporary
-        # workspace ("directory ... does not exist"): ask again before giving up.
+        # workspace ("directory ... does not exist"), and now and then hangs on a lock
+        # forever (seen for 12 min with two workers busy): ask again before giving up.
         revs = [arg for rev in self.baselines() for arg in ("--rev", rev)]
         command = ("exp", "show", "--json", *revs, "-n", "1")
         for _ in range(tries - 1):
             with contextlib.suppress(SfaeError):
-                return parse_exp_show(json.loads(self._dvc(*command)))
+                return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
             time.sleep(pause)
-        return parse_exp_show(json.loads(self._dvc(*command)))
+        return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
 
     def queue(self, grid: dict[str, list], target: str | None = None) -> None:
         settings = [
