@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test study sweep bench format
+.PHONY: repro test study sweep sweep-unet bench format
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ study: $(BIN)/.installed
 
 sweep: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.sweep
+
+sweep-unet: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.sweep --arch unet
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/train_speed.py --epochs 20

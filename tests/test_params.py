@@ -128,6 +128,12 @@ BAD_VALUES = [
     (setting("render.colormap", 3), "render.colormap", "must be one of"),
     (setting("train.shards", 6), "train.shards", "must be in [1, 5]"),
     (setting("train.shards", 0), "train.shards", "must be in [1, 5]"),
+    (setting("sweep.unet.final_seeds", [1, 1]), "sweep.unet.final_seeds", "distinct"),
+    (setting("sweep.unet.grids.l2", [1e-3]), "sweep.unet.grids.l2", "at least two"),
+    (setting("sweep.unet.val_count", 0), "sweep.unet.val_count", "got 0"),
+    (setting("sweep.unet.references", ["none"]), "sweep.unet.references", "list of variants"),
+    (setting("sweep.unet.unet", {}), "sweep.unet.unet", "not a known setting"),
+    (dropping("sweep.unet.seeds"), "sweep.unet.seeds", "is missing"),
 ]
 
 
@@ -241,3 +247,15 @@ def test_an_unknown_key_is_refused_in_every_section(
     with pytest.raises(SfaeError) as caught:
         load_config(path)
     assert str(caught.value).startswith(f"{path}: {dotted} is not a known setting (a typo?)")
+
+
+def test_the_unet_sweep_shares_what_it_leaves_out(tmp_path: Path, document: dict) -> None:
+    config = load_config(write_params(tmp_path, document))
+    assert "val_count" not in document["sweep"]["unet"]
+    assert config.sweep.unet.val_count == config.sweep.val_count
+    assert config.sweep.unet.references == config.sweep.references
+    assert config.sweep.final_seeds is None  # the paper net's finals use the study's seeds
+    changed = copy.deepcopy(document)
+    changed["sweep"]["unet"].update(val_count=9, references=["pure"])
+    unet = load_config(write_params(tmp_path, changed)).sweep.unet
+    assert (unet.val_count, unet.references) == (9, ("pure",))

@@ -11,8 +11,8 @@ from sfae.params import load_config, read_yaml
 from sfae.records import read_records
 from sfae.report import write_report
 from sfae.study import study_plan, study_records
-from sfae.sweep import Sweep
-from sfae.sweep_report import write_sweep_report
+from sfae.sweep import sweeps
+from sfae.sweep_report import write_sweep_reports
 
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "reports"
@@ -30,11 +30,13 @@ def test_the_study_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path
 
 def test_the_sweep_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path) -> None:
     params = read_yaml((REPO / "params.yaml").read_text())
-    sweep = Sweep(load_config(REPO / "params.yaml"), params)
     readme = tmp_path / "README.md"
     readme.write_bytes((REPO / "README.md").read_bytes())
-    write_sweep_report(sweep, read_records(REPORTS / "runs.jsonl"), tmp_path, readme)
-    for name in ("sweep.md", "sweep_selection.png"):
+    both = sweeps(load_config(REPO / "params.yaml"), params)
+    written = write_sweep_reports(both, read_records(REPORTS / "runs.jsonl"), tmp_path, readme)
+    names = [path.name for path in written[:-1]]
+    assert names == ["sweep.md", "sweep_selection.png", "sweep_unet.md", "sweep_unet_selection.png"]
+    for name in names:
         assert (tmp_path / name).read_bytes() == (REPORTS / name).read_bytes(), name
     # The README's results are the report's, not typed.
     assert readme.read_bytes() == (REPO / "README.md").read_bytes()

@@ -119,3 +119,50 @@ def test_selection_runs_hold_out_the_validation_images(sweep):
         "data.val_count": 17,
         "variants.dropout.dropout": 0.05,
     }
+
+
+@pytest.fixture(scope="module")
+def unet_sweep() -> Sweep:
+    path = REPO / "params.yaml"
+    return Sweep(load_config(path), read_yaml(path.read_text()), "unet")
+
+
+def test_the_unet_sweep_runs_the_unet_on_its_own_grids_and_seeds(sweep, unet_sweep):
+    settings = unet_sweep.settings
+    assert settings == sweep.config.sweep.unet and settings.val_count == 17
+    specs = [spec.as_dict() for spec in unet_sweep.selection_plan([])]
+    assert all(spec["model.arch"] == "unet" for spec in specs)
+    assert {spec["seed"] for spec in specs} == set(settings.seeds)
+    assert len(specs) == len(settings.seeds) * (
+        sum(map(len, settings.grids.values())) + len(settings.references)
+    )
+    # A paper run with the same overrides does not count as the U-Net's.
+    paper_runs = [
+        record_for(sweep, sweep.selection_spec(v, seed, x), 0.5, 0.5)
+        for v, grid in settings.grids.items()
+        for x in grid
+        for seed in settings.seeds
+    ]
+    assert unet_sweep.selection_plan(paper_runs) == unet_sweep.selection_plan([])
+    assert all(s.selected is None for s in unet_sweep.selections(paper_runs))
+
+
+def test_the_unet_finals_use_its_final_seeds(unet_sweep):
+    records = []
+    for variant, grid in unet_sweep.settings.grids.items():
+        records += selection_records(
+            unet_sweep, variant, lambda x, m=grid[1]: 1.0 - abs(x - m), lambda x: 0
+        )
+    finals = [spec.as_dict() for spec in unet_sweep.final_plan(records)]
+    assert {f["seed"] for f in finals} == set(unet_sweep.settings.final_seeds) == {6278, 1, 2}
+    assert all(f["model.arch"] == "unet" and f["data.val_count"] == 0 for f in finals)
+
+
+def test_a_network_without_a_sweep_section_is_refused(sweep):
+    from dataclasses import replace
+
+    from sfae.errors import SfaeError
+
+    config = replace(sweep.config, sweep=replace(sweep.config.sweep, unet=None))
+    with pytest.raises(SfaeError, match="no sweep.unet section"):
+        Sweep(config, sweep.params, "unet")

@@ -18,18 +18,32 @@ from sfae.records import RunRecord
 from sfae.runner import find_record, wanted_params
 from sfae.study import study_plan
 from sfae.sweep import Sweep
-from sfae.sweep_report import best_by_validation, post_mark, render, write_sweep_report
+from sfae.sweep_report import (
+    best_by_validation,
+    networks_table,
+    outcome,
+    post_mark,
+    render,
+    write_sweep_reports,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = [f"FudanPed{number:05d}" for number in range(1, 21)]
 BASE = np.linspace(0.3, 0.8, len(IMAGES))
 SWEEP_GRIDS = load_config(REPO / "params.yaml").sweep.grids
+UNET_GRIDS = load_config(REPO / "params.yaml").sweep.unet.grids
 
 
 @pytest.fixture(scope="module")
 def sweep() -> Sweep:
     path = REPO / "params.yaml"
     return Sweep(load_config(path), read_yaml(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def unet_sweep() -> Sweep:
+    path = REPO / "params.yaml"
+    return Sweep(load_config(path), read_yaml(path.read_text()), "unet")
 
 
 def record_for(sweep, spec, val, shift, seed_noise, image_noise) -> RunRecord:
@@ -91,12 +105,12 @@ def campaign(sweep, val_of, shift_of, seed_noise=0.01, image_noise=0.0) -> list[
     return records
 
 
-def peak_at_middle(variant, strength, lift=None):
+def peak_at_middle(variant, strength, lift=None, grids=SWEEP_GRIDS):
     """Validation IoU that peaks inside each grid, at its middle point."""
     if strength is None:
         return 0.5
-    grid = SWEEP_GRIDS[variant]
-    steps = round(abs(math.log(strength / grid[2]) / math.log(grid[1] / grid[0])))
+    grid = grids[variant]
+    steps = round(abs(math.log(strength / grid[len(grid) // 2]) / math.log(grid[1] / grid[0])))
     return 0.6 + (lift or {}).get(variant, 0.0) - 0.01 * steps
 
 
@@ -106,10 +120,10 @@ def l2_tuned_better(variant, strength):
 
 def test_files_are_written_whole_and_the_same_bytes_for_records_in_any_order(sweep, tmp_path):
     records = campaign(sweep, peak_at_middle, l2_tuned_better)
-    paths = write_sweep_report(sweep, records, tmp_path / "a")
+    paths = write_sweep_reports([sweep], records, tmp_path / "a")
     shuffled = records[:]
     random.Random(1).shuffle(shuffled)
-    again = write_sweep_report(sweep, shuffled, tmp_path / "b")
+    again = write_sweep_reports([sweep], shuffled, tmp_path / "b")
     assert [p.name for p in paths] == ["sweep.md", "sweep_selection.png"]
     for first, second in zip(paths, again, strict=True):
         assert first.read_bytes() == second.read_bytes()
@@ -144,19 +158,21 @@ def test_a_clearly_better_tuned_l2_is_called_better_and_recommended(sweep):
 def test_the_readme_block_is_replaced_and_nothing_else(sweep, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(
-        "# x\n\n<!-- sweep-results:start -->\nold\n<!-- sweep-results:end -->\ntail\n"
+        "# x\n\n<!-- sweep-results:start -->\nOLD BLOCK\n<!-- sweep-results:end -->\ntail\n"
+        "<!-- networks:start -->\n<!-- networks:end -->\n"
     )
     records = campaign(sweep, peak_at_middle, l2_tuned_better)
-    write_sweep_report(sweep, records, tmp_path, readme)
+    write_sweep_reports([sweep], records, tmp_path, readme)
     text = readme.read_text()
     assert text.startswith("# x\n\n<!-- sweep-results:start -->\nWith 85 training images")
-    assert "old" not in text and text.endswith("<!-- sweep-results:end -->\ntail\n")
+    assert "OLD BLOCK" not in text and "<!-- sweep-results:end -->\ntail\n" in text
+    assert "| variant | paper net |" in text.split("<!-- networks:start -->")[1]
     before = text
-    write_sweep_report(sweep, records, tmp_path, readme)
+    write_sweep_reports([sweep], records, tmp_path, readme)
     assert readme.read_text() == before
     readme.write_text("no block here\n")
     with pytest.raises(SfaeError, match="sweep-results:start"):
-        write_sweep_report(sweep, records, tmp_path / "other", readme)
+        write_sweep_reports([sweep], records, tmp_path / "other", readme)
     assert readme.read_text() == "no block here\n"
 
 
@@ -197,7 +213,7 @@ def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
     elu_point = sweep.selection_spec("sparse_elu", 1, SWEEP_GRIDS["sparse_elu"][0])
     dropped = [*l2_finals[:3], find_record(records, wanted_params(sweep.params, elu_point))]
     partial = [r for r in records if not any(r is d for d in dropped)]
-    paths = write_sweep_report(sweep, partial, tmp_path)
+    paths = write_sweep_reports([sweep], partial, tmp_path)
     text = paths[0].read_text()
     answer = text.split("\n\n")[1]
     assert "provisional" in answer
@@ -231,3 +247,59 @@ def test_an_extended_grid_that_selects_the_posts_value_gives_one_row(sweep):
     assert f"| `l2` | `variants.l2.regularizer_scale` | {grid} | 0.05 | yes | 0.005 |" in text
     assert "| 0.005 | 0.700 ± 0.000 | 2 | **selected**, post |" in text
     assert text.count("| `l2 @ 0.005 (post)` | 5 |") == 1 and "| `l2 @ 0.005` |" not in text
+
+
+def unet_peak(variant, strength):
+    return peak_at_middle(variant, strength, grids=UNET_GRIDS)
+
+
+def test_the_unet_report_has_its_own_files_seeds_and_no_post_rows(sweep, unet_sweep, tmp_path):
+    # Paper runs sit in the same records and must not count for the U-Net.
+    paper = campaign(sweep, peak_at_middle, lambda v, x: 0.0)
+    records = paper + campaign(unet_sweep, unet_peak, l2_tuned_better_unet)
+    paths = write_sweep_reports([sweep, unet_sweep], records, tmp_path)
+    assert [p.name for p in paths] == [
+        "sweep.md",
+        "sweep_selection.png",
+        "sweep_unet.md",
+        "sweep_unet_selection.png",
+    ]
+    text = paths[2].read_text()
+    assert text.startswith("# Every regulariser at its best strength: the sweep (U-Net)")
+    assert "1 selection seed (1;" in text and "3 seeds (6278, 1 and 2)" in text
+    assert "(post)" not in text.split("## Final runs")[1]  # the study trained the paper net
+    chosen = UNET_GRIDS["l2"][1]
+    assert f"| `l2 @ {chosen:g}` | 3 |" in text and "So: use l2" in text
+    # The paper net's report is unchanged by the U-Net's runs.
+    alone = write_sweep_reports([sweep], paper, tmp_path / "alone")
+    assert paths[0].read_bytes() == alone[0].read_bytes()
+
+
+def l2_tuned_better_unet(variant, strength):
+    return 0.1 if variant == "l2" and strength == UNET_GRIDS["l2"][1] else 0.0
+
+
+def test_the_networks_table_says_whether_the_answer_changed(sweep, unet_sweep):
+    paper = campaign(sweep, peak_at_middle, l2_tuned_better)
+    sweeps = [sweep, unet_sweep]
+    same = paper + campaign(unet_sweep, unet_peak, l2_tuned_better_unet)
+    table = networks_table(sweeps, [outcome(s, same) for s in sweeps])
+    assert "| variant | paper net | U-Net |" in table
+    l2_row = next(line for line in table.splitlines() if line.startswith("| `l2` |"))
+    paper_cell, unet_cell = l2_row.strip(" |").split(" | ")[1:3]
+    assert paper_cell.startswith("0.65") and paper_cell.endswith(
+        f"(5 seeds) @ {SWEEP_GRIDS['l2'][2]:g}"
+    )
+    assert unet_cell.startswith("0.65") and unet_cell.endswith(
+        f"(3 seeds) @ {UNET_GRIDS['l2'][1]:g}"
+    )
+    assert "for the paper net, l2 is better than pure" in table
+    assert "the answer holds on both networks" in table
+    other = paper + campaign(unet_sweep, unet_peak, lambda v, x: 0.0)
+    table = networks_table(sweeps, [outcome(s, other) for s in sweeps])
+    assert "for the U-Net, no tuned variant is better than pure" in table
+    assert "the answer changed with the network" in table
+    unfinished = [r for r in other if not (r.variant == "augment" and r.val_count == 0)]
+    table = networks_table(sweeps, [outcome(s, unfinished) for s in sweeps])
+    assert "| `augment` | pending | pending |" in table
+    assert "Whether the answer holds for both networks is open" in table

@@ -96,9 +96,10 @@ def write_selection_chart(
             )
         if not strengths:
             axes.text(0.5, 0.5, "no runs yet", ha="center", transform=axes.transAxes)
-        axes.set_xscale("log")
+        # Limits before the log scale: an empty panel's default limits would be singular.
         if panel.points:
             axes.set_xlim(min(panel.points) / 2, max(panel.points) * 2)
+        axes.set_xscale("log")
         axes.set_title(f"{panel.variant} ({panel.key.rsplit('.', 1)[-1]})", fontsize=11)
         axes.set_xlabel("strength")
         axes.set_ylabel("validation IoU (mean ± std)")

@@ -151,9 +151,11 @@ class StudyConfig:
 @dataclass(frozen=True)
 class SweepConfig:
     val_count: int  # training images held out to select each strength on
-    seeds: tuple[int, ...]  # selection seeds; the final runs use the study's
+    seeds: tuple[int, ...]  # selection seeds
     grids: dict[str, tuple[float, ...]]  # variant -> strengths to try, ascending
     references: tuple[str, ...]  # variants without a strength, run beside the grids
+    final_seeds: tuple[int, ...] | None = None  # None: the study's seeds
+    unet: SweepConfig | None = None  # the U-Net's own sweep (sweep.unet), cut to fit
 
 
 @dataclass(frozen=True)
@@ -475,7 +477,9 @@ def strength_key(variant: VariantConfig) -> str | None:
 STRENGTH_LIMITS = {"regularizer_scale": 10.0, "weight": 1000.0, "dropout": 0.95}
 
 
-def _sweep(section: _Section, variants: dict[str, VariantConfig]):
+def _sweep(section: _Section, variants: dict[str, VariantConfig], parent=None):
+    """The sweep section; its `unet` part (parent: the paper net's) may leave out val_count
+    and references, which it then shares."""
     grids_section = section.section("grids")
     grids = {}
     for name in list(grids_section.mapping):
@@ -496,21 +500,32 @@ def _sweep(section: _Section, variants: dict[str, VariantConfig]):
             )
         grids[name] = tuple(float(v) for v in values)
     grids_section.done()
-    references = section.raw("references")
+    inherit = parent is not None
+    if inherit and "references" not in section.mapping:
+        references = list(parent.references)
+    else:
+        references = section.raw("references")
     if not isinstance(references, list) or not all(r in variants for r in references):
         raise section.fail("references", f"must be a list of variants, got {references!r}")
+    if inherit and "val_count" not in section.mapping:
+        val_count = parent.val_count
+    else:
+        val_count = section.integer("val_count", 1, PENNFUDAN_IMAGES - 2)
     config = SweepConfig(
-        val_count=section.integer("val_count", 1, PENNFUDAN_IMAGES - 2),
+        val_count=val_count,
         seeds=_seeds(section),
         grids=grids,
         references=tuple(references),
+        final_seeds=_seeds(section, "final_seeds") if "final_seeds" in section.mapping else None,
     )
+    if not inherit and "unet" in section.mapping:
+        config = replace(config, unet=_sweep(section.section("unet"), variants, config))
     section.done()
     return config
 
 
-def _seeds(section: _Section) -> tuple[int, ...]:
-    seeds = section.raw("seeds")
+def _seeds(section: _Section, name: str = "seeds") -> tuple[int, ...]:
+    seeds = section.raw(name)
     if (
         not isinstance(seeds, list)
         or not seeds
@@ -520,7 +535,7 @@ def _seeds(section: _Section) -> tuple[int, ...]:
         or len(set(seeds)) != len(seeds)
     ):
         raise section.fail(
-            "seeds", f"must be a list of distinct integers in [0, {MAX_SEED}], got {seeds!r}"
+            name, f"must be a list of distinct integers in [0, {MAX_SEED}], got {seeds!r}"
         )
     return tuple(seeds)
 

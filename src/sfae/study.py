@@ -41,10 +41,13 @@ def study_records(records: list[RunRecord], specs: list[Spec], params: dict) -> 
     return [record for record in found if record is not None]
 
 
-def campaign_setup(description: str):
-    """(arguments, paths, config, params) of a study or sweep command line."""
+def campaign_setup(description: str, more_options=None):
+    """(arguments, paths, config, params) of a study or sweep command line; more_options
+    (a function of the parser) adds a command's own options."""
     parser = argparse.ArgumentParser(description=description)
     add_share_arguments(parser)
+    if more_options:
+        more_options(parser)
     paths = ProjectPaths.here()
     params_path = paths.params
     return parser.parse_args(), paths, load_config(params_path), read_yaml(params_path.read_text())

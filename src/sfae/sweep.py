@@ -1,6 +1,8 @@
 """The sweep: every regulariser at its best strength, chosen on validation images, then compared.
 
-`make sweep` calls `python -m sfae.sweep`. Three steps, all through the resumable runner:
+`make sweep` calls `python -m sfae.sweep`, `make sweep-unet` the same with `--arch unet`
+(the U-Net's own, smaller grids and seeds: params.yaml `sweep.unet`). Three steps, all
+through the resumable runner:
 
 1. Selection: each regulariser at every strength of its grid (params.yaml `sweep.grids`) and
    the references (pure, augment), with `sweep.val_count` training images held out, for
@@ -8,7 +10,8 @@
 2. Bracketing: where the best mean validation IoU lies at an end of a grid, the grid grows
    one step beyond that end and those runs are added, until every optimum is bracketed.
 3. Final: every regulariser at its selected strength and the references, trained on all
-   training images (val_count 0), for each study seed, scored on the test split.
+   training images (val_count 0), for each final seed (the study's unless the sweep names
+   its own), scored on the test split.
 
 Nothing is selected on the test split: selection reads validation IoU alone.
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sfae.errors import SfaeError, run_stage
-from sfae.params import STRENGTH_LIMITS, Config, strength_key
+from sfae.params import ARCHS, STRENGTH_LIMITS, Config, strength_key
 from sfae.records import RunRecord, read_records
 from sfae.runner import Spec, find_record, wanted_params
 from sfae.study import campaign_setup, collect
@@ -73,18 +76,29 @@ class Selection:
 
 
 class Sweep:
-    """The sweep's plan, computed from params.yaml and the records so far."""
+    """The sweep's plan for one network, computed from params.yaml and the records so far."""
 
-    def __init__(self, config: Config, params: dict):
+    def __init__(self, config: Config, params: dict, arch: str = "paper"):
         if config.sweep is None:
             raise SfaeError("params.yaml has no sweep section")
-        self.config, self.params, self.settings = config, params, config.sweep
+        settings = config.sweep if arch == "paper" else getattr(config.sweep, arch, None)
+        if settings is None:
+            raise SfaeError(f"params.yaml has no sweep.{arch} section")
+        self.config, self.params, self.settings, self.arch = config, params, settings, arch
+        # Runs of another network than params.yaml's say so; the paper net's never need to.
+        self.network = {} if arch == "paper" else {"model.arch": arch}
+        self.final_seeds = settings.final_seeds or config.study.seeds
 
     def key(self, variant: str) -> str:
         return strength_key(self.config.variants[variant])
 
     def selection_spec(self, variant: str, seed: int, strength: float | None = None) -> Spec:
-        overrides = {"variant": variant, "seed": seed, "data.val_count": self.settings.val_count}
+        overrides = {
+            "variant": variant,
+            "seed": seed,
+            "data.val_count": self.settings.val_count,
+            **self.network,
+        }
         if strength is not None:
             overrides[self.key(variant)] = strength
         return Spec.from_dict(overrides)
@@ -141,17 +155,14 @@ class Sweep:
 
     def final_plan(self, records: list[RunRecord]) -> list[Spec]:
         """Each regulariser at its selected strength and each reference, on all training
-        images, for every study seed (empty for a regulariser not yet selected)."""
+        images, for every final seed (empty for a regulariser not yet selected)."""
         specs = []
         finals = [(s.variant, {s.key: s.selected}) for s in self.selections(records) if s.selected]
         finals += [(variant, {}) for variant in self.settings.references]
         for variant, strength in finals:
-            for seed in self.config.study.seeds:
-                specs.append(
-                    Spec.from_dict(
-                        {"variant": variant, "seed": seed, "data.val_count": 0, **strength}
-                    )
-                )
+            for seed in self.final_seeds:
+                overrides = {"variant": variant, "seed": seed, "data.val_count": 0}
+                specs.append(Spec.from_dict({**overrides, **self.network, **strength}))
         return specs
 
     def final_records(self, records: list[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -163,10 +174,25 @@ class Sweep:
         return by_variant
 
 
+def sweeps(config: Config, params: dict) -> list[Sweep]:
+    """One sweep per network that params.yaml gives one: the paper net's, then the others'."""
+    return [Sweep(config, params)] + [
+        Sweep(config, params, arch)
+        for arch in ARCHS
+        if arch != "paper" and getattr(config.sweep, arch, None) is not None
+    ]
+
+
 def main() -> None:
-    arguments, paths, config, params = campaign_setup(__doc__)
-    sweep = Sweep(config, params)
+    def arch_option(parser):
+        parser.add_argument(
+            "--arch", choices=ARCHS, default="paper", help="the network to sweep (default paper)"
+        )
+
+    arguments, paths, config, params = campaign_setup(__doc__, arch_option)
+    sweep = Sweep(config, params, arguments.arch)
     records_path = paths.run_records
+    desc = "sweep" if sweep.arch == "paper" else f"sweep {sweep.arch}"
     if arguments.remote or not arguments.report_only:
         # Each round may extend a grid; a round that adds no run ends the selection.
         planned: set[Spec] = set()
@@ -175,13 +201,18 @@ def main() -> None:
             if set(specs) <= planned:
                 break
             planned |= set(specs)
-            collect(arguments, specs, params, records_path, paths, "sweep: selection", SCORED_STAGE)
+            collect(
+                arguments, specs, params, records_path, paths, f"{desc}: selection", SCORED_STAGE
+            )
         specs = sweep.final_plan(read_records(records_path))
-        collect(arguments, specs, params, records_path, paths, "sweep: final", SCORED_STAGE)
-    from sfae.sweep_report import write_sweep_report
+        collect(arguments, specs, params, records_path, paths, f"{desc}: final", SCORED_STAGE)
+    from sfae.sweep_report import write_sweep_reports
 
     readme = paths.root / "README.md"
-    for path in write_sweep_report(sweep, read_records(records_path), paths.reports, readme):
+    # Every network's report: the README's table puts them side by side.
+    for path in write_sweep_reports(
+        sweeps(config, params), read_records(records_path), paths.reports, readme
+    ):
         print(f"wrote {path}")
 
 

@@ -1,7 +1,9 @@
-"""The sweep report: reports/sweep.md and reports/sweep_selection.png, from the run records.
+"""The sweep reports, from the run records: reports/sweep.md and sweep_selection.png for the
+paper net, sweep_unet.md and sweep_unet_selection.png for the U-Net, and the README's
+results: the paper net's answer and one table of both networks.
 
 Strengths are selected on validation IoU alone; test IoU is read only from the final runs
-(all training images, the study's seeds), compared with pure image by image. Every number
+(all training images, the final seeds), compared with pure image by image. Every number
 and every verdict in words is computed from the records, and a partial sweep still gives a
 report, which then says what is missing.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from sfae.statistics import NOT_DISTINGUISHABLE, compare, summary_table
 from sfae.study import study_plan, study_records
 from sfae.sweep import Selection, Sweep, val_iou
 
-MARKDOWN, CHART = "sweep.md", "sweep_selection.png"
+NETWORKS = {"paper": "paper net", "unet": "U-Net"}
 REFERENCE = "pure"
 PENALTIES, SPARSE = ("l1", "l2"), ("sparse_softabs", "sparse_elu")
 RELATION = {
@@ -60,16 +63,24 @@ def across_seeds(comparison: dict) -> str:
     return "worse" if comparison["seeds_high"] < 0 else NOT_DISTINGUISHABLE
 
 
+def report_names(sweep: Sweep) -> tuple[str, str]:
+    """(markdown, chart) file names of a network's sweep report."""
+    stem = "sweep" if sweep.arch == "paper" else f"sweep_{sweep.arch}"
+    return f"{stem}.md", f"{stem}_selection.png"
+
+
 def final_rows(sweep: Sweep, records: list[RunRecord], selections: list[Selection]) -> list:
     """(variant, label, runs, tuned) rows: each variant at its selected strength (references
-    by name) and, where those are other runs, the study's runs at the post's settings."""
+    by name) and, where those are other runs, the study's runs at the post's settings (the
+    study trained the paper net only)."""
     finals = sweep.final_records(records)
     study = study_records(records, study_plan(sweep.config), sweep.params)
     selected = {s.variant: s.selected for s in selections}
     rows = []
     for variant in VARIANTS:
         runs, post = finals.get(variant, []), None
-        if in_study := variant in POST_VARIANTS and variant not in sweep.settings.references:
+        in_study = sweep.arch == "paper" and variant in POST_VARIANTS
+        if in_study := in_study and variant not in sweep.settings.references:
             post = post_mark(sweep, variant)[0] if sweep.key(variant) else None
             post_label = variant if post is None else f"{variant} @ {post:g} (post)"
         if variant in selected:
@@ -87,7 +98,7 @@ def final_rows(sweep: Sweep, records: list[RunRecord], selections: list[Selectio
 
 
 def missing_runs(sweep: Sweep, selections: list[Selection], rows: list) -> list[str]:
-    seeds, expected = len(sweep.settings.seeds), len(sweep.config.study.seeds)
+    seeds, expected = len(sweep.settings.seeds), len(sweep.final_seeds)
     missing = []
     for s in selections:
         if s.selected is None:
@@ -169,6 +180,13 @@ def answer(sweep, selections, rows, table, versus_pure, head, missing) -> str:
     return " ".join(said)
 
 
+def final_seeds_said(sweep: Sweep) -> str:
+    seeds = sweep.final_seeds
+    if seeds == sweep.config.study.seeds:
+        return f"the study's {len(seeds)} seeds"
+    return f"{len(seeds)} seeds ({join(map(str, seeds))})"
+
+
 def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
     seeds = sweep.settings.seeds
     overview = [
@@ -188,12 +206,13 @@ def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
         "",
         f"Selection runs hold out {sweep.settings.val_count} of the "
         f"{sweep.config.data.train_count} training images as validation images and train with "
-        f"{len(seeds)} selection seeds ({join(map(str, seeds))}; few, so that the sweep fits "
-        "about 3 h on 2 cores). Each strength is selected by its mean validation IoU over "
-        "those seeds; the test split is never looked at. Where the best lay at an end of the "
-        "grid, the grid grew one step beyond it; bracketed: the best lies inside the grid. "
+        f"{len(seeds)} selection seed{'s' * (len(seeds) != 1)} ({join(map(str, seeds))}; few, "
+        "so that the sweep fits about 3 h on 2 cores). Each strength is selected by its mean "
+        "validation IoU over those seeds; the test split is never looked at. Where the best "
+        "lay at an end of the grid, the grid grew one step beyond it; bracketed: the best lies "
+        "inside the grid. "
         f"The final runs train on all {sweep.config.data.train_count} training images with "
-        f"the study's {len(sweep.config.study.seeds)} seeds and are scored on the test split.",
+        f"{final_seeds_said(sweep)} and are scored on the test split.",
         "",
         *markdown_table(
             ["regulariser", "strength", "grid run", "added", "bracketed", "selected"], overview
@@ -217,12 +236,35 @@ def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
     return lines
 
 
-def render(sweep: Sweep, records: list[RunRecord]):
-    """(sweep.md, the chart's panels, the references' mean validation IoU, the README's
-    results block: the answer and the final table)."""
+@dataclass
+class Outcome:
+    """What one network's sweep found so far: the selections, the final rows and table,
+    the comparisons with pure and of the tuned sparse variant with the tuned L1/L2 one."""
+
+    selections: list[Selection]
+    rows: list
+    groups: dict
+    table: dict
+    versus_pure: dict
+    head: tuple | None  # ((sparse label, penalty label), comparison)
+    missing: list[str]
+
+    def verdict(self) -> tuple:
+        """The answer in a comparable form: the tuned variants better than pure, and
+        the sparse-versus-L1/L2 verdict (both across seeds and images)."""
+        better = sorted(
+            variant
+            for variant, label, _, tuned in self.rows
+            if tuned
+            and label in self.versus_pure
+            and across_seeds(self.versus_pure[label]) == "better"
+        )
+        return tuple(better), across_seeds(self.head[1]) if self.head else None
+
+
+def outcome(sweep: Sweep, records: list[RunRecord]) -> Outcome:
     selections = sweep.selections(records)
     rows = final_rows(sweep, records, selections)
-    expected = len(sweep.config.study.seeds)
     groups = {label: runs for _, label, runs, _ in rows if runs}
     table = summary_table(groups)
     versus_pure = compare(groups, REFERENCE) if REFERENCE in groups and len(groups) > 1 else {}
@@ -234,11 +276,27 @@ def render(sweep: Sweep, records: list[RunRecord]):
         pair = (labels[sparse.variant], labels[penalty.variant])
         head = pair, compare({label: groups[label] for label in pair}, pair[1])[pair[0]]
     missing = missing_runs(sweep, selections, rows)
+    return Outcome(selections, rows, groups, table, versus_pure, head, missing)
+
+
+def render(sweep: Sweep, records: list[RunRecord]):
+    """(the report's markdown, the chart's panels, the references' mean validation IoU,
+    the answer and the final table for the README)."""
+    found = outcome(sweep, records)
+    selections, rows, table, versus_pure, head = (
+        found.selections,
+        found.rows,
+        found.table,
+        found.versus_pure,
+        found.head,
+    )
+    markdown, chart = report_names(sweep)
+    expected = len(sweep.final_seeds)
     references = {}
     for variant in sweep.settings.references:
         specs = [sweep.selection_spec(variant, seed) for seed in sweep.settings.seeds]
-        if found := _found(sweep, records, specs):
-            references[variant] = float(np.mean([val_iou(record) for record in found]))
+        if runs := _found(sweep, records, specs):
+            references[variant] = float(np.mean([val_iou(record) for record in runs]))
     pending = [
         f"{label} ({len(runs)} of {expected} seeds)"
         for _, label, runs, _ in rows
@@ -247,19 +305,21 @@ def render(sweep: Sweep, records: list[RunRecord]):
     selection_runs = _found(sweep, records, sweep.selection_plan(records))
     final_runs = list({id(r): r for _, _, runs, _ in rows for r in runs}.values())
     used = selection_runs + final_runs
-    said = answer(sweep, selections, rows, table, versus_pure, head, missing)
+    said = answer(sweep, selections, rows, table, versus_pure, head, found.missing)
     final = results_section(table)[2:] if table else ["No final run is recorded yet."]
-    readme = [said, "", *final, "", f"From [reports/sweep.md](reports/{MARKDOWN})."]
+    readme = [said, "", *final, "", f"From [reports/{markdown}](reports/{markdown})."]
+    network = "" if sweep.arch == "paper" else f" ({NETWORKS[sweep.arch]})"
     lines = [
-        "# Every regulariser at its best strength: the sweep",
+        f"# Every regulariser at its best strength: the sweep{network}",
         "",
         said,
         "",
         *_selection_section(sweep, selections),
         "",
-        f"![Validation IoU against strength, per regulariser]({CHART})",
+        f"![Validation IoU against strength, per regulariser]({chart})",
         "",
-        "## Final runs: tuned strengths beside the post's settings",
+        "## Final runs: tuned strengths"
+        + (" beside the post's settings" if sweep.arch == "paper" else ""),
         "",
         *final,
     ]
@@ -268,6 +328,8 @@ def render(sweep: Sweep, records: list[RunRecord]):
     if versus_pure:
         lines += ["", *comparison_section(versus_pure)]
     if head is not None:
+        sparse = best_by_validation(selections, SPARSE)
+        penalty = best_by_validation(selections, PENALTIES)
         lines += [
             "",
             "## Sparse filtering against L1/L2, each tuned",
@@ -277,17 +339,24 @@ def render(sweep: Sweep, records: list[RunRecord]):
             f"{sparse.curve[sparse.selected][0]:.3f}, {penalty.variant} "
             f"{penalty.curve[penalty.selected][0]:.3f}), never by test IoU.",
         ]
+    study = " (those at the post's settings are the study's)" if sweep.arch == "paper" else ""
+    post = "; the study's post settings in detail: [study.md](study.md)" if study else ""
     lines += [
         "",
         "## The runs",
         "",
-        f"- {len(selection_runs)} selection runs and {len(final_runs)} final runs "
-        f"(those at the post's settings are the study's), "
+        f"- {len(selection_runs)} selection runs and {len(final_runs)} final runs{study}, "
         f"{duration(sum(r.train_seconds for r in used))} of training in all.",
-        f"- Commits: {tally((r.commit for r in used), code=True)}.",
-        f"- Machines: {tally(r.machine for r in used)}.",
+        *(
+            [
+                f"- Commits: {tally((r.commit for r in used), code=True)}.",
+                f"- Machines: {tally(r.machine for r in used)}.",
+            ]
+            if used
+            else []
+        ),
         "",
-        f"Pictures: [{CHART}]({CHART}); the study's post settings in detail: [study.md](study.md).",
+        f"Pictures: [{chart}]({chart}){post}.",
     ]
     panels = [
         StrengthPanel(
@@ -298,28 +367,87 @@ def render(sweep: Sweep, records: list[RunRecord]):
     return "\n".join(lines) + "\n", panels, references, "\n".join(readme)
 
 
-def write_sweep_report(
-    sweep: Sweep, records: list[RunRecord], out_dir: Path, readme: Path | None = None
+def networks_table(sweeps: list[Sweep], outcomes: list[Outcome]) -> str:
+    """The README's table of both networks: each variant's test IoU at its tuned strength,
+    and whether the answer changed from one network to the other."""
+    names = [NETWORKS[sweep.arch] for sweep in sweeps]
+    rows = []
+    for variant in VARIANTS:
+        cells = []
+        for found in outcomes:
+            tuned = [(label, runs) for v, label, runs, t in found.rows if t and v == variant]
+            if not tuned or tuned[0][0] not in found.table:
+                cells.append("pending")
+                continue
+            label, runs = tuned[0]
+            mean, spread, seeds = found.table[label]["test_iou"]
+            at = label[len(variant) :].replace(" (post)", "").strip() or "-"
+            cells.append(f"{mean:.3f} ± {spread:.3f} ({seeds} seeds) {at}".rstrip(" -"))
+        rows.append([f"`{variant}`", *cells])
+    lines = [
+        "Test IoU (mean ± std over the final seeds) of each variant at the strength selected "
+        "on validation images, per network:",
+        "",
+        *markdown_table(["variant", *names], rows),
+        "",
+    ]
+    incomplete = [
+        f"the {name}'s sweep is not complete ([reports/{report_names(sweep)[0]}]"
+        f"(reports/{report_names(sweep)[0]}) says what is missing)"
+        for name, sweep, found in zip(names, sweeps, outcomes, strict=True)
+        if found.missing
+    ]
+    if incomplete:
+        lines.append(f"Whether the answer holds for both networks is open: {join(incomplete)}.")
+    else:
+        verdicts = [found.verdict() for found in outcomes]
+        said = [
+            f"for the {name}, {join(better) if better else 'no tuned variant'} "
+            f"{'is' if len(better) == 1 else 'are' if better else 'is'} better than {REFERENCE}"
+            + (f" and sparse filtering is {RELATION[head]} L1/L2" if head else "")
+            for name, (better, head) in zip(names, verdicts, strict=True)
+        ]
+        same = len(set(verdicts)) == 1
+        lines.append(
+            f"Resampling seeds and test images, {'; '.join(said)}: the answer "
+            f"{'holds on both networks' if same else 'changed with the network'}."
+        )
+    return "\n".join(lines)
+
+
+def write_sweep_reports(
+    sweeps: list[Sweep], records: list[RunRecord], out_dir: Path, readme: Path | None = None
 ) -> list[Path]:
-    """Write sweep.md and sweep_selection.png into out_dir (and the answer into readme's
-    `sweep-results` block), each whole or not at all; records in any order give the same
-    bytes."""
-    # find_record takes the first match: a fixed order makes the report order-free.
+    """Write each network's sweep report into out_dir (and into readme's `sweep-results`
+    block the paper net's answer, into its `networks` block the table of both), each file
+    whole or not at all; records in any order give the same bytes."""
+    # find_record takes the first match: a fixed order makes the reports order-free.
     records = sorted(
         records, key=lambda r: (r.variant, json.dumps(r.params, sort_keys=True), r.rev, r.name)
     )
-    text, panels, references, summary = render(sweep, records)
-    targets = [Path(out_dir) / MARKDOWN, Path(out_dir) / CHART]
+    rendered = [render(sweep, records) for sweep in sweeps]
+    targets = [Path(out_dir) / name for sweep in sweeps for name in report_names(sweep)]
     readme_text = None
     if readme is not None:
+        table = networks_table(sweeps, [outcome(sweep, records) for sweep in sweeps])
+        paper = next(
+            r[3] for r, sweep in zip(rendered, sweeps, strict=True) if sweep.arch == "paper"
+        )
         try:
-            readme_text = replace_block(readme.read_text(), "sweep-results", summary)
+            readme_text = replace_block(readme.read_text(), "sweep-results", paper)
+            readme_text = replace_block(readme_text, "networks", table)
         except (OSError, ValueError) as error:
             raise SfaeError(f"{readme}: cannot update its results ({error})") from error
-    with staged_outputs(*targets, *([readme] if readme else [])) as (markdown, chart, *rest):
-        markdown.write_text(text, encoding="utf-8")
-        title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
-        write_selection_chart(panels, references, chart, title)
-        if rest:
-            rest[0].write_text(readme_text, encoding="utf-8")
+    with staged_outputs(*targets, *([readme] if readme else [])) as staged:
+        files = list(staged)[: len(targets)]
+        for (text, panels, references, _), sweep, markdown, chart in zip(
+            rendered, sweeps, files[0::2], files[1::2], strict=True
+        ):
+            markdown.write_text(text, encoding="utf-8")
+            title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
+            if sweep.arch != "paper":
+                title = f"{NETWORKS[sweep.arch]}: {title}"
+            write_selection_chart(panels, references, chart, title)
+        if readme:
+            list(staged)[-1].write_text(readme_text, encoding="utf-8")
     return [*targets, *([readme] if readme else [])]
