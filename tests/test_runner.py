@@ -2,6 +2,9 @@
 grids, shares, failures; and DvcExperiments against a fake `dvc`."""
 
 import itertools
+import json
+import os
+import shutil
 import subprocess
 import time
 
@@ -96,6 +99,9 @@ class StubExperiments:
     def remove_failed(self):
         self.removed_failed = True
         self.store = [run for run in self.store if run.state != "failed"]
+
+    def reap_orphans(self):
+        return []
 
     def read_text(self, rev, path):
         assert path == "metrics/per_image.tsv"
@@ -213,6 +219,29 @@ def test_runs_still_queued_or_running_are_waited_for_not_queued_again(tmp_path):
     assert len(outcome.records) == 2 and outcome.failed == [] and sleeps
 
 
+def test_queued_runs_an_ended_session_left_get_workers(tmp_path):
+    left = [run_of({"variant": "l2", "seed": seed}, "queued") for seed in (1, 2)]
+    stub = StubExperiments(left)
+    stub.queued = [{"variant": "l2", "seed": seed} for seed in (1, 2)]  # what start() runs
+    outcome = run_plan(stub, plan(("l2",), (1, 2)), PARAMS, tmp_path / "r.jsonl", sleep=no_sleep)
+    assert stub.grids == [] and stub.started_with == 2
+    assert len(outcome.records) == 2 and outcome.failed == []
+
+
+def test_runs_whose_process_is_gone_are_run_again(tmp_path):
+    orphan = run_of({"variant": "l2", "seed": 1}, "running")
+
+    class AfterReboot(StubExperiments):
+        def reap_orphans(self):  # as `dvc queue kill` marks them
+            self.store = [run_of({"variant": "l2", "seed": 1}, "failed")]
+            return ["l2-seed1"]
+
+    stub = AfterReboot([orphan])
+    outcome = run_plan(stub, plan(("l2",), (1,)), PARAMS, tmp_path / "r.jsonl", sleep=no_sleep)
+    assert stub.removed_failed and stub.queued == [{"seed": 1, "variant": "l2"}]
+    assert len(outcome.records) == 1 and outcome.failed == []
+
+
 def test_runs_with_other_params_do_not_count(tmp_path):
     other = run_of({"variant": "pure", "seed": 1, "train.epochs": 5})
     stub = StubExperiments([other])
@@ -301,6 +330,12 @@ if [ "$1" = exp ] && [ "$2" = show ]; then
     echo '[]'
     exit 0
 fi
+# `queue kill` notes whom it was asked to kill.
+if [ "$1" = queue ] && [ "$2" = kill ]; then
+    shift 2
+    echo "$*" >> killed
+    exit 0
+fi
 echo "unexpected: $*" >&2
 exit 3
 """
@@ -385,3 +420,27 @@ def test_the_architecture_counts_and_only_its_own_settings_do(tmp_path):
     stub = StubExperiments()
     run_plan(stub, [unet], current, records, sleep=no_sleep)
     assert stub.queued == [{"model.arch": "unet", "seed": 1, "variant": "pure"}]
+
+
+def write_run_info(root, stash: str, name: str, status: int, pid: int) -> None:
+    """A run's info files as DVC's queue writes them (.dvc/tmp/exps/run/<stash>/)."""
+    folder = root / ".dvc" / "tmp" / "exps" / "run" / stash
+    folder.mkdir(parents=True)
+    (folder / f"{stash}.run").write_text(json.dumps({"name": name, "status": status}))
+    (folder / f"{stash}.pid").write_text(json.dumps({"pid": pid, "returncode": None}))
+
+
+def test_only_running_runs_whose_process_is_gone_are_killed(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    write_run_info(tmp_path, "a1", "lost-run", 2, gone.pid)  # running, process gone
+    write_run_info(tmp_path, "b2", "lost-prep", 1, gone.pid)  # preparing, process gone
+    write_run_info(tmp_path, "c3", "alive-run", 2, os.getpid())  # running, process alive
+    write_run_info(tmp_path, "d4", "done-run", 6, gone.pid)  # finished
+    assert experiments.reap_orphans() == ["lost-run", "lost-prep"]
+    assert (tmp_path / "killed").read_text() == "lost-run lost-prep\n"
+    (tmp_path / "killed").unlink()
+    for stash in ("a1", "b2"):
+        shutil.rmtree(tmp_path / ".dvc" / "tmp" / "exps" / "run" / stash)
+    assert experiments.reap_orphans() == [] and not (tmp_path / "killed").exists()

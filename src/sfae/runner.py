@@ -42,6 +42,8 @@ PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 FINISHED = ("success", "failed")
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
+# DVC's TaskStatus of a run's info file while it prepares or runs (dvc.repo.experiments).
+ACTIVE_STATUSES = (1, 2)
 SHOW_TIMEOUT = 300.0  # seconds; `exp show` takes under a minute even with two workers busy
 # Settings added after runs were recorded, at the value that keeps those runs as they were.
 LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper"}
@@ -120,6 +122,7 @@ class Experiments(Protocol):
     def queue(self, grid: dict[str, list], target: str | None) -> None: ...
     def start(self, jobs: int) -> None: ...
     def remove_failed(self) -> None: ...
+    def reap_orphans(self) -> list[str]: ...
     def read_text(self, rev: str, path: str) -> str: ...
 
 
@@ -225,6 +228,21 @@ class DvcExperiments:
     def remove_failed(self) -> None:
         self._dvc("queue", "remove", "--failed")
 
+    def reap_orphans(self) -> list[str]:
+        """Mark failed (`dvc queue kill`) the runs DVC still calls running whose process is
+        gone: after a reboot or an ended session DVC would report them running forever, and
+        a resumed campaign would wait for them forever. Returns their names."""
+        orphans = []
+        for info in sorted((self.root / ".dvc" / "tmp" / "exps" / "run").glob("*/*.run")):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                run = json.loads(info.read_text())
+                pid = json.loads(info.with_suffix(".pid").read_text())["pid"]
+                if run["status"] in ACTIVE_STATUSES and not _alive(pid):
+                    orphans.append(run["name"])
+        if orphans:
+            self._dvc("queue", "kill", *orphans)
+        return orphans
+
     def read_text(self, rev: str, path: str) -> str:
         return self._git("show", f"{rev}:{path}")
 
@@ -234,6 +252,16 @@ class DvcExperiments:
 
     def pull(self, remote: str) -> None:
         self._dvc("exp", "pull", "--rev", self.base, "-n", str(self.commits), remote)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _params_and_metrics(data: dict) -> tuple[dict, dict]:
@@ -384,6 +412,8 @@ def run_plan(
         found = {spec: find_record(records, w) for spec, w in wanted.items()}
         return {spec: record for spec, record in found.items() if record is not None}
 
+    for name in experiments.reap_orphans():
+        print(f"{desc}: run {name} had lost its process (an ended session?); run again")
     runs = experiments.runs()
     record_finished(experiments, runs, records_path, list(wanted.values()))
     done = recorded()
@@ -402,6 +432,9 @@ def run_plan(
         experiments.remove_failed()
         for grid in grids(missing):
             experiments.queue(grid, target)
+    if missing or pending:
+        # Queued runs left by an ended session have no worker: start them too (workers
+        # already running are kept; DVC starts only those missing).
         experiments.start(jobs)
     waiting = [*pending, *missing]
     failed: dict[Spec, str] = {}
