@@ -238,3 +238,36 @@ def test_a_small_strength_and_held_out_validation_images_through_exp_run(
     assert 0.0 <= scores["val"]["iou_pooled"] <= 1.0 and scores["val"]["n_images"] == 17
     logged = json.loads((root / "metrics" / "finetune" / "metrics.json").read_text())
     assert 0.0 <= logged["iou"]["val"] <= 1.0
+
+
+def test_the_unet_through_exp_run_and_sfae_predict(pipeline: Pipeline, tmp_path: Path) -> None:
+    """`dvc exp run -S model.arch=unet -S variant=l2` trains and scores a U-Net, and
+    `sfae predict` segments a Penn-Fudan photo with the model it saved."""
+    root = pipeline.root
+    unet = ["model.arch=unet", "variant=l2", "model.unet.width=4", "model.unet.groups=2"]
+    unet += ["model.unet.epochs=3", "model.unet.pretrain_epochs=1", "data.val_count=0"]
+    settings = [arg for setting in unet for arg in ("-S", setting)]
+    result = dvc(root, pipeline.mirror, "exp", "run", "evaluate", *settings, check=False)
+    assert result.returncode == 0, output(result)
+    model = keras.models.load_model(root / "models" / "model.keras")
+    assert model.name == "sfae_unet_l2"
+    rows = tsv_rows(root / "metrics" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv")
+    assert len(rows) == 3  # the U-Net's own epochs, not train.epochs
+    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert 0.0 <= scores["test"]["pooled"]["iou"] <= 1.0
+
+    photo = next((root / "data" / "raw").rglob("FudanPed00001.png"))
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "sfae.cli", "predict", "--model", "models/model.keras"]
+        + ["--out", str(out), str(photo)],
+        cwd=root,
+        env={**environment(root, pipeline.mirror), "PYTHONPATH": str(root / "src")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, output(done)
+    height, width = cv2.imread(str(photo)).shape[:2]
+    mask = cv2.imread(str(out / "FudanPed00001_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (height, width) and set(np.unique(mask)) <= {0, 255}
