@@ -247,6 +247,7 @@ class Outcome:
     table: dict
     versus_pure: dict
     head: tuple | None  # ((sparse label, penalty label), comparison)
+    pair: tuple | None  # (sparse, penalty) Selection behind `head`
     missing: list[str]
 
     def verdict(self) -> tuple:
@@ -271,18 +272,19 @@ def outcome(sweep: Sweep, records: list[RunRecord]) -> Outcome:
     labels = {variant: label for variant, label, _, tuned in rows if tuned}
     sparse = best_by_validation(selections, SPARSE)
     penalty = best_by_validation(selections, PENALTIES)
-    head = None
+    head = pair = None
     if sparse and penalty and {labels[sparse.variant], labels[penalty.variant]} <= set(groups):
-        pair = (labels[sparse.variant], labels[penalty.variant])
-        head = pair, compare({label: groups[label] for label in pair}, pair[1])[pair[0]]
+        pair = sparse, penalty
+        heads = (labels[sparse.variant], labels[penalty.variant])
+        head = heads, compare({label: groups[label] for label in heads}, heads[1])[heads[0]]
     missing = missing_runs(sweep, selections, rows)
-    return Outcome(selections, rows, groups, table, versus_pure, head, missing)
+    return Outcome(selections, rows, groups, table, versus_pure, head, pair, missing)
 
 
-def render(sweep: Sweep, records: list[RunRecord]):
+def render(sweep: Sweep, records: list[RunRecord], found: Outcome | None = None):
     """(the report's markdown, the chart's panels, the references' mean validation IoU,
-    the answer and the final table for the README)."""
-    found = outcome(sweep, records)
+    the answer and the final table for the README); `found`: the records' outcome."""
+    found = found or outcome(sweep, records)
     selections, rows, table, versus_pure, head = (
         found.selections,
         found.rows,
@@ -328,8 +330,7 @@ def render(sweep: Sweep, records: list[RunRecord]):
     if versus_pure:
         lines += ["", *comparison_section(versus_pure)]
     if head is not None:
-        sparse = best_by_validation(selections, SPARSE)
-        penalty = best_by_validation(selections, PENALTIES)
+        sparse, penalty = found.pair
         lines += [
             "",
             "## Sparse filtering against L1/L2, each tuned",
@@ -379,10 +380,10 @@ def networks_table(sweeps: list[Sweep], outcomes: list[Outcome]) -> str:
             if not tuned or tuned[0][0] not in found.table:
                 cells.append("pending")
                 continue
-            label, runs = tuned[0]
-            mean, spread, seeds = found.table[label]["test_iou"]
-            at = label[len(variant) :].replace(" (post)", "").strip() or "-"
-            cells.append(f"{mean:.3f} ± {spread:.3f} ({seeds} seeds) {at}".rstrip(" -"))
+            mean, spread, seeds = found.table[tuned[0][0]]["test_iou"]
+            strength = {s.variant: s.selected for s in found.selections}.get(variant)
+            at = "" if strength is None else f" @ {strength:g}"
+            cells.append(f"{mean:.3f} ± {spread:.3f} ({seeds} seeds){at}")
         rows.append([f"`{variant}`", *cells])
     lines = [
         "Test IoU (mean ± std over the final seeds) of each variant at the strength selected "
@@ -425,11 +426,12 @@ def write_sweep_reports(
     records = sorted(
         records, key=lambda r: (r.variant, json.dumps(r.params, sort_keys=True), r.rev, r.name)
     )
-    rendered = [render(sweep, records) for sweep in sweeps]
+    outcomes = [outcome(sweep, records) for sweep in sweeps]
+    rendered = [render(s, records, found) for s, found in zip(sweeps, outcomes, strict=True)]
     targets = [Path(out_dir) / name for sweep in sweeps for name in report_names(sweep)]
     readme_text = None
     if readme is not None:
-        table = networks_table(sweeps, [outcome(sweep, records) for sweep in sweeps])
+        table = networks_table(sweeps, outcomes)
         paper = next(
             r[3] for r, sweep in zip(rendered, sweeps, strict=True) if sweep.arch == "paper"
         )
