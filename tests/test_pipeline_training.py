@@ -18,6 +18,10 @@ import yaml
 from conftest import EPOCHS, dvc, environment, output, tiny_params
 
 import sfae.model  # also registers PoolMix and SoftAbsolute for load_model
+from sfae.local_runs import LocalExperiments
+from sfae.params import read_yaml
+from sfae.records import read_records
+from sfae.runner import Spec, run_plan
 
 pytestmark = pytest.mark.slow
 
@@ -209,35 +213,68 @@ def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> Non
         assert str(params) in errors[0] and "variant" in errors[0] and "nonsense" in errors[0]
 
 
+# A sweep's selection run: a small strength, validation images held out, up to evaluate.
+SELECTION_RUN = {"variant": "l2", "variants.l2.regularizer_scale": 1e-5, "data.val_count": 17}
+
+
+@dataclass
+class Scored:
+    result: subprocess.CompletedProcess
+    params_text: str
+    files: dict[str, dict]  # metrics/*.json as the run left them
+
+
+@pytest.fixture(scope="module")
+def selection_run(pipeline: Pipeline) -> Scored:
+    root = pipeline.root
+    settings = ["-S", "variant=l2", "-S", "variants.l2.regularizer_scale=1e-5"]
+    settings += ["-S", "data.val_count=17"]
+    result = dvc(root, pipeline.mirror, "exp", "run", "evaluate", *settings, check=False)
+    assert result.returncode == 0, output(result)
+    names = ("split.json", "evaluate.json", "mall.json", "finetune/metrics.json")
+    files = {name: json.loads((root / "metrics" / name).read_text()) for name in names}
+    return Scored(result, (root / "params.yaml").read_text(), files)
+
+
 def test_a_small_strength_and_held_out_validation_images_through_exp_run(
-    pipeline: Pipeline,
+    selection_run: Scored,
 ) -> None:
     """DVC writes `1e-05` for -S ...=1e-5: a float in YAML 1.2, as our loader must read it.
     The run stops at evaluate (as sweep runs do) and scores the validation images."""
-    root = pipeline.root
-    result = dvc(
-        root,
-        pipeline.mirror,
-        "exp",
-        "run",
-        "evaluate",
-        "-S",
-        "variant=l2",
-        "-S",
-        "variants.l2.regularizer_scale=1e-5",
-        "-S",
-        "data.val_count=17",
-        check=False,
-    )
-    assert result.returncode == 0, output(result)
-    assert "regularizer_scale: 1e-05" in (root / "params.yaml").read_text()
-    assert "render_videos" not in ran_stages(result)
-    split = json.loads((root / "metrics" / "split.json").read_text())
+    assert "regularizer_scale: 1e-05" in selection_run.params_text
+    assert "render_videos" not in ran_stages(selection_run.result)
+    split = selection_run.files["split.json"]
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (68, 17, 85)
-    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
+    scores = selection_run.files["evaluate.json"]
     assert 0.0 <= scores["val"]["iou_pooled"] <= 1.0 and scores["val"]["n_images"] == 17
-    logged = json.loads((root / "metrics" / "finetune" / "metrics.json").read_text())
+    logged = selection_run.files["finetune/metrics.json"]
     assert 0.0 <= logged["iou"]["val"] <= 1.0
+
+
+def test_a_run_without_dvc_gives_the_dvc_runs_scores(
+    selection_run: Scored, make_repo_copy, mirror: Path, monkeypatch
+) -> None:
+    """`--local`: the same run in a plain folder (fresh data stages, no DVC, no git) writes
+    the same scores, and the runner records it."""
+    root = make_repo_copy()
+    tiny_params(root)
+    for name, value in environment(root, mirror).items():
+        monkeypatch.setenv(name, value)
+    store = LocalExperiments(root, root / "local-runs", commit="abc123")
+    records = root / "runs.jsonl"
+    spec = Spec.from_dict(SELECTION_RUN)
+    params = read_yaml((root / "params.yaml").read_text())
+    wait = lambda _: store.wait()  # noqa: E731
+    outcome = run_plan(store, [spec], params, records, target="evaluate", sleep=wait)
+    assert not outcome.failed, Path(store.runs()[0].log).read_text()
+    (run,) = store.runs()
+    folder = store.dir / run.name
+    for name in ("split.json", "evaluate.json", "mall.json"):
+        assert json.loads((folder / "metrics" / name).read_text()) == selection_run.files[name]
+    assert not (folder / "renders").exists()
+    (record,) = read_records(records)
+    assert record.overrides == SELECTION_RUN and record.commit == "abc123"
+    assert record.evaluate == selection_run.files["evaluate.json"]
 
 
 def test_the_unet_through_exp_run_and_sfae_predict(pipeline: Pipeline, tmp_path: Path) -> None:

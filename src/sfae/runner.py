@@ -237,7 +237,7 @@ class DvcExperiments:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 run = json.loads(info.read_text())
                 pid = json.loads(info.with_suffix(".pid").read_text())["pid"]
-                if run["status"] in ACTIVE_STATUSES and not _alive(pid):
+                if run["status"] in ACTIVE_STATUSES and not process_alive(pid):
                     orphans.append(run["name"])
         if orphans:
             self._dvc("queue", "kill", *orphans)
@@ -254,7 +254,7 @@ class DvcExperiments:
         self._dvc("exp", "pull", "--rev", self.base, "-n", str(self.commits), remote)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import io
+from pathlib import Path
 
 import numpy as np
 
 from sfae.errors import SfaeError, run_stage
+from sfae.local_runs import LocalExperiments
 from sfae.params import POST_VARIANTS, Config, load_config, read_yaml
 from sfae.paths import ProjectPaths
 from sfae.records import IN_REPO, RunRecord, read_records
@@ -63,6 +65,11 @@ def add_share_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only the K-th of N deterministic shares of the runs (for N machines)",
     )
     parser.add_argument(
+        "--local",
+        metavar="DIR",
+        help="run without DVC or git, each run in a folder under DIR (a GPU box, say)",
+    )
+    parser.add_argument(
         "--remote",
         metavar="GIT_REMOTE",
         help="pull experiments from this git remote (and its DVC remote) first, push ours after",
@@ -82,7 +89,12 @@ def parse_share(text: str) -> tuple[int, int]:
 def collect(arguments, specs: list[Spec], params: dict, records_path, paths, desc, target=None):
     """Pull others' runs (with --remote), run this machine's share of the plan (unless
     --report-only), push ours (with --remote), recording every finished run."""
-    experiments = DvcExperiments(paths.root)
+    if arguments.local and arguments.remote:
+        raise SfaeError("--local runs keep no experiments to push or pull: drop --remote")
+    if arguments.local:
+        experiments = LocalExperiments(paths.root, Path(arguments.local))
+    else:
+        experiments = DvcExperiments(paths.root)
     if arguments.remote:
         experiments.pull(arguments.remote)
     if arguments.report_only:
