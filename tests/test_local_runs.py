@@ -225,3 +225,28 @@ def test_the_machine_description_names_the_gpu_the_backend_computes_on(monkeypat
     assert machine_description().endswith("CPUs, NVIDIA H100 80GB HBM3")
     monkeypatch.setitem(sys.modules, "jax", SimpleNamespace(default_backend=lambda: "cpu"))
     assert machine_description().endswith(f"{os.cpu_count()} CPUs")
+
+
+def test_the_data_packed_for_a_gpu_box_unpacks_bit_for_bit(repo_root: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("gpu_sweep", repo_root / "bench" / "gpu_sweep.py")
+    gpu_sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_sweep)
+    rng = np.random.default_rng(0)
+    arrays = {
+        "images": rng.integers(0, 256, (6, 8, 8, 3)).astype(np.float32) / np.float32(255),
+        "resized": rng.random((4, 5), dtype=np.float32),  # not 8-bit values: kept as floats
+        "masks": rng.integers(0, 2, (6, 8, 8)).astype(np.uint8),
+        "names": np.array(["FudanPed00001", "PennPed00002"]),
+    }
+    np.savez(tmp_path / "source.npz", **arrays)
+    gpu_sweep.pack_npz(tmp_path / "source.npz", tmp_path / "packed.npz")
+    assert set(np.load(tmp_path / "packed.npz")) == {"images__u8", "resized", "masks", "names"}
+    gpu_sweep.unpack_npz(tmp_path / "packed.npz", tmp_path / "unpacked.npz")
+    unpacked = np.load(tmp_path / "unpacked.npz")
+    assert set(unpacked) == set(arrays)
+    for name, array in arrays.items():
+        assert unpacked[name].dtype == array.dtype and np.array_equal(unpacked[name], array)
