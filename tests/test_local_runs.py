@@ -216,13 +216,19 @@ def test_stage_params_fill_in_templates() -> None:
 def test_the_machine_description_names_the_gpu_the_backend_computes_on(monkeypatch) -> None:
     from types import SimpleNamespace
 
+    import keras
+
     from sfae.machine import machine_description
 
-    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     gpu = SimpleNamespace(device_kind="NVIDIA H100 80GB HBM3")
     jax = SimpleNamespace(default_backend=lambda: "gpu", devices=lambda: [gpu])
     monkeypatch.setitem(sys.modules, "jax", jax)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     assert machine_description().endswith("CPUs, NVIDIA H100 80GB HBM3")
+    # The GPU JAX sees is not named when Keras computes with TensorFlow (on the CPU here).
+    monkeypatch.setattr(keras.backend, "backend", lambda: "tensorflow")
+    assert machine_description().endswith(f"{os.cpu_count()} CPUs")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     monkeypatch.setitem(sys.modules, "jax", SimpleNamespace(default_backend=lambda: "cpu"))
     assert machine_description().endswith(f"{os.cpu_count()} CPUs")
 

@@ -18,13 +18,18 @@ def machine_description() -> str:
 
 
 def accelerator() -> str | None:
-    """The GPU the backend computes on, if any (asked only of a backend already imported)."""
-    jax = sys.modules.get("jax")
-    if jax is not None and jax.default_backend() != "cpu":
-        return str(jax.devices()[0].device_kind)
-    tensorflow = sys.modules.get("tensorflow")
-    if tensorflow is not None:
-        gpus = tensorflow.config.list_physical_devices("GPU")
+    """The GPU that Keras' backend computes on, if any (None before Keras is imported)."""
+    keras = sys.modules.get("keras")
+    backend = keras.backend.backend() if keras is not None else None
+    if backend == "jax":
+        import jax
+
+        if jax.default_backend() != "cpu":
+            return str(jax.devices()[0].device_kind)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             return str(gpus[0].name)
     return None
