@@ -10,9 +10,10 @@ and unpacked into DIR's shared stages there, where the runs find them as if they
     python bench/gpu_sweep.py pack --arch unet .device
     # there, with .device carried (and the wheels of keras, dvclive and their needs):
     python bench/gpu_sweep.py unpack .device runs
-    SFAE_COMMIT=<commit> KERAS_BACKEND=jax python -m sfae.sweep --arch unet --local runs
+    SFAE_COMMIT=<commit> KERAS_BACKEND=jax python -m sfae.sweep --arch unet --local runs --jobs 3
 
-Prints the seconds each packed file took and their sizes; `unpack` checks every array.
+`pack` prints the data stages' seconds and each packed file's size, `unpack` each file's size.
+Packing keeps an array as floats unless its 8-bit values give it back bit for bit.
 """
 
 from __future__ import annotations
@@ -82,25 +83,23 @@ def pack(arch: str, out: Path) -> None:
         print(f"data stages: {time.perf_counter() - started:.0f} s")
         shutil.rmtree(out, ignore_errors=True)
         for entry in sorted((Path(scratch) / ".stages").glob("preprocess_*")):
-            for file in sorted(p for p in entry.rglob("*") if p.is_file()):
-                target = out / entry.name / file.relative_to(entry)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if file.suffix == ".npz":
-                    pack_npz(file, target)
-                else:
-                    shutil.copy2(file, target)
-                print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB")
+            copy_tree(entry, out / entry.name, pack_npz)
 
 
 def unpack(packed: Path, runs: Path) -> None:
-    for file in sorted(p for p in packed.rglob("*") if p.is_file()):
-        target = runs / ".stages" / file.relative_to(packed)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    copy_tree(packed, runs / ".stages", unpack_npz)
+
+
+def copy_tree(source: Path, target: Path, convert_npz) -> None:
+    """Copy every file under `source` to `target`, .npz files through `convert_npz`."""
+    for file in sorted(p for p in source.rglob("*") if p.is_file()):
+        copied = target / file.relative_to(source)
+        copied.parent.mkdir(parents=True, exist_ok=True)
         if file.suffix == ".npz":
-            unpack_npz(file, target)
+            convert_npz(file, copied)
         else:
-            shutil.copy2(file, target)
-        print(f"{target}: {target.stat().st_size / 2**20:.1f} MiB")
+            shutil.copy2(file, copied)
+        print(f"{copied}: {copied.stat().st_size / 2**20:.1f} MiB")
 
 
 def main() -> None:
