@@ -8,7 +8,12 @@ and unpacked into DIR's shared stages there, where the runs find them as if they
 
     # here, in the repository, with the data prepared (`make repro`):
     python bench/gpu_sweep.py pack --arch unet .device
-    # there, with .device carried (and the wheels of keras, dvclive and their needs):
+    # here, the wheels it lacks there (for its Python; bench/gpu_requirements.txt):
+    pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+        -d .whl -r bench/gpu_requirements.txt
+    # there, with .device and .whl carried:
+    pip install --no-index --no-deps .whl/*.whl
     python bench/gpu_sweep.py unpack .device runs
     SFAE_COMMIT=<commit> KERAS_BACKEND=jax python -m sfae.sweep --arch unet --local runs --jobs 3
 
