@@ -252,10 +252,10 @@ def test_a_small_strength_and_held_out_validation_images_through_exp_run(
 
 
 def test_a_run_without_dvc_gives_the_dvc_runs_scores(
-    selection_run: Scored, make_repo_copy, mirror: Path, monkeypatch
+    pipeline: Pipeline, selection_run: Scored, make_repo_copy, mirror: Path, monkeypatch
 ) -> None:
-    """`--local`: the same run in a plain folder (fresh data stages, no DVC, no git) writes
-    the same scores, and the runner records it."""
+    """`--local`: the same run in a plain folder (no DVC, no git; its own preprocessing, the
+    downloads linked in as a GPU box gets them) writes the same scores, and is recorded."""
     root = make_repo_copy()
     tiny_params(root)
     for name, value in environment(root, mirror).items():
@@ -264,11 +264,18 @@ def test_a_run_without_dvc_gives_the_dvc_runs_scores(
     records = root / "runs.jsonl"
     spec = Spec.from_dict(SELECTION_RUN)
     params = read_yaml((root / "params.yaml").read_text())
+    for stage in ("download_pennfudan", "download_mall"):
+        shared = store.dir / ".stages" / store.pipeline.key(stage, params, root)
+        for out in store.pipeline.outs(stage):
+            (shared / out).parent.mkdir(parents=True, exist_ok=True)
+            (shared / out).symlink_to(pipeline.root / out)
     wait = lambda _: store.wait()  # noqa: E731
     outcome = run_plan(store, [spec], params, records, target="evaluate", sleep=wait)
     assert not outcome.failed, Path(store.runs()[0].log).read_text()
     (run,) = store.runs()
     folder = store.dir / run.name
+    ran = re.findall(r"python stages/(\w+)\.py", Path(run.log).read_text())
+    assert ran == ["preprocess", "preprocess", "pretrain_sparse", "finetune", "evaluate"]
     for name in ("split.json", "evaluate.json", "mall.json"):
         assert json.loads((folder / "metrics" / name).read_text()) == selection_run.files[name]
     assert not (folder / "renders").exists()
