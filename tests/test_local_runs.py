@@ -158,6 +158,19 @@ def test_a_failing_stage_fails_its_run_only_and_is_logged(repo: Path) -> None:
     assert [run.params["seed"] for run in store.runs()] == [1]
 
 
+def test_a_run_that_cannot_start_a_stage_fails_rather_than_hangs(repo: Path) -> None:
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline["stages"]["prepare"]["params"].append("data.missing")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(pipeline))
+    store = LocalExperiments(repo, repo.parent / "runs", commit="abc123")
+    store.queue({"seed": [1]}, "evaluate")
+    store.start(jobs=1)
+    store.wait()
+    (run,) = store.runs()
+    assert run.state == "failed"
+    assert "KeyError" in Path(run.log).read_text() and ran(repo) == []
+
+
 def test_a_run_whose_process_is_gone_is_reaped(repo: Path) -> None:
     store = LocalExperiments(repo, repo.parent / "runs", commit="abc123")
     store.queue({"seed": [1]}, "evaluate")

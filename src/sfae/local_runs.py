@@ -229,7 +229,11 @@ class LocalExperiments:
             if not link.exists():
                 link.symlink_to(self.root / entry)
         with (folder / LOG).open("w") as log:
-            ok = self._make(state["target"], folder, params, log, set())
+            try:
+                ok = self._make(state["target"], folder, params, log, set())
+            except Exception as error:  # noqa: BLE001  (a run left "running" is waited for forever)
+                log.write(f"{type(error).__name__}: {error}\n")
+                ok = False
         self._write_state(folder, **{**state, "state": "success" if ok else "failed"})
 
     def _make(self, stage: str, folder: Path, params: dict, log, done: set[str]) -> bool:
