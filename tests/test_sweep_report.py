@@ -303,3 +303,12 @@ def test_the_networks_table_says_whether_the_answer_changed(sweep, unet_sweep):
     table = networks_table(sweeps, [outcome(s, unfinished) for s in sweeps])
     assert "| `augment` | pending | pending |" in table
     assert "Whether the answer holds for both networks is open" in table
+    one_seed = [
+        r for r in other if not (r.variant == "augment" and r.val_count == 0 and r.seed > 1)
+    ]
+    augment_row = next(
+        line
+        for line in networks_table(sweeps, [outcome(s, one_seed) for s in sweeps]).splitlines()
+        if line.startswith("| `augment` |")
+    )
+    assert augment_row.endswith("(1 seed) |"), augment_row

@@ -383,7 +383,7 @@ def networks_table(sweeps: list[Sweep], outcomes: list[Outcome]) -> str:
             mean, spread, seeds = found.table[tuned[0][0]]["test_iou"]
             strength = {s.variant: s.selected for s in found.selections}.get(variant)
             at = "" if strength is None else f" @ {strength:g}"
-            cells.append(f"{mean:.3f} ± {spread:.3f} ({seeds} seeds){at}")
+            cells.append(f"{mean:.3f} ± {spread:.3f} ({seeds} seed{'s' * (seeds != 1)}){at}")
         rows.append([f"`{variant}`", *cells])
     lines = [
         "Test IoU (mean ± std over the final seeds) of each variant at the strength selected "
