@@ -6,7 +6,7 @@ import pytest
 
 from sfae.params import load_config, read_yaml
 from sfae.records import RunRecord
-from sfae.runner import wanted_params
+from sfae.runner import Spec, wanted_params
 from sfae.sweep import Sweep, extended_grid
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,3 +166,117 @@ def test_a_network_without_a_sweep_section_is_refused(sweep):
     config = replace(sweep.config, sweep=replace(sweep.config.sweep, unet=None))
     with pytest.raises(SfaeError, match="no sweep.unet section"):
         Sweep(config, sweep.params, "unet")
+
+
+def selected_unet(unet_sweep, lead="l2", lead_val=0.9):
+    """Selection records of every U-Net grid (peak at grid[1]) and reference, `lead` on top."""
+    records = []
+    for variant, grid in unet_sweep.settings.grids.items():
+        top = lead_val if variant == lead else 0.6
+
+        def val(x, m=grid[1], top=top):
+            return top - abs(x - m) * 1e-3
+
+        records += selection_records(unet_sweep, variant, val, lambda x: 0.99)
+    for index, variant in enumerate(unet_sweep.settings.references):
+        records += [
+            record_for(unet_sweep, unet_sweep.selection_spec(variant, seed), 0.7 + index / 50, 0.99)
+            for seed in unet_sweep.settings.seeds
+        ]
+    return records
+
+
+WIDER, ZOOM, LONGER = (
+    {"model.unet.width": 12},
+    {"variants.augment.augment.zoom": 0.3},
+    {"model.unet.epochs": 250},
+)
+
+
+@pytest.fixture(scope="module")
+def candidates_sweep(unet_sweep) -> Sweep:
+    """The U-Net sweep with known candidates: two read by every variant, one by augment."""
+    from dataclasses import replace
+
+    settings = replace(unet_sweep.settings, candidates=(WIDER, ZOOM, {**WIDER, **ZOOM}, LONGER))
+    config = replace(unet_sweep.config, sweep=replace(unet_sweep.config.sweep, unet=settings))
+    return Sweep(config, unet_sweep.params, "unet")
+
+
+def test_candidates_change_the_variant_that_leads_on_validation(candidates_sweep):
+    sweep = candidates_sweep
+    records = selected_unet(sweep, lead="l2")
+    grid = sweep.settings.grids["l2"]
+    assert sweep.leader(records) == ("l2", {"variants.l2.regularizer_scale": grid[1]})
+    base = {
+        "variant": "l2",
+        "seed": sweep.settings.seeds[0],
+        "data.val_count": 17,
+        "model.arch": "unet",
+        "variants.l2.regularizer_scale": grid[1],
+    }
+    # Augment's settings change no l2 run: those candidates are the same runs, run once.
+    assert [s.as_dict() for s in sweep.candidate_plan(records)] == [
+        {**base, **WIDER},
+        {**base, **LONGER},
+    ]
+    # A reference that leads on validation is taken as it is (no strength), every setting.
+    records = selected_unet(sweep, lead="l2", lead_val=0.65)
+    last = sweep.settings.references[-1]
+    assert last == "augment" and sweep.leader(records) == (last, {})
+    plan = [s.as_dict() for s in sweep.candidate_plan(records)]
+    assert len(plan) == len(sweep.settings.candidates) and all(
+        spec["variant"] == last and "variants.l2.regularizer_scale" not in spec for spec in plan
+    )
+
+
+def test_no_candidate_runs_before_every_selection_is_complete(candidates_sweep):
+    records = selected_unet(candidates_sweep)
+    missing_one = records[1:]  # one selection run of the first grid is gone
+    assert candidates_sweep.leader(missing_one) is None
+    assert candidates_sweep.candidate_plan(missing_one) == []
+
+
+def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep):
+    sweep = candidates_sweep
+    records = selected_unet(sweep)
+    leader = sweep.leader(records)
+    # Validation prefers LONGER; test IoU would prefer WIDER: validation wins.
+    for candidate, val, test in ((WIDER, 0.5, 0.99), (LONGER, 0.95, 0.1)):
+        for seed in sweep.settings.seeds:
+            spec = sweep.candidate_spec(candidate, seed, leader=leader)
+            records.append(record_for(sweep, spec, val, test))
+    assert sweep.best_candidate(records).overrides == LONGER
+    finals = [s.as_dict() for s in sweep.candidate_plan(records)][-3:]
+    assert {f["seed"] for f in finals} == set(sweep.final_seeds) == {6278, 1, 2}
+    assert all(f["data.val_count"] == 0 and f.items() >= LONGER.items() for f in finals)
+    assert sweep.candidate_finals(records) == []
+    records += [record_for(sweep, Spec.from_dict(f), 0.0, 0.7) for f in finals]
+    assert len(sweep.candidate_finals(records)) == 3
+    # Were the variant as swept best on validation, its own finals would do: no new run.
+    worse = [r for r in records if r.evaluate["val"]["iou_pooled"] != 0.95]
+    for seed in sweep.settings.seeds:
+        spec = sweep.candidate_spec(LONGER, seed, leader=leader)
+        worse.append(record_for(sweep, spec, 0.1, 0.99))
+    assert sweep.best_candidate(worse).overrides == {}
+    assert len(sweep.candidate_plan(worse)) == 2 * len(sweep.settings.seeds)
+
+
+def test_a_candidate_with_an_unknown_or_a_sweep_key_is_refused(unet_sweep, tmp_path):
+    from dataclasses import replace
+
+    from sfae.errors import SfaeError
+
+    settings = replace(unet_sweep.settings, candidates=({"model.unet.widht": 12},))
+    config = replace(unet_sweep.config, sweep=replace(unet_sweep.config.sweep, unet=settings))
+    with pytest.raises(SfaeError, match="model.unet.widht is not a setting"):
+        Sweep(config, unet_sweep.params, "unet")
+    text = (REPO / "params.yaml").read_text()
+    assert "    candidates:\n      - {model.unet.width: 12}" in text
+    path = tmp_path / "params.yaml"
+    path.write_text(text.replace("- {model.unet.width: 12}", "- {seed: 3}"))
+    with pytest.raises(SfaeError, match=r"candidates.*may not set seed"):
+        load_config(path)
+    path.write_text(text.replace("- {model.unet.width: 12}", "- model.unet.width"))
+    with pytest.raises(SfaeError, match="candidates.*must be a list of"):
+        load_config(path)

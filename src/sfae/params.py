@@ -155,6 +155,9 @@ class SweepConfig:
     grids: dict[str, tuple[float, ...]]  # variant -> strengths to try, ascending
     references: tuple[str, ...]  # variants without a strength, run beside the grids
     final_seeds: tuple[int, ...] | None = None  # None: the study's seeds
+    # Other settings of the variant that leads on validation, each a {dotted key: value}
+    # tried beside it on validation; the best runs the final seeds.
+    candidates: tuple[dict, ...] = ()
     unet: SweepConfig | None = None  # the U-Net's own sweep (sweep.unet), cut to fit
 
 
@@ -517,11 +520,38 @@ def _sweep(section: _Section, variants: dict[str, VariantConfig], parent=None):
         grids=grids,
         references=tuple(references),
         final_seeds=_seeds(section, "final_seeds") if "final_seeds" in section.mapping else None,
+        candidates=_candidates(section) if "candidates" in section.mapping else (),
     )
     if not inherit and "unet" in section.mapping:
         config = replace(config, unet=_sweep(section.section("unet"), variants, config))
     section.done()
     return config
+
+
+# Set by the sweep itself for every run: a candidate may not set them.
+SWEEP_KEYS = ("variant", "seed", "data.val_count", "model.arch")
+
+
+def _candidates(section: _Section) -> tuple[dict, ...]:
+    candidates = section.raw("candidates")
+    scalar = (bool, int, float, str)
+    if (
+        not isinstance(candidates, list)
+        or not candidates
+        or not all(
+            isinstance(c, dict)
+            and c
+            and all(isinstance(k, str) and isinstance(v, scalar) for k, v in c.items())
+            for c in candidates
+        )
+    ):
+        raise section.fail(
+            "candidates", f"must be a list of {{dotted.key: value}} mappings, got {candidates!r}"
+        )
+    for candidate in candidates:
+        if fixed := sorted(set(candidate) & set(SWEEP_KEYS)):
+            raise section.fail("candidates", f"may not set {fixed[0]}: the sweep sets it")
+    return tuple(candidates)
 
 
 def _seeds(section: _Section, name: str = "seeds") -> tuple[int, ...]:

@@ -12,6 +12,10 @@ through the resumable runner:
 3. Final: every regulariser at its selected strength and the references, trained on all
    training images (val_count 0), for each final seed (the study's unless the sweep names
    its own), scored on the test split.
+4. Candidates (where the sweep lists any): other settings (a wider net, longer training)
+   of the variant with the best validation IoU of all, each run like its selection runs;
+   the candidate with the best validation IoU, if better than the variant as swept, then
+   runs the final seeds.
 
 Nothing is selected on the test split: selection reads validation IoU alone.
 """
@@ -24,7 +28,7 @@ import numpy as np
 
 from sfae.errors import SfaeError, run_stage
 from sfae.params import ARCHS, STRENGTH_LIMITS, Config, strength_key
-from sfae.records import RunRecord, read_records
+from sfae.records import RunRecord, flatten, read_records
 from sfae.runner import Spec, find_record, wanted_params
 from sfae.study import campaign_setup, collect
 
@@ -75,6 +79,26 @@ class Selection:
     bracketed: bool
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A setting of the leading variant tried on validation: its overrides ({}: the variant
+    as swept) and mean, std and count of its validation IoU over the selection seeds."""
+
+    overrides: dict
+    validation: tuple[float, float, int] | None
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in self.overrides.items()) or (
+            "as swept"
+        )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float, int]:
+    spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), spread, len(values)
+
+
 class Sweep:
     """The sweep's plan for one network, computed from params.yaml and the records so far."""
 
@@ -88,6 +112,12 @@ class Sweep:
         # Runs of another network than params.yaml's say so; the paper net's never need to.
         self.network = {} if arch == "paper" else {"model.arch": arch}
         self.final_seeds = settings.final_seeds or config.study.seeds
+        known = flatten(params)
+        for candidate in settings.candidates:
+            if unknown := sorted(set(candidate) - set(known)):
+                raise SfaeError(
+                    f"params.yaml: sweep candidate {candidate}: {unknown[0]} is not a setting"
+                )
 
     def key(self, variant: str) -> str:
         return strength_key(self.config.variants[variant])
@@ -115,8 +145,7 @@ class Sweep:
             ]
             values = [val_iou(record) for record in found if record is not None]
             if values:
-                spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-                curve[strength] = (float(np.mean(values)), spread, len(values))
+                curve[strength] = _mean_std(values)
         return curve
 
     def selections(self, records: list[RunRecord]) -> list[Selection]:
@@ -165,6 +194,84 @@ class Sweep:
                 specs.append(Spec.from_dict({**overrides, **self.network, **strength}))
         return specs
 
+    def leader(self, records: list[RunRecord]) -> tuple[str, dict] | None:
+        """The variant (with its selected strength) of best mean validation IoU among the
+        selected regularisers and the references; None until all are measured."""
+        seeds = len(self.settings.seeds)
+        options = []
+        for s in self.selections(records):
+            if s.selected is None:
+                return None
+            options.append((s.curve[s.selected][0], s.variant, {s.key: s.selected}))
+        for variant in self.settings.references:
+            specs = [self.selection_spec(variant, seed) for seed in self.settings.seeds]
+            found = [r for r in (self._record(records, spec) for spec in specs) if r]
+            if len(found) < seeds:
+                return None
+            options.append((float(np.mean([val_iou(r) for r in found])), variant, {}))
+        return max(options, key=lambda option: option[0])[1:] if options else None
+
+    def candidate_spec(self, overrides: dict, seed: int, final: bool = False, leader=None):
+        variant, strength = leader
+        spec = self.selection_spec(variant, seed).as_dict()
+        if final:
+            spec["data.val_count"] = 0
+        return Spec.from_dict({**spec, **strength, **overrides})
+
+    def candidates(self, records: list[RunRecord]) -> tuple[tuple | None, list[Candidate]]:
+        """The leader and its candidates (first: as swept) with their validation IoU."""
+        leader = self.leader(records) if self.settings.candidates else None
+        if leader is None:
+            return None, []
+        found, seen = [], []
+        for overrides in [{}, *self.settings.candidates]:
+            specs = [self.candidate_spec(overrides, s, leader=leader) for s in self.settings.seeds]
+            # Settings the leader's runs do not read (another variant's) make no new run.
+            if (scored := wanted_params(self.params, specs[0])) in seen:
+                continue
+            seen.append(scored)
+            runs = [r for r in (self._record(records, spec) for spec in specs) if r]
+            validation = _mean_std([val_iou(r) for r in runs]) if runs else None
+            found.append(Candidate(dict(overrides), validation))
+        return leader, found
+
+    def best_candidate(self, records: list[RunRecord]) -> Candidate | None:
+        """The candidate of best mean validation IoU once all are measured (ties: the
+        earlier, so the variant as swept wins a tie); None before."""
+        _, found = self.candidates(records)
+        seeds = len(self.settings.seeds)
+        if not found or any(c.validation is None or c.validation[2] < seeds for c in found):
+            return None
+        return max(found, key=lambda c: c.validation[0])
+
+    def candidate_plan(self, records: list[RunRecord]) -> list[Spec]:
+        """The candidates' runs on validation, and once all are measured, the final runs of
+        the best if it is not the variant as swept (whose finals the final plan holds)."""
+        leader, found = self.candidates(records)
+        specs = [
+            self.candidate_spec(c.overrides, seed, leader=leader)
+            for c in found[1:]
+            for seed in self.settings.seeds
+        ]
+        best = self.best_candidate(records)
+        if best is not None and best.overrides:
+            specs += [
+                self.candidate_spec(best.overrides, seed, final=True, leader=leader)
+                for seed in self.final_seeds
+            ]
+        return specs
+
+    def candidate_finals(self, records: list[RunRecord]) -> list[RunRecord]:
+        """The recorded final runs of the best candidate (the leader's own if it is as swept)."""
+        leader, best = self.leader(records), self.best_candidate(records)
+        if best is None:
+            return []
+        specs = [
+            self.candidate_spec(best.overrides, seed, final=True, leader=leader)
+            for seed in self.final_seeds
+        ]
+        return [r for r in (self._record(records, spec) for spec in specs) if r]
+
     def final_records(self, records: list[RunRecord]) -> dict[str, list[RunRecord]]:
         by_variant: dict[str, list[RunRecord]] = {}
         for spec in self.final_plan(records):
@@ -206,6 +313,18 @@ def main() -> None:
             )
         specs = sweep.final_plan(read_records(records_path))
         collect(arguments, specs, params, records_path, paths, f"{desc}: final", SCORED_STAGE)
+        # The candidates' validation runs, then the best one's finals: two rounds.
+        for _ in range(2):
+            if specs := sweep.candidate_plan(read_records(records_path)):
+                collect(
+                    arguments,
+                    specs,
+                    params,
+                    records_path,
+                    paths,
+                    f"{desc}: candidates",
+                    SCORED_STAGE,
+                )
     from sfae.sweep_report import write_sweep_reports
 
     readme = paths.root / "README.md"

@@ -27,11 +27,12 @@ from sfae.report import comparison_section, results_section
 from sfae.runner import find_record, wanted_params
 from sfae.statistics import NOT_DISTINGUISHABLE, compare, summary_table
 from sfae.study import study_plan, study_records
-from sfae.sweep import Selection, Sweep, val_iou
+from sfae.sweep import Candidate, Selection, Sweep, val_iou
 
 NETWORKS = {"paper": "paper net", "unet": "U-Net"}
 REFERENCE = "pure"
 PENALTIES, SPARSE = ("l1", "l2"), ("sparse_softabs", "sparse_elu")
+GOAL_IOU = 0.70  # the test IoU the best U-Net setting is to reach (issue #13)
 RELATION = {
     "better": "better than",
     "worse": "worse than",
@@ -236,6 +237,81 @@ def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
     return lines
 
 
+def _minutes(runs: list[RunRecord]) -> str:
+    return f"{np.mean([r.train_seconds for r in runs]) / 60:.1f}" if runs else "no run"
+
+
+def candidates_found(sweep: Sweep, records: list[RunRecord]):
+    """(leader, candidates with their validation runs, best, best's final runs)."""
+    leader, found = sweep.candidates(records)
+    runs = {
+        id(c): _found(
+            sweep,
+            records,
+            [sweep.candidate_spec(c.overrides, s, leader=leader) for s in sweep.settings.seeds],
+        )
+        for c in found
+    }
+    return (
+        leader,
+        [(c, runs[id(c)]) for c in found],
+        sweep.best_candidate(records),
+        sweep.candidate_finals(records),
+    )
+
+
+def candidate_verdict(best: Candidate | None, finals: list[RunRecord], expected: int) -> str:
+    """One sentence on the best setting's test IoU against the goal, or what is missing."""
+    if best is None:
+        return "The best setting is not known yet: some candidates have no validation run."
+    if len(finals) < expected:
+        return (
+            f"The best setting on validation is {best.label}; {len(finals)} of its {expected} "
+            "final runs are recorded."
+        )
+    mean, spread, seeds = summary_table({best.label: finals})[best.label]["test_iou"]
+    reached = "reaches" if mean >= GOAL_IOU else "falls short of"
+    return (
+        f"The best setting on validation, {best.label}, gives {mean:.3f} ± {spread:.3f} test IoU "
+        f"over {seeds} seeds: its mean {reached} the goal of {GOAL_IOU:.2f}."
+    )
+
+
+def candidate_section(sweep: Sweep, records: list[RunRecord]) -> list[str]:
+    """The report's section on the candidates: their validation IoU, time, the best's test IoU."""
+    if not sweep.settings.candidates:
+        return []
+    lines = ["", "## Beyond the regularisers: other settings of the leading variant", ""]
+    leader, found, best, finals = candidates_found(sweep, records)
+    if leader is None:
+        return lines + [
+            "The candidates run once every strength is selected and the references are measured."
+        ]
+    variant, strength = leader
+    at = "".join(f" @ {v:g}" for v in strength.values())
+    rows = [
+        [
+            c.label,
+            "no run" if c.validation is None else f"{c.validation[0]:.3f}",
+            _minutes(runs),
+            "**best**" if c == best else "",
+        ]
+        for c, runs in found
+    ]
+    seeds = len(sweep.settings.seeds)
+    return lines + [
+        f"{variant}{at} has the best validation IoU of all tuned variants and references. Each "
+        f"setting below changes it and trains on the same split and {seeds} selection "
+        f"seed{'s' * (seeds != 1)}; the best by validation IoU runs the final seeds "
+        "(the variant as swept already has them). Training minutes are the records' own, "
+        "on whichever machine ran them (see the runs below).",
+        "",
+        *markdown_table(["setting", "validation IoU", "training min", ""], rows),
+        "",
+        candidate_verdict(best, finals, len(sweep.final_seeds)),
+    ]
+
+
 @dataclass
 class Outcome:
     """What one network's sweep found so far: the selections, the final rows and table,
@@ -305,7 +381,12 @@ def render(sweep: Sweep, records: list[RunRecord], found: Outcome | None = None)
         if len(runs) < expected
     ]
     selection_runs = _found(sweep, records, sweep.selection_plan(records))
-    final_runs = list({id(r): r for _, _, runs, _ in rows for r in runs}.values())
+    _, tried, _, best_finals = candidates_found(sweep, records)
+    selection_runs += [r for _, runs in tried for r in runs]
+    final_runs = [r for _, _, runs, _ in rows for r in runs] + best_finals
+    selection_runs, final_runs = (
+        list({id(r): r for r in rs}.values()) for rs in (selection_runs, final_runs)
+    )
     used = selection_runs + final_runs
     said = answer(sweep, selections, rows, table, versus_pure, head, found.missing)
     final = results_section(table)[2:] if table else ["No final run is recorded yet."]
@@ -340,6 +421,7 @@ def render(sweep: Sweep, records: list[RunRecord], found: Outcome | None = None)
             f"{sparse.curve[sparse.selected][0]:.3f}, {penalty.variant} "
             f"{penalty.curve[penalty.selected][0]:.3f}), never by test IoU.",
         ]
+    lines += candidate_section(sweep, records)
     study = " (those at the post's settings are the study's)" if sweep.arch == "paper" else ""
     post = "; the study's post settings in detail: [study.md](study.md)" if study else ""
     lines += [
@@ -368,7 +450,7 @@ def render(sweep: Sweep, records: list[RunRecord], found: Outcome | None = None)
     return "\n".join(lines) + "\n", panels, references, "\n".join(readme)
 
 
-def networks_table(sweeps: list[Sweep], outcomes: list[Outcome]) -> str:
+def networks_table(sweeps: list[Sweep], outcomes: list[Outcome], records: list[RunRecord]) -> str:
     """The README's table of both networks: each variant's test IoU at its tuned strength,
     and whether the answer changed from one network to the other."""
     names = [NETWORKS[sweep.arch] for sweep in sweeps]
@@ -413,6 +495,17 @@ def networks_table(sweeps: list[Sweep], outcomes: list[Outcome]) -> str:
             f"Resampling seeds and test images, {'; '.join(said)}: the answer "
             f"{'holds on both networks' if same else 'changed with the network'}."
         )
+    for name, sweep in zip(names, sweeps, strict=True):
+        if sweep.settings.candidates:
+            leader, _, best, finals = candidates_found(sweep, records)
+            if leader is not None:
+                verdict = candidate_verdict(best, finals, len(sweep.final_seeds))
+                report = report_names(sweep)[0]
+                lines += [
+                    "",
+                    f"Other settings of {leader[0]} for the {name} "
+                    f"([reports/{report}](reports/{report})). {verdict}",
+                ]
     return "\n".join(lines)
 
 
@@ -431,7 +524,7 @@ def write_sweep_reports(
     targets = [Path(out_dir) / name for sweep in sweeps for name in report_names(sweep)]
     readme_text = None
     if readme is not None:
-        table = networks_table(sweeps, outcomes)
+        table = networks_table(sweeps, outcomes, records)
         paper = next(
             r[3] for r, sweep in zip(rendered, sweeps, strict=True) if sweep.arch == "paper"
         )
