@@ -1,6 +1,7 @@
 """Seconds per epoch of the paper schedule: project training loop vs a plain `model.fit`.
 
     python bench/train_speed.py --epochs 20 [--variant pure] [--arch paper|unet]
+                                [--set model.unet.width=12 ...]
 
 Three loops of the same math, each in its own process:
   plain    `model.fit` with Keras' defaults (steps_per_execution=1, default threads)
@@ -10,6 +11,8 @@ Three loops of the same math, each in its own process:
 Seconds per epoch are the median over the epochs after the first (which traces).
 --arch picks the network (params.yaml's model.arch by default): `unet` times the U-Net of
 model.unet, and the minutes printed are for its own schedule (model.unet.epochs).
+--set changes a setting of params.yaml for the timing, as `dvc exp run -S` does (a sweep
+candidate, say).
 Uses data/prepared/pennfudan.npz when present, else 85 random 96x96 images.
 Prints `speedup vs default fit: <plain seconds / project seconds>`, then as the last line
 `speedup: <tuned fit seconds / project seconds>`.
@@ -46,12 +49,27 @@ LOOPS = ("plain", "tuned", "project")
 PROJECT_SETTINGS = ("tuned", "project")
 
 
-def load_params(arch: str | None = None):
-    """params.yaml's config, with model.arch set to `arch` when given."""
-    from sfae.params import load_config, with_arch
+def load_params(arch: str | None = None, settings: tuple[str, ...] = ()):
+    """params.yaml's config, with model.arch set to `arch` when given and each
+    `key=value` of `settings` applied as `dvc exp run -S` would."""
+    import tempfile
+
+    import yaml
+
+    from sfae.local_runs import set_dotted
+    from sfae.params import load_config, read_yaml, with_arch
     from sfae.paths import ProjectPaths
 
-    config = load_config(ProjectPaths(ROOT).params)
+    path = ProjectPaths(ROOT).params
+    with tempfile.TemporaryDirectory() as folder:
+        if settings:
+            params = read_yaml(path.read_text())
+            for setting in settings:
+                key, _, value = setting.partition("=")
+                set_dotted(params, key, read_yaml(value))
+            path = Path(folder) / "params.yaml"
+            path.write_text(yaml.safe_dump(params))
+        config = load_config(path)
     return with_arch(config, arch) if arch else config
 
 
@@ -70,12 +88,14 @@ def intra_op_threads() -> int | None:
     return tf.config.threading.get_intra_op_parallelism_threads()
 
 
-def measure(loop: str, variant: str, epochs: int, synthetic: bool, arch: str | None) -> dict:
+def measure(
+    loop: str, variant: str, epochs: int, synthetic: bool, arch: str | None, settings=()
+) -> dict:
     from sfae.benchmark import LOOPS as RUNS
     from sfae.benchmark import seconds_per_epoch, steps_per_epoch
     from sfae.training import configure_determinism
 
-    config = load_params(arch)
+    config = load_params(arch, settings)
     config = dataclasses.replace(config, variant=config.variants[variant])
     if loop in PROJECT_SETTINGS:
         configure_determinism(config.seed)
@@ -111,11 +131,23 @@ def main() -> None:
     parser.add_argument("--variant", default="pure")
     parser.add_argument("--arch", choices=("paper", "unet"), help="default: model.arch")
     parser.add_argument("--synthetic", action="store_true", help="random images, not the real set")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a params.yaml setting, as dvc exp run -S does (repeatable)",
+    )
     parser.add_argument("--loop", choices=LOOPS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.loop:
         result = measure(
-            arguments.loop, arguments.variant, arguments.epochs, arguments.synthetic, arguments.arch
+            arguments.loop,
+            arguments.variant,
+            arguments.epochs,
+            arguments.synthetic,
+            arguments.arch,
+            tuple(arguments.set),
         )
         print(json.dumps(result))
         return
@@ -132,17 +164,19 @@ def main() -> None:
             str(arguments.epochs),
             *(["--synthetic"] if arguments.synthetic else []),
             *(["--arch", arguments.arch] if arguments.arch else []),
+            *(f"--set={setting}" for setting in arguments.set),
         ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"the {loop} loop failed:\n{done.stderr[-3000:]}")
         results[loop] = json.loads(done.stdout.strip().splitlines()[-1])
-    config = load_params(arguments.arch)
+    config = load_params(arguments.arch, tuple(arguments.set))
     schedule = config.train.epochs
     print(
         f"data: {results['project']['data']}; variant {arguments.variant}; "
         f"{arguments.epochs} epochs; arch {config.arch} "
         f"({results['project']['parameters']} parameters)"
+        + "".join(f"; {setting}" for setting in arguments.set)
     )
     for loop, result in results.items():
         seconds = result["seconds_per_epoch"]

@@ -101,3 +101,20 @@ def test_benchmark_script_prints_the_speedup_last(repo_root, tmp_path):
     assert "intra-op threads 1" in rows["project"]
     assert f"for {config.train.epochs} epochs" in rows["project"]
     assert "85 random images" in done.stdout
+
+
+def test_the_benchmark_times_the_network_and_settings_it_is_told(repo_root):
+    import importlib.util
+
+    from sfae.errors import SfaeError
+
+    spec = importlib.util.spec_from_file_location("train_speed", repo_root / "bench/train_speed.py")
+    train_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_speed)
+    plain = load_config(repo_root / "params.yaml")
+    assert train_speed.load_params() == plain
+    unet = train_speed.load_params("unet", ("model.unet.width=12", "model.unet.epochs=250"))
+    assert unet.model.arch == "unet" and unet.model.unet.width == 12
+    assert unet.train.epochs == 250 != plain.train.epochs  # the U-Net's own schedule
+    with pytest.raises(SfaeError, match="widht"):
+        train_speed.load_params("unet", ("model.unet.widht=12",))
