@@ -23,6 +23,26 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="module")
+def sweep():
+    """The paper net's sweep as params.yaml sets it."""
+    from sfae.params import load_config, read_yaml
+    from sfae.sweep import Sweep
+
+    path = REPO_ROOT / "params.yaml"
+    return Sweep(load_config(path), read_yaml(path.read_text()))
+
+
+@pytest.fixture(scope="module")
+def unet_sweep():
+    """The U-Net's sweep as params.yaml sets it."""
+    from sfae.params import load_config, read_yaml
+    from sfae.sweep import Sweep
+
+    path = REPO_ROOT / "params.yaml"
+    return Sweep(load_config(path), read_yaml(path.read_text()), "unet")
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The offline data mirror named by SFAE_DATA_MIRROR; the tests fail without it."""

@@ -4,18 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from sfae.params import load_config, read_yaml
+from sfae.params import load_config
 from sfae.records import RunRecord
 from sfae.runner import Spec, wanted_params
 from sfae.sweep import Sweep, extended_grid
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def sweep() -> Sweep:
-    path = REPO / "params.yaml"
-    return Sweep(load_config(path), read_yaml(path.read_text()))
 
 
 def record_for(sweep: Sweep, spec, val: float, test: float) -> RunRecord:
@@ -119,12 +113,6 @@ def test_selection_runs_hold_out_the_validation_images(sweep):
         "data.val_count": 17,
         "variants.dropout.dropout": 0.05,
     }
-
-
-@pytest.fixture(scope="module")
-def unet_sweep() -> Sweep:
-    path = REPO / "params.yaml"
-    return Sweep(load_config(path), read_yaml(path.read_text()), "unet")
 
 
 def test_the_unet_sweep_runs_the_unet_on_its_own_grids_and_seeds(sweep, unet_sweep):

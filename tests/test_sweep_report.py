@@ -13,11 +13,10 @@ import pytest
 from PIL import Image
 
 from sfae.errors import SfaeError
-from sfae.params import load_config, read_yaml
+from sfae.params import load_config
 from sfae.records import RunRecord
 from sfae.runner import find_record, wanted_params
 from sfae.study import study_plan
-from sfae.sweep import Sweep
 from sfae.sweep_report import (
     best_by_validation,
     networks_table,
@@ -32,18 +31,6 @@ IMAGES = [f"FudanPed{number:05d}" for number in range(1, 21)]
 BASE = np.linspace(0.3, 0.8, len(IMAGES))
 SWEEP_GRIDS = load_config(REPO / "params.yaml").sweep.grids
 UNET_GRIDS = load_config(REPO / "params.yaml").sweep.unet.grids
-
-
-@pytest.fixture(scope="module")
-def sweep() -> Sweep:
-    path = REPO / "params.yaml"
-    return Sweep(load_config(path), read_yaml(path.read_text()))
-
-
-@pytest.fixture(scope="module")
-def unet_sweep() -> Sweep:
-    path = REPO / "params.yaml"
-    return Sweep(load_config(path), read_yaml(path.read_text()), "unet")
 
 
 def record_for(sweep, spec, val, shift, seed_noise, image_noise) -> RunRecord:
