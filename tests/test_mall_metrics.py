@@ -4,10 +4,11 @@ import warnings
 import numpy as np
 import pytest
 
+from sfae.datasets import MALL_FRAME_SIZE
 from sfae.errors import SfaeError
 from sfae.mall_metrics import mall_scores, pearson_or_zero, per_frame_mall_scores
 
-FRAME_SIZE = (640, 480)
+FRAME_SIZE = MALL_FRAME_SIZE
 SIZE = 64  # model pixels are 10 x 7.5 full-frame px
 PERSON = 110.0  # with perspective 1: body box 44 x 88 full-frame px, disc radius 110 px
 
@@ -179,7 +180,9 @@ def test_count_correlation_weights_area_by_perspective():
     no_heads = [np.zeros((0, 2))] * len(counts)
     result = scores(predicted, no_heads, perspective=perspective, counts=counts)
     assert result["count_correlation"] == pytest.approx(1.0)
-    table = per_frame_mall_scores(predicted, no_heads, np.ones((SIZE, SIZE)), perspective)
+    table = per_frame_mall_scores(
+        predicted, no_heads, np.ones((SIZE, SIZE)), perspective, FRAME_SIZE
+    )
     np.testing.assert_allclose(table["weighted_area"], SIZE * (counts + 1.0))
 
 
@@ -247,7 +250,12 @@ def test_non_square_model_resolution_scales_each_axis():
     predicted = np.zeros((1, 48, 64), dtype=bool)
     predicted[0, 10:19, 30:34] = True  # columns 30..33 and rows 10..18 hold the 44 x 88 box
     result = mall_scores(
-        predicted, [np.array([[32.0, 10.0]])], np.ones((48, 64)), np.ones((48, 64)), [1]
+        predicted,
+        [np.array([[32.0, 10.0]])],
+        np.ones((48, 64)),
+        np.ones((48, 64)),
+        [1],
+        FRAME_SIZE,
     )
     assert result["head_hit_rate"] == 1.0
     assert result["false_foreground"] == 0.0

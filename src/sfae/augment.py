@@ -12,14 +12,14 @@ from collections.abc import Callable
 import numpy as np
 from keras import layers, ops
 
-from sfae.params import AugmentConfig
+from sfae.params import MAX_SEED, AugmentConfig
 
 Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def augmenter(settings: AugmentConfig, seed: int) -> Augment:
     """A function (images, masks) -> a freshly drawn augmented copy of both, seeded."""
-    seeds = iter(np.random.default_rng([seed, 3]).integers(0, 2**31 - 1, size=8).tolist())
+    seeds = iter(np.random.default_rng([seed, 3]).integers(0, MAX_SEED, size=8).tolist())
     # Reflection fills the borders with image content: no black frames for the net to learn.
     geometric = [
         layers.RandomFlip("horizontal", seed=next(seeds)) if settings.flip else None,

@@ -177,7 +177,7 @@ def per_frame_mall_scores(
     heads: Sequence[np.ndarray],
     roi: np.ndarray,
     perspective: np.ndarray,
-    frame_size: tuple[float, float] = (640, 480),
+    frame_size: tuple[float, float],
     person_height: float = 110.0,
 ) -> dict[str, np.ndarray]:
     """Per-frame counts behind `mall_scores`, each an array of length n: "heads_in_roi",
@@ -243,7 +243,7 @@ def mall_scores(
     roi: np.ndarray,
     perspective: np.ndarray,
     counts: np.ndarray,
-    frame_size: tuple[float, float] = (640, 480),
+    frame_size: tuple[float, float],
     person_height: float = 110.0,
 ) -> dict[str, float | int]:
     """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"},

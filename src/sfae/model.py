@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from sfae.params import Config
+from sfae.params import MAX_SEED, Config
 from sfae.sparse_filtering import soft_absolute
 
 BOTTLENECK_UNITS = 9  # reshaped to 3x3x1 for the decoder
@@ -101,10 +101,10 @@ def paper_model(config: Config) -> keras.Model:
     same initial weights.
     """
     size = config.data.image_size
-    seeds = iter(np.random.default_rng(config.seed).integers(0, 2**31 - 1, size=64).tolist())
+    seeds = iter(np.random.default_rng(config.seed).integers(0, MAX_SEED, size=64).tolist())
     # A stream of its own, so that dropout leaves every other variant's weights as they were.
     dropout_seeds = iter(
-        np.random.default_rng([config.seed, 2]).integers(0, 2**31 - 1, size=64).tolist()
+        np.random.default_rng([config.seed, 2]).integers(0, MAX_SEED, size=64).tolist()
     )
     stddev = config.train.init_stddev
     regularizer = _regularizer(config)
@@ -203,9 +203,9 @@ def unet_model(config: Config) -> keras.Model:
     """
     unet = config.model.unet
     size = config.data.image_size
-    seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, 2**31 - 1, 256).tolist())
+    seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, MAX_SEED, 256).tolist())
     dropout_seeds = iter(
-        np.random.default_rng([config.seed, 4]).integers(0, 2**31 - 1, 256).tolist()
+        np.random.default_rng([config.seed, 4]).integers(0, MAX_SEED, 256).tolist()
     )
     regularizer = _regularizer(config)
     dropout = config.variant.dropout
