@@ -232,7 +232,7 @@ def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep)
     # Validation prefers LONGER; test IoU would prefer WIDER: validation wins.
     for candidate, val, test in ((WIDER, 0.5, 0.99), (LONGER, 0.95, 0.1)):
         for seed in sweep.settings.seeds:
-            spec = sweep.candidate_spec(candidate, seed, leader=leader)
+            spec = sweep.candidate_spec(leader, candidate, seed)
             records.append(record_for(sweep, spec, val, test))
     assert sweep.best_candidate(records).overrides == LONGER
     finals = [s.as_dict() for s in sweep.candidate_plan(records)][-3:]
@@ -244,7 +244,7 @@ def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep)
     # Were the variant as swept best on validation, its own finals would do: no new run.
     worse = [r for r in records if r.evaluate["val"]["iou_pooled"] != 0.95]
     for seed in sweep.settings.seeds:
-        spec = sweep.candidate_spec(LONGER, seed, leader=leader)
+        spec = sweep.candidate_spec(leader, LONGER, seed)
         worse.append(record_for(sweep, spec, 0.1, 0.99))
     assert sweep.best_candidate(worse).overrides == {}
     assert len(sweep.candidate_plan(worse)) == 2 * len(sweep.settings.seeds)

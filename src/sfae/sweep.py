@@ -211,7 +211,9 @@ class Sweep:
             options.append((float(np.mean([val_iou(r) for r in found])), variant, {}))
         return max(options, key=lambda option: option[0])[1:] if options else None
 
-    def candidate_spec(self, overrides: dict, seed: int, final: bool = False, leader=None):
+    def candidate_spec(self, leader: tuple, overrides: dict, seed: int, final: bool = False):
+        """A run of the leader (variant, strength) with a candidate's overrides: on the
+        selection split, or on all training images for a final run."""
         variant, strength = leader
         spec = self.selection_spec(variant, seed).as_dict()
         if final:
@@ -225,7 +227,7 @@ class Sweep:
             return None, []
         found, seen = [], []
         for overrides in [{}, *self.settings.candidates]:
-            specs = [self.candidate_spec(overrides, s, leader=leader) for s in self.settings.seeds]
+            specs = [self.candidate_spec(leader, overrides, s) for s in self.settings.seeds]
             # Settings the leader's runs do not read (another variant's) make no new run.
             if (scored := wanted_params(self.params, specs[0])) in seen:
                 continue
@@ -249,14 +251,14 @@ class Sweep:
         the best if it is not the variant as swept (whose finals the final plan holds)."""
         leader, found = self.candidates(records)
         specs = [
-            self.candidate_spec(c.overrides, seed, leader=leader)
+            self.candidate_spec(leader, c.overrides, seed)
             for c in found[1:]
             for seed in self.settings.seeds
         ]
         best = self.best_candidate(records)
         if best is not None and best.overrides:
             specs += [
-                self.candidate_spec(best.overrides, seed, final=True, leader=leader)
+                self.candidate_spec(leader, best.overrides, seed, final=True)
                 for seed in self.final_seeds
             ]
         return specs
@@ -267,7 +269,7 @@ class Sweep:
         if best is None:
             return []
         specs = [
-            self.candidate_spec(best.overrides, seed, final=True, leader=leader)
+            self.candidate_spec(leader, best.overrides, seed, final=True)
             for seed in self.final_seeds
         ]
         return [r for r in (self._record(records, spec) for spec in specs) if r]

@@ -248,7 +248,7 @@ def candidates_found(sweep: Sweep, records: list[RunRecord]):
         id(c): _found(
             sweep,
             records,
-            [sweep.candidate_spec(c.overrides, s, leader=leader) for s in sweep.settings.seeds],
+            [sweep.candidate_spec(leader, c.overrides, s) for s in sweep.settings.seeds],
         )
         for c in found
     }
