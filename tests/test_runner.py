@@ -427,7 +427,8 @@ def write_run_info(root, stash: str, name: str, status: int, pid: int) -> None:
     folder = root / ".dvc" / "tmp" / "exps" / "run" / stash
     folder.mkdir(parents=True)
     (folder / f"{stash}.run").write_text(json.dumps({"name": name, "status": status}))
-    (folder / f"{stash}.pid").write_text(json.dumps({"pid": pid, "returncode": None}))
+    (folder / f"{stash}.pid").write_text(str(pid))
+    (folder / f"{stash}.json").write_text(json.dumps({"pid": pid, "returncode": None}))
 
 
 def test_only_running_runs_whose_process_is_gone_are_killed(tmp_path):

@@ -236,7 +236,8 @@ class DvcExperiments:
         for info in sorted((self.root / ".dvc" / "tmp" / "exps" / "run").glob("*/*.run")):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 run = json.loads(info.read_text())
-                pid = json.loads(info.with_suffix(".pid").read_text())["pid"]
+                # dvc-task writes the pid alone in <stash>.pid (its .json holds it too).
+                pid = int(info.with_suffix(".pid").read_text())
                 if run["status"] in ACTIVE_STATUSES and not process_alive(pid):
                     orphans.append(run["name"])
         if orphans:
