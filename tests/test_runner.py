@@ -330,9 +330,14 @@ if [ "$1" = exp ] && [ "$2" = show ]; then
     echo '[]'
     exit 0
 fi
-# `queue kill` notes whom it was asked to kill.
+# `queue kill` notes whom it was asked to kill; a run its queue no longer counts as
+# running (a leftover info file) fails the whole call, as DVC's does.
 if [ "$1" = queue ] && [ "$2" = kill ]; then
     shift 2
+    case " $* " in *" stale-run "*)
+        echo "ERROR: 'stale-run' are not valid running experiment names" >&2
+        exit 255
+    esac
     echo "$*" >> killed
     exit 0
 fi
@@ -439,9 +444,10 @@ def test_only_running_runs_whose_process_is_gone_are_killed(tmp_path):
     write_run_info(tmp_path, "b2", "lost-prep", 1, gone.pid)  # preparing, process gone
     write_run_info(tmp_path, "c3", "alive-run", 2, os.getpid())  # running, process alive
     write_run_info(tmp_path, "d4", "done-run", 6, gone.pid)  # finished
+    write_run_info(tmp_path, "e5", "stale-run", 2, gone.pid)  # DVC knows it ended
     assert experiments.reap_orphans() == ["lost-run", "lost-prep"]
-    assert (tmp_path / "killed").read_text() == "lost-run lost-prep\n"
+    assert (tmp_path / "killed").read_text() == "lost-run\nlost-prep\n"
     (tmp_path / "killed").unlink()
-    for stash in ("a1", "b2"):
+    for stash in ("a1", "b2", "e5"):
         shutil.rmtree(tmp_path / ".dvc" / "tmp" / "exps" / "run" / stash)
     assert experiments.reap_orphans() == [] and not (tmp_path / "killed").exists()

@@ -231,7 +231,7 @@ class DvcExperiments:
     def reap_orphans(self) -> list[str]:
         """Mark failed (`dvc queue kill`) the runs DVC still calls running whose process is
         gone: after a reboot or an ended session DVC would report them running forever, and
-        a resumed campaign would wait for them forever. Returns their names."""
+        a resumed campaign would wait for them forever. Returns the names killed."""
         orphans = []
         for info in sorted((self.root / ".dvc" / "tmp" / "exps" / "run").glob("*/*.run")):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -240,9 +240,16 @@ class DvcExperiments:
                 pid = int(info.with_suffix(".pid").read_text())
                 if run["status"] in ACTIVE_STATUSES and not process_alive(pid):
                     orphans.append(run["name"])
-        if orphans:
-            self._dvc("queue", "kill", *orphans)
-        return orphans
+        killed = []
+        for name in orphans:  # one at a time: one name DVC rejects fails the whole call
+            try:
+                self._dvc("queue", "kill", name)
+            except SfaeError as error:
+                if "not valid running experiment names" not in str(error):
+                    raise
+                continue  # a leftover info file: DVC's queue already counts it ended
+            killed.append(name)
+        return killed
 
     def read_text(self, rev: str, path: str) -> str:
         return self._git("show", f"{rev}:{path}")
