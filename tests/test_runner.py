@@ -335,7 +335,7 @@ fi
 if [ "$1" = queue ] && [ "$2" = kill ]; then
     shift 2
     case " $* " in *" stale-run "*)
-        echo "ERROR: 'stale-run' are not valid running experiment names" >&2
+        echo "ERROR: 'stale-run' is not a valid running experiment name" >&2
         exit 255
     esac
     echo "$*" >> killed

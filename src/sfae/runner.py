@@ -245,7 +245,7 @@ class DvcExperiments:
             try:
                 self._dvc("queue", "kill", name)
             except SfaeError as error:
-                if "not valid running experiment names" not in str(error):
+                if "valid running experiment name" not in str(error):
                     raise
                 continue  # a leftover info file: DVC's queue already counts it ended
             killed.append(name)
