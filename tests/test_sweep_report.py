@@ -303,7 +303,19 @@ def test_the_networks_table_says_whether_the_answer_changed(sweep, unet_sweep):
     other = paper + campaign(unet_sweep, unet_peak, lambda v, x: 0.0)
     table = networks_table(sweeps, [outcome(s, other) for s in sweeps], other)
     assert "for the U-Net, no tuned variant is better than pure" in table
-    assert "the answer changed with the network" in table
+    assert (
+        "the answer changed with the network, and so did the recommendation "
+        "(paper net: l2; U-Net: none)." in table
+    )
+
+    def l2_and_less_l1_better(variant, strength):
+        less = 0.05 if variant == "l1" and strength == UNET_GRIDS["l1"][1] else 0.0
+        return l2_tuned_better_unet(variant, strength) or less
+
+    more = paper + campaign(unet_sweep, unet_peak, l2_and_less_l1_better)
+    table = networks_table(sweeps, [outcome(s, more) for s in sweeps], more)
+    assert "for the U-Net, l1 and l2 are better than pure" in table
+    assert "the answer changed with the network, but both recommend l2." in table
     unfinished = [r for r in other if not (r.variant == "augment" and r.val_count == 0)]
     table = networks_table(sweeps, [outcome(s, unfinished) for s in sweeps], unfinished)
     assert "| `augment` | pending | pending |" in table

@@ -350,6 +350,18 @@ class Outcome:
         )
         return tuple(better), across_seeds(self.head[1]) if self.head else None
 
+    def recommended(self) -> str | None:
+        """The variant the answer says to use: of those better than pure across seeds and
+        images, the one with the largest mean gain; None when none is better."""
+        gains = [
+            (self.versus_pure[label]["mean"], variant)
+            for variant, label, _, tuned in self.rows
+            if tuned
+            and label in self.versus_pure
+            and across_seeds(self.versus_pure[label]) == "better"
+        ]
+        return max(gains)[1] if gains else None
+
 
 def outcome(sweep: Sweep, records: list[RunRecord]) -> Outcome:
     selections = sweep.selections(records)
@@ -502,11 +514,23 @@ def networks_table(sweeps: list[Sweep], outcomes: list[Outcome], records: list[R
             + (f" and sparse filtering is {RELATION[head]} L1/L2" if head else "")
             for name, (better, head) in zip(names, verdicts, strict=True)
         ]
-        same = len(set(verdicts)) == 1
-        lines.append(
-            f"Resampling seeds and test images, {'; '.join(said)}: the answer "
-            f"{'holds on both networks' if same else 'changed with the network'}."
-        )
+        recommended = [found.recommended() for found in outcomes]
+        if len(set(verdicts)) == 1:
+            said_last = "the answer holds on both networks."
+        elif len(set(recommended)) == 1:
+            use = recommended[0]
+            said_last = "the answer changed with the network, but " + (
+                f"both recommend {use}." if use else "neither recommends a regulariser."
+            )
+        else:
+            picks = [
+                f"{name}: {use or 'none'}" for name, use in zip(names, recommended, strict=True)
+            ]
+            said_last = (
+                "the answer changed with the network, and so did the recommendation "
+                f"({'; '.join(picks)})."
+            )
+        lines.append(f"Resampling seeds and test images, {'; '.join(said)}: {said_last}")
     for name, sweep in zip(names, sweeps, strict=True):
         if sweep.settings.candidates and (leader := sweep.leader(records)) is not None:
             verdict = candidate_verdict(sweep, records)
