@@ -12,7 +12,8 @@ Seconds per epoch are the median over the epochs after the first (which traces).
 --arch picks the network (params.yaml's model.arch by default): `unet` times the U-Net of
 model.unet, and the minutes printed are for its own schedule (model.unet.epochs).
 --set changes a setting of params.yaml for the timing, as `dvc exp run -S` does (a sweep
-candidate, say).
+candidate, say). For an augmenting variant the loops time the same math without drawing
+the augmented images; a line `augment` gives what drawing them adds per epoch.
 Uses data/prepared/pennfudan.npz when present, else 85 random 96x96 images.
 Prints `speedup vs default fit: <plain seconds / project seconds>`, then as the last line
 `speedup: <tuned fit seconds / project seconds>`.
@@ -88,6 +89,23 @@ def intra_op_threads() -> int | None:
     return tf.config.threading.get_intra_op_parallelism_threads()
 
 
+def augment_seconds(config, images, masks, epochs: int) -> float:
+    """Seconds per epoch of drawing the augmented training set, which the training loop
+    adds to every epoch of an augmenting variant (the timed loops run the same math
+    without it, so the fits stay comparable)."""
+    import time
+
+    from sfae.augment import augmenter
+    from sfae.benchmark import seconds_per_epoch
+
+    augment = augmenter(config.variant.augment, config.seed)
+    stamps = [time.perf_counter()]
+    for _ in range(max(epochs, 2)):
+        augment(images, masks)
+        stamps.append(time.perf_counter())
+    return seconds_per_epoch(stamps)
+
+
 def measure(
     loop: str, variant: str, epochs: int, synthetic: bool, arch: str | None, settings=()
 ) -> dict:
@@ -104,7 +122,11 @@ def measure(
     if loop in PROJECT_SETTINGS and threads not in (None, 1):
         sys.exit(f"the {loop} loop should run with 1 intra-op thread, not {threads}")
     run = RUNS[loop](config, images, masks, epochs)
+    augmenting = None
+    if loop == "project" and config.variant.augment:
+        augmenting = augment_seconds(config, images, masks, epochs)
     return {
+        "augment_seconds_per_epoch": augmenting,
         "seconds_per_epoch": seconds_per_epoch(run.stamps),
         "final_loss": run.losses[-1],
         "data": source,
@@ -186,6 +208,12 @@ def main() -> None:
             f"  final loss {result['final_loss']:.4f}  [{describe(loop, result)}]"
         )
     project = results["project"]["seconds_per_epoch"]
+    if (augmenting := results["project"]["augment_seconds_per_epoch"]) is not None:
+        total = (project + augmenting) * schedule / 60
+        print(
+            f"augment  {augmenting:.4f} s/epoch drawing the augmented set, on top of each loop: "
+            f"the project loop with it {total:.1f} min for {schedule} epochs"
+        )
     print(f"speedup vs default fit: {results['plain']['seconds_per_epoch'] / project:.2f}")
     print(f"speedup: {results['tuned']['seconds_per_epoch'] / project:.2f}")
 

@@ -118,3 +118,7 @@ def test_the_benchmark_times_the_network_and_settings_it_is_told(repo_root):
     assert unet.train.epochs == 250 != plain.train.epochs  # the U-Net's own schedule
     with pytest.raises(SfaeError, match="widht"):
         train_speed.load_params("unet", ("model.unet.widht=12",))
+    augment = dataclasses.replace(plain, variant=plain.variants["augment"])
+    images = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    masks = (images[..., :1] > 0.5).astype(np.float32)
+    assert train_speed.augment_seconds(augment, images, masks, epochs=3) > 0
