@@ -360,7 +360,7 @@ def test_the_best_candidate_is_reported_against_the_goal(sweep, unet_sweep, tmp_
         assert f"{leader}{at} has the best validation IoU" in text
         assert f"| {label} | 0.900 | 10.0 | **best** |" in text and said in text
         # Against the leader as swept (test shift 0), seeds and images: +lift, no noise.
-        assert f"Against {leader} as swept it is better than it: {lift:+.3f}" in text
+        assert f"It is better than {leader} as swept: {lift:+.3f}" in text
         assert f"Other settings of {leader} for the U-Net" in readme.read_text()
         assert said in readme.read_text()
     # Until the best candidate's finals are in, the report says how many are.

@@ -282,8 +282,8 @@ def candidate_verdict(sweep: Sweep, records: list[RunRecord]) -> str:
     if best.overrides and len(swept) == expected:
         c = compare({best.label: finals, "as swept": swept}, "as swept")[best.label]
         said += (
-            f" Against {leader[0]} as swept it is {RELATION[across_seeds(c)]} it: "
-            f"{c['mean']:+.3f} per-image test IoU (seeds and images: {c['seeds_low']:+.3f} to "
+            f" It is {RELATION[across_seeds(c)]} {leader[0]} as swept: {c['mean']:+.3f} "
+            f"per-image test IoU (seeds and images: {c['seeds_low']:+.3f} to "
             f"{c['seeds_high']:+.3f})."
         )
     return said
