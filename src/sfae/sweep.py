@@ -136,14 +136,16 @@ class Sweep:
     def _record(self, records: list[RunRecord], spec: Spec) -> RunRecord | None:
         return find_record(records, wanted_params(self.params, spec))
 
+    def found(self, records: list[RunRecord], specs) -> list[RunRecord]:
+        """The recorded runs of `specs`, in order, each once (unrecorded ones left out)."""
+        runs = [self._record(records, spec) for spec in specs]
+        return list({id(r): r for r in runs if r is not None}.values())
+
     def curve(self, records: list[RunRecord], variant: str, points) -> dict:
         curve = {}
         for strength in points:
-            found = [
-                self._record(records, self.selection_spec(variant, seed, strength))
-                for seed in self.settings.seeds
-            ]
-            values = [val_iou(record) for record in found if record is not None]
+            specs = [self.selection_spec(variant, seed, strength) for seed in self.settings.seeds]
+            values = [val_iou(record) for record in self.found(records, specs)]
             if values:
                 curve[strength] = _mean_std(values)
         return curve
@@ -205,7 +207,7 @@ class Sweep:
             options.append((s.curve[s.selected][0], s.variant, {s.key: s.selected}))
         for variant in self.settings.references:
             specs = [self.selection_spec(variant, seed) for seed in self.settings.seeds]
-            found = [r for r in (self._record(records, spec) for spec in specs) if r]
+            found = self.found(records, specs)
             if len(found) < seeds:
                 return None
             options.append((float(np.mean([val_iou(r) for r in found])), variant, {}))
@@ -232,7 +234,7 @@ class Sweep:
             if (scored := wanted_params(self.params, specs[0])) in seen:
                 continue
             seen.append(scored)
-            runs = [r for r in (self._record(records, spec) for spec in specs) if r]
+            runs = self.found(records, specs)
             validation = _mean_std([val_iou(r) for r in runs]) if runs else None
             found.append(Candidate(dict(overrides), validation))
         return leader, found
@@ -272,7 +274,7 @@ class Sweep:
             self.candidate_spec(leader, best.overrides, seed, final=True)
             for seed in self.final_seeds
         ]
-        return [r for r in (self._record(records, spec) for spec in specs) if r]
+        return self.found(records, specs)
 
     def final_records(self, records: list[RunRecord]) -> dict[str, list[RunRecord]]:
         by_variant: dict[str, list[RunRecord]] = {}

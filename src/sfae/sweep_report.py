@@ -24,7 +24,6 @@ from sfae.markdown import duration, join, markdown_table, replace_block, tally
 from sfae.params import POST_VARIANTS, VARIANTS
 from sfae.records import RunRecord, flatten
 from sfae.report import comparison_section, results_section
-from sfae.runner import find_record, wanted_params
 from sfae.statistics import NOT_DISTINGUISHABLE, compare, summary_table
 from sfae.study import study_plan, study_records
 from sfae.sweep import Selection, Sweep, val_iou
@@ -38,11 +37,6 @@ RELATION = {
     "worse": "worse than",
     NOT_DISTINGUISHABLE: "not distinguishable from",
 }
-
-
-def _found(sweep: Sweep, records: list[RunRecord], specs) -> list[RunRecord]:
-    found = [find_record(records, wanted_params(sweep.params, spec)) for spec in specs]
-    return list({id(r): r for r in found if r is not None}.values())
 
 
 def post_mark(sweep: Sweep, variant: str) -> tuple[float, str]:
@@ -245,8 +239,7 @@ def candidates_found(sweep: Sweep, records: list[RunRecord]):
     """(leader, candidates with their validation runs, best, best's final runs)."""
     leader, found = sweep.candidates(records)
     runs = {
-        id(c): _found(
-            sweep,
+        id(c): sweep.found(
             records,
             [sweep.candidate_spec(leader, c.overrides, s) for s in sweep.settings.seeds],
         )
@@ -397,14 +390,14 @@ def render(sweep: Sweep, records: list[RunRecord], found: Outcome | None = None)
     references = {}
     for variant in sweep.settings.references:
         specs = [sweep.selection_spec(variant, seed) for seed in sweep.settings.seeds]
-        if runs := _found(sweep, records, specs):
+        if runs := sweep.found(records, specs):
             references[variant] = float(np.mean([val_iou(record) for record in runs]))
     pending = [
         f"{label} ({len(runs)} of {expected} seeds)"
         for _, label, runs, _ in rows
         if len(runs) < expected
     ]
-    selection_runs = _found(sweep, records, sweep.selection_plan(records))
+    selection_runs = sweep.found(records, sweep.selection_plan(records))
     _, tried, _, best_finals = candidates_found(sweep, records)
     selection_runs += [r for _, runs in tried for r in runs]
     final_runs = [r for _, _, runs, _ in rows for r in runs] + best_finals
