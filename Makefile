@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test study sweep sweep-unet bench format
+.PHONY: repro test study sweep sweep-unet reports bench format
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,16 @@ repro: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 study: $(BIN)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.study
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sfae study
 
 sweep: $(BIN)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.sweep
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sfae sweep
 
 sweep-unet: $(BIN)/.installed
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m sfae.sweep --arch unet
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sfae sweep --arch unet
+
+reports: $(BIN)/.installed
+	$(BIN)/sfae reports
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/train_speed.py --epochs 20

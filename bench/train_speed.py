@@ -7,7 +7,7 @@ Three loops of the same math, each in its own process:
   plain    `model.fit` with Keras' defaults (steps_per_execution=1, default threads)
   tuned    `model.fit` with the project loop's runtime settings (configure_determinism:
            one intra-op thread) and steps_per_execution = steps per epoch
-  project  the project's training loop (sfae.training.fit)
+  project  the project's training loop (sfae.nn.training.fit)
 Seconds per epoch are the median over the epochs after the first (which traces).
 --arch picks the network (params.yaml's model.arch by default): `unet` times the U-Net of
 model.unet, and the minutes printed are for its own schedule (model.unet.epochs).
@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def training_set(image_size: int, synthetic: bool):
+    from sfae.data.prepared import load_pennfudan
     from sfae.paths import ProjectPaths
-    from sfae.prepare import load_pennfudan
 
     prepared = ProjectPaths(ROOT).pennfudan_prepared
     if prepared.exists() and not synthetic:
@@ -57,8 +57,7 @@ def load_params(arch: str | None = None, settings: tuple[str, ...] = ()):
 
     import yaml
 
-    from sfae.local_runs import set_dotted
-    from sfae.params import load_config, read_yaml, with_arch
+    from sfae.config import load_config, read_yaml, with_arch
     from sfae.paths import ProjectPaths
 
     path = ProjectPaths(ROOT).params
@@ -67,7 +66,11 @@ def load_params(arch: str | None = None, settings: tuple[str, ...] = ()):
             params = read_yaml(path.read_text())
             for setting in settings:
                 key, _, value = setting.partition("=")
-                set_dotted(params, key, read_yaml(value))
+                *parents, last = key.split(".")
+                node = params
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[last] = read_yaml(value)
             path = Path(folder) / "params.yaml"
             path.write_text(yaml.safe_dump(params))
         config = load_config(path)
@@ -95,8 +98,8 @@ def augment_seconds(config, images, masks, epochs: int) -> float:
     without it, so the fits stay comparable)."""
     import time
 
-    from sfae.augment import augmenter
-    from sfae.benchmark import seconds_per_epoch
+    from sfae.nn.augment import augmenter
+    from sfae.nn.benchmark import seconds_per_epoch
 
     augment = augmenter(config.variant.augment, config.seed)
     stamps = [time.perf_counter()]
@@ -109,9 +112,9 @@ def augment_seconds(config, images, masks, epochs: int) -> float:
 def measure(
     loop: str, variant: str, epochs: int, synthetic: bool, arch: str | None, settings=()
 ) -> dict:
-    from sfae.benchmark import LOOPS as RUNS
-    from sfae.benchmark import seconds_per_epoch, steps_per_epoch
-    from sfae.training import configure_determinism
+    from sfae.nn.benchmark import LOOPS as RUNS
+    from sfae.nn.benchmark import seconds_per_epoch, steps_per_epoch
+    from sfae.nn.training import configure_determinism
 
     config = load_params(arch, settings)
     config = dataclasses.replace(config, variant=config.variants[variant])

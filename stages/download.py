@@ -2,7 +2,8 @@
 
 import argparse
 
-from sfae.datasets import DATASETS, install
+from sfae.data.download import install
+from sfae.data.sources import DATASETS
 from sfae.errors import run_stage
 from sfae.paths import ProjectPaths
 

@@ -3,18 +3,18 @@
 import json
 
 from sfae.atomic import staged_outputs
+from sfae.config import load_config
+from sfae.data.image_io import write_png
+from sfae.data.prepared import load_mall, load_pennfudan
 from sfae.errors import run_stage
-from sfae.evaluation import (
+from sfae.inference.predict import load_trained
+from sfae.paths import ProjectPaths
+from sfae.scoring.evaluation import (
     mall_generalisation,
     penn_fudan_scores,
     prediction_pictures,
     write_table,
 )
-from sfae.image_io import write_png
-from sfae.params import load_config
-from sfae.paths import ProjectPaths
-from sfae.predict import load_trained
-from sfae.prepare import load_mall, load_pennfudan
 
 
 def main() -> None:

@@ -5,16 +5,16 @@ import time
 from dvclive import Live
 
 from sfae.atomic import staged_outputs
+from sfae.config import load_config
+from sfae.data.prepared import load_pennfudan
 from sfae.errors import run_stage
+from sfae.inference.predict import predict_probabilities
 from sfae.machine import machine_description
-from sfae.metrics import pooled_iou
-from sfae.model import build_model
-from sfae.params import load_config
+from sfae.nn.model import build_model
+from sfae.nn.saving import load_weights, save_model_deterministic
+from sfae.nn.training import configure_determinism, finetune
 from sfae.paths import ProjectPaths
-from sfae.predict import predict_probabilities
-from sfae.prepare import load_pennfudan
-from sfae.saving import load_weights, save_model_deterministic
-from sfae.training import configure_determinism, finetune
+from sfae.scoring.metrics import pooled_iou
 
 
 def split_iou(model, images, masks, threshold) -> float:

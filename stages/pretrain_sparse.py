@@ -10,13 +10,13 @@ import numpy as np
 from dvclive import Live
 
 from sfae.atomic import staged_outputs
+from sfae.config import load_config
+from sfae.data.prepared import load_pennfudan
 from sfae.errors import run_stage
-from sfae.model import build_model, encoder_model
-from sfae.params import load_config
+from sfae.nn.model import build_model, encoder_model
+from sfae.nn.sparse_filtering import sparse_filtering_loss
+from sfae.nn.training import configure_determinism, pretrain
 from sfae.paths import ProjectPaths
-from sfae.prepare import load_pennfudan
-from sfae.sparse_filtering import sparse_filtering_loss
-from sfae.training import configure_determinism, pretrain
 
 
 def main() -> None:

@@ -3,13 +3,13 @@
 import numpy as np
 
 from sfae.atomic import staged_outputs
-from sfae.datasets import MALL, mall_frame_path
+from sfae.config import load_config
+from sfae.data.prepared import load_mall
+from sfae.data.sources import MALL, mall_frame_path
 from sfae.errors import run_stage
-from sfae.params import load_config
+from sfae.inference.predict import load_trained, predict_probabilities
+from sfae.inference.render import render_videos
 from sfae.paths import ProjectPaths
-from sfae.predict import load_trained, predict_probabilities
-from sfae.prepare import load_mall
-from sfae.render import render_videos
 
 
 def main() -> None:

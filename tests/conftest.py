@@ -26,8 +26,8 @@ def repo_root() -> Path:
 @pytest.fixture(scope="module")
 def sweep():
     """The paper net's sweep as params.yaml sets it."""
-    from sfae.params import load_config, read_yaml
-    from sfae.sweep import Sweep
+    from sfae.config import load_config, read_yaml
+    from sfae.experiments.sweep import Sweep
 
     path = REPO_ROOT / "params.yaml"
     return Sweep(load_config(path), read_yaml(path.read_text()))
@@ -36,8 +36,8 @@ def sweep():
 @pytest.fixture(scope="module")
 def unet_sweep():
     """The U-Net's sweep as params.yaml sets it."""
-    from sfae.params import load_config, read_yaml
-    from sfae.sweep import Sweep
+    from sfae.config import load_config, read_yaml
+    from sfae.experiments.sweep import Sweep
 
     path = REPO_ROOT / "params.yaml"
     return Sweep(load_config(path), read_yaml(path.read_text()), "unet")

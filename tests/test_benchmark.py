@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from sfae.benchmark import (
+from sfae.config import load_config
+from sfae.nn.benchmark import (
     FitRun,
     plain_fit,
     project_fit,
@@ -15,7 +16,6 @@ from sfae.benchmark import (
     steps_per_epoch,
     tuned_fit,
 )
-from sfae.params import load_config
 
 LOOPS = ("plain", "tuned", "project")
 

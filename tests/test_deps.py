@@ -30,9 +30,9 @@ def module_file(src: Path, dotted: str) -> Path | None:
 
 
 def _modules_for(dotted: str, package: str) -> list[str]:
-    """`dotted` and the subpackages it runs on import, less the top-level package itself.
+    """`dotted` and the subpackages it runs on import, less the packages' __init__ files.
 
-    The top-level __init__.py is left out: test_package_init_has_no_code keeps it trivial.
+    Those are left out: test_package_inits_have_no_code keeps every one of them trivial.
     """
     parts = dotted.split(".")
     if parts[0] != package:
@@ -69,7 +69,7 @@ def sfae_imports(path: Path, src: Path, package: str = PACKAGE) -> set[Path]:
     for name in names:
         for dotted in _modules_for(name, package):
             found = module_file(src, dotted)
-            if found is not None:
+            if found is not None and found.name != "__init__.py":
                 files.add(found)
     return files
 
@@ -128,13 +128,16 @@ def test_stage_depends_on_exactly_the_modules_it_imports(name):
     assert not stale, f"stage {name} lists modules it does not import: {', '.join(stale)}"
 
 
-def test_package_init_has_no_code():
-    """sfae/__init__.py runs on every import but is left out of deps, so it must stay empty."""
-    tree = ast.parse((SRC / PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize(
+    "init", sorted(p.relative_to(SRC).as_posix() for p in (SRC / PACKAGE).rglob("__init__.py"))
+)
+def test_package_inits_have_no_code(init):
+    """Package __init__.py files run on every import but are left out of deps: docstrings only."""
+    tree = ast.parse((SRC / init).read_text(encoding="utf-8"))
     body = tree.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the docstring
-    assert not body, "src/sfae/__init__.py has code; add it to every stage's deps"
+    assert not body, f"src/{init} has code; add it to every stage's deps"
 
 
 def test_imports_are_found_inside_functions_transitively_and_in_subpackages(tmp_path):
@@ -159,5 +162,5 @@ def test_imports_are_found_inside_functions_transitively_and_in_subpackages(tmp_
 
     assert sfae_imports(script, src, "fakepkg") == {package / "a.py"}
     assert sfae_imports(package / "a.py", src, "fakepkg") == {package / "b.py"}
-    expected = {"a.py", "b.py", "c.py", "e.py", "sub/__init__.py", "sub/d.py"}
+    expected = {"a.py", "b.py", "c.py", "e.py", "sub/d.py"}
     assert sfae_closure(script, src, "fakepkg") == {package / name for name in expected}

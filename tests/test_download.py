@@ -20,17 +20,17 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from sfae.archive import extract_zip
-from sfae.datasets import (
+from sfae.data.archive import extract_zip
+from sfae.data.download import install
+from sfae.data.fetch import download, http_session, obtain_zip
+from sfae.data.sources import (
     Dataset,
-    install,
     load_mall_annotations,
     load_mall_geometry,
     verify_mall,
     verify_pennfudan,
 )
 from sfae.errors import SfaeError
-from sfae.fetch import download, http_session, obtain_zip
 from sfae.paths import MIRROR_ENV
 
 # ---------------------------------------------------------------- synthetic datasets

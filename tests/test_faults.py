@@ -27,14 +27,14 @@ import pytest
 import yaml
 from conftest import dvc, environment, output, tiny_params
 
-import sfae.training
+import sfae.nn.training
 from sfae.atomic import is_staging_folder, staged_outputs
+from sfae.config import load_config
+from sfae.data.prepare import save_arrays
 from sfae.errors import SfaeError
-from sfae.model import build_model
-from sfae.params import load_config
-from sfae.predict import load_trained
-from sfae.prepare import save_arrays
-from sfae.saving import deterministic_archive, load_weights, save_model_deterministic
+from sfae.inference.predict import load_trained
+from sfae.nn.model import build_model
+from sfae.nn.saving import deterministic_archive, load_weights, save_model_deterministic
 
 # ---------------------------------------------------------------- staging folders
 
@@ -347,7 +347,7 @@ def run_stage_here(root: Path, stage: str, monkeypatch, capsys) -> str:
     monkeypatch.chdir(root)
     monkeypatch.setattr(sys, "argv", [stage])
     # Keep this process's TensorFlow as it is: the stage would enable op determinism.
-    monkeypatch.setattr(sfae.training, "configure_determinism", lambda seed: None)
+    monkeypatch.setattr(sfae.nn.training, "configure_determinism", lambda seed: None)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exited:
         runpy.run_path(str(root / "stages" / f"{stage}.py"), run_name="__main__")

@@ -4,9 +4,9 @@ import warnings
 import numpy as np
 import pytest
 
-from sfae.datasets import MALL_FRAME_SIZE
+from sfae.data.sources import MALL_FRAME_SIZE
 from sfae.errors import SfaeError
-from sfae.mall_metrics import mall_scores, pearson_or_zero, per_frame_mall_scores
+from sfae.scoring.mall_metrics import mall_scores, pearson_or_zero, per_frame_mall_scores
 
 FRAME_SIZE = MALL_FRAME_SIZE
 SIZE = 64  # model pixels are 10 x 7.5 full-frame px

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sfae.errors import SfaeError
-from sfae.metrics import (
+from sfae.scoring.metrics import (
     COUNT_KEYS,
     SCORE_KEYS,
     boundary,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfae.model import BOTTLENECK_UNITS, PoolMix, SoftAbsolute, build_model, encoder_model
-from sfae.params import VARIANTS, Config, load_config
+from sfae.config import VARIANTS, Config, load_config
+from sfae.nn.model import BOTTLENECK_UNITS, PoolMix, SoftAbsolute, build_model, encoder_model
 
 POOLS = ("pool_1", "pool_2", "pool_3", "pool_4")
 

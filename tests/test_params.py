@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sfae.config import VARIANTS, load_config
 from sfae.errors import SfaeError
-from sfae.params import VARIANTS, load_config
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,9 @@ def test_the_unet_sweep_shares_what_it_leaves_out(tmp_path: Path, document: dict
     assert "val_count" not in document["sweep"]["unet"]
     assert config.sweep.unet.val_count == config.sweep.val_count
     assert config.sweep.unet.references == config.sweep.references
-    assert config.sweep.final_seeds is None  # the paper net's finals use the study's seeds
+    # The paper net's finals: the study's seeds first, then more (seed noise measured).
+    study = config.study.seeds
+    assert config.sweep.final_seeds[: len(study)] == study
     changed = copy.deepcopy(document)
     changed["sweep"]["unet"].update(val_count=9, references=["pure"])
     unet = load_config(write_params(tmp_path, changed)).sweep.unet

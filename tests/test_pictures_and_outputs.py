@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sfae.atomic import staged_outputs
-from sfae.pictures import (
+from sfae.scoring.pictures import (
     FALSE_NEGATIVE,
     FALSE_POSITIVE,
     TRUE_POSITIVE,

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from sfae.prepare import load_arrays
+from sfae.data.prepared import load_arrays
 
 pytestmark = pytest.mark.slow
 

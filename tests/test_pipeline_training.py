@@ -17,11 +17,7 @@ import pytest
 import yaml
 from conftest import EPOCHS, dvc, environment, output, tiny_params
 
-import sfae.model  # also registers PoolMix and SoftAbsolute for load_model
-from sfae.local_runs import LocalExperiments
-from sfae.params import read_yaml
-from sfae.records import read_records
-from sfae.runner import Spec, run_plan
+import sfae.nn.model  # also registers PoolMix and SoftAbsolute for load_model
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +121,7 @@ def test_experiment_pretrains_and_logs_the_sparse_term(pipeline: Pipeline) -> No
     assert len(loss) == 2  # finetune_epochs of the sparse variant
     model = keras.models.load_model(root / "models" / "model.keras")
     assert model.name == "sfae_sparse_softabs"
-    assert not any(isinstance(layer, sfae.model.SoftAbsolute) for layer in model.layers)
+    assert not any(isinstance(layer, sfae.nn.model.SoftAbsolute) for layer in model.layers)
 
 
 def test_experiment_evaluates_and_renders(pipeline: Pipeline) -> None:
@@ -249,39 +245,6 @@ def test_a_small_strength_and_held_out_validation_images_through_exp_run(
     assert 0.0 <= scores["val"]["iou_pooled"] <= 1.0 and scores["val"]["n_images"] == 17
     logged = selection_run.files["finetune/metrics.json"]
     assert 0.0 <= logged["iou"]["val"] <= 1.0
-
-
-def test_a_run_without_dvc_gives_the_dvc_runs_scores(
-    pipeline: Pipeline, selection_run: Scored, make_repo_copy, mirror: Path, monkeypatch
-) -> None:
-    """`--local`: the same run in a plain folder (no DVC, no git; its own preprocessing, the
-    downloads linked in as a GPU box gets them) writes the same scores, and is recorded."""
-    root = make_repo_copy()
-    tiny_params(root)
-    for name, value in environment(root, mirror).items():
-        monkeypatch.setenv(name, value)
-    store = LocalExperiments(root, root / "local-runs", commit="abc123")
-    records = root / "runs.jsonl"
-    spec = Spec.from_dict(SELECTION_RUN)
-    params = read_yaml((root / "params.yaml").read_text())
-    for stage in ("download_pennfudan", "download_mall"):
-        shared = store.dir / ".stages" / store.pipeline.key(stage, params, root)
-        for out in store.pipeline.outs(stage):
-            (shared / out).parent.mkdir(parents=True, exist_ok=True)
-            (shared / out).symlink_to(pipeline.root / out)
-    wait = lambda _: store.wait()  # noqa: E731
-    outcome = run_plan(store, [spec], params, records, target="evaluate", sleep=wait)
-    assert not outcome.failed, Path(store.runs()[0].log).read_text()
-    (run,) = store.runs()
-    folder = store.dir / run.name
-    ran = re.findall(r"python stages/(\w+)\.py", Path(run.log).read_text())
-    assert ran == ["preprocess", "preprocess", "pretrain_sparse", "finetune", "evaluate"]
-    for name in ("split.json", "evaluate.json", "mall.json"):
-        assert json.loads((folder / "metrics" / name).read_text()) == selection_run.files[name]
-    assert not (folder / "renders").exists()
-    (record,) = read_records(records)
-    assert record.overrides == SELECTION_RUN and record.commit == "abc123"
-    assert record.evaluate == selection_run.files["evaluate.json"]
 
 
 def test_the_unet_through_exp_run_and_sfae_predict(pipeline: Pipeline, tmp_path: Path) -> None:

@@ -15,18 +15,19 @@ import pytest
 from PIL import Image
 
 from sfae import cli
+from sfae.config import load_config
+from sfae.data.image_io import read_mask, read_rgb, resize_image
 from sfae.errors import SfaeError
-from sfae.image_io import read_mask, read_rgb, resize_image
-from sfae.model import build_model
-from sfae.params import load_config
-from sfae.predict import (
+from sfae.inference import files
+from sfae.inference.predict import (
     Segmenter,
     predict_frames,
     predict_image,
     predict_probabilities,
     resize_probability,
 )
-from sfae.render import overlay
+from sfae.inference.render import overlay
+from sfae.nn.model import build_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_SIZE = 32  # the tiny test model's input side; params.yaml says 96
@@ -175,9 +176,9 @@ def test_an_image_that_is_not_rgb_uint8_is_refused(model):
 
 def test_the_commands_defaults_are_params_yamls():
     config = load_config(REPO_ROOT / "params.yaml")
-    assert config.evaluate.threshold == cli.DEFAULT_THRESHOLD
-    assert config.render.alpha == cli.DEFAULT_ALPHA
-    assert config.render.colormap == cli.DEFAULT_COLORMAP
+    assert config.evaluate.threshold == files.DEFAULT_THRESHOLD
+    assert config.render.alpha == files.DEFAULT_ALPHA
+    assert config.render.colormap == files.DEFAULT_COLORMAP
 
 
 # ------------------------------------------------------------------------- the command
@@ -349,11 +350,12 @@ def test_full_resolution_iou_agrees_with_the_model_resolution_test_iou(capsys, m
     The IoU against the full-size masks (PedMasks > 0) matches what evaluation reports at
     model resolution, so the resizing back and the thresholding are right.
     """
-    from sfae.archive import extract_zip
-    from sfae.evaluation import penn_fudan_scores
-    from sfae.prepare import load_pennfudan, prepare_pennfudan, save_arrays
-    from sfae.saving import save_model_deterministic
-    from sfae.training import finetune
+    from sfae.data.archive import extract_zip
+    from sfae.data.prepare import prepare_pennfudan, save_arrays
+    from sfae.data.prepared import load_pennfudan
+    from sfae.nn.saving import save_model_deterministic
+    from sfae.nn.training import finetune
+    from sfae.scoring.evaluation import penn_fudan_scores
 
     extract_zip(mirror / "PennFudanPed.zip", tmp_path)
     raw = tmp_path / "PennFudanPed"

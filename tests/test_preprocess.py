@@ -14,19 +14,17 @@ import scipy.io
 import yaml
 from PIL import Image
 
-from sfae.errors import SfaeError
-from sfae.image_io import resize_image, resize_mask
-from sfae.prepare import (
+from sfae.data.image_io import resize_image, resize_mask
+from sfae.data.prepare import (
     hold_out,
-    load_arrays,
-    load_mall,
-    load_pennfudan,
     prepare_mall,
     prepare_pennfudan,
     save_arrays,
     split_names,
     split_record,
 )
+from sfae.data.prepared import load_arrays, load_mall, load_pennfudan
+from sfae.errors import SfaeError
 
 # ---------------------------------------------------------------- split_names
 

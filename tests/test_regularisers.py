@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from sfae.augment import augmenter
-from sfae.model import build_model
-from sfae.params import AugmentConfig, Config, load_config
-from sfae.training import finetune
+from sfae.config import AugmentConfig, Config, load_config
+from sfae.nn.augment import augmenter
+from sfae.nn.model import build_model
+from sfae.nn.training import finetune
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,7 @@ def test_finetuning_the_augment_variant_sees_augmented_batches(base, monkeypatch
 
         return augment
 
-    monkeypatch.setattr("sfae.training.augmenter", spy)
+    monkeypatch.setattr("sfae.nn.training.augmenter", spy)
     history = finetune(build_model(config), config, images, masks)
     assert len(history) == config.finetune_epochs() == len(calls)
     assert calls[0] == images.shape

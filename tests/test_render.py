@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageSequence
 
 from sfae.errors import SfaeError
-from sfae.render import colormap_code, overlay, render_videos
+from sfae.inference.render import colormap_code, overlay, render_videos
 
 FRAME_COUNT = 6
 FRAME_WIDTH, FRAME_HEIGHT = 64, 48
@@ -183,7 +183,7 @@ def test_frames_of_different_sizes_are_a_user_error(tmp_path):
 
 
 def test_a_video_with_missing_frames_is_an_error(tmp_path):
-    from sfae.render import check_video, open_mp4_writer
+    from sfae.inference.render import check_video, open_mp4_writer
 
     path = tmp_path / "short.mp4"
     writer = open_mp4_writer(path, 10, 32, 24)
@@ -193,3 +193,14 @@ def test_a_video_with_missing_frames_is_an_error(tmp_path):
     check_video(path, 3)
     with pytest.raises(SfaeError, match="wrote 3 of 4 frames"):
         check_video(path, 4)
+
+
+def test_the_configs_colour_maps_are_exactly_opencvs() -> None:
+    """params.yaml's colour map is checked against a list in sfae.config (no OpenCV there):
+    it must name what this OpenCV has, no more, no less."""
+    from sfae.config import COLORMAPS
+
+    installed = {n.removeprefix("COLORMAP_").lower() for n in dir(cv2) if n.startswith("COLORMAP_")}
+    assert set(COLORMAPS) == installed
+    for name in COLORMAPS:
+        assert colormap_code(name) == getattr(cv2, f"COLORMAP_{name.upper()}")

@@ -13,20 +13,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfae.claims import claims
+from sfae.config import POST_VARIANTS as VARIANTS
 from sfae.errors import SfaeError
-from sfae.figures import write_variants_gif
-from sfae.markdown import markdown_table, tally
-from sfae.params import POST_VARIANTS as VARIANTS
-from sfae.records import RunRecord
-from sfae.report import render_markdown, write_report
-from sfae.statistics import (
+from sfae.experiments.records import RunRecord
+from sfae.reports.claims import claims
+from sfae.reports.figures import write_variants_gif
+from sfae.reports.markdown import markdown_table, tally
+from sfae.reports.statistics import (
     compare,
     group_by_variant,
     paired_bootstrap,
     seed_and_image_bootstrap,
     summary_table,
 )
+from sfae.reports.study_report import render_markdown, write_report
 
 SEEDS = (1, 2)
 IMAGES = [f"FudanPed{number:05d}" for number in range(1, 11)]

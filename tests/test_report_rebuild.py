@@ -7,12 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sfae.params import load_config, read_yaml
-from sfae.records import read_records
-from sfae.report import write_report
-from sfae.study import study_plan, study_records
-from sfae.sweep import sweeps
-from sfae.sweep_report import write_sweep_reports
+from sfae.config import load_config, read_yaml
+from sfae.experiments.records import read_records
+from sfae.experiments.study import study_plan, study_records
+from sfae.experiments.sweep import sweeps
+from sfae.reports.study_report import write_report
+from sfae.reports.sweep_report import write_sweep_reports
 
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "reports"
@@ -44,9 +44,9 @@ def test_the_sweep_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path
 
 def test_report_only_on_a_fresh_clone_leaves_git_status_clean(make_repo_copy) -> None:
     clone = make_repo_copy()
-    for module in ("sfae.study", "sfae.sweep"):
+    for command in (["study", "--report-only"], ["sweep", "--report-only"], ["reports"]):
         done = subprocess.run(
-            [sys.executable, "-m", module, "--report-only"],
+            [sys.executable, "-m", "sfae.cli", *command],
             cwd=clone,
             env={"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(clone / "src")},
             capture_output=True,

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from sfae.errors import SfaeError
-from sfae.records import read_records
-from sfae.runner import (
+from sfae.experiments.records import read_records
+from sfae.experiments.runner import (
     DvcExperiments,
     Run,
     Spec,

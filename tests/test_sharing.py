@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import environment, tiny_params
 
-from sfae.records import read_records
+from sfae.experiments.records import read_records
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +27,14 @@ def git(cwd: Path, *args: str) -> None:
 
 def study(clone: Path, mirror: Path, *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "sfae.study", *args],
+        [sys.executable, "-m", "sfae.cli", "study", *args],
         cwd=clone,
         env={**environment(clone, mirror), "PYTHONPATH": str(clone / "src")},
         capture_output=True,
         text=True,
         timeout=1200,
     )
-    assert result.returncode == 0, f"sfae.study {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, f"sfae study {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result
 
 

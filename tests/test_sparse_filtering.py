@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfae.sparse_filtering import soft_absolute, sparse_filtering_loss
+from sfae.nn.sparse_filtering import soft_absolute, sparse_filtering_loss
 
 EPSILON = 1e-8
 ACTIVATIONS = ("softabs", "elu")

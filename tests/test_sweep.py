@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from sfae.params import load_config
-from sfae.records import RunRecord
-from sfae.runner import Spec, wanted_params
-from sfae.sweep import Sweep, extended_grid
+from sfae.config import load_config
+from sfae.experiments.records import RunRecord
+from sfae.experiments.runner import Spec, wanted_params
+from sfae.experiments.sweep import Sweep, extended_grid
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_extension_stops_at_the_strengths_limit_and_at_interior_optima():
     assert extended_grid((1.0, 10.0, 100.0), {1.0: 1, 10.0: 3, 100.0: 2}, 1e9) == [1.0, 10.0, 100.0]
 
 
-def test_the_final_runs_use_the_selected_strength_all_training_images_and_study_seeds(sweep):
+def test_the_final_runs_use_the_selected_strength_all_training_images_and_final_seeds(sweep):
     records = []
     for variant, grid in sweep.settings.grids.items():
         middle = grid[len(grid) // 2]
@@ -98,7 +98,8 @@ def test_the_final_runs_use_the_selected_strength_all_training_images_and_study_
     finals = [spec.as_dict() for spec in sweep.final_plan(records)]
     variants = {*sweep.settings.grids, *sweep.settings.references}
     assert {f["variant"] for f in finals} == variants
-    assert len(finals) == len(variants) * len(sweep.config.study.seeds)
+    assert len(finals) == len(variants) * len(sweep.settings.final_seeds)
+    assert {f["seed"] for f in finals} == set(sweep.settings.final_seeds)
     assert all(f["data.val_count"] == 0 for f in finals)
     for variant, grid in sweep.settings.grids.items():
         key = sweep.key(variant)
@@ -142,7 +143,7 @@ def test_the_unet_finals_use_its_final_seeds(unet_sweep):
             unet_sweep, variant, lambda x, m=grid[1]: 1.0 - abs(x - m), lambda x: 0
         )
     finals = [spec.as_dict() for spec in unet_sweep.final_plan(records)]
-    assert {f["seed"] for f in finals} == set(unet_sweep.settings.final_seeds) == {6278, 1, 2}
+    assert {f["seed"] for f in finals} == set(unet_sweep.settings.final_seeds) == {6278, 1, 2, 3, 4}
     assert all(f["model.arch"] == "unet" and f["data.val_count"] == 0 for f in finals)
 
 
@@ -235,12 +236,12 @@ def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep)
             spec = sweep.candidate_spec(leader, candidate, seed)
             records.append(record_for(sweep, spec, val, test))
     assert sweep.best_candidate(records).overrides == LONGER
-    finals = [s.as_dict() for s in sweep.candidate_plan(records)][-3:]
-    assert {f["seed"] for f in finals} == set(sweep.final_seeds) == {6278, 1, 2}
+    finals = [s.as_dict() for s in sweep.candidate_plan(records)][-5:]
+    assert {f["seed"] for f in finals} == set(sweep.final_seeds) == {6278, 1, 2, 3, 4}
     assert all(f["data.val_count"] == 0 and f.items() >= LONGER.items() for f in finals)
     assert sweep.candidate_finals(records) == []
     records += [record_for(sweep, Spec.from_dict(f), 0.0, 0.7) for f in finals]
-    assert len(sweep.candidate_finals(records)) == 3
+    assert len(sweep.candidate_finals(records)) == 5
     # Were the variant as swept best on validation, its own finals would do: no new run.
     worse = [r for r in records if r.evaluate["val"]["iou_pooled"] != 0.95]
     for seed in sweep.settings.seeds:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sfae.config import load_config
 from sfae.errors import SfaeError
-from sfae.params import load_config
-from sfae.records import RunRecord
-from sfae.runner import find_record, wanted_params
-from sfae.study import study_plan
-from sfae.sweep_report import (
+from sfae.experiments.records import RunRecord
+from sfae.experiments.runner import find_record, wanted_params
+from sfae.experiments.study import study_plan
+from sfae.reports.sweep_report import (
     best_by_validation,
     networks_table,
     outcome,
@@ -213,7 +213,8 @@ def test_best_sparse_and_best_penalty_are_picked_by_validation_not_test(sweep):
 def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
     records = campaign(sweep, peak_at_middle, l2_tuned_better)
     chosen = SWEEP_GRIDS["l2"][2]
-    # l2's finals: only 2 of 5 seeds; sparse_elu: one selection run missing, so no finals.
+    # l2's finals: 3 seeds missing; sparse_elu: one selection run missing, so no finals.
+    n = len(sweep.final_seeds)
     l2_finals = sweep.final_records(records)["l2"]
     elu_point = sweep.selection_spec("sparse_elu", 1, SWEEP_GRIDS["sparse_elu"][0])
     dropped = [*l2_finals[:3], find_record(records, wanted_params(sweep.params, elu_point))]
@@ -222,9 +223,9 @@ def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
     text = paths[0].read_text()
     answer = text.split("\n\n")[1]
     assert "provisional" in answer
-    assert f"3 of 5 final runs of l2 @ {chosen:g}" in answer
+    assert f"3 of {n} final runs of l2 @ {chosen:g}" in answer
     assert "1 selection run of sparse_elu, then its finals" in answer
-    assert f"l2 @ {chosen:g} (2 of 5 seeds)" in text and "sparse_elu (not selected)" in text
+    assert f"l2 @ {chosen:g} ({n - 3} of {n} seeds)" in text and "sparse_elu (not selected)" in text
     # With selection runs alone there is no answer yet, but still a report.
     selection_only = [r for r in records if r.val_count > 0]
     text = render(sweep, selection_only)[0]
@@ -251,7 +252,8 @@ def test_an_extended_grid_that_selects_the_posts_value_gives_one_row(sweep):
     grid = "5e-07, 5e-06, 5e-05, 0.0005, 0.005, 0.05"
     assert f"| `l2` | `variants.l2.regularizer_scale` | {grid} | 0.05 | yes | 0.005 |" in text
     assert "| 0.005 | 0.700 ± 0.000 | 2 | **selected**, post |" in text
-    assert text.count("| `l2 @ 0.005 (post)` | 5 |") == 1 and "| `l2 @ 0.005` |" not in text
+    seeds = len(sweep.final_seeds)
+    assert text.count(f"| `l2 @ 0.005 (post)` | {seeds} |") == 1 and "| `l2 @ 0.005` |" not in text
 
 
 def unet_peak(variant, strength):
@@ -271,10 +273,10 @@ def test_the_unet_report_has_its_own_files_seeds_and_no_post_rows(sweep, unet_sw
     ]
     text = paths[2].read_text()
     assert text.startswith("# Every regulariser at its best strength: the sweep (U-Net)")
-    assert "1 selection seed (1;" in text and "3 seeds (6278, 1 and 2)" in text
+    assert "1 selection seed (1;" in text and "the study's 5 seeds" in text
     assert "(post)" not in text.split("## Final runs")[1]  # the study trained the paper net
     chosen = UNET_GRIDS["l2"][1]
-    assert f"| `l2 @ {chosen:g}` | 3 |" in text and "So: use l2" in text
+    assert f"| `l2 @ {chosen:g}` | 5 |" in text and "So: use l2" in text
     # The paper net's report is unchanged by the U-Net's runs.
     alone = write_sweep_reports([sweep], paper, tmp_path / "alone")
     assert paths[0].read_bytes() == alone[0].read_bytes()
@@ -293,10 +295,10 @@ def test_the_networks_table_says_whether_the_answer_changed(sweep, unet_sweep):
     l2_row = next(line for line in table.splitlines() if line.startswith("| `l2` |"))
     paper_cell, unet_cell = l2_row.strip(" |").split(" | ")[1:3]
     assert paper_cell.startswith("0.65") and paper_cell.endswith(
-        f"(5 seeds) @ {SWEEP_GRIDS['l2'][2]:g}"
+        f"(10 seeds) @ {SWEEP_GRIDS['l2'][2]:g}"
     )
     assert unet_cell.startswith("0.65") and unet_cell.endswith(
-        f"(3 seeds) @ {UNET_GRIDS['l2'][1]:g}"
+        f"(5 seeds) @ {UNET_GRIDS['l2'][1]:g}"
     )
     assert "for the paper net, l2 is better than pure" in table
     assert "the answer holds on both networks" in table
@@ -355,7 +357,7 @@ def test_the_best_candidate_is_reported_against_the_goal(sweep, unet_sweep, tmp_
         mean = float(np.mean(BASE)) + lift
         said = (
             f"The best setting on validation, {label}, gives {mean:.3f} ± 0.000 test IoU over "
-            f"3 seeds: its mean {verdict} the goal of 0.70."
+            f"5 seeds: its mean {verdict} the goal of 0.70."
         )
         assert f"{leader}{at} has the best validation IoU" in text
         assert f"| {label} | 0.900 | 10.0 | **best** |" in text and said in text
@@ -370,4 +372,6 @@ def test_the_best_candidate_is_reported_against_the_goal(sweep, unet_sweep, tmp_
         if not (r.val_count == 0 and r.seed == 1 and r.params.items() >= first.items())
     ]
     text = render(unet_sweep, records)[0]
-    assert f"The best setting on validation is {label}; 2 of its 3 final runs are recorded." in text
+    n = len(unet_sweep.final_seeds)
+    said = f"The best setting on validation is {label}; {n - 1} of its {n} final runs are recorded."
+    assert said in text

@@ -9,10 +9,11 @@ import keras
 import numpy as np
 import pytest
 
-from sfae import predict, training
+from sfae.config import VARIANTS, Config, load_config
 from sfae.errors import SfaeError
-from sfae.model import build_model, encoder_model
-from sfae.params import VARIANTS, Config, load_config
+from sfae.inference import predict
+from sfae.nn import training
+from sfae.nn.model import build_model, encoder_model
 
 SIZE = 32
 COUNT = 10  # two full batches of 5, as the paper batches

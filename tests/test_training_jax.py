@@ -13,8 +13,8 @@ import dataclasses, json, sys
 from pathlib import Path
 import keras
 import numpy as np
-from sfae.benchmark import plain_fit, project_fit
-from sfae.params import load_config
+from sfae.nn.benchmark import plain_fit, project_fit
+from sfae.config import load_config
 
 config = load_config(Path(sys.argv[1]) / "params.yaml")
 rng = np.random.default_rng(3)

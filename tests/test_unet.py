@@ -14,14 +14,15 @@ from PIL import Image
 from test_training import assert_shards_change_nothing
 from test_training import rectangles as training_rectangles
 
-from sfae import cli, training
-from sfae.benchmark import project_fit, tuned_fit
+from sfae import cli
+from sfae.config import VARIANTS, Config, load_config, with_arch
+from sfae.data.image_io import resize_image
 from sfae.errors import SfaeError
-from sfae.image_io import resize_image
-from sfae.model import build_model, encoder_model, paper_model, unet_model
-from sfae.params import VARIANTS, Config, load_config, with_arch
-from sfae.predict import predict_probabilities, resize_probability
-from sfae.saving import save_model_deterministic
+from sfae.inference.predict import predict_probabilities, resize_probability
+from sfae.nn import training
+from sfae.nn.benchmark import project_fit, tuned_fit
+from sfae.nn.model import build_model, encoder_model, paper_model, unet_model
+from sfae.nn.saving import save_model_deterministic
 
 SIZE = 32
 WIDTH = 4

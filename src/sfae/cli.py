@@ -1,292 +1,28 @@
-"""The `sfae` command: `sfae predict` segments your own images and videos with a trained model.
+"""The `sfae` command.
 
-    sfae predict [--model models/model.keras] [--threshold 0.5] [--out predictions/] INPUT...
+    sfae predict [--model models/model.keras] [--out predictions/] INPUT...   your own files
+    sfae study [--jobs N] [--share K/N] [--remote R]   the post's variants x the study seeds
+    sfae sweep [--arch unet] [--jobs N] ...   every regulariser's strength, selected, compared
+    sfae reports   every report and the README's results, rebuilt from reports/runs.jsonl
 
-INPUT is an image (JPEG, PNG, BMP), a folder (its images, sorted by name) or a video (MP4,
-AVI), in any mix. Each image gives `<stem>_mask.png` (0/255, at the image's own size) and
-`<stem>_overlay.png`; each video gives `<stem>_overlay.mp4` at its own frame rate and size.
-A bad input is one line `error: <path>: <problem>` on stderr; the others are still written,
-and the exit status is 1 when any input failed. Every output appears whole or not at all.
+The study and the sweep queue DVC experiments, wait for them and record each finished run;
+run again, they pick up where they stopped. Their reports are rebuilt at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-VIDEO_SUFFIXES = (".mp4", ".avi")
-# The values of params.yaml (evaluate.threshold, render.alpha, render.colormap), fixed here so
-# that the command runs anywhere, without params.yaml; tests/test_predict.py checks they agree.
-DEFAULT_THRESHOLD = 0.5
-DEFAULT_ALPHA = 0.45
-DEFAULT_COLORMAP = "jet"
-DEFAULT_BATCH = 64
-FALLBACK_FPS = 25.0  # for a video that does not say its frame rate
+from sfae.inference import files
+
+ARCHS = ("paper", "unet")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file and what it is ("image" or "video")."""
-
-    path: Path
-    kind: str
-
-    def outputs(self, out: Path) -> tuple[Path, ...]:
-        stem = self.path.stem
-        if self.kind == "video":
-            return (out / f"{stem}_overlay.mp4",)
-        return out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
-
-
-class Report:
-    """Counts the inputs that failed; prints each failure as one `error:` line on stderr."""
-
-    def __init__(self) -> None:
-        self.failed = 0
-
-    def error(self, message: str) -> None:
-        self.failed += 1
-        print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-
-
-def _kind(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    return None
-
-
-def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> list[Job]:
-    """The image and video files to process, in order; the bad inputs go to report.
-
-    A folder stands for its images (not its subfolders), sorted by name. Two inputs whose
-    outputs would have the same names: the second is refused rather than overwrite the first.
-    """
-    supported = ", ".join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-    jobs: list[Job] = []
-    owners: dict[Path, Path] = {}
-    seen: set[Path] = set()
-    for given in map(Path, inputs):
-        if given.is_dir():
-            images = sorted(
-                (p for p in given.iterdir() if p.is_file() and _kind(p) == "image"),
-                key=lambda p: p.name,
-            )
-            if not images:
-                report.error(f"{given}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-            candidates = [Job(p, "image") for p in images]
-        elif not given.exists():
-            report.error(f"{given}: not found")
-            continue
-        elif _kind(given) is None:
-            report.error(f"{given}: not a supported image or video (expected {supported})")
-            continue
-        else:
-            candidates = [Job(given, _kind(given))]
-        for job in candidates:
-            resolved = job.path.resolve()
-            if resolved in seen:
-                continue  # the same file twice (e.g. alone and in its folder): once is enough
-            clash = next((owners[o] for o in job.outputs(out) if o in owners), None)
-            if clash is not None:
-                report.error(
-                    f"{job.path}: its outputs would overwrite those of {clash} (same name "
-                    f"{job.path.stem}); rename one or run it with another --out"
-                )
-                continue
-            seen.add(resolved)
-            owners.update(dict.fromkeys(job.outputs(out), job.path))
-            jobs.append(job)
-    return jobs
-
-
-def check_output_folder(out: Path) -> None:
-    """Create out if needed and prove a file can be made in it; else an SfaeError."""
-    from sfae.errors import SfaeError
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except FileExistsError as error:
-        raise SfaeError(
-            f"{out}: cannot write the outputs here: it is a file, not a folder"
-        ) from error
-    except NotADirectoryError as error:
-        raise SfaeError(
-            f"{out}: cannot write the outputs here: a parent is not a folder"
-        ) from error
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise SfaeError(f"{out}: cannot write the outputs here ({reason})") from error
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def segment_images(
-    jobs: list[Job], segmenter, out: Path, threshold: float, draw: Callable, report: Report
-) -> int:
-    """Masks and overlays of image files, `batch_size` images through the network at a time."""
-    from sfae.atomic import staged_outputs
-    from sfae.image_io import read_rgb, write_png
-    from sfae.predict import to_mask
-
-    written = 0
-    for chunk in _chunks(jobs, segmenter.batch_size):
-        readable = []
-        for job in chunk:
-            try:
-                readable.append((job, read_rgb(job.path)))
-            except Exception as error:
-                report.error(_describe(job.path, error))
-        if not readable:
-            continue
-        probabilities = segmenter.probabilities([rgb for _, rgb in readable])
-        for (job, rgb), probability in zip(readable, probabilities, strict=True):
-            try:
-                with staged_outputs(*job.outputs(out)) as (mask_path, overlay_path):
-                    write_png(mask_path, to_mask(probability, threshold))
-                    write_png(overlay_path, draw(rgb, probability))
-            except Exception as error:
-                report.error(_describe(job.path, error))
-                continue
-            written += 1
-            print(f"{job.path} -> {', '.join(str(p) for p in job.outputs(out))}")
-    return written
-
-
-def _read_frames(capture, count: int) -> list:
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return frames
-
-
-def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
-    """The probability overlaid on every frame of a video, as an MP4 at its rate and size.
-
-    Three stages overlap (OpenCV and TensorFlow release the GIL): a thread decodes the next
-    batch of frames while the network works on this one, and another thread overlays and
-    encodes the last one.
-    """
-    import cv2
-    from tqdm import tqdm
-
-    from sfae.atomic import staged_outputs
-    from sfae.errors import SfaeError
-    from sfae.render import check_video, open_mp4_writer
-
-    capture = cv2.VideoCapture(str(source))
-    try:
-        if not capture.isOpened():
-            raise SfaeError(
-                f"{source}: cannot open it as a video (unreadable, truncated or damaged)"
-            )
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps and fps > 0 and fps == fps else FALLBACK_FPS
-        expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        decoded = 0
-        with (
-            staged_outputs(target) as (temporary,),
-            ThreadPoolExecutor(1) as reader,
-            ThreadPoolExecutor(1) as encoder,
-            tqdm(
-                total=expected if expected > 0 else None, desc=source.name, unit="frame"
-            ) as progress,
-        ):
-            writer = None
-            size = None
-            pending_read: Future = reader.submit(_read_frames, capture, segmenter.batch_size)
-            pending_write: Future | None = None
-            try:
-                while frames := pending_read.result():
-                    pending_read = reader.submit(_read_frames, capture, segmenter.batch_size)
-                    if writer is None:
-                        size = (frames[0].shape[1], frames[0].shape[0])
-                        try:
-                            writer = open_mp4_writer(temporary, fps, *size)
-                        except SfaeError as error:
-                            raise SfaeError(
-                                f"{target}: cannot open an MP4 video writer (codec mp4v, "
-                                f"{size[0]}x{size[1]})"
-                            ) from error
-                    # Decoders and writers work in BGR: so do the network's input and the
-                    # overlay, which saves two colour conversions of every full-size frame.
-                    probabilities = segmenter.probabilities(frames, bgr=True)
-                    if pending_write is not None:
-                        pending_write.result()
-                    pending_write = encoder.submit(
-                        _draw_and_write, writer, draw, frames, probabilities
-                    )
-                    decoded += len(frames)
-                    progress.update(len(frames))
-                if pending_write is not None:
-                    pending_write.result()
-            finally:
-                pending_read.cancel()
-                if writer is not None:
-                    encoder.submit(writer.release).result()
-            if decoded == 0:
-                raise SfaeError(
-                    f"{source}: no frame could be decoded (empty, truncated or damaged)"
-                )
-            if expected > 0 and decoded < expected:
-                raise SfaeError(
-                    f"{source}: truncated or damaged: decoded {decoded} of its {expected} frames"
-                )
-            check_video(temporary, decoded)
-    finally:
-        capture.release()
-    return decoded
-
-
-def _draw_and_write(writer, draw: Callable, frames: list, probabilities: list) -> None:
-    for frame, probability in zip(frames, probabilities, strict=True):
-        writer.write(draw(frame, probability, bgr=True))
-
-
-def _describe(path: Path, error: Exception) -> str:
-    """One line for a failure: an SfaeError names its file already; others get the path."""
-    from sfae.errors import SfaeError
-
-    if isinstance(error, SfaeError):
-        return str(error)
-    detail = " ".join(str(error).split())[:200]
-    return f"{path}: {type(error).__name__}: {detail}" if detail else f"{path}: {error!r}"
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="sfae", description=__doc__.split("\n")[0])
-    commands = top.add_subparsers(dest="command", required=True)
+def _add_predict(commands) -> None:
     predict = commands.add_parser(
         "predict",
         help="segment images, folders of images and videos",
@@ -302,8 +38,8 @@ def parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--threshold",
-        type=_fraction,
-        default=DEFAULT_THRESHOLD,
+        type=files.fraction,
+        default=files.DEFAULT_THRESHOLD,
         help="foreground where the probability is at least this (default %(default)s)",
     )
     predict.add_argument(
@@ -311,65 +47,103 @@ def parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--alpha",
-        type=_fraction,
-        default=DEFAULT_ALPHA,
+        type=files.fraction,
+        default=files.DEFAULT_ALPHA,
         help="overlay opacity where the probability is 1 (default %(default)s)",
     )
     predict.add_argument(
         "--colormap",
-        default=DEFAULT_COLORMAP,
+        default=files.DEFAULT_COLORMAP,
         help="OpenCV colour map of the overlay (default %(default)s)",
     )
     predict.add_argument(
         "--batch-size",
-        type=_positive,
-        default=DEFAULT_BATCH,
+        type=files.positive,
+        default=files.DEFAULT_BATCH,
         help="images or frames through the network at a time (default %(default)s)",
     )
+
+
+def _add_campaign_options(command) -> None:
+    command.add_argument(
+        "--jobs", type=files.positive, default=1, help="experiments run at once (default 1)"
+    )
+    command.add_argument("--report-only", action="store_true", help="rebuild the report only")
+    command.add_argument(
+        "--share",
+        default="1/1",
+        metavar="K/N",
+        help="run only the K-th of N deterministic shares of the runs (for N machines)",
+    )
+    command.add_argument(
+        "--remote",
+        metavar="GIT_REMOTE",
+        help="pull experiments from this git remote (and its DVC remote) first, push ours after",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="sfae", description=__doc__.split("\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    _add_predict(commands)
+    study = commands.add_parser("study", help="the post's five variants x the study seeds")
+    _add_campaign_options(study)
+    sweep = commands.add_parser("sweep", help="each regulariser's strength, selected, compared")
+    _add_campaign_options(sweep)
+    sweep.add_argument(
+        "--arch", choices=ARCHS, default="paper", help="the network to sweep (default paper)"
+    )
+    commands.add_parser("reports", help="rebuild every report from reports/runs.jsonl")
     return top
 
 
-def predict_command(args: argparse.Namespace) -> int:
-    from sfae.errors import SfaeError
-    from sfae.predict import Segmenter
-    from sfae.render import colormap_code, overlay
+def _options(args: argparse.Namespace):
+    from sfae.experiments.campaign import CampaignOptions
 
-    report = Report()
-    try:
-        code = colormap_code(args.colormap)
-    except SfaeError as error:
-        report.error(f"--colormap: {error}")
-        return 1
-    jobs = expand_inputs(args.inputs, args.out, report)
-    if not jobs:
-        return 1
-    try:
-        segmenter = Segmenter.load(args.model, batch_size=args.batch_size)
-        check_output_folder(args.out)
-    except SfaeError as error:
-        report.error(str(error))
-        return 1
+    return CampaignOptions(args.jobs, args.report_only, args.share, args.remote)
 
-    def draw(frame, probability, bgr=False):
-        return overlay(frame, probability, args.alpha, code, bgr=bgr)
 
-    written = 0
-    for kind, run in itertools.groupby(jobs, key=lambda job: job.kind):
-        if kind == "image":  # consecutive images share batches
-            written += segment_images(list(run), segmenter, args.out, args.threshold, draw, report)
-            continue
-        for job in run:
-            (target,) = job.outputs(args.out)
-            try:
-                segment_video(job.path, target, segmenter, draw)
-            except Exception as error:
-                report.error(_describe(job.path, error))
-                continue
-            written += 1
-            print(f"{job.path} -> {target}")
-    if report.failed:
-        print(f"{written} inputs written to {args.out}, {report.failed} failed")
-    return 1 if report.failed else 0
+def study_command(args: argparse.Namespace) -> None:
+    from sfae.config import load_config, read_yaml
+    from sfae.experiments.campaign import collect
+    from sfae.experiments.study import study_plan
+    from sfae.paths import ProjectPaths
+    from sfae.reports.build import write_study_report
+
+    paths = ProjectPaths.here()
+    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    options = _options(args)
+    if options.remote or not options.report_only:
+        collect(options, study_plan(config), params, paths.run_records, paths.root, "study")
+    if options.share != "1/1" and not options.report_only:
+        # Other machines' shares hold the rest: the report waits for `--report-only --remote`.
+        print("study: this machine's share is done; `sfae study --report-only --remote` reports")
+        return
+    for path in write_study_report(paths):
+        print(f"wrote {path}")
+
+
+def sweep_command(args: argparse.Namespace) -> None:
+    from sfae.config import load_config, read_yaml
+    from sfae.experiments.sweep import Sweep, run_sweep
+    from sfae.paths import ProjectPaths
+    from sfae.reports.build import write_all_sweep_reports
+
+    paths = ProjectPaths.here()
+    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    options = _options(args)
+    if options.remote or not options.report_only:
+        run_sweep(Sweep(config, params, args.arch), options, paths.run_records, paths.root)
+    for path in write_all_sweep_reports(paths):
+        print(f"wrote {path}")
+
+
+def reports_command(args: argparse.Namespace) -> None:
+    from sfae.paths import ProjectPaths
+    from sfae.reports.build import write_all_reports
+
+    for path in write_all_reports(ProjectPaths.here()):
+        print(f"wrote {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,8 +155,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parser().parse_args(argv)
     if args.command == "predict":
-        return predict_command(args)
-    return 2  # pragma: no cover (argparse requires a command)
+        return files.predict_command(args)
+    from sfae.errors import SfaeError
+
+    commands = {"study": study_command, "sweep": sweep_command, "reports": reports_command}
+    try:
+        commands[args.command](args)
+    except SfaeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
-from sfae.markdown import join
-from sfae.params import POST_VARIANTS
-from sfae.statistics import METRIC_LABELS, Summary
+from sfae.reports.markdown import join
+from sfae.reports.statistics import METRIC_LABELS, Summary
 
 PURE = "pure"
 PENALTY_VARIANTS = ("l1", "l2")

@@ -10,8 +10,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from sfae.params import MAX_SEED, Config
-from sfae.sparse_filtering import soft_absolute
+from sfae.config import MAX_SEED, Config
+from sfae.nn.sparse_filtering import soft_absolute
 
 BOTTLENECK_UNITS = 9  # reshaped to 3x3x1 for the decoder
 

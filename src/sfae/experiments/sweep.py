@@ -1,6 +1,6 @@
 """The sweep: every regulariser at its best strength, chosen on validation images, then compared.
 
-`make sweep` calls `python -m sfae.sweep`, `make sweep-unet` the same with `--arch unet`
+`make sweep` calls `python -m sfae.experiments.sweep`, `make sweep-unet` the same with `--arch unet`
 (the U-Net's own, smaller grids and seeds: params.yaml `sweep.unet`). Three steps, all
 through the resumable runner:
 
@@ -23,14 +23,15 @@ Nothing is selected on the test split: selection reads validation IoU alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from sfae.errors import SfaeError, run_stage
-from sfae.params import ARCHS, STRENGTH_LIMITS, Config, strength_key
-from sfae.records import RunRecord, flatten, read_records
-from sfae.runner import Spec, find_record, wanted_params
-from sfae.study import campaign_setup, collect
+from sfae.config import ARCHS, STRENGTH_LIMITS, Config, strength_key
+from sfae.errors import SfaeError
+from sfae.experiments.campaign import CampaignOptions, collect
+from sfae.experiments.records import RunRecord, flatten, read_records
+from sfae.experiments.runner import Spec, find_record, wanted_params
 
 SCORED_STAGE = "evaluate"  # sweep runs stop here: no videos
 MAX_EXTENSIONS = 3  # grid steps added beyond an end, at most, per regulariser
@@ -294,50 +295,23 @@ def sweeps(config: Config, params: dict) -> list[Sweep]:
     ]
 
 
-def main() -> None:
-    def arch_option(parser):
-        parser.add_argument(
-            "--arch", choices=ARCHS, default="paper", help="the network to sweep (default paper)"
-        )
-
-    arguments, paths, config, params = campaign_setup(__doc__, arch_option)
-    sweep = Sweep(config, params, arguments.arch)
-    records_path = paths.run_records
+def run_sweep(sweep: Sweep, options: CampaignOptions, records_path: Path, root: Path) -> None:
+    """Every run the sweep calls for, round after round, as the records call for them."""
     desc = "sweep" if sweep.arch == "paper" else f"sweep {sweep.arch}"
-    if arguments.remote or not arguments.report_only:
-        # Each round may extend a grid; a round that adds no run ends the selection.
-        planned: set[Spec] = set()
-        while True:
-            specs = sweep.selection_plan(read_records(records_path))
-            if set(specs) <= planned:
-                break
-            planned |= set(specs)
-            collect(
-                arguments, specs, params, records_path, paths, f"{desc}: selection", SCORED_STAGE
-            )
-        specs = sweep.final_plan(read_records(records_path))
-        collect(arguments, specs, params, records_path, paths, f"{desc}: final", SCORED_STAGE)
-        # The candidates' validation runs, then the best one's finals: two rounds.
-        for _ in range(2):
-            if specs := sweep.candidate_plan(read_records(records_path)):
-                collect(
-                    arguments,
-                    specs,
-                    params,
-                    records_path,
-                    paths,
-                    f"{desc}: candidates",
-                    SCORED_STAGE,
-                )
-    from sfae.sweep_report import write_sweep_reports
 
-    readme = paths.root / "README.md"
-    # Every network's report: the README's table puts them side by side.
-    for path in write_sweep_reports(
-        sweeps(config, params), read_records(records_path), paths.reports, readme
-    ):
-        print(f"wrote {path}")
+    def run(specs: list[Spec], step: str) -> None:
+        collect(options, specs, sweep.params, records_path, root, f"{desc}: {step}", SCORED_STAGE)
 
-
-if __name__ == "__main__":
-    run_stage(main)
+    # Each round may extend a grid; a round that adds no run ends the selection.
+    planned: set[Spec] = set()
+    while True:
+        specs = sweep.selection_plan(read_records(records_path))
+        if set(specs) <= planned:
+            break
+        planned |= set(specs)
+        run(specs, "selection")
+    run(sweep.final_plan(read_records(records_path)), "final")
+    # The candidates' validation runs, then the best one's finals: two rounds.
+    for _ in range(2):
+        if specs := sweep.candidate_plan(read_records(records_path)):
+            run(specs, "candidates")

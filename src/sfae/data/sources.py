@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +10,8 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from sfae.archive import extract_zip
-from sfae.atomic import staged_outputs
+from sfae.data.image_io import image_size, read_mask
 from sfae.errors import SfaeError
-from sfae.fetch import obtain_zip
-from sfae.image_io import image_size, read_mask
 
 PENNFUDAN_COUNT = 170
 MALL_FRAMES = 2000
@@ -137,25 +132,3 @@ MALL = Dataset(
     verify=verify_mall,
 )
 DATASETS = {dataset.name: dataset for dataset in (PENNFUDAN, MALL)}
-
-
-def install(dataset: Dataset, destination: Path) -> None:
-    """Fetch, extract and verify a dataset; only a verified copy replaces destination."""
-    with (
-        staged_outputs(destination) as (staged,),
-        tempfile.TemporaryDirectory(dir=staged.parent) as work,
-    ):
-        archive = obtain_zip(dataset.zip_name, dataset.url, Path(work))
-        # A downloaded zip lives in the work folder, deleted on the way out: name its URL.
-        origin = dataset.url if archive.is_relative_to(work) else str(archive)
-        extract_zip(archive, Path(work) / "extracted")
-        extracted = Path(work) / "extracted" / dataset.folder
-        if not extracted.is_dir():
-            raise SfaeError(f"{origin}: has no top-level folder {dataset.folder}/")
-        try:
-            dataset.verify(extracted)
-        except SfaeError as error:
-            # The extracted copy goes too: name the bad file as a member of the zip.
-            inside = f"{extracted.parent}{os.sep}"
-            raise SfaeError(str(error).replace(inside, f"{origin}: ")) from None
-        extracted.rename(staged)

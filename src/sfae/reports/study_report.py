@@ -9,6 +9,7 @@ verdicts included, is computed from the records; none is typed by hand.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,13 +17,14 @@ import numpy as np
 import yaml
 
 from sfae.atomic import staged_outputs
-from sfae.claims import claims
+from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
-from sfae.figures import write_chart, write_variants_gif
-from sfae.markdown import counted, duration, join, markdown_table, tally, time_unit
-from sfae.params import POST_VARIANTS
-from sfae.records import RunRecord
-from sfae.statistics import (
+from sfae.experiments.records import IN_REPO, RunRecord
+from sfae.paths import ProjectPaths
+from sfae.reports.claims import claims
+from sfae.reports.figures import write_chart, write_variants_gif
+from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
+from sfae.reports.statistics import (
     METRIC_LABELS,
     NOT_DISTINGUISHABLE,
     SUMMARY_METRICS,
@@ -33,6 +35,7 @@ from sfae.statistics import (
 )
 
 REFERENCE = "pure"
+MALL_PROBABILITY = IN_REPO.mall_probability.as_posix()
 MARKDOWN, CHART, GIF = "study.md", "study.png", "mall_variants.gif"
 METRIC_DEFINITIONS = {
     "test_iou": "TP / (TP + FP + FN) over the pixels of all test images pooled "
@@ -277,3 +280,32 @@ def write_report(
             settings = {key: render[key] for key in ("fps", "alpha", "colormap") if key in render}
             write_variants_gif(frames_rgb, probabilities, staged[2], **settings)
     return targets
+
+
+def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
+    """(frames, probabilities) for the side-by-side GIF, or None when some variant's Mall
+    predictions or the Mall frames are not in this clone (then the committed GIF stays)."""
+    import dvc.api
+
+    from sfae.data.image_io import read_rgb
+    from sfae.data.sources import MALL, mall_frame_path
+
+    first_seed = min(record.seed for record in records)
+    probabilities = {}
+    for record in records:
+        if record.seed != first_seed:
+            continue
+        try:
+            data = dvc.api.read(MALL_PROBABILITY, repo=str(paths.root), rev=record.rev, mode="rb")
+        except Exception:  # noqa: BLE001  (any miss: no rev, no cache, no file)
+            return None
+        probabilities[record.variant] = np.load(io.BytesIO(data)).astype(np.float32)
+    if len(probabilities) != len(POST_VARIANTS):
+        return None
+    count = min(len(p) for p in probabilities.values())
+    picks = list(range(0, count, max(1, count // 40)))  # ~40 frames keep the GIF a few MB
+    try:
+        frames = [read_rgb(mall_frame_path(paths.raw / MALL.folder, i + 1)) for i in picks]
+    except SfaeError:  # no Mall frames in this clone (`dvc repro download_mall` brings them)
+        return None
+    return frames, {variant: p[picks] for variant, p in probabilities.items()}

@@ -11,11 +11,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from sfae.augment import Augment, augmenter
+from sfae.config import Config
 from sfae.errors import SfaeError
-from sfae.model import encoder_model
-from sfae.params import Config
-from sfae.sparse_filtering import sparse_filtering_loss
+from sfae.nn.augment import Augment, augmenter
+from sfae.nn.model import encoder_model
+from sfae.nn.sparse_filtering import sparse_filtering_loss
 
 
 def segmentation_loss(masks, probabilities):

@@ -13,10 +13,10 @@ import imageio.v3 as iio
 import numpy as np
 from matplotlib.figure import Figure
 
+from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
-from sfae.params import POST_VARIANTS
-from sfae.render import colormap_code, overlay
-from sfae.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary
+from sfae.inference.render import colormap_code, overlay
+from sfae.reports.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary
 
 CHART_METRICS = tuple(m for m in SUMMARY_METRICS if m not in ("iou_gap", "foreground_share"))
 

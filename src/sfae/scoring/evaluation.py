@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sfae.mall_metrics import mall_scores
-from sfae.metrics import per_image_scores, pooled_iou, summarize
-from sfae.pictures import error_overlay, fixed_indices, grid, tint, to_uint8
-from sfae.predict import predict_probabilities
-from sfae.prepare import MallArrays, PennFudanSplits
+from sfae.data.prepared import MallArrays, PennFudanSplits
+from sfae.inference.predict import predict_probabilities
+from sfae.scoring.mall_metrics import mall_scores
+from sfae.scoring.metrics import per_image_scores, pooled_iou, summarize
+from sfae.scoring.pictures import error_overlay, fixed_indices, grid, tint, to_uint8
 
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")
 

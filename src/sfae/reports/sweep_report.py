@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from sfae.atomic import staged_outputs
+from sfae.config import POST_VARIANTS, VARIANTS
 from sfae.errors import SfaeError
-from sfae.figures import StrengthPanel, write_selection_chart
-from sfae.markdown import duration, join, markdown_table, replace_block, tally
-from sfae.params import POST_VARIANTS, VARIANTS
-from sfae.records import RunRecord, flatten
-from sfae.report import comparison_section, results_section
-from sfae.statistics import NOT_DISTINGUISHABLE, compare, summary_table
-from sfae.study import study_plan, study_records
-from sfae.sweep import Selection, Sweep, val_iou
+from sfae.experiments.records import RunRecord, flatten
+from sfae.experiments.study import study_plan, study_records
+from sfae.experiments.sweep import Selection, Sweep, val_iou
+from sfae.reports.figures import StrengthPanel, write_selection_chart
+from sfae.reports.markdown import duration, join, markdown_table, replace_block, tally
+from sfae.reports.statistics import NOT_DISTINGUISHABLE, compare, summary_table
+from sfae.reports.study_report import comparison_section, results_section
 
 NETWORKS = {"paper": "paper net", "unet": "U-Net"}
 REFERENCE = "pure"

@@ -49,7 +49,14 @@ ARCHS = ("paper", "unet")
 # Per-example normalisations only: batch statistics would make train.shards change the math.
 NORMS = ("group", "none")
 PENNFUDAN_IMAGES = 170
-MAX_SEED = 2**31 - 1  # the training seed goes to Keras/TensorFlow as a 32-bit integer
+MAX_SEED = 2**31 - 1
+# OpenCV's colour maps (cv2.COLORMAP_*, lower case), listed here so that reading the config
+# needs no OpenCV; tests/test_render.py checks the list against the installed OpenCV.
+COLORMAPS = (
+    *("autumn", "bone", "cividis", "cool", "deepgreen", "hot", "hsv", "inferno", "jet"),
+    *("magma", "ocean", "parula", "pink", "plasma", "rainbow", "spring", "summer", "turbo"),
+    *("twilight", "twilight_shifted", "viridis", "winter"),
+)  # the training seed goes to Keras/TensorFlow as a 32-bit integer
 
 
 @dataclass(frozen=True)
@@ -451,12 +458,10 @@ def _evaluate(section: _Section) -> EvaluateConfig:
 
 
 def _render(section: _Section) -> RenderConfig:
-    from sfae.colormaps import colormap_names  # OpenCV's names, checked here and not mid-render
-
     config = RenderConfig(
         fps=section.integer("fps", 1, 120),
         alpha=section.number("alpha", 0.0, 1.0),
-        colormap=section.choice("colormap", tuple(colormap_names())),
+        colormap=section.choice("colormap", COLORMAPS),
         gif_width=section.integer("gif_width", 16, 1920),
         gif_frame_step=section.integer("gif_frame_step", 1, 100),
         strip_frames=section.integer("strip_frames", 1, 16),

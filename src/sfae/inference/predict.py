@@ -21,9 +21,9 @@ import cv2
 import keras
 import numpy as np
 
-import sfae.model  # noqa: F401  (registers the custom layers for loading)
+import sfae.nn.model  # noqa: F401  (registers the custom layers for loading)
+from sfae.data.image_io import resize_image
 from sfae.errors import SfaeError
-from sfae.image_io import resize_image
 
 
 def load_trained(path: Path) -> keras.Model:

@@ -10,10 +10,10 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from sfae.model import build_model
-from sfae.params import Config
-from sfae.sparse_filtering import sparse_filtering_loss
-from sfae.training import finetune_terms, fit, segmentation_loss
+from sfae.config import Config
+from sfae.nn.model import build_model
+from sfae.nn.sparse_filtering import sparse_filtering_loss
+from sfae.nn.training import finetune_terms, fit, segmentation_loss
 
 
 class FitRun(NamedTuple):
@@ -83,14 +83,14 @@ def tuned_fit(config: Config, images, masks, epochs: int, shuffle: bool = True) 
     """`model.fit` tuned: one compiled call per epoch (steps_per_execution = steps per epoch).
 
     The thread settings are the process's: whoever times it applies the project loop's
-    (sfae.training.configure_determinism) before TensorFlow's runtime starts.
+    (sfae.nn.training.configure_determinism) before TensorFlow's runtime starts.
     """
     steps = steps_per_epoch(config, len(images))
     return plain_fit(config, images, masks, epochs, shuffle, steps_per_execution=steps)
 
 
 def project_fit(config: Config, images, masks, epochs: int, shuffle: bool = True) -> FitRun:
-    """Per-epoch losses and seconds of the project's training loop (sfae.training.fit)."""
+    """Per-epoch losses and seconds of the project's training loop (sfae.nn.training.fit)."""
     model = build_model(config)
     times = []
     started = time.perf_counter()

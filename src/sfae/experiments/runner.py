@@ -25,8 +25,7 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from sfae.errors import SfaeError
-from sfae.machine import machine_description, package_versions
-from sfae.records import (
+from sfae.experiments.records import (
     EVALUATE_JSON,
     IN_REPO,
     MALL_JSON,
@@ -37,6 +36,7 @@ from sfae.records import (
     read_records,
     run_params,
 )
+from sfae.machine import machine_description, package_versions
 
 PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 FINISHED = ("success", "failed")

@@ -9,16 +9,16 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
-from sfae.colormaps import COLORMAP_PREFIX, colormap_names
+from sfae.config import COLORMAPS
+from sfae.data.image_io import read_rgb, write_png
 from sfae.errors import SfaeError
-from sfae.image_io import read_rgb, write_png
 
 
 def colormap_code(name: str) -> int:
     """The OpenCV COLORMAP_* constant for a name such as "jet", "viridis" or "inferno"."""
-    code = getattr(cv2, f"{COLORMAP_PREFIX}{name.upper()}", None) if isinstance(name, str) else None
+    code = getattr(cv2, f"COLORMAP_{name.upper()}", None) if isinstance(name, str) else None
     if not isinstance(code, int):
-        raise SfaeError(f"unknown colour map {name!r}; valid names: {', '.join(colormap_names())}")
+        raise SfaeError(f"unknown colour map {name!r}; valid names: {', '.join(COLORMAPS)}")
     return code
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from keras import layers, ops
 
-from sfae.params import MAX_SEED, AugmentConfig
+from sfae.config import MAX_SEED, AugmentConfig
 
 Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from scipy.stats import bootstrap
 
+from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
-from sfae.params import POST_VARIANTS
-from sfae.records import RunRecord
+from sfae.experiments.records import RunRecord
 
 # metric -> (label, which metrics file of a run, dotted keys leading to the value in it)
 SUMMARY_METRICS = {

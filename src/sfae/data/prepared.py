@@ -1,0 +1,95 @@
+"""The prepared arrays (data/prepared/*.npz) as the training and scoring stages read them."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sfae.errors import SfaeError
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as bundle:
+            return {key: bundle[key] for key in bundle.files}
+    except FileNotFoundError as error:
+        raise SfaeError(f"{path}: not found; run `dvc repro` to make it") from error
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise SfaeError(f"{path}: unreadable prepared arrays ({error})") from error
+
+
+@dataclass(frozen=True)
+class MallArrays:
+    frames: np.ndarray
+    frame_numbers: np.ndarray  # 1-based, as in the frame file names
+    heads: list[np.ndarray]
+    counts: np.ndarray
+    roi: np.ndarray
+    perspective: np.ndarray
+    frame_size: tuple[int, int]
+
+
+MALL_KEYS = (
+    *("frames", "frame_numbers", "head_points", "head_offsets"),
+    *("counts", "roi", "perspective", "frame_size"),
+)
+
+
+def _require(path: Path, arrays: dict, keys, what: str, stage: str) -> None:
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise SfaeError(f"{path}: not {what} (no {', '.join(missing)}); run `dvc repro {stage}`")
+
+
+def load_mall(path: Path) -> MallArrays:
+    arrays = load_arrays(path)
+    _require(path, arrays, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
+    offsets = arrays["head_offsets"]
+    points = arrays["head_points"]
+    return MallArrays(
+        frames=arrays["frames"],
+        frame_numbers=arrays["frame_numbers"],
+        heads=[points[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
+        counts=arrays["counts"],
+        roi=arrays["roi"],
+        perspective=arrays["perspective"],
+        frame_size=tuple(int(v) for v in arrays["frame_size"]),
+    )
+
+
+@dataclass(frozen=True)
+class PennFudanSplits:
+    train_images: np.ndarray  # (n, s, s, 3) float32 in [0, 1]
+    train_masks: np.ndarray  # (n, s, s, 1) float32 in {0, 1}
+    test_images: np.ndarray
+    test_masks: np.ndarray
+    train_names: list[str]
+    test_names: list[str]
+    val_images: np.ndarray  # empty (0, s, s, 3) when no validation images are held out
+    val_masks: np.ndarray
+    val_names: list[str]
+
+
+def load_pennfudan(path: Path) -> PennFudanSplits:
+    arrays = load_arrays(path)
+    keys = [
+        f"{split}_{kind}" for split in ("train", "test") for kind in ("images", "masks", "names")
+    ]
+    _require(path, arrays, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
+    images, masks = arrays["train_images"], arrays["train_masks"]
+    val_images = arrays.get("val_images", images[:0])
+    val_masks = arrays.get("val_masks", masks[:0])
+    return PennFudanSplits(
+        train_images=images,
+        train_masks=masks[..., None].astype(np.float32),
+        test_images=arrays["test_images"],
+        test_masks=arrays["test_masks"][..., None].astype(np.float32),
+        train_names=arrays["train_names"].tolist(),
+        test_names=arrays["test_names"].tolist(),
+        val_images=val_images,
+        val_masks=val_masks[..., None].astype(np.float32),
+        val_names=arrays["val_names"].tolist() if "val_names" in arrays else [],
+    )

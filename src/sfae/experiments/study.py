@@ -1,0 +1,21 @@
+"""The study: the post's five variants x every study seed, as DVC experiments.
+
+`make study` (`sfae study`) runs the plan through the resumable runner; runs that have a
+record in reports/runs.jsonl are skipped (the committed baseline among them).
+"""
+
+from __future__ import annotations
+
+from sfae.config import POST_VARIANTS, Config
+from sfae.experiments.records import RunRecord
+from sfae.experiments.runner import Spec, find_record, wanted_params
+
+
+def study_plan(config: Config) -> list[Spec]:
+    return [Spec.of(variant=v, seed=s) for v in POST_VARIANTS for s in config.study.seeds]
+
+
+def study_records(records: list[RunRecord], specs: list[Spec], params: dict) -> list[RunRecord]:
+    """The record of every planned run that has one, in plan order."""
+    found = [find_record(records, wanted_params(params, spec)) for spec in specs]
+    return [record for record in found if record is not None]

@@ -1,0 +1,45 @@
+"""Every report from the run records: `sfae reports` (`make reports`).
+
+The study's report (study.md, study.png, the side-by-side Mall GIF where this clone has the
+runs' Mall predictions), each network's sweep report and the README's generated blocks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sfae.config import load_config, read_yaml
+from sfae.errors import SfaeError
+from sfae.experiments.records import read_records
+from sfae.experiments.study import study_plan, study_records
+from sfae.experiments.sweep import sweeps
+from sfae.paths import ProjectPaths
+from sfae.reports.study_report import mall_gif_inputs, write_report
+from sfae.reports.sweep_report import write_sweep_reports
+
+
+def write_study_report(paths: ProjectPaths) -> list[Path]:
+    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    specs = study_plan(config)
+    records = study_records(read_records(paths.run_records), specs, params)
+    if len(records) < len(specs):
+        print(f"study: {len(specs) - len(records)} of {len(specs)} runs have no record yet")
+    if not records:
+        raise SfaeError(f"{paths.run_records}: no study runs recorded; run `make study` first")
+    gif = mall_gif_inputs(records, paths)
+    if gif is None:
+        print("study: Mall predictions of some variant are not here; the GIF stays as it was")
+    return write_report(records, params, paths.reports, *(gif or (None, None)))
+
+
+def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:
+    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    records = read_records(paths.run_records)
+    # Every network's report: the README's table puts them side by side.
+    return write_sweep_reports(
+        sweeps(config, params), records, paths.reports, paths.root / "README.md"
+    )
+
+
+def write_all_reports(paths: ProjectPaths) -> list[Path]:
+    return [*write_study_report(paths), *write_all_sweep_reports(paths)]
