@@ -451,3 +451,65 @@ def test_only_running_runs_whose_process_is_gone_are_killed(tmp_path):
     for stash in ("a1", "b2", "e5"):
         shutil.rmtree(tmp_path / ".dvc" / "tmp" / "exps" / "run" / stash)
     assert experiments.reap_orphans() == [] and not (tmp_path / "killed").exists()
+
+
+CPU = "Linux-6.18.44-fc-v669-x86_64-with-glibc2.36, x86_64, 2 CPUs"
+GPU = "Linux-6.18.44-fc-v657-gpu-x86_64-with-glibc2.39, x86_64, 16 CPUs, NVIDIA H100 80GB HBM3"
+
+
+def on_machine(run: Run, machine: str) -> Run:
+    run.metrics["metrics/finetune/metrics.json"]["machine"] = machine
+    return run
+
+
+def test_machine_kinds_name_the_gpu_or_the_cpu_and_never_the_kernel():
+    from sfae.machine import machine_kind
+
+    assert machine_kind(CPU) == "2-core x86_64 CPU"
+    assert machine_kind(CPU.replace("v669", "v700")) == machine_kind(CPU)
+    assert machine_kind(GPU) == "NVIDIA H100 80GB HBM3 GPU"
+    assert machine_kind("2-core x86_64 CPU") == "2-core x86_64 CPU"  # already a kind
+    assert machine_kind("unknown") == machine_kind("a text of no known form") == "unknown"
+
+
+def test_a_run_of_another_machine_kind_does_not_count_and_is_run_again(tmp_path):
+    """The same params on a GPU round otherwise: planned for the CPU, it runs again here,
+    and both records are kept (a record is its params and its machine kind)."""
+    records = tmp_path / "runs.jsonl"
+    spec = Spec.of(variant="pure", seed=1)
+    gpu = StubExperiments([on_machine(run_of(spec.as_dict()), GPU)])
+    run_plan(gpu, [spec], PARAMS, records, sleep=no_sleep, kind="NVIDIA H100 80GB HBM3 GPU")
+    assert gpu.queued == [] and [r.machine_kind for r in read_records(records)] == [
+        "NVIDIA H100 80GB HBM3 GPU"
+    ]
+    cpu = StubExperiments()
+    cpu.start = lambda jobs: (  # the queued run finishes on this machine's CPU
+        setattr(cpu, "store", [on_machine(run_of(o), CPU) for o in cpu.queued])
+    )
+    outcome = run_plan(cpu, [spec], PARAMS, records, sleep=no_sleep, kind="2-core x86_64 CPU")
+    assert cpu.queued == [spec.as_dict()]
+    assert outcome.records[spec].machine_kind == "2-core x86_64 CPU"
+    kinds = sorted(r.machine_kind for r in read_records(records))
+    assert kinds == ["2-core x86_64 CPU", "NVIDIA H100 80GB HBM3 GPU"]
+
+
+def test_a_run_that_did_not_say_where_it_trained_is_recorded_as_unknown(tmp_path):
+    """Not as the recorder's machine: the recorder need not be where it trained."""
+    records = tmp_path / "runs.jsonl"
+    run_plan(StubExperiments([run_of({"seed": 1})]), [Spec.of(seed=1)], PARAMS, records)
+    assert [r.machine for r in read_records(records)] == ["unknown"]
+
+
+def test_a_report_reads_the_kind_that_trained_most_of_a_networks_runs():
+    from dataclasses import replace
+
+    from sfae.experiments.records import RunRecord
+    from sfae.experiments.sweep import records_kind
+
+    base = RunRecord("pure", 1, "n", "r", {}, {}, 1.0, {}, params={"model.arch": "unet"})
+    records = [replace(base, machine=GPU)] * 2 + [replace(base, machine=CPU)] * 3
+    records += [replace(base, machine="unknown")] * 9
+    records += [replace(base, machine=GPU, params={"model.arch": "paper"})] * 9
+    assert records_kind(records, "unet") == "2-core x86_64 CPU"
+    assert records_kind(records, "paper") == "NVIDIA H100 80GB HBM3 GPU"
+    assert records_kind([], "unet") is None

@@ -107,6 +107,7 @@ def study_command(args: argparse.Namespace) -> None:
     from sfae.config import load_config, read_yaml
     from sfae.experiments.campaign import collect
     from sfae.experiments.study import study_plan
+    from sfae.machine import local_machine_kind
     from sfae.paths import ProjectPaths
     from sfae.reports.build import write_study_report
 
@@ -114,7 +115,8 @@ def study_command(args: argparse.Namespace) -> None:
     config, params = load_config(paths.params), read_yaml(paths.params.read_text())
     options = _options(args)
     if options.remote or not options.report_only:
-        collect(options, study_plan(config), params, paths.run_records, paths.root, "study")
+        specs, kind = study_plan(config), local_machine_kind()
+        collect(options, specs, params, paths.run_records, paths.root, "study", kind=kind)
     if options.share != "1/1" and not options.report_only:
         # Other machines' shares hold the rest: the report waits for `--report-only --remote`.
         print("study: this machine's share is done; `sfae study --report-only --remote` reports")
@@ -126,6 +128,7 @@ def study_command(args: argparse.Namespace) -> None:
 def sweep_command(args: argparse.Namespace) -> None:
     from sfae.config import load_config, read_yaml
     from sfae.experiments.sweep import Sweep, run_sweep
+    from sfae.machine import local_machine_kind
     from sfae.paths import ProjectPaths
     from sfae.reports.build import write_all_sweep_reports
 
@@ -133,7 +136,10 @@ def sweep_command(args: argparse.Namespace) -> None:
     config, params = load_config(paths.params), read_yaml(paths.params.read_text())
     options = _options(args)
     if options.remote or not options.report_only:
-        run_sweep(Sweep(config, params, args.arch), options, paths.run_records, paths.root)
+        # Runs of other machine kinds round otherwise: this machine runs the sweep's own.
+        sweep = Sweep(config, params, args.arch, kind=local_machine_kind())
+        print(f"sweep: runs on this machine's kind ({sweep.kind}) count, others do not")
+        run_sweep(sweep, options, paths.run_records, paths.root)
     for path in write_all_sweep_reports(paths):
         print(f"wrote {path}")
 

@@ -45,6 +45,7 @@ def collect(
     root: Path,
     desc: str,
     target: str | None = None,
+    kind: str | None = None,
 ):
     """Pull others' runs (with a remote), run this machine's share of the plan (unless
     report-only), push ours (with a remote), recording every finished run."""
@@ -57,7 +58,14 @@ def collect(
         return None
     mine = share(specs, *parse_share(options.share))
     outcome = run_plan(
-        experiments, mine, params, records_path, jobs=options.jobs, target=target, desc=desc
+        experiments,
+        mine,
+        params,
+        records_path,
+        jobs=options.jobs,
+        target=target,
+        desc=desc,
+        kind=kind,
     )
     if options.remote:
         experiments.push(options.remote)

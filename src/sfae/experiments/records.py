@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sfae.atomic import staged_outputs
 from sfae.errors import SfaeError
+from sfae.machine import UNKNOWN, machine_kind
 from sfae.paths import ProjectPaths
 
 # Sections of params.yaml that plan runs but change no run: left out of a record's params.
@@ -46,11 +47,16 @@ class RunRecord:
     params: dict = field(default_factory=dict)  # every run-changing param, dotted keys
     overrides: dict = field(default_factory=dict)  # the params it set on top of its commit's
     metrics: dict = field(default_factory=dict)  # every metrics file of the run, by path
-    machine: str = ""
+    machine: str = ""  # where it trained, as its training stage said (else "unknown")
     packages: dict = field(default_factory=dict)
+    machine_note: str = ""  # how `machine` was established, where not by the run itself
 
     def param(self, key: str, default=None):
         return self.params.get(key, default)
+
+    @property
+    def machine_kind(self) -> str:
+        return machine_kind(self.machine or UNKNOWN)
 
     @property
     def val_count(self) -> int:
@@ -89,7 +95,9 @@ def matches(params: dict, wanted: dict) -> bool:
 
 
 def _key(record: RunRecord) -> str:
-    return json.dumps(record.params, sort_keys=True)
+    """A record's identity: its params and the kind of machine it trained on (a run of the
+    same params on another kind rounds otherwise, so it is another run)."""
+    return json.dumps([record.params, record.machine_kind], sort_keys=True)
 
 
 def read_records(path: Path) -> list[RunRecord]:

@@ -36,7 +36,7 @@ from sfae.experiments.records import (
     read_records,
     run_params,
 )
-from sfae.machine import machine_description, package_versions
+from sfae.machine import UNKNOWN, machine_kind, package_versions
 
 PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 FINISHED = ("success", "failed")
@@ -302,6 +302,15 @@ def has_results(run: Run) -> bool:
     return run.state == "success" and EVALUATE_JSON in run.metrics and MALL_JSON in run.metrics
 
 
+def run_machine(run: Run) -> str:
+    """Where a run trained, as its training stage noted it ("unknown" where it did not: the
+    recorder's own machine need not be the one that trained)."""
+    for path in reversed(TRAINING_JSONS):
+        if machine := run.metrics.get(path, {}).get("machine"):
+            return str(machine)
+    return UNKNOWN
+
+
 def make_record(experiments: Experiments, run: Run) -> RunRecord:
     """The record of a finished run, from its row of `exp show` and its per-image table."""
     table = experiments.read_text(run.rev, PER_IMAGE_TSV).splitlines()
@@ -313,7 +322,6 @@ def make_record(experiments: Experiments, run: Run) -> RunRecord:
     flat, base = run.flat, {**LATER_DEFAULTS, **run_params(run.baseline_params)}
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
     summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
-    finetune = run.metrics.get(TRAINING_JSONS[1], {})
     return RunRecord(
         variant=flat["variant"],
         seed=flat["seed"],
@@ -327,8 +335,7 @@ def make_record(experiments: Experiments, run: Run) -> RunRecord:
         params=flat,
         overrides=overrides,
         metrics=run.metrics,
-        # The training stage notes where it ran; older runs ran where they are recorded.
-        machine=str(finetune.get("machine") or machine_description()),
+        machine=run_machine(run),
         packages=package_versions(),
     )
 
@@ -377,9 +384,12 @@ class Outcome:
     failed: list[str]
 
 
-def find_record(records: Iterable[RunRecord], wanted: dict) -> RunRecord | None:
+def find_record(
+    records: Iterable[RunRecord], wanted: dict, kind: str | None = None
+) -> RunRecord | None:
+    """The first record that gives `wanted`, trained on a machine of `kind` (None: any)."""
     for record in records:
-        if fulfils(record.params, wanted):
+        if (kind is None or record.machine_kind == kind) and fulfils(record.params, wanted):
             return record
     return None
 
@@ -387,14 +397,16 @@ def find_record(records: Iterable[RunRecord], wanted: dict) -> RunRecord | None:
 def record_finished(
     experiments: Experiments, runs: list[Run], records_path: Path, wanted: list[dict]
 ) -> None:
-    """Write records for finished runs that give a wanted spec and have none yet."""
+    """Write records for finished runs that give a wanted spec and have none yet (of the
+    machine kind they trained on)."""
     known = read_records(records_path)
     new = []
     for run in runs:
         if not has_results(run):
             continue
         flat = scored_params(run.flat)
-        if any(fulfils(flat, w) for w in wanted) and not find_record(known, scored_params(flat)):
+        kind = machine_kind(run_machine(run))
+        if any(fulfils(flat, w) for w in wanted) and not find_record(known, flat, kind):
             record = make_record(experiments, run)
             new.append(record)
             known.append(record)
@@ -411,13 +423,15 @@ def run_plan(
     poll_seconds: float = 15.0,
     sleep=time.sleep,
     desc: str = "runs",
+    kind: str | None = None,
 ) -> Outcome:
-    """Run whatever of `specs` has no record yet; return every spec's record and failures."""
+    """Run whatever of `specs` has no record yet (of a machine of `kind`, when given: runs
+    of another kind do not count); return every spec's record and failures."""
     wanted = {spec: wanted_params(current, spec) for spec in specs}
 
     def recorded() -> dict[Spec, RunRecord]:
         records = read_records(records_path)
-        found = {spec: find_record(records, w) for spec, w in wanted.items()}
+        found = {spec: find_record(records, w, kind) for spec, w in wanted.items()}
         return {spec: record for spec, record in found.items() if record is not None}
 
     for name in experiments.reap_orphans():

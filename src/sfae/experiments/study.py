@@ -15,7 +15,9 @@ def study_plan(config: Config) -> list[Spec]:
     return [Spec.of(variant=v, seed=s) for v in POST_VARIANTS for s in config.study.seeds]
 
 
-def study_records(records: list[RunRecord], specs: list[Spec], params: dict) -> list[RunRecord]:
-    """The record of every planned run that has one, in plan order."""
-    found = [find_record(records, wanted_params(params, spec)) for spec in specs]
+def study_records(
+    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None = None
+) -> list[RunRecord]:
+    """The record of every planned run that has one (of a machine of `kind`), in plan order."""
+    found = [find_record(records, wanted_params(params, spec), kind) for spec in specs]
     return [record for record in found if record is not None]

@@ -22,6 +22,7 @@ Nothing is selected on the test split: selection reads validation IoU alone.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from sfae.errors import SfaeError
 from sfae.experiments.campaign import CampaignOptions, collect
 from sfae.experiments.records import RunRecord, flatten, read_records
 from sfae.experiments.runner import Spec, find_record, wanted_params
+from sfae.machine import UNKNOWN
 
 SCORED_STAGE = "evaluate"  # sweep runs stop here: no videos
 MAX_EXTENSIONS = 3  # grid steps added beyond an end, at most, per regulariser
@@ -103,13 +105,15 @@ def _mean_std(values: list[float]) -> tuple[float, float, int]:
 class Sweep:
     """The sweep's plan for one network, computed from params.yaml and the records so far."""
 
-    def __init__(self, config: Config, params: dict, arch: str = "paper"):
+    def __init__(self, config: Config, params: dict, arch: str = "paper", kind: str | None = None):
         if config.sweep is None:
             raise SfaeError("params.yaml has no sweep section")
         settings = config.sweep if arch == "paper" else getattr(config.sweep, arch, None)
         if settings is None:
             raise SfaeError(f"params.yaml has no sweep.{arch} section")
         self.config, self.params, self.settings, self.arch = config, params, settings, arch
+        # Every run the sweep reads trained on a machine of this kind (None: any kind).
+        self.kind = kind
         # Runs of another network than params.yaml's say so; the paper net's never need to.
         self.network = {} if arch == "paper" else {"model.arch": arch}
         self.final_seeds = settings.final_seeds or config.study.seeds
@@ -135,7 +139,7 @@ class Sweep:
         return Spec.from_dict(overrides)
 
     def _record(self, records: list[RunRecord], spec: Spec) -> RunRecord | None:
-        return find_record(records, wanted_params(self.params, spec))
+        return find_record(records, wanted_params(self.params, spec), self.kind)
 
     def found(self, records: list[RunRecord], specs) -> list[RunRecord]:
         """The recorded runs of `specs`, in order, each once (unrecorded ones left out)."""
@@ -286,12 +290,26 @@ class Sweep:
         return by_variant
 
 
-def sweeps(config: Config, params: dict) -> list[Sweep]:
-    """One sweep per network that params.yaml gives one: the paper net's, then the others'."""
-    return [Sweep(config, params)] + [
-        Sweep(config, params, arch)
-        for arch in ARCHS
-        if arch != "paper" and getattr(config.sweep, arch, None) is not None
+def records_kind(records: list[RunRecord], arch: str) -> str | None:
+    """The machine kind that trained most of a network's runs (ties: the first by name;
+    None when none is known): the one kind a report of that network reads."""
+    kinds = Counter(
+        r.machine_kind
+        for r in records
+        if r.param("model.arch", "paper") == arch and r.machine_kind != UNKNOWN
+    )
+    return min(kinds, key=lambda kind: (-kinds[kind], kind)) if kinds else None
+
+
+def sweeps(config: Config, params: dict, records: list[RunRecord] | None = None) -> list[Sweep]:
+    """One sweep per network that params.yaml gives one: the paper net's, then the others';
+    with records, each reads only the runs of its network's main machine kind."""
+    archs = ["paper"] + [
+        arch for arch in ARCHS if arch != "paper" and getattr(config.sweep, arch, None) is not None
+    ]
+    return [
+        Sweep(config, params, arch, records_kind(records, arch) if records else None)
+        for arch in archs
     ]
 
 
@@ -300,7 +318,8 @@ def run_sweep(sweep: Sweep, options: CampaignOptions, records_path: Path, root: 
     desc = "sweep" if sweep.arch == "paper" else f"sweep {sweep.arch}"
 
     def run(specs: list[Spec], step: str) -> None:
-        collect(options, specs, sweep.params, records_path, root, f"{desc}: {step}", SCORED_STAGE)
+        step = f"{desc}: {step}"
+        collect(options, specs, sweep.params, records_path, root, step, SCORED_STAGE, sweep.kind)
 
     # Each round may extend a grid; a round that adds no run ends the selection.
     planned: set[Spec] = set()

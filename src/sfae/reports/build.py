@@ -12,7 +12,7 @@ from sfae.config import load_config, read_yaml
 from sfae.errors import SfaeError
 from sfae.experiments.records import read_records
 from sfae.experiments.study import study_plan, study_records
-from sfae.experiments.sweep import sweeps
+from sfae.experiments.sweep import records_kind, sweeps
 from sfae.paths import ProjectPaths
 from sfae.reports.study_report import mall_gif_inputs, write_report
 from sfae.reports.sweep_report import write_sweep_reports
@@ -21,7 +21,8 @@ from sfae.reports.sweep_report import write_sweep_reports
 def write_study_report(paths: ProjectPaths) -> list[Path]:
     config, params = load_config(paths.params), read_yaml(paths.params.read_text())
     specs = study_plan(config)
-    records = study_records(read_records(paths.run_records), specs, params)
+    every = read_records(paths.run_records)
+    records = study_records(every, specs, params, records_kind(every, "paper"))
     if len(records) < len(specs):
         print(f"study: {len(specs) - len(records)} of {len(specs)} runs have no record yet")
     if not records:
@@ -37,7 +38,7 @@ def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:
     records = read_records(paths.run_records)
     # Every network's report: the README's table puts them side by side.
     return write_sweep_reports(
-        sweeps(config, params), records, paths.reports, paths.root / "README.md"
+        sweeps(config, params, records), records, paths.reports, paths.root / "README.md"
     )
 
 

@@ -69,7 +69,7 @@ def final_rows(sweep: Sweep, records: list[RunRecord], selections: list[Selectio
     by name) and, where those are other runs, the study's runs at the post's settings (the
     study trained the paper net only)."""
     finals = sweep.final_records(records)
-    study = study_records(records, study_plan(sweep.config), sweep.params)
+    study = study_records(records, study_plan(sweep.config), sweep.params, sweep.kind)
     selected = {s.variant: s.selected for s in selections}
     rows = []
     for variant in VARIANTS:
