@@ -1,5 +1,7 @@
 """DVC stage: score the trained model on the Penn-Fudan test split and the Mall frames."""
 
+import sfae.startup  # noqa: F401, I001  (first: TensorFlow loads quietly)
+
 import json
 
 from sfae.atomic import staged_outputs

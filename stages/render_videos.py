@@ -1,5 +1,7 @@
 """DVC stage: the model's Mall predictions overlaid on the full-size frames (MP4, GIF, strip)."""
 
+import sfae.startup  # noqa: F401, I001  (first: TensorFlow loads quietly)
+
 import numpy as np
 
 from sfae.atomic import staged_outputs

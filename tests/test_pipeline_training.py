@@ -71,11 +71,11 @@ def pipeline(make_repo_copy, mirror: Path) -> Pipeline:
 
 def test_repro_trains_the_default_variant(pipeline: Pipeline) -> None:
     ran = ran_stages(pipeline.repro)
-    assert {*DATA_STAGES, "pretrain_sparse", "finetune"} <= set(ran), output(pipeline.repro)
-    assert ran.index("pretrain_sparse") < ran.index("finetune")
-    finetune = pipeline.repro_lock["stages"]["finetune"]
-    assert finetune["params"]["params.yaml"]["variant"] == "pure"
-    assert finetune["params"]["params.yaml"]["train"]["epochs"] == EPOCHS
+    assert {*DATA_STAGES, "train"} <= set(ran), output(pipeline.repro)
+    assert ran.index("train") < ran.index("evaluate")
+    train = pipeline.repro_lock["stages"]["train"]
+    assert train["params"]["params.yaml"]["variant"] == "pure"
+    assert train["params"]["params.yaml"]["train"]["epochs"] == EPOCHS
 
 
 def test_repro_finetune_metrics_and_plots(pipeline: Pipeline) -> None:
@@ -95,7 +95,7 @@ def test_experiment_reuses_the_data_stages(pipeline: Pipeline) -> None:
     text = output(pipeline.experiment)
     ran = ran_stages(pipeline.experiment)
     assert not set(ran) & set(DATA_STAGES), text
-    assert {"pretrain_sparse", "finetune"} <= set(ran), text
+    assert "train" in ran, text
     for stage in DATA_STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in text
     assert yaml.safe_load((pipeline.root / "params.yaml").read_text())["variant"] == (
@@ -191,7 +191,7 @@ def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> Non
     # The stage itself, run on a bad params.yaml: one "error:" line naming the file.
     params = root / "params.yaml"
     document = yaml.safe_load(params.read_text())
-    for stage in ("finetune", "pretrain_sparse"):
+    for stage in ("train",):
         params.write_text(yaml.safe_dump({**document, "variant": "nonsense"}, sort_keys=False))
         result = subprocess.run(
             [sys.executable, f"stages/{stage}.py"],

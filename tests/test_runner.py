@@ -107,6 +107,9 @@ class StubExperiments:
         assert path == "metrics/per_image.tsv"
         return TABLE
 
+    def log_text(self, run):
+        return "Running stage 'train':\nsfae train: 1.5 s pretraining, 40.0 s training\n"
+
 
 def plan(variants=("pure", "l2"), seeds=(1, 2)) -> list[Spec]:
     return [Spec.of(variant=v, seed=s) for v in variants for s in seeds]
@@ -513,3 +516,17 @@ def test_a_report_reads_the_kind_that_trained_most_of_a_networks_runs():
     assert records_kind(records, "unet") == "2-core x86_64 CPU"
     assert records_kind(records, "paper") == "NVIDIA H100 80GB HBM3 GPU"
     assert records_kind([], "unet") is None
+
+
+def test_training_seconds_come_from_the_log_when_the_metrics_keep_no_clock(tmp_path):
+    records = tmp_path / "runs.jsonl"
+    run = run_of({"seed": 1})
+    del run.metrics["metrics/finetune/metrics.json"]["seconds"]
+    run_plan(StubExperiments([run]), [Spec.of(seed=1)], PARAMS, records)
+    assert [r.train_seconds for r in read_records(records)] == [41.5]
+    # No log (a run pulled from another machine): not known, rather than zero.
+    records.unlink()
+    silent = StubExperiments([run])
+    silent.log_text = lambda run: None
+    run_plan(silent, [Spec.of(seed=1)], PARAMS, records)
+    assert [r.train_seconds for r in read_records(records)] == [None]

@@ -155,10 +155,9 @@ def reports_command(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script `sfae`; returns the exit status."""
     # Quieter native libraries, set before they load: FFmpeg would print its own lines
-    # about a damaged video beside ours, and TensorFlow its informational start-up lines.
+    # about a damaged video beside ours (TensorFlow's start-up: sfae.startup).
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parser().parse_args(argv)
     if args.command == "predict":
         return files.predict_command(args)

@@ -41,7 +41,7 @@ class RunRecord:
     rev: str  # git commit holding the run's results (the experiment's commit)
     evaluate: dict  # metrics/evaluate.json
     mall: dict  # metrics/mall.json
-    train_seconds: float  # pretrain + finetune wall seconds
+    train_seconds: float | None  # pretraining + training wall seconds (None: not known)
     per_image_iou: dict[str, float]  # test image name -> IoU
     commit: str = ""  # the commit the experiment derived from (its code)
     params: dict = field(default_factory=dict)  # every run-changing param, dotted keys

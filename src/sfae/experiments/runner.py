@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,6 +125,7 @@ class Experiments(Protocol):
     def remove_failed(self) -> None: ...
     def reap_orphans(self) -> list[str]: ...
     def read_text(self, rev: str, path: str) -> str: ...
+    def log_text(self, run: Run) -> str | None: ...
 
 
 def _yaml_value(value: Any) -> str:
@@ -254,6 +256,14 @@ class DvcExperiments:
     def read_text(self, rev: str, path: str) -> str:
         return self._git("show", f"{rev}:{path}")
 
+    def log_text(self, run: Run) -> str | None:
+        """What a queued run printed (`dvc queue logs`); None for a run without a log here
+        (run in the workspace, or pulled from another machine)."""
+        try:
+            return self._dvc("queue", "logs", run.name, timeout=self.show_timeout)
+        except SfaeError:
+            return None
+
     def push(self, remote: str) -> None:
         """Send this base's experiments (git refs, and outputs to the DVC remote)."""
         self._dvc("exp", "push", "--rev", self.base, "-n", str(self.commits), remote)
@@ -311,6 +321,19 @@ def run_machine(run: Run) -> str:
     return UNKNOWN
 
 
+TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training")
+
+
+def training_seconds(experiments: Experiments, run: Run) -> float | None:
+    """Seconds a run spent training: from its training stage's line in its log (the clock is
+    kept out of tracked outputs), or from the metrics of runs recorded before that."""
+    summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
+    if any("seconds" in summary for summary in summaries):
+        return sum(float(summary.get("seconds", 0.0)) for summary in summaries)
+    found = TRAINED.findall(experiments.log_text(run) or "")
+    return sum(map(float, found[-1])) if found else None
+
+
 def make_record(experiments: Experiments, run: Run) -> RunRecord:
     """The record of a finished run, from its row of `exp show` and its per-image table."""
     table = experiments.read_text(run.rev, PER_IMAGE_TSV).splitlines()
@@ -321,7 +344,6 @@ def make_record(experiments: Experiments, run: Run) -> RunRecord:
     }
     flat, base = run.flat, {**LATER_DEFAULTS, **run_params(run.baseline_params)}
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
-    summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
     return RunRecord(
         variant=flat["variant"],
         seed=flat["seed"],
@@ -329,7 +351,7 @@ def make_record(experiments: Experiments, run: Run) -> RunRecord:
         rev=run.rev,
         evaluate=run.metrics[EVALUATE_JSON],
         mall=run.metrics[MALL_JSON],
-        train_seconds=sum(float(summary.get("seconds", 0.0)) for summary in summaries),
+        train_seconds=training_seconds(experiments, run),
         per_image_iou=per_image,
         commit=run.baseline,
         params=flat,

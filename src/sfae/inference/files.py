@@ -284,6 +284,7 @@ def positive(text: str) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
+    import sfae.startup  # noqa: F401  (TensorFlow loads quietly)
     from sfae.errors import SfaeError
     from sfae.inference.predict import Segmenter
     from sfae.inference.render import colormap_code, overlay

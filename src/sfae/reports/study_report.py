@@ -170,10 +170,11 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict) -> list[str]
     records = [record for runs in groups.values() for record in runs]
     seeds = sorted({record.seed for record in records})
     # One unit for every single-run cell, so the cells compare at a glance.
-    unit = time_unit(max(record.train_seconds for record in records))
+    timed = [record for record in records if record.train_seconds is not None]
+    unit = time_unit(max((record.train_seconds for record in timed), default=0.0))
     rows = []
     for variant, runs in groups.items():
-        seconds = {run.seed: run.train_seconds for run in runs}
+        seconds = {run.seed: run.train_seconds for run in runs if run.train_seconds is not None}
         cells = [duration(seconds[seed], unit) if seed in seconds else "no run" for seed in seeds]
         rows.append([f"`{variant}`", *cells, duration(sum(seconds.values()))])
     machines = {record.machine for record in records}
@@ -195,7 +196,7 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict) -> list[str]
         *markdown_table(["variant", *(f"seed {seed}" for seed in seeds), "all seeds"], rows),
         "",
         f"- Training time of all {len(records)} runs: "
-        f"{duration(sum(record.train_seconds for record in records))}.",
+        f"{duration(sum(record.train_seconds for record in timed))}.",
         f"- Machine{'s' * (len(machines) > 1)}: {tally(r.machine for r in records)}.",
         f"- Experiments derive from git commit{'s' * (len(commits) > 1)} "
         f"{tally((r.commit for r in records), code=True)}.",

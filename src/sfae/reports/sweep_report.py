@@ -232,7 +232,8 @@ def _selection_section(sweep: Sweep, selections: list[Selection]) -> list[str]:
 
 
 def _minutes(runs: list[RunRecord]) -> str:
-    return f"{np.mean([r.train_seconds for r in runs]) / 60:.1f}" if runs else "no run"
+    timed = [r.train_seconds for r in runs if r.train_seconds is not None]
+    return f"{np.mean(timed) / 60:.1f}" if timed else "no run" if not runs else "not known"
 
 
 def candidates_found(sweep: Sweep, records: list[RunRecord]):
@@ -446,7 +447,7 @@ def render(sweep: Sweep, records: list[RunRecord], found: Outcome | None = None)
         "## The runs",
         "",
         f"- {len(selection_runs)} selection runs and {len(final_runs)} final runs{study}, "
-        f"{duration(sum(r.train_seconds for r in used))} of training in all.",
+        f"{duration(sum(r.train_seconds or 0.0 for r in used))} of training in all.",
         *(
             [
                 f"- Commits: {tally((r.commit for r in used), code=True)}.",
