@@ -1,8 +1,9 @@
 """Faults leave no litter, no tracebacks and no needless re-runs.
 
-Staging folders of killed writers are cleared by the next writer of the same output; damaged
-inputs and unwritable outputs are one `error:` line; the same weights give the same
-models/model.keras bytes; a killed training leaves no half-written metrics.
+Outputs are staged out of the workspace in a DVC repository; staging folders of killed writers
+are cleared by the next writer; damaged inputs and unwritable outputs are one `error:` line;
+the same weights give the same models/model.keras bytes; a killed training leaves no
+half-written metrics.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import numpy as np
 import pytest
 import yaml
 from conftest import dvc, environment, output, tiny_params
+from test_no_litter import shared_staging, staging_names, training_stage
 
 import sfae.nn.training
-from sfae.atomic import is_staging_folder, staged_outputs
+from sfae.atomic import SHARED_STAGING, is_staging_folder, staged_outputs
 from sfae.config import load_config
 from sfae.data.prepare import save_arrays
 from sfae.errors import SfaeError
@@ -82,6 +84,94 @@ def test_a_live_writers_staging_folder_is_kept(tmp_path):
         assert (first / "metrics.json").read_text() == "{}"
     assert (target / "metrics.json").read_text() == "{}"  # the last to finish wins
     assert [p.name for p in target.parent.iterdir()] == ["finetune"]
+
+
+def dvc_repository(folder: Path) -> Path:
+    """folder made a DVC repository, as far as staging goes: it holds a .dvc folder."""
+    (folder / ".dvc").mkdir()
+    return folder
+
+
+def test_in_a_dvc_repository_outputs_are_staged_in_dvcs_temp_folder_not_beside_them(tmp_path):
+    root = dvc_repository(tmp_path)
+    targets = (root / "metrics" / "evaluate.json", root / "plots" / "evaluate")
+    with staged_outputs(*targets) as (scores, plots):
+        assert [p.parent.parent for p in (scores, plots)] == [root / SHARED_STAGING] * 2
+        assert is_staging_folder(scores.parent, targets[0])
+        assert not is_staging_folder(scores.parent, targets[1])
+        scores.write_text("{}")
+        plots.mkdir()
+        (plots / "errors.png").write_bytes(b"png")
+        # Nothing but the outputs' (empty) folders in the workspace while it writes.
+        workspace = [p for p in root.rglob("*") if ".dvc" not in p.relative_to(root).parts]
+        assert sorted(p.relative_to(root).as_posix() for p in workspace) == ["metrics", "plots"]
+    assert targets[0].read_text() == "{}"
+    assert (targets[1] / "errors.png").read_bytes() == b"png"
+    assert list((root / SHARED_STAGING).iterdir()) == []
+
+
+def test_a_writer_in_a_repository_removes_every_killed_writers_staging_folder(tmp_path):
+    """DVC may restore a killed stage's outputs without running it: any later writer cleans."""
+    root = dvc_repository(tmp_path)
+    area = root / SHARED_STAGING
+    area.mkdir(parents=True)
+    killed = [Path(tempfile.mkdtemp(dir=area, prefix=f"{name}.")) for name in ("mall_dataset", "x")]
+    (killed[0] / "mall_dataset").mkdir()
+    (killed[0] / "mall_dataset" / "frame.jpg").write_bytes(b"half")
+    older = staging_folder(root / "data" / "raw" / "mall_dataset")  # an older sfae's, beside
+    with staged_outputs(root / "metrics" / "mall.json") as (live,):
+        live.write_text("{}")
+        with staged_outputs(root / "data" / "raw" / "mall_dataset") as (staged,):
+            staged.mkdir()
+            assert not any(folder.exists() for folder in [*killed, older])
+            assert live.parent.is_dir()  # a live writer's is kept
+    assert shared_staging(root) == set() and staging_names(root) == []
+    assert sorted(p.name for p in (root / "data" / "raw").iterdir()) == ["mall_dataset"]
+
+
+def test_across_mounts_staging_stays_beside_the_target(tmp_path):
+    """The final rename must stay atomic: DVC's temp folder on another mount is not used."""
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or elsewhere.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test's temp folder")
+    root = dvc_repository(tmp_path)
+    with tempfile.TemporaryDirectory(dir=elsewhere) as other_mount:
+        (root / ".dvc" / "tmp").symlink_to(other_mount)
+        target = root / "models" / "model.keras"
+        with staged_outputs(target) as (staged,):
+            assert is_staging_folder(staged.parent, target)
+            assert staged.parent.parent == target.parent
+            staged.write_text("model")
+        assert target.read_text() == "model" and list(Path(other_mount).iterdir()) == []
+    assert [p.name for p in target.parent.iterdir()] == ["model.keras"]
+
+
+def test_across_a_bind_mount_of_the_same_file_system_staging_stays_beside_the_target(
+    tmp_path, monkeypatch
+):
+    """Same device, other mount: the kernel refuses renames between them (EXDEV)."""
+    root = dvc_repository(tmp_path)
+    area = root / SHARED_STAGING
+    rename, replace = os.rename, os.replace
+
+    def across_mounts(real):
+        def renamed(source, destination, *args, **kwargs):
+            inside = [Path(p).absolute().is_relative_to(area) for p in (source, destination)]
+            if inside[0] != inside[1]:
+                raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(source))
+            return real(source, destination, *args, **kwargs)
+
+        return renamed
+
+    monkeypatch.setattr(os, "rename", across_mounts(rename))
+    monkeypatch.setattr(os, "replace", across_mounts(replace))
+    target = root / "data" / "raw" / "mall_dataset"
+    with staged_outputs(target) as (staged,):
+        assert is_staging_folder(staged.parent, target)
+        assert staged.parent.parent == target.parent
+        staged.mkdir()
+    assert target.is_dir() and [p.name for p in target.parent.iterdir()] == ["mall_dataset"]
+    assert shared_staging(root) == set()
 
 
 def test_an_unwritable_output_folder_is_one_error_naming_the_output(tmp_path, monkeypatch):
@@ -253,32 +343,29 @@ class Trained:
     lock: dict
 
 
+TRAINING = training_stage()  # the stage that writes models/model.keras
+
+
 def results(root: Path) -> tuple[bytes, dict, str, dict]:
     metrics = json.loads((root / "metrics" / "finetune" / "metrics.json").read_text())
     for varying in ("seconds", "machine"):
-        metrics.pop(varying)
+        metrics.pop(varying, None)
     loss = (root / "metrics" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
-    outs = yaml.safe_load((root / "dvc.lock").read_text())["stages"]["finetune"]["outs"]
+    outs = yaml.safe_load((root / "dvc.lock").read_text())["stages"][TRAINING]["outs"]
     # metrics.json holds the seconds the run took: its hash differs from run to run.
     lock = {out["path"]: out["md5"] for out in outs if not out["path"].endswith("metrics.json")}
     return (root / "models" / "model.keras").read_bytes(), metrics, loss, lock
 
 
-def litter(root: Path) -> list[Path]:
-    """Staging folders left anywhere among the outputs."""
-    folders = ("data", "models", "metrics", "plots", "renders")
-    return sorted(p for name in folders for p in (root / name).rglob(".*") if p.is_dir())
-
-
 @pytest.fixture(scope="module")
 def trained(make_repo_copy, mirror: Path) -> Trained:
-    """A clean `dvc repro finetune` on tiny params: the results every fault must lead back to."""
+    """A clean `dvc repro` of the training on tiny params: what every fault must lead back to."""
     root = make_repo_copy()
     tiny_params(root)
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     for command in (["add", "params.yaml"], ["commit", "-qm", "tiny params"]):
         subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
-    dvc(root, mirror, "repro", "finetune")
+    dvc(root, mirror, "repro", TRAINING)
     return Trained(root, mirror, *results(root))
 
 
@@ -286,7 +373,7 @@ def trained(make_repo_copy, mirror: Path) -> Trained:
 def test_a_killed_training_leaves_no_litter_and_reruns_to_the_same_model(trained: Trained):
     root = trained.root
     running = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dvc"), "repro", "--force", "--single-item", "finetune"],
+        [str(Path(sys.executable).parent / "dvc"), "repro", "--force", "--single-item", TRAINING],
         cwd=root,
         env=environment(root, trained.mirror),
         stdout=subprocess.DEVNULL,
@@ -296,21 +383,21 @@ def test_a_killed_training_leaves_no_litter_and_reruns_to_the_same_model(trained
     deadline = time.monotonic() + 240
     try:
         # Killed mid-training: its log already holds a metrics.json of the first epochs.
-        while not list(root.glob("metrics/.finetune.*/finetune/metrics.json")):
-            assert running.poll() is None, "finetune ended before it could be killed"
-            assert time.monotonic() < deadline, "finetune never started logging"
+        while not list(root.glob(f"{SHARED_STAGING}/finetune.*/finetune/metrics.json")):
+            assert running.poll() is None, "the training ended before it could be killed"
+            assert time.monotonic() < deadline, "the training never started logging"
             time.sleep(0.02)
         os.killpg(running.pid, signal.SIGKILL)
     finally:
         running.wait(timeout=60)
     assert running.returncode == -signal.SIGKILL
-    left = litter(root)
-    assert {p.name.split(".")[1] for p in left} == {"finetune", "model"}, left
+    assert staging_names(root) == []  # what it staged lies out of the workspace
+    assert shared_staging(root) == {"model.keras", "pretrain", "finetune"}
     assert not (root / "metrics" / "finetune" / "metrics.json").exists()  # none half-written
 
-    rerun = dvc(root, trained.mirror, "repro", "finetune")
-    assert "Running stage 'finetune'" in output(rerun)
-    assert litter(root) == []
+    rerun = dvc(root, trained.mirror, "repro", TRAINING)
+    assert f"Running stage '{TRAINING}'" in output(rerun)
+    assert staging_names(root) == [] and shared_staging(root) == set()  # the rerun cleaned
     model, metrics, loss, lock = results(root)
     assert model == trained.model  # same seed, same bytes: nothing after it re-runs
     assert (metrics, loss, lock) == (trained.metrics, trained.loss, trained.lock)
@@ -339,7 +426,7 @@ def test_evaluate_on_a_damaged_model_prints_one_line(trained: Trained):
         f"error: {model}: damaged (model.weights.h5 fails its checksum); "
         + ("run `dvc repro` to make it again")
     ]
-    assert litter(root) == []
+    assert staging_names(root) == [] and shared_staging(root) == set()
 
 
 def run_stage_here(root: Path, stage: str, monkeypatch, capsys) -> str:
@@ -363,10 +450,10 @@ def run_stage_here(root: Path, stage: str, monkeypatch, capsys) -> str:
     [
         ("evaluate", "models/model.keras", lambda d: d[:-100], "truncated or damaged"),
         ("evaluate", "models/model.keras", lambda d: b"", "empty (truncated)"),
-        ("finetune", "models/pretrained.weights.h5", lambda d: d[:50000], "damaged, truncated"),
-        ("finetune", "data/prepared/pennfudan.npz", "mall", "not prepared Penn-Fudan arrays"),
+        (TRAINING, "data/prepared/pennfudan.npz", lambda d: d[:50000], "unreadable prepared"),
+        (TRAINING, "data/prepared/pennfudan.npz", "mall", "not prepared Penn-Fudan arrays"),
     ],
-    ids=["evaluate-truncated", "evaluate-empty", "finetune-truncated-weights", "finetune-mall"],
+    ids=["evaluate-truncated", "evaluate-empty", "training-truncated-arrays", "training-mall"],
 )
 def test_a_stage_on_a_damaged_input_prints_one_line(
     trained: Trained, monkeypatch, capsys, stage, name, damage, says
@@ -383,4 +470,4 @@ def test_a_stage_on_a_damaged_input_prints_one_line(
     finally:
         path.write_bytes(good)
     assert line.startswith(f"error: {path}: {says}"), line
-    assert litter(root) == []
+    assert staging_names(root) == [] and shared_staging(root) == set()

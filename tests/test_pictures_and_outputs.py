@@ -1,5 +1,7 @@
 """Pictures (grids, error overlays) and the all-or-nothing output staging."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,20 @@ def test_staged_outputs_keep_the_old_file_and_leave_nothing_on_failure(tmp_path)
         raise RuntimeError("stage failed")
     assert old.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.json"]  # no temp, no parents
+
+
+def test_an_output_the_body_left_unwritten_replaces_none_and_keeps_every_old_one(tmp_path):
+    """Every temporary must exist before the first rename: else the old outputs would be
+    deleted for a rename that cannot happen, or replaced one of two."""
+    scores, plots = tmp_path / "scores.json", tmp_path / "plots"
+    scores.write_text("old")
+    plots.mkdir()
+    (plots / "errors.png").write_text("old")
+    unwritten = re.escape(f"{plots}: the stage wrote nothing there")
+    with (
+        pytest.raises(FileNotFoundError, match=unwritten),
+        staged_outputs(scores, plots) as (new_scores, _),
+    ):
+        new_scores.write_text("new")  # and nothing where plots belongs
+    assert scores.read_text() == "old" and (plots / "errors.png").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plots", "scores.json"]

@@ -1,10 +1,15 @@
-"""Outputs appear whole or not at all: write beside the target, then rename into place.
+"""Outputs appear whole or not at all: write to a staging folder, then rename into place.
 
-Each target is staged in a folder `.<name>.<8 random characters>` (tempfile.mkdtemp's names)
-beside it, locked (flock) for as long as its writer lives. A writer killed outright (kill -9,
-power cut) cannot remove its folder, so every writer first removes the unlocked staging folders
-of its own targets: those a dead writer left. A live writer's folder is locked, and another
-target's folders have another name, so no writer removes what is still being written.
+Each target is staged in a folder named `<name>.<8 random characters>` (tempfile.mkdtemp's
+names), locked (flock) for as long as its writer lives. Inside a DVC repository the folders
+live in DVC's own ignored temp folder, `<repo>/.dvc/tmp/sfae-staging/`, when that is on the
+same mount as the target (so the final rename stays atomic); elsewhere beside the target, as
+`.<name>.<8 random characters>`. A writer killed outright (kill -9, power cut) cannot remove
+its folder, and DVC often restores the killed stage's outputs from its run cache without
+running the stage again: under .dvc/tmp the folder is out of the workspace (git and DVC never
+see it), and every later writer of the repository removes the unlocked folders there, those
+of dead writers. Beside a target, a writer removes the unlocked staging folders of its own
+targets. A live writer's folder is locked, so no writer removes what is still being written.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from sfae.errors import SfaeError
 
 # The random part of tempfile.mkdtemp's names: 8 of "a-z", "0-9" and "_".
 _RANDOM_PART = re.compile(r"[a-z0-9_]{8}")
+# Where a DVC repository's staging folders live, below its root: DVC's temp folder, which
+# .dvc/.gitignore ignores and DVC never tracks.
+SHARED_STAGING = Path(".dvc", "tmp", "sfae-staging")
 
 # OSErrors of writing that the user can fix, and how to say them.
 _WRITE_FAILURES = {
@@ -52,47 +60,86 @@ def _remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def is_staging_folder(path: Path, target: Path) -> bool:
-    """Whether path is named as staged_outputs names the staging folders of target."""
-    prefix = f".{target.name}."
-    return (
-        path.parent == target.parent
-        and path.name.startswith(prefix)
-        and _RANDOM_PART.fullmatch(path.name[len(prefix) :]) is not None
-    )
+def _dvc_root(folder: Path) -> Path | None:
+    """The innermost DVC repository holding folder (a folder with a .dvc folder), or None."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / ".dvc").is_dir():
+            return candidate
+    return None
 
 
-def remove_stale_staging(target: Path) -> list[Path]:
-    """Remove the staging folders of target that no live writer holds; return them."""
-    removed = []
+def shared_staging_area(target: Path) -> Path | None:
+    """The folder of a DVC repository's staging folders, for a target inside it; else None."""
     with contextlib.suppress(OSError):
-        candidates = sorted(target.parent.iterdir())
-        for candidate in candidates:
-            if not is_staging_folder(candidate, target) or candidate.is_symlink():
-                continue
-            try:
-                descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError:
-                continue  # gone meanwhile, or not a folder
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(descriptor)
-                continue  # a live writer's
-            try:
-                shutil.rmtree(candidate, ignore_errors=True)
-                removed.append(candidate)
-            finally:
-                os.close(descriptor)
+        root = _dvc_root(target.parent.resolve())
+        if root is not None:
+            return root / SHARED_STAGING
+    return None
+
+
+def is_staging_folder(path: Path, target: Path) -> bool:
+    """Whether path is named as staged_outputs names the staging folders of target: beside
+    target, or in its repository's shared staging area."""
+    beside, shared = f".{target.name}.", f"{target.name}."
+    if path.parent == target.parent and path.name.startswith(beside):
+        return _RANDOM_PART.fullmatch(path.name[len(beside) :]) is not None
+    if path.name.startswith(shared) and path.parent == shared_staging_area(target):
+        return _RANDOM_PART.fullmatch(path.name[len(shared) :]) is not None
+    return False
+
+
+def _is_any_staging_folder(path: Path) -> bool:
+    name, dot, random_part = path.name.rpartition(".")
+    return bool(name and dot) and _RANDOM_PART.fullmatch(random_part) is not None
+
+
+def _remove_unlocked(candidates: list[Path]) -> list[Path]:
+    """Remove the folders among candidates that no live writer holds; return them."""
+    removed = []
+    for candidate in candidates:
+        if candidate.is_symlink():
+            continue
+        try:
+            descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue  # gone meanwhile, or not a folder
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            continue  # a live writer's
+        try:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        finally:
+            os.close(descriptor)
     return removed
 
 
-def _locked_staging_folder(target: Path) -> tuple[Path, int]:
-    """A new staging folder of target and an open descriptor holding its lock."""
+def remove_stale_staging(target: Path) -> list[Path]:
+    """Remove the staging folders beside target that no live writer holds; return them."""
+    with contextlib.suppress(OSError):
+        candidates = sorted(target.parent.iterdir())
+        return _remove_unlocked([c for c in candidates if is_staging_folder(c, target)])
+    return []
+
+
+def remove_dead_staging(area: Path) -> list[Path]:
+    """Remove the staging folders in a shared staging area that no live writer holds (those
+    of killed writers, whatever their target); return them."""
+    with contextlib.suppress(OSError):
+        return _remove_unlocked([c for c in sorted(area.iterdir()) if _is_any_staging_folder(c)])
+    return []
+
+
+def _locked_staging_folder(where: Path, prefix: str) -> tuple[Path, int]:
+    """A new staging folder in where and an open descriptor holding its lock."""
     while True:
-        folder = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        folder = Path(tempfile.mkdtemp(dir=where, prefix=prefix))
         try:
             descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue  # removed as stale before we opened it: make another
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -101,6 +148,50 @@ def _locked_staging_folder(target: Path) -> tuple[Path, int]:
         if os.fstat(descriptor).st_nlink > 0:
             return folder, descriptor
         os.close(descriptor)  # removed as stale before we locked it: make another
+
+
+def _renames_into(folder: Path, target: Path) -> bool:
+    """Whether a rename from folder to target's folder can succeed: the same mount.
+
+    Renaming a name that does not exist says so without touching anything: ENOENT on one
+    mount, EXDEV across two (which a bind mount of the same file system also is).
+    """
+    try:
+        os.rename(folder / target.name, target.parent / f".{target.name}.rename-probe")
+    except OSError as error:
+        return error.errno == errno.ENOENT
+    return False  # cannot happen: the folder is new, empty and ours
+
+
+def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
+    """A locked staging folder of target in its repository's shared area, or None where it
+    has none (outside DVC, another mount, not writable)."""
+    area = shared_staging_area(target)
+    if area is None:
+        return None
+    try:
+        existing = next(folder for folder in (area, *area.parents) if folder.exists())
+        if existing.stat().st_dev != target.parent.stat().st_dev:
+            return None  # another file system: leave it untouched
+        area.mkdir(parents=True, exist_ok=True)
+        remove_dead_staging(area)
+        folder, descriptor = _locked_staging_folder(area, f"{target.name}.")
+    except OSError:
+        return None
+    if _renames_into(folder, target):
+        return folder, descriptor
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(descriptor)
+    return None
+
+
+def _staging_folder(target: Path) -> tuple[Path, int]:
+    """A locked staging folder of target: in the shared area where it can, else beside it."""
+    remove_stale_staging(target)  # beside it: outside DVC, or left by an older sfae
+    shared = _shared_staging_folder(target)
+    if shared is not None:
+        return shared
+    return _locked_staging_folder(target.parent, f".{target.name}.")
 
 
 def _full_targets(targets: tuple[Path, ...], staged: list[Path]) -> list[Path]:
@@ -169,8 +260,7 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
         for target in targets:
             try:
                 created += _make_parents(target)
-                remove_stale_staging(target)
-                folder, descriptor = _locked_staging_folder(target)
+                folder, descriptor = _staging_folder(target)
             except OSError as error:
                 what = _WRITE_FAILURES.get(error.errno)
                 if what is None:
