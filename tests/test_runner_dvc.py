@@ -44,7 +44,12 @@ def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_repo
         ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
     ).stdout.strip()
     # A queued run derives from the commit it was queued at, which the stash names.
-    dvc(root, mirror, "exp", "run", "--queue", "evaluate", "-S", "seed=11")
+    # Long enough (a few hundred tiny epochs) to be caught running.
+    longer = ["train.epochs=600"] + [
+        f"variants.{name}.sparse.finetune_epochs=598" for name in ("sparse_softabs", "sparse_elu")
+    ]
+    settings = [arg for setting in ["seed=11", *longer] for arg in ("-S", setting)]
+    dvc(root, mirror, "exp", "run", "--queue", "evaluate", *settings)
     for key, value in environment(root, mirror).items():
         os.environ[key] = value
     experiments = DvcExperiments(root)
