@@ -1,0 +1,183 @@
+"""Coverage of nominal 95% intervals of a mean per-image IoU difference, new method and old.
+
+    python bench/interval_coverage.py [--replicates 2000] [--resamples 2000]
+
+Simulates runs of two variants with a known true difference (sfae.reports.intervals.simulate_runs
+with STUDY_NOISE; new images every replicate) at 3, 5 and 10 seeds and counts how often each
+method's interval holds the truth: the new t interval (difference_interval) paired by seed and,
+on runs with independent seeds, Welch; the old seed-and-image percentile bootstrap
+(seed_and_image_bootstrap); and, for comparison, the plain seed part + image part (the variance
+without taking out the residual counted twice). It first re-derives the noise sizes from
+reports/runs.jsonl, as the comment above STUDY_NOISE says. Writes what it prints to
+bench/results/interval_coverage.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from sfae.reports.intervals import STUDY_NOISE, NoiseSizes, difference_interval, simulate_runs
+
+try:
+    from sfae.reports.statistics import seed_and_image_bootstrap
+except ImportError:
+    from sfae.statistics import seed_and_image_bootstrap
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "reports" / "runs.jsonl"
+RESULT = ROOT / "bench" / "results" / "interval_coverage.txt"
+TRUE_DIFFERENCE = 0.02
+SEEDS = (3, 5, 10)
+
+
+def estimate_noise(lines: list[str]) -> None:
+    """Print the noise sizes of the final paper-net runs, derived as STUDY_NOISE's comment says."""
+    records = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    final = [
+        r
+        for r in records
+        if r["params"].get("data.val_count") == 0 and r["params"].get("model.arch") == "paper"
+    ]
+    images = sorted(set.intersection(*(set(r["per_image_iou"]) for r in final)))
+    runs: dict[str, dict[int, np.ndarray]] = {}
+    for r in final:
+        iou = np.array([r["per_image_iou"][image] for image in images])
+        runs.setdefault(r["variant"], {})[r["seed"]] = iou
+    healthy: dict[str, dict[int, np.ndarray]] = {}
+    for variant, by_seed in sorted(runs.items()):
+        median = float(np.median([iou.mean() for iou in by_seed.values()]))
+        if median < 0.3:
+            lines.append(f"  left out {variant}: collapsed at every seed (median {median:.2f})")
+            continue
+        healthy[variant] = {s: iou for s, iou in by_seed.items() if iou.mean() > median - 0.1}
+        for seed in sorted(set(by_seed) - set(healthy[variant])):
+            lines.append(f"  left out {variant} seed {seed}: mean {by_seed[seed].mean():.2f}")
+    n_images = len(images)
+    squares, dof = 0.0, 0
+    seed_variance, seed_dof = 0.0, 0
+    for by_seed in healthy.values():
+        matrix = np.array(list(by_seed.values()))
+        rest = matrix - matrix.mean(axis=1, keepdims=True) - matrix.mean(axis=0) + matrix.mean()
+        squares += float((rest**2).sum())
+        dof += (len(matrix) - 1) * (n_images - 1)
+        seed_variance += float(matrix.mean(axis=1).var(ddof=1)) * (len(matrix) - 1)
+        seed_dof += len(matrix) - 1
+    residual = squares / dof
+    run_mean_sd = math.sqrt(seed_variance / seed_dof)
+    covariance, variance, fits = 0.0, 0.0, []
+    for a, b in itertools.combinations(sorted(healthy), 2):
+        shared = sorted(set(healthy[a]) & set(healthy[b]))
+        mean_a = np.array([healthy[a][s].mean() for s in shared])
+        mean_b = np.array([healthy[b][s].mean() for s in shared])
+        covariance += float(np.cov(mean_a, mean_b)[0, 1]) * (len(shared) - 1)
+        variance += (mean_a.var(ddof=1) + mean_b.var(ddof=1)) / 2 * (len(shared) - 1)
+        averaged_a = np.mean(list(healthy[a].values()), axis=0)
+        averaged_b = np.mean(list(healthy[b].values()), axis=0)
+        share = residual * (1 / len(healthy[a]) + 1 / len(healthy[b]))
+        fits.append(((averaged_a - averaged_b).var(ddof=1) - share) / 2)
+    averaged = np.mean([iou for by_seed in healthy.values() for iou in by_seed.values()], axis=0)
+    count = sum(len(by_seed) for by_seed in healthy.values())
+    lines += [
+        f"  {count} runs of {len(healthy)} variants, {n_images} test images:",
+        f"  residual SD {math.sqrt(residual):.3f} (pooled two-way residual, df {dof})",
+        f"  seed SD {math.sqrt(run_mean_sd**2 - residual / n_images):.3f} "
+        f"(SD of run means over seeds {run_mean_sd:.3f}, less the residual's share)",
+        f"  seed correlation {covariance / variance:.2f} (pooled over pairs of variants)",
+        f"  image-by-variant SD {math.sqrt(max(float(np.median(fits)), 0.0)):.3f} "
+        f"(median of {len(fits)} pairs)",
+        f"  image SD {averaged.std(ddof=1):.3f}, base IoU {averaged.mean():.2f}",
+    ]
+
+
+def plain_sum(ours: np.ndarray, reference: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The seed part + image part without the residual correction, paired, Satterthwaite df."""
+    runs = ours - reference
+    seeds, images = runs.shape
+    seed_part = runs.mean(axis=1).var(ddof=1) / seeds
+    image_part = runs.mean(axis=0).var(ddof=1) / images
+    variance = seed_part + image_part
+    df = variance**2 / (seed_part**2 / (seeds - 1) + image_part**2 / (images - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * math.sqrt(variance)
+    return runs.mean() - half, runs.mean() + half
+
+
+HEADER = "seeds  new paired  new welch  old bootstrap  plain S+G  | mean width: new  old  plain"
+
+
+def coverage_row(
+    n_seeds: int, noise: NoiseSizes, replicates: int, resamples: int, seed: int
+) -> str:
+    """One table row: each method's share of replicates whose interval holds the truth."""
+    rng = np.random.default_rng([seed, n_seeds])
+    hits = {"paired": 0, "welch": 0, "old": 0, "plain": 0}
+    widths = {"paired": 0.0, "old": 0.0, "plain": 0.0}
+    for replicate in range(replicates):
+        runs = simulate_runs(rng, n_seeds, TRUE_DIFFERENCE, noise=noise)
+        new = difference_interval(runs.ours, runs.reference, runs.ours_seeds, runs.reference_seeds)
+        old = seed_and_image_bootstrap(runs.ours, runs.reference, resamples, replicate)
+        plain = plain_sum(runs.ours, runs.reference)
+        for name, (low, high) in (("paired", (new.low, new.high)), ("old", old), ("plain", plain)):
+            hits[name] += low <= runs.true_difference <= high
+            widths[name] += high - low
+        apart = simulate_runs(rng, n_seeds, TRUE_DIFFERENCE, noise=noise, shared_seeds=False)
+        welch = difference_interval(
+            apart.ours, apart.reference, apart.ours_seeds, apart.reference_seeds
+        )
+        hits["welch"] += welch.low <= apart.true_difference <= welch.high
+    share = {name: count / replicates for name, count in hits.items()}
+    width = {name: total / replicates for name, total in widths.items()}
+    return (
+        f"{n_seeds:5d}  {share['paired']:10.3f}  {share['welch']:9.3f}  {share['old']:13.3f}"
+        f"  {share['plain']:9.3f}  |  {width['paired']:.4f}  {width['old']:.4f}  "
+        f"{width['plain']:.4f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=2000)
+    parser.add_argument("--resamples", type=int, default=2000, help="of the old bootstrap")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    lines = [f"noise sizes re-derived from {RUNS.relative_to(ROOT)}:"]
+    if RUNS.exists():
+        estimate_noise(lines)
+    else:
+        lines.append("  (no records found)")
+    lines += [
+        f"noise sizes used (STUDY_NOISE): {STUDY_NOISE}",
+        f"true difference {TRUE_DIFFERENCE}, 85 images drawn anew each replicate, "
+        f"{args.replicates} replicates per row, old bootstrap with {args.resamples} resamples; "
+        f"coverage +- {1.96 * math.sqrt(0.95 * 0.05 / args.replicates):.3f} (95% MC) at 0.95",
+    ]
+    print("\n".join(lines), flush=True)
+    scenarios = (
+        ("study noise (STUDY_NOISE)", STUDY_NOISE),
+        ("same, but training noise independent across variants (seed_correlation 0)",
+         replace(STUDY_NOISE, seed_correlation=0.0)),
+        ("seed noise at the top of the 0.02-0.03 range (seed_sd 0.03, seed_correlation 0)",
+         replace(STUDY_NOISE, seed_sd=0.03, seed_correlation=0.0)),
+    )  # fmt: skip
+    for scenario, (title, noise) in enumerate(scenarios):
+        lines += ["", title, HEADER]
+        print("\n".join(lines[-3:]), flush=True)
+        for n_seeds in SEEDS:
+            lines.append(coverage_row(n_seeds, noise, args.replicates, args.resamples, scenario))
+            print(lines[-1], flush=True)
+    lines.append(f"({time.perf_counter() - started:.0f} s)")
+    print(lines[-1])
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text("$ python bench/interval_coverage.py\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Intervals and verdicts that hold up with 5-10 training seeds: seed and image noise in one t
+interval; the old seed-and-image bootstrap covers 88-98% by the noise mix (bench/interval_*)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import stats
+
+from sfae.errors import SfaeError
+
+BETTER, WORSE, NOT_DISTINGUISHABLE = "better", "worse", "not distinguishable"
+_NUMBER = (int, float, np.integer, np.floating)
+
+
+def _check_level(level: float, what: str = "level") -> None:
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
+        raise SfaeError(f"{what} must lie strictly between 0 and 1, got {level!r}")
+
+
+def _finite(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
+        raise SfaeError(f"{where}: {value!r} is not a finite number")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Mean per-image IoU of ours minus the reference's, with its t interval at `level`."""
+
+    mean: float
+    low: float
+    high: float
+    se: float
+    df: float
+    level: float
+    p_value: float  # two-sided, from the same t distribution as the interval
+    n_images: int
+    ours_seeds: tuple[int, ...]  # the seeds used, after pairing
+    reference_seeds: tuple[int, ...]
+    paired: bool  # paired by seed (True) or Welch over independent seeds (False)
+
+    def at_level(self, level: float) -> Difference:
+        """The same estimate with its interval at another level (as Holm's steps need)."""
+        _check_level(level)
+        half = 0.0 if self.se == 0.0 else float(stats.t.ppf(0.5 + level / 2.0, self.df)) * self.se
+        return replace(self, low=self.mean - half, high=self.mean + half, level=level)
+
+
+def _runs(side: str, iou: np.ndarray, seeds: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+    matrix = np.asarray(iou, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != len(seeds) or matrix.shape[1] < 2:
+        raise SfaeError(f"{side}: need ({len(seeds)} seeds, 2+ images), got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise SfaeError(f"{side}: a per-image IoU is not finite")
+    if any(isinstance(seed, bool) or not isinstance(seed, int | np.integer) for seed in seeds):
+        raise SfaeError(f"{side}: seeds must be integers, got {list(seeds)!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SfaeError(f"{side}: a seed appears twice in {list(seeds)!r}")
+    return matrix, tuple(int(seed) for seed in seeds)
+
+
+def difference_interval(
+    ours: np.ndarray,
+    reference: np.ndarray,
+    ours_seeds: Sequence[int],
+    reference_seeds: Sequence[int],
+    level: float = 0.95,
+) -> Difference:
+    """Interval of the mean per-image IoU difference, ours minus reference, over seeds and images.
+
+    Pairing: when the smaller side's seeds all appear in the other side, runs are paired by seed
+    over those seeds (same seed: same initial weights and shuffles, so their training noise is
+    correlated and cancels in the difference; the other side's extra seeds are dropped). Else the
+    sides are independent (Welch). With n seeds, I images and D = ours - reference (n x I):
+
+      seed part   S = var_s(mean_i D[s, i]) / n      (paired; Welch: s_o^2/n_o + s_r^2/n_r)
+      image part  G = var_i(mean_s D[s, i]) / I      (df I - 1)
+      residual    R = MS_resid(D) / (n I)            (Welch: MS_o/(n_o I) + MS_r/(n_r I))
+      SE^2 = max(S + G - R, S, G),   CI = mean +- t(df) SE,   df by Welch-Satterthwaite.
+
+    Why - R: the seed-by-image residual is in both S and G but once in the grand mean (two-way
+    random-effects ANOVA: Var = s_seed^2/n + s_image^2/I + s_resid^2/(nI)); plain S + G counts it
+    twice: 4-9% too wide, 97% coverage, at 5-10 seeds here. S, G each estimate a part, hence the
+    floor. t with Satterthwaite df (S has n - 1) carries the few-seed doubt: 95% at 5-10 seeds.
+    """
+    ours_runs, ours_seeds = _runs("ours", ours, ours_seeds)
+    reference_runs, reference_seeds = _runs("reference", reference, reference_seeds)
+    images = ours_runs.shape[1]
+    if reference_runs.shape[1] != images:
+        raise SfaeError(f"ours has {images} images, the reference {reference_runs.shape[1]}")
+    smaller, larger = sorted((ours_seeds, reference_seeds), key=len)
+    paired = set(smaller) <= set(larger)
+    if paired:
+        ours_runs = ours_runs[[ours_seeds.index(seed) for seed in smaller]]
+        reference_runs = reference_runs[[reference_seeds.index(seed) for seed in smaller]]
+        ours_seeds = reference_seeds = smaller
+    if min(len(ours_seeds), len(reference_seeds)) < 2:
+        kind = "shared seeds" if paired else "seeds per side"
+        raise SfaeError(f"need 2+ {kind} for a seed variance, got {ours_seeds}, {reference_seeds}")
+    per_image = ours_runs.mean(axis=0) - reference_runs.mean(axis=0)
+    mean = float(per_image.mean())
+    image_part = (float(per_image.var(ddof=1)) / images, images - 1)
+    seed_parts, residual_parts = [], []
+    for runs in [ours_runs - reference_runs] if paired else [ours_runs, reference_runs]:
+        n, dof = len(runs), (len(runs) - 1) * (images - 1)
+        seed_parts.append((float(runs.mean(axis=1).var(ddof=1)) / n, n - 1))
+        rest = runs - runs.mean(axis=1, keepdims=True) - runs.mean(axis=0) + runs.mean()
+        residual_parts.append((-float((rest**2).sum()) / dof / (n * images), dof))  # MS / (nI)
+    # (value, df) parts; SE^2 = max(S + G - R, S, G) keeping the chosen one's terms for its df
+    candidates = [seed_parts + [image_part] + residual_parts, seed_parts, [image_part]]
+    parts = max(candidates, key=lambda terms: sum(value for value, _ in terms))
+    variance = sum(value for value, _ in parts)
+    se = math.sqrt(max(variance, 0.0))
+    df = variance**2 / sum(value**2 / dof for value, dof in parts) if se > 0.0 else math.inf
+    p_value = float(2.0 * stats.t.sf(abs(mean) / se, df)) if se > 0.0 else float(mean == 0.0)
+    point = Difference(
+        mean, mean, mean, se, df, level, p_value, images, ours_seeds, reference_seeds, paired
+    )
+    return point.at_level(level)
+
+
+@dataclass(frozen=True)
+class HolmComparison:
+    """One comparison of a family after Holm's step-down correction."""
+
+    name: str
+    uncorrected: Difference
+    step: int  # 1 for the smallest p-value
+    family_size: int
+    alpha: float
+    level: float  # the corrected interval's level
+    low: float
+    high: float
+    adjusted_p: float  # Holm-adjusted p-value: rejected iff adjusted_p < alpha
+    rejected: bool  # iff the corrected interval excludes zero
+    verdict: str  # "better", "worse" or "not distinguishable"
+    largest_gain: float | None  # for a null: the corrected interval's high end ...
+    largest_loss: float | None  # ... and its low end, the most it still allows either way
+
+
+def holm(comparisons: Mapping[str, Difference], alpha: float = 0.05) -> dict[str, HolmComparison]:
+    """Holm's correction over a family, with intervals consistent with its decisions.
+
+    Sorted by p-value (ties: input order), the j-th of m is tested at level 1 - alpha/(m - j + 1)
+    while every earlier one was rejected; from the first not rejected (step k) on, all use step
+    k's level. A t interval at 1 - a excludes zero iff p < a: it excludes zero iff Holm rejects.
+    Holm holds the chance of any false verdict in the family at alpha without independence, which
+    comparisons with one shared reference lack.
+    """
+    _check_level(alpha, "alpha")  # comparisons: name -> uncorrected Difference
+    if not comparisons or not all(isinstance(d, Difference) for d in comparisons.values()):
+        raise SfaeError("holm needs one or more comparisons, each a Difference")
+    m = len(comparisons)
+    order = sorted(comparisons, key=lambda name: comparisons[name].p_value)
+    corrected: dict[str, HolmComparison] = {}
+    stopped_level, adjusted = None, 0.0  # step k's level, once one is not rejected; adjusted p
+    for step, name in enumerate(order, start=1):
+        difference = comparisons[name]
+        level = 1.0 - alpha / (m - step + 1) if stopped_level is None else stopped_level
+        bounded = difference.at_level(level)
+        low, high = bounded.low, bounded.high  # better needs low > 0: a low of exactly 0 is not
+        verdict = BETTER if low > 0.0 else WORSE if high < 0.0 else NOT_DISTINGUISHABLE
+        if stopped_level is None and verdict == NOT_DISTINGUISHABLE:
+            stopped_level = level
+        adjusted = min(1.0, max(adjusted, (m - step + 1) * difference.p_value))
+        null = verdict == NOT_DISTINGUISHABLE
+        corrected[name] = HolmComparison(
+            name, difference, step, m, alpha, level, low, high, adjusted, not null, verdict,
+            high if null else None, low if null else None,
+        )  # fmt: skip
+    return {name: corrected[name] for name in comparisons}
+
+
+@dataclass(frozen=True)
+class SeedPick:
+    seed: int
+    strength: float  # the strength this seed alone would pick (its highest validation IoU)
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Where a selection curve (validation IoU against regulariser strength) is flat at the top."""
+
+    best: float
+    best_mean: float
+    se: float | None  # None: not estimable (one seed per strength), see se_note
+    se_note: str | None
+    pooled_df: int  # df of the pooled seed variance, sum(n_p - 1)
+    plateau: tuple[float, ...]  # strengths whose mean is within one SE of the best's, sorted
+    plateau_low: float
+    plateau_high: float
+    collapsed: tuple[float, ...]  # strengths whose mean is more than 3 SE below the best's
+    first_collapse_above: float | None  # the lowest collapsed strength above the plateau
+    seed_picks: tuple[SeedPick, ...]  # by seed
+
+
+def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
+    """The best strength of a selection curve {strength: {seed: validation IoU}}, and how sure.
+
+    Best: the highest mean over seeds (ties: the smaller strength). SE = sqrt(s^2 / n_best), s^2
+    the seed variance pooled over strengths with 2+ seeds, sum((n_p - 1) s_p^2) / sum(n_p - 1):
+    one strength has too few seeds to say how much seeds move a mean, and training noise is about
+    the same along the curve. Plateau: means >= best - SE, what a seed's luck could have made
+    best; collapsed: means < best - 3 SE. One seed per strength: no SE, the plateau is the best.
+    """
+    if not curve:
+        raise SfaeError("the selection curve has no strength")
+    values: dict[float, list[float]] = {}  # strength -> its seeds' values
+    for strength, seeds in curve.items():
+        where = f"strength {strength!r}"
+        if not seeds:
+            raise SfaeError(f"{where}: no seed")
+        values[_finite(strength, where)] = [_finite(value, where) for value in seeds.values()]
+    means = {strength: float(np.mean(values[strength])) for strength in sorted(values)}
+    best = max(means, key=lambda strength: (means[strength], -strength))
+    # sum((n_p - 1) s_p^2) and sum(n_p - 1) over the strengths with 2+ seeds
+    within = sum((len(v) - 1) * float(np.var(v, ddof=1)) for v in values.values() if len(v) > 1)
+    pooled_df = sum(len(v) - 1 for v in values.values())
+    picks: dict[int, tuple[float, float]] = {}  # seed -> (value, strength) of its pick so far
+    for strength, seeds in sorted(curve.items()):  # by strength: a tie keeps the smaller one
+        for seed, value in seeds.items():
+            if seed not in picks or value > picks[seed][0]:
+                picks[seed] = (float(value), float(strength))
+    se: float | None = None
+    note: str | None = "one seed per strength: seed spread not estimable, plateau is the best"
+    flat, collapsed = (best,), ()
+    if pooled_df > 0:
+        se, note = math.sqrt(within / pooled_df / len(values[best])), None
+        flat = tuple(strength for strength, mean in means.items() if mean >= means[best] - se)
+        collapsed = tuple(s for s, mean in means.items() if mean < means[best] - 3.0 * se)
+    first_above = min((strength for strength in collapsed if strength > max(flat)), default=None)
+    return Plateau(
+        best, means[best], se, note, pooled_df, flat, min(flat), max(flat), collapsed, first_above,
+        tuple(SeedPick(int(seed), picks[seed][1]) for seed in sorted(picks)),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NoiseSizes:
+    """Sizes (standard deviations) of the parts of a simulated per-image IoU."""
+
+    base_iou: float
+    image_sd: float  # image difficulty, shared by both variants
+    image_by_variant_sd: float  # how much a variant suits an image, per variant
+    seed_sd: float  # training noise: a (variant, seed) run's offset of its mean IoU
+    seed_correlation: float  # of two variants' offsets with one seed (same init, shuffles)
+    residual_sd: float  # per (variant, seed, image)
+
+
+# From reports/runs.jsonl's final paper-net runs (val_count 0, arch paper, 85 images) less l1, l2
+# (collapsed at every seed) and 2 collapsed runs (seed 8 of pure, augment): 34 runs, 5 variants.
+# residual: pooled two-way (seed x image) residual SD; seed: pooled SD over seeds of run means
+# (0.019) less the residual's share; correlation: pooled, of two variants' run means over shared
+# seeds; image by variant: sqrt of the median over the 10 variant pairs of (variance over images
+# of their seed-averaged difference - residual's share) / 2; image, base: SD, mean over images.
+STUDY_NOISE = NoiseSizes(0.51, 0.14, 0.026, 0.017, 0.37, 0.084)  # in NoiseSizes field order
+
+
+@dataclass(frozen=True, eq=False)
+class SimulatedRuns:
+    ours: np.ndarray  # (seeds, images) per-image IoU
+    reference: np.ndarray
+    ours_seeds: tuple[int, ...]
+    reference_seeds: tuple[int, ...]
+    true_difference: float  # the population difference, over all possible images and seeds
+
+
+def simulate_runs(
+    rng: np.random.Generator,
+    n_seeds: int,
+    true_difference: float = 0.0,
+    n_images: int = 85,
+    noise: NoiseSizes = STUDY_NOISE,
+    shared_seeds: bool = True,
+) -> SimulatedRuns:
+    """Runs of two variants whose true mean IoU differs by `true_difference`.
+
+    IoU[v, s, i] = base + difficulty_i + effect_v + fit_{v,i} + offset_{v,s} + residual_{v,s,i},
+    normal, mean 0, sizes from `noise`; effect: true_difference for ours, 0 for the reference.
+    Every call draws new images: test images are a sample too, the truth is the population's.
+    shared_seeds: both run seeds 0..n-1, offsets correlated; else independent, other seeds.
+    """
+    if not (n_seeds >= 1 and n_images >= 2 and 0.0 <= noise.seed_correlation <= 1.0):
+        raise SfaeError(f"need 1+ seeds, 2+ images, correlation in [0, 1]: {n_seeds}, {n_images}")
+    difficulty = noise.base_iou + noise.image_sd * rng.standard_normal(n_images)
+    fit = noise.image_by_variant_sd * rng.standard_normal((2, n_images))
+    common = rng.standard_normal(n_seeds if shared_seeds else (2, n_seeds))
+    own = rng.standard_normal((2, n_seeds))
+    rho = noise.seed_correlation
+    offset = noise.seed_sd * (math.sqrt(rho) * common + math.sqrt(1.0 - rho) * own)
+    residual = noise.residual_sd * rng.standard_normal((2, n_seeds, n_images))
+    effect = np.array([true_difference, 0.0])
+    iou = difficulty + effect[:, None, None] + fit[:, None, :] + offset[:, :, None] + residual
+    seeds, others = tuple(range(n_seeds)), tuple(range(n_seeds, 2 * n_seeds))
+    return SimulatedRuns(iou[0], iou[1], seeds, seeds if shared_seeds else others, true_difference)
