@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from sfae.config import load_config
 from sfae.nn.benchmark import (
     FitRun,
     plain_fit,
@@ -16,6 +15,7 @@ from sfae.nn.benchmark import (
     steps_per_epoch,
     tuned_fit,
 )
+from sfae.nn.regularisers.registry import load_config
 
 LOOPS = ("plain", "tuned", "project")
 

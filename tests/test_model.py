@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sfae.config import VARIANTS, Config, load_config
+from sfae.config import Config, read_yaml
 from sfae.nn.model import BOTTLENECK_UNITS, PoolMix, SoftAbsolute, build_model, encoder_model
+from sfae.nn.regularisers.registry import load_config
 
 POOLS = ("pool_1", "pool_2", "pool_3", "pool_4")
+VARIANTS = tuple(
+    read_yaml((Path(__file__).resolve().parent.parent / "params.yaml").read_text())["variants"]
+)
 
 
 def configured(base: Config, variant: str = "pure", size: int = 96, seed: int | None = None):

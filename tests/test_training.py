@@ -9,17 +9,21 @@ import keras
 import numpy as np
 import pytest
 
-from sfae.config import VARIANTS, Config, load_config
+from sfae.config import Config, read_yaml
 from sfae.errors import SfaeError
 from sfae.inference import predict
 from sfae.nn import training
 from sfae.nn.model import build_model, encoder_model
+from sfae.nn.regularisers.registry import load_config
 
 SIZE = 32
 COUNT = 10  # two full batches of 5, as the paper batches
 SCALE = 0.005  # regularizer_scale of l1 and l2 in params.yaml
 DECODER_PREFIXES = ("decode_", "mask")
 ENCODER_PREFIXES = ("encode_", "pool_", "bottleneck")
+VARIANTS = tuple(
+    read_yaml((Path(__file__).resolve().parent.parent / "params.yaml").read_text())["variants"]
+)
 
 
 def tiny_config(
@@ -29,10 +33,8 @@ def tiny_config(
     chosen = base.variants[variant]
     epochs = finetune
     if chosen.sparse:
-        chosen = replace(
-            chosen,
-            sparse=replace(chosen.sparse, pretrain_epochs=pretrain, finetune_epochs=finetune),
-        )
+        epochs = {"pretrain_epochs": pretrain, "finetune_epochs": finetune}
+        chosen = chosen.model_copy(update={"sparse": chosen.sparse.model_copy(update=epochs)})
         epochs = pretrain + finetune
     return replace(
         base,

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 from sfae.nn.benchmark import plain_fit, project_fit
-from sfae.config import load_config
+from sfae.nn.regularisers.registry import load_config
 
 config = load_config(Path(sys.argv[1]) / "params.yaml")
 rng = np.random.default_rng(3)

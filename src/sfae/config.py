@@ -1,581 +1,348 @@
-"""The single loader of params.yaml: validates every value and returns a typed config."""
+"""params.yaml's run config, parsed as DVC parses it (ruamel.yaml), one pydantic model a section.
+
+`load_config` reads what the stages read: all sections but the planning ones (sfae.plans). An
+error is one line naming the file and the dotted key: `params.yaml: data.image_size must be a
+positive multiple of 16, got 50`. Sections are pydantic dataclasses: `dataclasses.replace` makes
+a changed config, validated again.
+
+The regularisers are not known here: each is a unit of sfae.nn.regularisers, a pydantic model of
+its settings, and the loader is handed their registry (sfae.nn.regularisers.registry hands it
+ours). A variant's schema is VariantConfig plus one field per regulariser (`variant_schema`), so
+this module imports none of them, and a new one adds no line here.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, replace
+import dataclasses
+import difflib
+import functools
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-import yaml
+import pydantic
+from pydantic import Field, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from sfae.errors import SfaeError
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's floats, as DVC reads params.yaml.
-
-    `dvc exp run -S x=1e-5` writes `x: 1e-05`, a float in YAML 1.2 but a string to PyYAML
-    (YAML 1.1 wants a dot in the mantissa and a sign in the exponent).
-    """
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
 def read_yaml(text: str) -> Any:
-    """Parse YAML as DVC does (YAML 1.2 numbers); every reader of params.yaml uses this."""
-    return yaml.load(text, Loader=_Yaml12Loader)
+    """YAML as DVC parses params.yaml (1.2: `-S x=1e-5` writes `1e-05`, a float)."""
+    return YAML(typ="safe").load(text)
 
 
 POST_VARIANTS = ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")  # the 2018 post's five
-VARIANTS = (*POST_VARIANTS, "dropout", "augment")
-ACTIVATIONS = ("softabs", "elu")
-BOTTLENECK_ACTIVATIONS = ("softabs", "linear")
-REGULARIZERS = ("none", "l1", "l2")
 ARCHS = ("paper", "unet")
-# Per-example normalisations only: batch statistics would make train.shards change the math.
-NORMS = ("group", "none")
 PENNFUDAN_IMAGES = 170
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**31 - 1  # the training seed goes to Keras/TensorFlow as a 32-bit integer
 # OpenCV's colour maps (cv2.COLORMAP_*, lower case), listed here so that reading the config
 # needs no OpenCV; tests/test_render.py checks the list against the installed OpenCV.
 COLORMAPS = (
     *("autumn", "bone", "cividis", "cool", "deepgreen", "hot", "hsv", "inferno", "jet"),
     *("magma", "ocean", "parula", "pink", "plasma", "rainbow", "spring", "summer", "turbo"),
     *("twilight", "twilight_shifted", "viridis", "winter"),
-)  # the training seed goes to Keras/TensorFlow as a 32-bit integer
+)
+PLANNING = ("study", "sweep")  # they plan runs and change none: no stage reads them
+SWEEP_KEYS = ("variant", "seed", "data.val_count", "model.arch")  # set by the sweep for every run
+
+# YAML values are typed: a quoted "96" or a 96.0 is a mistake, not an integer to coerce.
+Int = pydantic.StrictInt
+Number = Annotated[float, pydantic.Strict()]  # an integer is a number too
+STRICT = pydantic.ConfigDict(extra="forbid")
+NAME = "(variant name)"  # what the loader validates a variant's name from: no YAML key
 
 
-@dataclass(frozen=True)
+def between(low, high):
+    return Field(ge=low, le=high)
+
+
+def up_to(low: int, field: str, less: int = 0):
+    """An integer in [low, the section's `field` (an earlier one) - less]."""
+
+    def check(value, info):
+        high = info.data.get(field, value + less) - less
+        if not low <= value <= high:
+            raise ValueError(f"must be in [{low}, {high}], got {value}")
+        return value
+
+    return pydantic.AfterValidator(check)
+
+
+@dataclass(frozen=True, config=STRICT)
 class DataConfig:
-    image_size: int
-    train_count: int
-    split_seed: int
-    val_count: int  # held out of the training split for selection; 0 keeps the 85/85 split
+    image_size: Annotated[Int, between(16, 1024)]  # halved four times by the paper net
+    train_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 1)]
+    split_seed: Annotated[Int, between(0, 2**32 - 1)]
+    # held out of the training split for selection; 0 keeps the 85/85 split
+    val_count: Annotated[Int, up_to(0, "train_count", less=1)]
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_16(cls, size):
+        if size % 16:
+            raise ValueError(f"must be a positive multiple of 16, got {size}")
+        return size
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class MallConfig:
-    frames: int
-    person_height: float
+    frames: Annotated[Int, between(1, 2000)]
+    person_height: Annotated[Number, between(1.0, 480.0)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class TrainConfig:
-    batch_size: int
-    epochs: int
-    learning_rate: float
-    init_stddev: float
-    iou_every: int
-    shards: int
+    batch_size: Annotated[Int, between(1, PENNFUDAN_IMAGES)]
+    epochs: Annotated[Int, between(1, 100_000)]
+    learning_rate: Annotated[Number, between(1e-8, 1.0)]
+    init_stddev: Annotated[Number, between(1e-6, 10.0)]
+    iou_every: Annotated[Int, between(1, 100_000)]
+    shards: Annotated[Int, up_to(1, "batch_size")]  # no shard may be empty
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class UnetConfig:
-    width: int  # channels of the first level, doubled per level
-    depth: int  # resolution levels, two 3x3 convolutions each
-    norm: str  # "group" (GroupNormalization after every hidden convolution) or "none"
-    groups: int  # GroupNormalization groups; width is a multiple of it
-    epochs: int  # total epochs (the sparse variants' pretrain + finetune)
-    learning_rate: float  # Adam, supervised phase
-    pretrain_epochs: int  # sparse variants: sparse-pretraining epochs out of `epochs`
+    depth: Annotated[Int, between(2, 5)]  # levels; a multiple of 16 halves down to a fifth
+    # Per-example normalisations only: batch statistics would make train.shards change the math.
+    norm: Literal["group", "none"]
+    groups: Annotated[Int, between(1, 64)]  # GroupNormalization groups
+    width: Annotated[Int, between(1, 256)]  # channels of the first level, doubled per level
+    epochs: Annotated[Int, between(1, 100_000)]  # replaces train.epochs
+    learning_rate: Annotated[Number, between(1e-8, 1.0)]  # replaces train.learning_rate
+    pretrain_epochs: Annotated[Int, up_to(0, "epochs", less=1)]  # of `epochs`, if pretraining
+
+    @field_validator("width")
+    @classmethod
+    def _whole_groups(cls, width, info):
+        groups = info.data.get("groups", 1)
+        if info.data.get("norm") == "group" and width % groups:
+            raise ValueError(f"must be a multiple of groups ({groups}), got {width}")
+        return width
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class ModelConfig:
-    arch: str  # "paper" (the post's auto-encoder) or "unet"
+    arch: Literal[ARCHS]  # the post's auto-encoder, or a U-Net
     unet: UnetConfig
 
 
-@dataclass(frozen=True)
-class SparseConfig:
-    activation: str
-    epsilon: float
-    pretrain_epochs: int
-    pretrain_learning_rate: float
-    finetune_epochs: int
-    weight: float
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    flip: bool  # random horizontal flips
-    zoom: float  # scale up or down by at most this fraction
-    shift: float  # translate by at most this fraction of the side
-    brightness: float  # add at most this (images lie in [0, 1])
-    contrast: float  # scale the contrast by a factor in [1 - contrast, 1 + contrast]
-
-
-@dataclass(frozen=True)
-class VariantConfig:
-    name: str
-    bottleneck_activation: str
-    regularizer: str
-    regularizer_scale: float
-    sparse: SparseConfig | None
-    dropout: float = 0.0  # spatial dropout rate after every hidden convolution
-    augment: AugmentConfig | None = None
-
-    def pretrain_epochs(self) -> int:
-        return self.sparse.pretrain_epochs if self.sparse else 0
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class EvaluateConfig:
-    threshold: float
-    boundary_tolerance: int
-    grid_images: int
+    threshold: Annotated[Number, between(0.0, 1.0)]
+    boundary_tolerance: Annotated[Int, between(0, 50)]
+    grid_images: Annotated[Int, between(1, 20)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class RenderConfig:
-    fps: int
-    alpha: float
-    colormap: str
-    gif_width: int
-    gif_frame_step: int
-    strip_frames: int
+    fps: Annotated[Int, between(1, 120)]
+    alpha: Annotated[Number, between(0.0, 1.0)]
+    colormap: Literal[COLORMAPS]
+    gif_width: Annotated[Int, between(16, 1920)]
+    gif_frame_step: Annotated[Int, between(1, 100)]
+    strip_frames: Annotated[Int, between(1, 16)]
 
 
-@dataclass(frozen=True)
-class StudyConfig:
-    seeds: tuple[int, ...]
+class VariantConfig(pydantic.BaseModel):
+    """A variant: its bottleneck, and the settings of each regulariser it has, a field by the
+    regulariser's name (`variant.sparse`; None where it has none): see variant_schema. Of a
+    regulariser (sfae.nn.regularisers.base) the config reads `name`, `section` (False: its keys
+    are the variant's own, as `regularizer`), `strength_key()` and `pretrain_share()`.
+    """
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    units: ClassVar[tuple] = ()  # the regularisers of the registry (variant_schema)
+    name: str = Field(validation_alias=NAME)  # its key in `variants`
+    bottleneck_activation: Literal["softabs", "linear"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_sectionless(cls, data):
+        """The keys of a regulariser without a section into its field (regularizer_scale)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for unit in [unit for unit in cls.units if not unit.section]:
+            if own := {key: data.pop(key) for key in list(data) if key in unit.model_fields}:
+                data[unit.name] = own
+        return data
+
+    @model_validator(mode="after")
+    def _one_pretraining(self):
+        if len(pretraining := [u.name for u in self.regularisers if u.pretrain_share()]) > 1:
+            raise ValueError(f"combines {' and '.join(pretraining)}: only one may pretrain")
+        return self
+
+    @property
+    def regularisers(self) -> list:
+        """The settings of each regulariser the variant has, in the registry's order."""
+        return [value for value in self.__dict__.values() if isinstance(value, pydantic.BaseModel)]
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    val_count: int  # training images held out to select each strength on
-    seeds: tuple[int, ...]  # selection seeds
-    grids: dict[str, tuple[float, ...]]  # variant -> strengths to try, ascending
-    references: tuple[str, ...]  # variants without a strength, run beside the grids
-    final_seeds: tuple[int, ...] | None = None  # None: the study's seeds
-    # Other settings of the variant that leads on validation, each a {dotted key: value}
-    # tried beside it on validation; the best runs the final seeds.
-    candidates: tuple[dict, ...] = ()
-    unet: SweepConfig | None = None  # the U-Net's own sweep (sweep.unet), cut to fit
+@functools.cache
+def variant_schema(regularisers: tuple) -> type[VariantConfig]:
+    """The variant section's model: VariantConfig plus one optional field per regulariser."""
+    fields = {unit.name: (unit | None, None) for unit in regularisers}
+    schema = pydantic.create_model("VariantConfig", __base__=VariantConfig, **fields)
+    schema.units = regularisers
+    return schema
 
 
-@dataclass(frozen=True)
+def strength_key(variant: VariantConfig) -> str | None:
+    """The dotted param that sets how strongly a variant regularises (None: it has none);
+    ValueError for a variant with two strengths: a sweep could not tell which to vary."""
+    keys = [f"variants.{variant.name}.{k}" for u in variant.regularisers if (k := u.strength_key())]
+    if len(keys) > 1:
+        raise ValueError(f"has {len(keys)} strengths ({', '.join(keys)}): a grid varies one")
+    return keys[0] if keys else None
+
+
+@dataclass(frozen=True, config=STRICT)
 class Config:
-    variant: VariantConfig
-    seed: int
+    """The run config (study and sweep: sfae.plans.load_plans adds them)."""
+
+    variants: dict[str, VariantConfig]  # every variant of params.yaml, in its order
+    variant: VariantConfig  # the one `variant` names
+    seed: Annotated[Int, between(0, MAX_SEED)]
     data: DataConfig
     mall: MallConfig
     train: TrainConfig
+    model: ModelConfig
     evaluate: EvaluateConfig
     render: RenderConfig
-    study: StudyConfig
-    variants: dict[str, VariantConfig]
-    sweep: SweepConfig | None = None
-    model: ModelConfig | None = None  # None: the paper net (configs built by hand in tests)
+    study: Any = None  # sfae.plans.StudyConfig, from load_plans
+    sweep: Any = None  # sfae.plans.SweepConfig, from load_plans
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _by_the_registry(cls, variants, info):
+        if info.context is None or not isinstance(variants, dict):
+            return variants  # a config made anew (dataclasses.replace), or no mapping
+        named = {k: {**v, NAME: k} if isinstance(v, dict) else v for k, v in variants.items()}
+        schema = dict[str, info.context["variant_schema"]]
+        return pydantic.TypeAdapter(schema).validate_python(named)
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _chosen(cls, name, info):
+        variants = info.data.get("variants", {})
+        if isinstance(name, str) and name not in variants:
+            raise ValueError(f"must be one of {', '.join(variants)}; got {name!r}")
+        return variants[name] if isinstance(name, str) else name
 
     @property
     def arch(self) -> str:
-        return self.model.arch if self.model else "paper"
+        return self.model.arch
+
+    def pretrain_epochs(self) -> int:
+        """Epochs of the variant's pretraining phase out of train.epochs (0: it has none).
+
+        Its regulariser declares pretraining and finetuning epochs: those where they add up to
+        train.epochs; else train.epochs split in their ratio, with at least one epoch left to
+        finetune, so that `dvc exp run -S train.epochs=40` works for every variant. The U-Net
+        pretrains model.unet.pretrain_epochs.
+        """
+        shares = [share for unit in self.variant.regularisers if (share := unit.pretrain_share())]
+        if not shares:
+            return 0
+        if self.arch == "unet":
+            return self.model.unet.pretrain_epochs
+        (pretrain, finetune), total = shares[0], self.train.epochs
+        if pretrain + finetune == total:
+            return pretrain
+        return min(round(total * pretrain / (pretrain + finetune)), total - 1)
 
     def finetune_epochs(self) -> int:
-        """Epochs of the supervised phase: what the sparse pretraining leaves of the total."""
-        sparse = self.variant.sparse
-        return sparse.finetune_epochs if sparse else self.train.epochs
+        """Epochs of the supervised phase: what the pretraining leaves of the total."""
+        return self.train.epochs - self.pretrain_epochs()
 
 
-class _Section:
-    """Reads one mapping of params.yaml; every error names the file and the dotted key."""
-
-    def __init__(self, source: Path, prefix: str, mapping: Any):
-        if not isinstance(mapping, dict):
-            raise SfaeError(f"{source}: {prefix or 'the file'} must be a mapping, got {mapping!r}")
-        self.source, self.prefix, self.mapping = source, prefix, mapping
-        self.read: set[str] = set()
-
-    def _key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def fail(self, name: str, problem: str) -> SfaeError:
-        return SfaeError(f"{self.source}: {self._key(name)} {problem}")
-
-    def raw(self, name: str, default: Any = ...) -> Any:
-        self.read.add(name)
-        if name not in self.mapping:
-            if default is ...:
-                raise self.fail(name, "is missing")
-            return default
-        return self.mapping[name]
-
-    def section(self, name: str) -> _Section:
-        return _Section(self.source, self._key(name), self.raw(name))
-
-    def integer(self, name: str, low: int | None = None, high: int | None = None) -> int:
-        value = self.raw(name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"must be an integer, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self.fail(name, f"must be in [{low}, {high}], got {value}")
-        return value
-
-    def number(self, name: str, low: float, high: float, default: Any = ...) -> float:
-        value = self.raw(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"must be a number, got {value!r}")
-        if not low <= value <= high:
-            raise self.fail(name, f"must be in [{low}, {high}], got {value}")
-        return float(value)
-
-    def choice(self, name: str, choices: tuple[str, ...]) -> str:
-        value = self.raw(name)
-        if value not in choices:
-            raise self.fail(name, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.mapping) - self.read)
-        if unknown:
-            raise self.fail(unknown[0], "is not a known setting (a typo?)")
+def load_config(path: Path, regularisers: tuple) -> Config:
+    """The run config of params.yaml (all but study and sweep); SfaeError names a bad key."""
+    run = {key: value for key, value in read_params(path).items() if key not in PLANNING}
+    schema = variant_schema(tuple(regularisers))
+    with params_errors(path, Config, schema):
+        adapter = pydantic.TypeAdapter(Config)
+        config = adapter.validate_python(run, context={"variant_schema": schema})
+    return _unet_schedule(config) if config.arch == "unet" else config
 
 
-def load_config(path: Path) -> Config:
-    """Parse and validate params.yaml; raise SfaeError naming the first bad key."""
-    try:
-        document = read_yaml(path.read_text())
-    except FileNotFoundError as error:
-        raise SfaeError(f"{path}: file not found") from error
-    except yaml.YAMLError as error:
-        raise SfaeError(f"{path}: not valid YAML: {error}") from error
-    top = _Section(path, "", document)
-    data = _data(top.section("data"))
-    mall = top.section("mall")
-    mall_config = MallConfig(
-        frames=mall.integer("frames", 1, 2000),
-        person_height=mall.number("person_height", 1.0, 480.0),
-    )
-    mall.done()
-    train = _train(top.section("train"))
-    variants_section = top.section("variants")
-    variants = {}
-    for name in VARIANTS:
-        variants[name] = _variant(variants_section.section(name), name, train.epochs)
-    variants_section.done()
-    model = _model(top.section("model"))
-    if model.arch == "unet":
-        train, variants = _unet_schedule(model.unet, train, variants)
-    chosen = top.choice("variant", VARIANTS)
-    config = Config(
-        variant=variants[chosen],
-        seed=top.integer("seed", 0, MAX_SEED),
-        data=data,
-        mall=mall_config,
-        train=train,
-        evaluate=_evaluate(top.section("evaluate")),
-        render=_render(top.section("render")),
-        study=_study(top.section("study")),
-        variants=variants,
-        sweep=_sweep(top.section("sweep"), variants) if "sweep" in document else None,
-        model=model,
-    )
-    top.done()
-    return config
-
-
-def _data(section: _Section) -> DataConfig:
-    size = section.integer("image_size", 16, 1024)
-    if size % 16:
-        raise section.fail("image_size", f"must be a positive multiple of 16, got {size}")
-    train_count = section.integer("train_count", 1, PENNFUDAN_IMAGES - 1)
-    config = DataConfig(
-        image_size=size,
-        train_count=train_count,
-        split_seed=section.integer("split_seed", 0, 2**32 - 1),
-        val_count=section.integer("val_count", 0, train_count - 1),
-    )
-    section.done()
-    return config
-
-
-def _train(section: _Section) -> TrainConfig:
-    batch_size = section.integer("batch_size", 1, PENNFUDAN_IMAGES)
-    config = TrainConfig(
-        batch_size=batch_size,
-        epochs=section.integer("epochs", 1, 100_000),
-        learning_rate=section.number("learning_rate", 1e-8, 1.0),
-        init_stddev=section.number("init_stddev", 1e-6, 10.0),
-        iou_every=section.integer("iou_every", 1, 100_000),
-        shards=section.integer("shards", 1, batch_size),
-    )
-    section.done()
-    return config
-
-
-def _variant(section: _Section, name: str, total_epochs: int) -> VariantConfig:
-    regularizer = section.choice("regularizer", REGULARIZERS)
-    scale = section.number("regularizer_scale", 0.0, 10.0, default=0.0)
-    if regularizer != "none" and scale == 0.0:
-        raise section.fail("regularizer_scale", f"must be > 0 for regularizer {regularizer}")
-    sparse = None
-    if "sparse" in section.mapping:
-        sparse = _sparse(section.section("sparse"), total_epochs)
-    augment = None
-    if "augment" in section.mapping:
-        augment = _augment(section.section("augment"))
-    config = VariantConfig(
-        name=name,
-        bottleneck_activation=section.choice("bottleneck_activation", BOTTLENECK_ACTIVATIONS),
-        regularizer=regularizer,
-        regularizer_scale=scale,
-        sparse=sparse,
-        dropout=section.number("dropout", 0.0, 0.95, default=0.0),
-        augment=augment,
-    )
-    section.done()
-    return config
-
-
-def _model(section: _Section) -> ModelConfig:
-    arch = section.choice("arch", ARCHS)
-    unet = _unet(section.section("unet"))
-    section.done()
-    return ModelConfig(arch=arch, unet=unet)
-
-
-def _unet(section: _Section) -> UnetConfig:
-    # data.image_size, a multiple of 16, halves evenly down to a fifth level.
-    depth = section.integer("depth", 2, 5)
-    norm = section.choice("norm", NORMS)
-    groups = section.integer("groups", 1, 64)
-    width = section.integer("width", 1, 256)
-    if norm == "group" and width % groups:
-        raise section.fail("width", f"must be a multiple of groups ({groups}), got {width}")
-    epochs = section.integer("epochs", 1, 100_000)
-    config = UnetConfig(
-        width=width,
-        depth=depth,
-        norm=norm,
-        groups=groups,
-        epochs=epochs,
-        learning_rate=section.number("learning_rate", 1e-8, 1.0),
-        pretrain_epochs=section.integer("pretrain_epochs", 0, epochs - 1),
-    )
-    section.done()
-    return config
-
-
-def _unet_schedule(
-    unet: UnetConfig, train: TrainConfig, variants: dict[str, VariantConfig]
-) -> tuple[TrainConfig, dict[str, VariantConfig]]:
-    """The U-Net's own schedule in place of the paper's: what every consumer then reads.
-
-    train.epochs and train.learning_rate become model.unet's; every sparse variant
-    pretrains model.unet.pretrain_epochs and finetunes the rest (its pretraining learning
-    rate, weight and activation stay the variant's).
-    """
-    train = replace(train, epochs=unet.epochs, learning_rate=unet.learning_rate)
-    variants = {
-        name: replace(
-            variant,
-            sparse=replace(
-                variant.sparse,
-                pretrain_epochs=unet.pretrain_epochs,
-                finetune_epochs=unet.epochs - unet.pretrain_epochs,
-            ),
-        )
-        if variant.sparse
-        else variant
-        for name, variant in variants.items()
-    }
-    return train, variants
+def _unet_schedule(config: Config) -> Config:
+    """The U-Net's schedule in place of the paper's: train.epochs and train.learning_rate
+    become model.unet's (its pretraining: Config.pretrain_epochs)."""
+    unet = config.model.unet
+    train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
+    return dataclasses.replace(config, train=train)
 
 
 def with_arch(config: Config, arch: str) -> Config:
     """The config as params.yaml with model.arch set to `arch` loads (from a paper config)."""
     if arch == config.arch:
         return config
-    if arch != "unet" or config.model is None:
+    if arch != "unet":
         raise ValueError(f"cannot turn a {config.arch!r} config into {arch!r}")
-    train, variants = _unet_schedule(config.model.unet, config.train, config.variants)
-    return replace(
-        config,
-        model=replace(config.model, arch=arch),
-        train=train,
-        variants=variants,
-        variant=variants[config.variant.name],
-    )
+    model = dataclasses.replace(config.model, arch=arch)
+    return _unet_schedule(dataclasses.replace(config, model=model))
 
 
-def _sparse(section: _Section, total_epochs: int) -> SparseConfig:
-    config = SparseConfig(
-        activation=section.choice("activation", ACTIVATIONS),
-        epsilon=section.number("epsilon", 0.0, 1.0),
-        pretrain_epochs=section.integer("pretrain_epochs", 0, total_epochs),
-        pretrain_learning_rate=section.number("pretrain_learning_rate", 1e-8, 1.0),
-        finetune_epochs=section.integer("finetune_epochs", 1, total_epochs),
-        weight=section.number("weight", 0.0, 1000.0),
-    )
-    if config.pretrain_epochs + config.finetune_epochs != total_epochs:
-        raise section.fail(
-            "finetune_epochs",
-            f"plus pretrain_epochs must equal train.epochs ({total_epochs}) so every variant "
-            f"trains as long; got {config.pretrain_epochs} + {config.finetune_epochs}",
-        )
-    section.done()
-    return config
+def read_params(path: Path) -> dict:
+    """params.yaml as a mapping; SfaeError if it is missing, not YAML or not a mapping."""
+    try:
+        document = read_yaml(path.read_text())
+    except FileNotFoundError as error:
+        raise SfaeError(f"{path}: file not found") from error
+    except YAMLError as error:
+        raise SfaeError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from error
+    if not isinstance(document, dict):
+        raise SfaeError(f"{path}: the file must be a mapping, got {document!r}")
+    return document
 
 
-def _augment(section: _Section) -> AugmentConfig:
-    flip = section.raw("flip")
-    if not isinstance(flip, bool):
-        raise section.fail("flip", f"must be true or false, got {flip!r}")
-    config = AugmentConfig(
-        flip=flip,
-        zoom=section.number("zoom", 0.0, 0.9),
-        shift=section.number("shift", 0.0, 0.9),
-        brightness=section.number("brightness", 0.0, 1.0),
-        contrast=section.number("contrast", 0.0, 0.9),
-    )
-    section.done()
-    return config
+@contextmanager
+def params_errors(path: Path, schema, variant=VariantConfig):
+    """pydantic's ValidationError as an SfaeError naming the file and the first bad key."""
+    try:
+        yield
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        key, known = _where(schema, first["loc"], variant)
+        kind, message, value = first["type"], first["msg"], first["input"]
+        if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+            parent, name = key.rpartition(".")[0::2]
+            near = difflib.get_close_matches(name, known, 1)
+            hint = f"; did you mean {parent}{'.' * bool(parent)}{near[0]}?" if near else ""
+            problem = f"is not a known setting{hint}"
+        elif kind == "missing":
+            problem = "is missing"
+        elif kind in ("dataclass_type", "model_type", "dict_type"):
+            problem = f"must be a mapping, got {value!r}"
+        elif kind == "value_error":
+            problem = message.removeprefix("Value error, ")
+        else:  # "Input should be a valid integer", "... greater than or equal to 16"
+            problem = f"{message.replace('Input should be', 'must be')}, got {value!r}"
+        raise SfaeError(f"{path}: {key or 'the file'} {problem}") from None
 
 
-def _evaluate(section: _Section) -> EvaluateConfig:
-    config = EvaluateConfig(
-        threshold=section.number("threshold", 0.0, 1.0),
-        boundary_tolerance=section.integer("boundary_tolerance", 0, 50),
-        grid_images=section.integer("grid_images", 1, 20),
-    )
-    section.done()
-    return config
-
-
-def _render(section: _Section) -> RenderConfig:
-    config = RenderConfig(
-        fps=section.integer("fps", 1, 120),
-        alpha=section.number("alpha", 0.0, 1.0),
-        colormap=section.choice("colormap", COLORMAPS),
-        gif_width=section.integer("gif_width", 16, 1920),
-        gif_frame_step=section.integer("gif_frame_step", 1, 100),
-        strip_frames=section.integer("strip_frames", 1, 16),
-    )
-    section.done()
-    return config
-
-
-def strength_key(variant: VariantConfig) -> str | None:
-    """The dotted param that sets how strongly a variant regularises (None: it has none)."""
-    if variant.regularizer != "none":
-        return f"variants.{variant.name}.regularizer_scale"
-    if variant.sparse:
-        return f"variants.{variant.name}.sparse.weight"
-    if variant.dropout:
-        return f"variants.{variant.name}.dropout"
-    return None
-
-
-# The highest value each strength may take (the loader's own bound for it).
-STRENGTH_LIMITS = {"regularizer_scale": 10.0, "weight": 1000.0, "dropout": 0.95}
-
-
-def _sweep(section: _Section, variants: dict[str, VariantConfig], parent=None):
-    """The sweep section; its `unet` part (parent: the paper net's) may leave out val_count
-    and references, which it then shares."""
-    grids_section = section.section("grids")
-    grids = {}
-    for name in list(grids_section.mapping):
-        values = grids_section.raw(name)
-        if name not in variants or strength_key(variants[name]) is None:
-            raise grids_section.fail(
-                name, "is not a known setting (a typo?): grids name variants with a strength"
-            )
-        if (
-            not isinstance(values, list)
-            or len(values) < 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-            or not all(0 < a < b for a, b in zip(values, values[1:], strict=False))
-            or values[0] <= 0
-        ):
-            raise grids_section.fail(
-                name, f"must be at least two ascending positive numbers, got {values!r}"
-            )
-        grids[name] = tuple(float(v) for v in values)
-    grids_section.done()
-    inherit = parent is not None
-    if inherit and "references" not in section.mapping:
-        references = list(parent.references)
-    else:
-        references = section.raw("references")
-    if not isinstance(references, list) or not all(r in variants for r in references):
-        raise section.fail("references", f"must be a list of variants, got {references!r}")
-    if inherit and "val_count" not in section.mapping:
-        val_count = parent.val_count
-    else:
-        val_count = section.integer("val_count", 1, PENNFUDAN_IMAGES - 2)
-    config = SweepConfig(
-        val_count=val_count,
-        seeds=_seeds(section),
-        grids=grids,
-        references=tuple(references),
-        final_seeds=_seeds(section, "final_seeds") if "final_seeds" in section.mapping else None,
-        candidates=_candidates(section) if "candidates" in section.mapping else (),
-    )
-    if not inherit and "unet" in section.mapping:
-        config = replace(config, unet=_sweep(section.section("unet"), variants, config))
-    section.done()
-    return config
-
-
-# Set by the sweep itself for every run: a candidate may not set them.
-SWEEP_KEYS = ("variant", "seed", "data.val_count", "model.arch")
-
-
-def _candidates(section: _Section) -> tuple[dict, ...]:
-    candidates = section.raw("candidates")
-    scalar = (bool, int, float, str)
-    if (
-        not isinstance(candidates, list)
-        or not candidates
-        or not all(
-            isinstance(c, dict)
-            and c
-            and all(isinstance(k, str) and isinstance(v, scalar) for k, v in c.items())
-            for c in candidates
-        )
-    ):
-        raise section.fail(
-            "candidates", f"must be a list of {{dotted.key: value}} mappings, got {candidates!r}"
-        )
-    for candidate in candidates:
-        if fixed := sorted(set(candidate) & set(SWEEP_KEYS)):
-            raise section.fail("candidates", f"may not set {fixed[0]}: the sweep sets it")
-    return tuple(candidates)
-
-
-def _seeds(section: _Section, name: str = "seeds") -> tuple[int, ...]:
-    seeds = section.raw(name)
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(
-            isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in seeds
-        )
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise section.fail(
-            name, f"must be a list of distinct integers in [0, {MAX_SEED}], got {seeds!r}"
-        )
-    return tuple(seeds)
-
-
-def _study(section: _Section) -> StudyConfig:
-    config = StudyConfig(seeds=_seeds(section))
-    section.done()
-    return config
+def _where(schema, loc: tuple, variant) -> tuple[str, list[str]]:
+    """loc as params.yaml's dotted key, and the keys known in the section that holds it."""
+    parts, known = [], []
+    for part in [p for p in loc if not isinstance(p, int) and p != "[key]"]:  # no items, keys
+        schema = variant if schema is VariantConfig else schema
+        fields = getattr(schema, "__pydantic_fields__", None)
+        if fields is None:  # a mapping by name (variants, grids): on to the values' type
+            parts.append(part)
+            schema = (get_args(schema) or [None])[-1]
+            continue
+        inline = {u.name: u for u in getattr(schema, "units", ()) if not u.section}  # keys: ours
+        known = [key for key in fields if key not in inline and key != "name"]
+        known += [key for unit in inline.values() for key in unit.model_fields]
+        parts += [] if part in inline else [part]
+        if part not in fields:
+            break
+        schema = fields[part].annotation
+        if type(None) in get_args(schema):  # X | None
+            schema = get_args(schema)[0]
+    return ".".join(parts), known

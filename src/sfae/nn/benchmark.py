@@ -12,7 +12,6 @@ import numpy as np
 
 from sfae.config import Config
 from sfae.nn.model import build_model
-from sfae.nn.sparse_filtering import sparse_filtering_loss
 from sfae.nn.training import finetune_terms, fit, segmentation_loss
 
 
@@ -28,15 +27,13 @@ class FitRun(NamedTuple):
 
 
 def compile_plain(model: keras.Model, config: Config, steps_per_execution: int = 1) -> None:
-    """The same loss as finetune_terms, the way a plain Keras user writes it."""
-    sparse = config.variant.sparse
+    """The same loss as finetune_terms, the way a plain Keras user writes it (the weight
+    penalty is Keras' own; at most one regulariser's term of the features, sparse filtering)."""
     losses = [segmentation_loss, None]
     weights = [1.0, 0.0]
-    if sparse:
-        losses[1] = lambda _, features: sparse_filtering_loss(
-            features, sparse.activation, sparse.epsilon
-        )
-        weights[1] = sparse.weight
+    for _, weight, cost in [t for unit in config.variant.regularisers if (t := unit.loss_term())]:
+        losses[1] = lambda _, features, cost=cost: cost(features)
+        weights[1] = weight
     model.compile(
         optimizer=keras.optimizers.Adam(config.train.learning_rate),
         loss=losses,

@@ -11,6 +11,7 @@ import numpy as np
 from keras import layers, ops
 
 from sfae.config import MAX_SEED, Config
+from sfae.errors import SfaeError
 from sfae.nn.sparse_filtering import soft_absolute
 
 BOTTLENECK_UNITS = 9  # reshaped to 3x3x1 for the decoder
@@ -73,14 +74,23 @@ class SoftAbsolute(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-def _regularizer(config: Config):
-    variant = config.variant
-    if variant.regularizer == "l1":
-        return keras.regularizers.L1(variant.regularizer_scale)
-    if variant.regularizer == "l2":
-        # tf.contrib's l2_regularizer(scale) is scale * sum(w^2) / 2; Keras' L2(c) is c * sum(w^2).
-        return keras.regularizers.L2(variant.regularizer_scale / 2)
-    return None
+def kernel_regularizer(config: Config):
+    """The variant's regulariser of every convolution kernel (one instance for all), or None."""
+    found = [r for u in config.variant.regularisers if (r := u.kernel_regularizer()) is not None]
+    if len(found) > 1:
+        raise SfaeError(f"variant {config.variant.name}: two regularisers penalise the kernels")
+    return found[0] if found else None
+
+
+def hidden_layers(config: Config, seeds):
+    """x -> x after the variant's regularisers' layers for a hidden convolution (dropout)."""
+
+    def after(x, name):
+        for unit in config.variant.regularisers:
+            x = unit.hidden_layer(x, name, seeds)
+        return x
+
+    return after
 
 
 def build_model(config: Config) -> keras.Model:
@@ -102,13 +112,13 @@ def paper_model(config: Config) -> keras.Model:
     """
     size = config.data.image_size
     seeds = iter(np.random.default_rng(config.seed).integers(0, MAX_SEED, size=64).tolist())
-    # A stream of its own, so that dropout leaves every other variant's weights as they were.
-    dropout_seeds = iter(
+    # A stream of their own, so that dropout leaves every other variant's weights as they were.
+    layer_seeds = iter(
         np.random.default_rng([config.seed, 2]).integers(0, MAX_SEED, size=64).tolist()
     )
     stddev = config.train.init_stddev
-    regularizer = _regularizer(config)
-    dropout = config.variant.dropout
+    regularizer = kernel_regularizer(config)
+    regularise = hidden_layers(config, layer_seeds)
 
     def conv(x, channels, kernel=3, activation="elu", transpose=False, name=None):
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
@@ -122,8 +132,8 @@ def paper_model(config: Config) -> keras.Model:
             kernel_regularizer=regularizer,
             name=name,
         )(x)
-        if dropout and activation != "sigmoid":  # every hidden feature map, not the mask
-            x = layers.SpatialDropout2D(dropout, seed=next(dropout_seeds), name=f"{name}_drop")(x)
+        if activation != "sigmoid":  # every hidden feature map, not the mask
+            x = regularise(x, name)
         return x
 
     def pool(x, first, name):
@@ -204,11 +214,9 @@ def unet_model(config: Config) -> keras.Model:
     unet = config.model.unet
     size = config.data.image_size
     seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, MAX_SEED, 256).tolist())
-    dropout_seeds = iter(
-        np.random.default_rng([config.seed, 4]).integers(0, MAX_SEED, 256).tolist()
-    )
-    regularizer = _regularizer(config)
-    dropout = config.variant.dropout
+    layer_seeds = iter(np.random.default_rng([config.seed, 4]).integers(0, MAX_SEED, 256).tolist())
+    regularizer = kernel_regularizer(config)
+    regularise = hidden_layers(config, layer_seeds)
     grouped = unet.norm == "group"
 
     def kernel_settings():
@@ -232,9 +240,7 @@ def unet_model(config: Config) -> keras.Model:
         if grouped:
             x = layers.GroupNormalization(unet.groups, name=f"{name}_norm")(x)
         x = layers.Activation("elu", name=f"{name}_elu")(x)
-        if dropout:
-            x = layers.SpatialDropout2D(dropout, seed=next(dropout_seeds), name=f"{name}_drop")(x)
-        return x
+        return regularise(x, name)
 
     def block(x, channels, name):
         return conv(conv(x, channels, f"{name}a"), channels, f"{name}b")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,9 +12,9 @@ from keras import ops
 
 from sfae.config import Config
 from sfae.errors import SfaeError
-from sfae.nn.augment import Augment, augmenter
+from sfae.nn.epochs import EPOCH_RUNNERS
 from sfae.nn.model import encoder_model
-from sfae.nn.sparse_filtering import sparse_filtering_loss
+from sfae.nn.regularisers.base import Augment
 
 
 def segmentation_loss(masks, probabilities):
@@ -105,10 +104,10 @@ def finetune_terms(config: Config) -> LossTerms:
     """Loss terms of the supervised phase; "loss" is what the optimiser minimises.
 
     The segmentation loss is a mean over examples, so each shard computes its own and
-    its backward pass needs nothing from the other shards; sparse filtering couples the
-    batch, so it sees the joined bottleneck features.
+    its backward pass needs nothing from the other shards; the regularisers' terms (sparse
+    filtering) couple the batch, so they see the joined bottleneck features.
     """
-    sparse = config.variant.sparse
+    extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
 
     def terms(model, images, masks, shards=1):
         outputs, slices = run_in_shards(model, images, shards)
@@ -122,25 +121,30 @@ def finetune_terms(config: Config) -> LossTerms:
         penalty = weight_penalty(model)
         result = {"segmentation": segmentation, "penalty": penalty}
         total = segmentation + penalty
-        if sparse:
+        if extra:
             features = ops.concatenate([features for _, features in outputs], axis=0)
-            result["sparse"] = sparse_filtering_loss(features, sparse.activation, sparse.epsilon)
-            total = total + sparse.weight * result["sparse"]
+        for name, weight, cost in extra:
+            result[name] = cost(features)
+            total = total + weight * result[name]
         result["loss"] = total
         return result
 
     return terms
 
 
+def pretraining(config: Config):
+    """The variant's regulariser that pretrains the encoder first (sparse), or None."""
+    return next((unit for unit in config.variant.regularisers if unit.pretrain_share()), None)
+
+
 def pretrain_terms(config: Config) -> LossTerms:
-    """Sparse pretraining: only the sparse-filtering cost of the bottleneck, no labels."""
-    sparse = config.variant.sparse
+    """Pretraining: only the pretraining regulariser's cost of the bottleneck, no labels."""
+    name, _, cost = pretraining(config).loss_term()
 
     def terms(model, images, masks, shards=1):
         outputs, _ = run_in_shards(model, images, shards)
-        features = ops.concatenate(outputs, axis=0)
-        cost = sparse_filtering_loss(features, sparse.activation, sparse.epsilon)
-        return {"loss": cost, "sparse": cost}
+        value = cost(ops.concatenate(outputs, axis=0))
+        return {"loss": value, name: value}
 
     return terms
 
@@ -153,115 +157,6 @@ class EpochLog:
 
 def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.permutation(count).astype(np.int32)
-
-
-def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
-    """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
-
-    One call per epoch instead of one per step removes the per-step Python and
-    input-pipeline overhead that dominates this tiny network; each batch is split in
-    `shards` parallel shards (see run_in_shards), so that more than one core works.
-    """
-    import tensorflow as tf
-
-    # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
-    # Fixed data stays constants, so the graph of every other variant is as it was.
-    holder = tf.Variable if augmented else tf.constant
-    images, masks = holder(images), holder(masks)
-    count = int(images.shape[0])
-    steps = math.ceil(count / batch_size)
-    variables = model.trainable_variables
-    # No shard may be empty: not more shards than examples in the smallest (last) batch.
-    shards = min(shards, batch_size, count - (steps - 1) * batch_size)
-
-    @tf.function
-    def run_epoch(order):
-        sums = tf.zeros([len(names)])
-        for step in tf.range(steps):
-            index = order[step * batch_size : tf.minimum((step + 1) * batch_size, count)]
-            with tf.GradientTape() as tape:
-                values = terms(model, tf.gather(images, index), tf.gather(masks, index), shards)
-            optimizer.apply(tape.gradient(values["loss"], variables), variables)
-            weight = tf.cast(tf.shape(index)[0], tf.float32)
-            sums += tf.stack([values[name] for name in names]) * weight
-        return sums / count
-
-    def run(order, data=None):
-        if data is not None:
-            images.assign(data[0])
-            masks.assign(data[1])
-        return run_epoch(order)
-
-    return run
-
-
-def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
-    """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
-
-    XLA compiles the whole step and schedules it itself: no shards (the argument is unused).
-    Non-trainable state (dropout's seed generators) is carried from step to step.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    images, masks = jnp.asarray(images), jnp.asarray(masks)
-    count = int(images.shape[0])
-    trainable, fixed = model.trainable_variables, model.non_trainable_variables
-
-    def loss(trainable_values, fixed_values, batch_images, batch_masks):
-        mapping = [
-            *zip(trainable, trainable_values, strict=True),
-            *zip(fixed, fixed_values, strict=True),
-        ]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            values = terms(model, batch_images, batch_masks)
-        fixed_after = [scope.get_current_value(variable) for variable in fixed]
-        return values["loss"], (values, fixed_after)
-
-    gradient = jax.value_and_grad(loss, has_aux=True)
-
-    @jax.jit
-    def step(trainable_values, optimizer_values, fixed_values, batch_images, batch_masks):
-        (_, (values, fixed_values)), grads = gradient(
-            trainable_values, fixed_values, batch_images, batch_masks
-        )
-        trainable_values, optimizer_values = optimizer.stateless_apply(
-            optimizer_values, grads, trainable_values
-        )
-        stacked = jnp.stack([values[name] for name in names])
-        return trainable_values, optimizer_values, fixed_values, stacked
-
-    def run_epoch(order, data=None):
-        epoch_images, epoch_masks = (
-            (images, masks) if data is None else (jnp.asarray(data[0]), jnp.asarray(data[1]))
-        )
-        trainable_values = [variable.value for variable in trainable]
-        optimizer_values = [variable.value for variable in optimizer.variables]
-        fixed_values = [variable.value for variable in fixed]
-        sums = jnp.zeros(len(names))
-        for start in range(0, count, batch_size):
-            index = order[start : start + batch_size]
-            trainable_values, optimizer_values, fixed_values, values = step(
-                trainable_values,
-                optimizer_values,
-                fixed_values,
-                epoch_images[index],
-                epoch_masks[index],
-            )
-            sums = sums + values * len(index)
-        # Back into the variables, so callbacks (IoU logging, saving) see this epoch's model.
-        for variable, value in zip(trainable, trainable_values, strict=True):
-            variable.assign(value)
-        for variable, value in zip(optimizer.variables, optimizer_values, strict=True):
-            variable.assign(value)
-        for variable, value in zip(fixed, fixed_values, strict=True):
-            variable.assign(value)
-        return sums / count
-
-    return run_epoch
-
-
-EPOCH_RUNNERS = {"tensorflow": _tensorflow_epoch, "jax": _jax_epoch}
 
 
 def fit(
@@ -323,8 +218,8 @@ def fit(
 
 def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None):
     """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck."""
-    sparse = config.variant.sparse
-    if not sparse or sparse.pretrain_epochs == 0:
+    unit, epochs = pretraining(config), config.pretrain_epochs()
+    if unit is None or epochs == 0:
         return []
     dummy_masks = np.zeros((len(images), 1), np.float32)
     return fit(
@@ -332,8 +227,8 @@ def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_en
         pretrain_terms(config),
         images,
         dummy_masks,
-        sparse.pretrain_epochs,
-        sparse.pretrain_learning_rate,
+        epochs,
+        unit.pretrain_learning_rate,
         config.train.batch_size,
         seed=config.seed,
         on_epoch_end=on_epoch_end,
@@ -341,9 +236,16 @@ def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_en
     )
 
 
+def augmentation(config: Config) -> Augment | None:
+    """The variant's augmentation of the training set, drawn afresh each epoch, or None."""
+    found = [a for u in config.variant.regularisers if (a := u.augmentation(config.seed))]
+    if len(found) > 1:
+        raise SfaeError(f"variant {config.variant.name}: two regularisers augment the data")
+    return found[0] if found else None
+
+
 def finetune(model, config: Config, images, masks, on_epoch_end=None):
     """Phase 2 (the only phase of pure/L1/L2): a fresh Adam on the supervised loss."""
-    settings = config.variant.augment
     return fit(
         model,
         finetune_terms(config),
@@ -355,5 +257,5 @@ def finetune(model, config: Config, images, masks, on_epoch_end=None):
         seed=config.seed + 1,  # a different shuffle stream than the pretraining phase
         on_epoch_end=on_epoch_end,
         shards=config.train.shards,
-        augment=augmenter(settings, config.seed) if settings else None,
+        augment=augmentation(config),
     )

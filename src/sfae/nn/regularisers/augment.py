@@ -1,4 +1,4 @@
-"""On-the-fly augmentation of the `augment` variant, with Keras' own preprocessing layers.
+"""Augmentation drawn afresh every epoch (`augment: {...}`), with Keras' preprocessing layers.
 
 Image and mask go through the geometric layers as one 4-channel tensor, so both get the
 same flip, zoom and shift; the mask is then re-binarised (interpolation blurs its edge).
@@ -7,18 +7,32 @@ Brightness and contrast touch the image alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Annotated
 
 import numpy as np
-from keras import layers, ops
+from pydantic import StrictBool
 
-from sfae.config import MAX_SEED, AugmentConfig
+from sfae.config import MAX_SEED, Number, between
+from sfae.nn.regularisers.base import Augment, Regulariser
 
-Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+class Augmentation(Regulariser):
+    name = "augment"  # no strength: the settings are a set of ranges, not one knob
+
+    flip: StrictBool  # random horizontal flips
+    zoom: Annotated[Number, between(0.0, 0.9)]  # scale up or down by at most this fraction
+    shift: Annotated[Number, between(0.0, 0.9)]  # translate by at most this fraction of the side
+    brightness: Annotated[Number, between(0.0, 1.0)]  # add at most this (images lie in [0, 1])
+    contrast: Annotated[Number, between(0.0, 0.9)]  # factor in [1 - contrast, 1 + contrast]
+
+    def augmentation(self, seed: int) -> Augment:
+        return augmenter(self, seed)
 
 
-def augmenter(settings: AugmentConfig, seed: int) -> Augment:
+def augmenter(settings: Augmentation, seed: int) -> Augment:
     """A function (images, masks) -> a freshly drawn augmented copy of both, seeded."""
+    from keras import layers, ops
+
     seeds = iter(np.random.default_rng([seed, 3]).integers(0, MAX_SEED, size=8).tolist())
     # Reflection fills the borders with image content: no black frames for the net to learn.
     geometric = [

@@ -1,0 +1,116 @@
+"""One epoch of minibatch training on each backend, as the training loop (training.fit) runs it."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+
+def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
+    """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
+
+    One call per epoch instead of one per step removes the per-step Python and
+    input-pipeline overhead that dominates this tiny network; each batch is split in
+    `shards` parallel shards (see training.run_in_shards), so that more than one core works.
+    """
+    import tensorflow as tf
+
+    # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
+    # Fixed data stays constants, so the graph of every other variant is as it was.
+    holder = tf.Variable if augmented else tf.constant
+    images, masks = holder(images), holder(masks)
+    count = int(images.shape[0])
+    steps = math.ceil(count / batch_size)
+    variables = model.trainable_variables
+    # No shard may be empty: not more shards than examples in the smallest (last) batch.
+    shards = min(shards, batch_size, count - (steps - 1) * batch_size)
+
+    @tf.function
+    def run_epoch(order):
+        sums = tf.zeros([len(names)])
+        for step in tf.range(steps):
+            index = order[step * batch_size : tf.minimum((step + 1) * batch_size, count)]
+            with tf.GradientTape() as tape:
+                values = terms(model, tf.gather(images, index), tf.gather(masks, index), shards)
+            optimizer.apply(tape.gradient(values["loss"], variables), variables)
+            weight = tf.cast(tf.shape(index)[0], tf.float32)
+            sums += tf.stack([values[name] for name in names]) * weight
+        return sums / count
+
+    def run(order, data=None):
+        if data is not None:
+            images.assign(data[0])
+            masks.assign(data[1])
+        return run_epoch(order)
+
+    return run
+
+
+def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
+    """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
+
+    XLA compiles the whole step and schedules it itself: no shards (the argument is unused).
+    Non-trainable state (dropout's seed generators) is carried from step to step.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    images, masks = jnp.asarray(images), jnp.asarray(masks)
+    count = int(images.shape[0])
+    trainable, fixed = model.trainable_variables, model.non_trainable_variables
+
+    def loss(trainable_values, fixed_values, batch_images, batch_masks):
+        mapping = [
+            *zip(trainable, trainable_values, strict=True),
+            *zip(fixed, fixed_values, strict=True),
+        ]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            values = terms(model, batch_images, batch_masks)
+        fixed_after = [scope.get_current_value(variable) for variable in fixed]
+        return values["loss"], (values, fixed_after)
+
+    gradient = jax.value_and_grad(loss, has_aux=True)
+
+    @jax.jit
+    def step(trainable_values, optimizer_values, fixed_values, batch_images, batch_masks):
+        (_, (values, fixed_values)), grads = gradient(
+            trainable_values, fixed_values, batch_images, batch_masks
+        )
+        trainable_values, optimizer_values = optimizer.stateless_apply(
+            optimizer_values, grads, trainable_values
+        )
+        stacked = jnp.stack([values[name] for name in names])
+        return trainable_values, optimizer_values, fixed_values, stacked
+
+    def run_epoch(order, data=None):
+        epoch_images, epoch_masks = (
+            (images, masks) if data is None else (jnp.asarray(data[0]), jnp.asarray(data[1]))
+        )
+        trainable_values = [variable.value for variable in trainable]
+        optimizer_values = [variable.value for variable in optimizer.variables]
+        fixed_values = [variable.value for variable in fixed]
+        sums = jnp.zeros(len(names))
+        for start in range(0, count, batch_size):
+            index = order[start : start + batch_size]
+            trainable_values, optimizer_values, fixed_values, values = step(
+                trainable_values,
+                optimizer_values,
+                fixed_values,
+                epoch_images[index],
+                epoch_masks[index],
+            )
+            sums = sums + values * len(index)
+        # Back into the variables, so callbacks (IoU logging, saving) see this epoch's model.
+        for variable, value in zip(trainable, trainable_values, strict=True):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, optimizer_values, strict=True):
+            variable.assign(value)
+        for variable, value in zip(fixed, fixed_values, strict=True):
+            variable.assign(value)
+        return sums / count
+
+    return run_epoch
+
+
+EPOCH_RUNNERS = {"tensorflow": _tensorflow_epoch, "jax": _jax_epoch}

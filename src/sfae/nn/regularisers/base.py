@@ -1,0 +1,62 @@
+"""What a regulariser is: its settings, its strength, and what it adds to training.
+
+A unit is a pydantic model of its settings (validated by sfae.config as part of a variant)
+that overrides the hooks it needs, each a no-op here:
+
+- the model: `kernel_regularizer()` for every convolution kernel, `hidden_layer(...)` after
+  every hidden convolution;
+- the loss: `loss_term()`, a cost of the bottleneck features added to the supervised loss;
+- the data: `augmentation(seed)`, a fresh augmented copy of the training set every epoch;
+- the schedule: `pretrain_share()`, pretraining the encoder on its loss term alone first.
+
+A variant may combine several (`augment` + `regularizer: l2`); its strength is that of its one
+regulariser with a strength. Modules of units import Keras inside the hooks only, so that the
+params check imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+# (images, masks) -> a freshly drawn augmented copy of both
+Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+class Regulariser(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str]  # its field in a variant's config: `config.variant.<name>`
+    # True: its settings are the mapping `variants.<variant>.<name>`; False: its fields are
+    # keys of the variant itself (`regularizer`, `dropout`, as the post's params.yaml has them).
+    section: ClassVar[bool] = True
+    strength: ClassVar[str | None] = None  # the field a sweep varies, if any
+
+    def strength_key(self) -> str | None:
+        """The strength's dotted key within the variant (None: no strength)."""
+        if self.strength is None:
+            return None
+        return f"{self.name}.{self.strength}" if self.section else self.strength
+
+    def pretrain_share(self) -> tuple[int, int] | None:
+        """(pretraining, finetuning) epochs, for one that pretrains the encoder first; the
+        config splits train.epochs in this ratio (Config.pretrain_epochs)."""
+        return None
+
+    def kernel_regularizer(self):
+        """A Keras regulariser for every convolution kernel, or None."""
+        return None
+
+    def hidden_layer(self, x, name: str, seeds):
+        """x after the hidden convolution `name`; seeds: the model's stream for such layers."""
+        return x
+
+    def loss_term(self) -> tuple[str, float, Callable] | None:
+        """(name, weight, cost(features)) added to the supervised loss, or None."""
+        return None
+
+    def augmentation(self, seed: int) -> Augment | None:
+        """A fresh augmented copy of the training set for each epoch, or None."""
+        return None
