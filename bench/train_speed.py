@@ -57,7 +57,8 @@ def load_params(arch: str | None = None, settings: tuple[str, ...] = ()):
 
     import yaml
 
-    from sfae.config import load_config, read_yaml, with_arch
+    from sfae.config import read_yaml, with_arch
+    from sfae.nn.regularisers.registry import load_config
     from sfae.paths import ProjectPaths
 
     path = ProjectPaths(ROOT).params
@@ -98,8 +99,8 @@ def augment_seconds(config, images, masks, epochs: int) -> float:
     without it, so the fits stay comparable)."""
     import time
 
-    from sfae.nn.augment import augmenter
     from sfae.nn.benchmark import seconds_per_epoch
+    from sfae.nn.regularisers.augment import augmenter
 
     augment = augmenter(config.variant.augment, config.seed)
     stamps = [time.perf_counter()]

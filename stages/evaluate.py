@@ -5,7 +5,7 @@ import sfae.startup  # noqa: F401, I001  (first: TensorFlow loads quietly)
 import json
 
 from sfae.atomic import staged_outputs
-from sfae.config import load_config
+from sfae.nn.regularisers.registry import load_config
 from sfae.data.image_io import write_png
 from sfae.data.prepared import load_mall, load_pennfudan
 from sfae.errors import run_stage

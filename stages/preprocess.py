@@ -3,10 +3,10 @@
 import argparse
 
 from sfae.atomic import staged_outputs
-from sfae.config import load_config
 from sfae.data.prepare import prepare_mall, prepare_pennfudan, save_arrays, split_record
 from sfae.data.sources import MALL, PENNFUDAN
 from sfae.errors import run_stage
+from sfae.nn.regularisers.registry import load_config
 from sfae.paths import ProjectPaths
 
 

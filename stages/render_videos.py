@@ -5,7 +5,7 @@ import sfae.startup  # noqa: F401, I001  (first: TensorFlow loads quietly)
 import numpy as np
 
 from sfae.atomic import staged_outputs
-from sfae.config import load_config
+from sfae.nn.regularisers.registry import load_config
 from sfae.data.prepared import load_mall
 from sfae.data.sources import MALL, mall_frame_path
 from sfae.errors import run_stage

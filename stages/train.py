@@ -16,7 +16,7 @@ import numpy as np
 from dvclive import Live
 
 from sfae.atomic import staged_outputs
-from sfae.config import load_config
+from sfae.nn.regularisers.registry import load_config
 from sfae.data.prepared import load_pennfudan
 from sfae.errors import run_stage
 from sfae.inference.predict import predict_probabilities

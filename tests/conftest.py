@@ -26,21 +26,25 @@ def repo_root() -> Path:
 @pytest.fixture(scope="module")
 def sweep():
     """The paper net's sweep as params.yaml sets it."""
-    from sfae.config import load_config, read_yaml
+    from sfae.config import read_yaml
     from sfae.experiments.sweep import Sweep
+    from sfae.nn.regularisers.registry import REGULARISERS
+    from sfae.plans import load_plans
 
     path = REPO_ROOT / "params.yaml"
-    return Sweep(load_config(path), read_yaml(path.read_text()))
+    return Sweep(load_plans(path, REGULARISERS), read_yaml(path.read_text()))
 
 
 @pytest.fixture(scope="module")
 def unet_sweep():
     """The U-Net's sweep as params.yaml sets it."""
-    from sfae.config import load_config, read_yaml
+    from sfae.config import read_yaml
     from sfae.experiments.sweep import Sweep
+    from sfae.nn.regularisers.registry import REGULARISERS
+    from sfae.plans import load_plans
 
     path = REPO_ROOT / "params.yaml"
-    return Sweep(load_config(path), read_yaml(path.read_text()), "unet")
+    return Sweep(load_plans(path, REGULARISERS), read_yaml(path.read_text()), "unet")
 
 
 @pytest.fixture(scope="session")

@@ -14,13 +14,13 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from sfae.config import load_config
 from sfae.data.prepare import hold_out, split_names
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import wanted_params
 from sfae.experiments.sweep import extended_grid
 from sfae.inference.predict import to_mask
+from sfae.nn.regularisers.registry import load_config
 from sfae.reports.statistics import NOT_DISTINGUISHABLE, compare
 from sfae.scoring.mall_metrics import mall_scores, pearson_or_zero
 from sfae.scoring.metrics import SCORE_KEYS, per_image_scores, summarize

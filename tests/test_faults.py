@@ -31,11 +31,11 @@ from test_no_litter import shared_staging, staging_names, training_stage
 
 import sfae.nn.training
 from sfae.atomic import SHARED_STAGING, is_staging_folder, staged_outputs
-from sfae.config import load_config
 from sfae.data.prepare import save_arrays
 from sfae.errors import SfaeError
 from sfae.inference.predict import load_trained
 from sfae.nn.model import build_model
+from sfae.nn.regularisers.registry import load_config
 from sfae.nn.saving import deterministic_archive, load_weights, save_model_deterministic
 
 # ---------------------------------------------------------------- staging folders

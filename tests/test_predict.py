@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from sfae import cli
-from sfae.config import load_config
 from sfae.data.image_io import read_mask, read_rgb, resize_image
 from sfae.errors import SfaeError
 from sfae.inference import files
@@ -28,6 +27,7 @@ from sfae.inference.predict import (
 )
 from sfae.inference.render import overlay
 from sfae.nn.model import build_model
+from sfae.nn.regularisers.registry import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_SIZE = 32  # the tiny test model's input side; params.yaml says 96

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sfae.config import load_config, read_yaml
+from sfae.config import read_yaml
 from sfae.experiments.records import read_records
 from sfae.experiments.study import study_plan, study_records
 from sfae.experiments.sweep import sweeps
+from sfae.nn.regularisers.registry import REGULARISERS
+from sfae.plans import load_plans
 from sfae.reports.study_report import write_report
 from sfae.reports.sweep_report import write_sweep_reports
 
@@ -21,7 +23,9 @@ REPORTS = REPO / "reports"
 def test_the_study_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path) -> None:
     params = read_yaml((REPO / "params.yaml").read_text())
     records = read_records(REPORTS / "runs.jsonl")
-    study = study_records(records, study_plan(load_config(REPO / "params.yaml")), params)
+    study = study_records(
+        records, study_plan(load_plans(REPO / "params.yaml", REGULARISERS)), params
+    )
     assert len(study) == 25, "the committed study has 5 variants x 5 seeds"
     write_report(study, params, tmp_path)
     for name in ("study.md", "study.png"):
@@ -32,7 +36,7 @@ def test_the_sweep_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path
     params = read_yaml((REPO / "params.yaml").read_text())
     readme = tmp_path / "README.md"
     readme.write_bytes((REPO / "README.md").read_bytes())
-    both = sweeps(load_config(REPO / "params.yaml"), params)
+    both = sweeps(load_plans(REPO / "params.yaml", REGULARISERS), params)
     written = write_sweep_reports(both, read_records(REPORTS / "runs.jsonl"), tmp_path, readme)
     names = [path.name for path in written[:-1]]
     assert names == ["sweep.md", "sweep_selection.png", "sweep_unet.md", "sweep_unet_selection.png"]

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from sfae.config import load_config
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import Spec, wanted_params
 from sfae.experiments.sweep import Sweep, extended_grid
+from sfae.nn.regularisers.registry import REGULARISERS
+from sfae.plans import load_plans
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -265,7 +266,7 @@ def test_a_candidate_with_an_unknown_or_a_sweep_key_is_refused(unet_sweep, tmp_p
     path = tmp_path / "params.yaml"
     path.write_text(text.replace("- {model.unet.width: 12}", "- {seed: 3}"))
     with pytest.raises(SfaeError, match=r"candidates.*may not set seed"):
-        load_config(path)
+        load_plans(path, REGULARISERS)
     path.write_text(text.replace("- {model.unet.width: 12}", "- model.unet.width"))
     with pytest.raises(SfaeError, match="candidates.*must be a list of"):
-        load_config(path)
+        load_plans(path, REGULARISERS)

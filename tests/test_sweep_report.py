@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sfae.config import load_config
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import find_record, wanted_params
 from sfae.experiments.study import study_plan
+from sfae.nn.regularisers.registry import REGULARISERS
+from sfae.plans import load_plans
 from sfae.reports.sweep_report import (
     best_by_validation,
     networks_table,
@@ -29,8 +30,8 @@ from sfae.reports.sweep_report import (
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = [f"FudanPed{number:05d}" for number in range(1, 21)]
 BASE = np.linspace(0.3, 0.8, len(IMAGES))
-SWEEP_GRIDS = load_config(REPO / "params.yaml").sweep.grids
-UNET_GRIDS = load_config(REPO / "params.yaml").sweep.unet.grids
+SWEEP_GRIDS = load_plans(REPO / "params.yaml", REGULARISERS).sweep.grids
+UNET_GRIDS = load_plans(REPO / "params.yaml", REGULARISERS).sweep.unet.grids
 
 
 def record_for(sweep, spec, val, shift, seed_noise, image_noise) -> RunRecord:

@@ -104,15 +104,17 @@ def _options(args: argparse.Namespace):
 
 
 def study_command(args: argparse.Namespace) -> None:
-    from sfae.config import load_config, read_yaml
+    from sfae.config import read_yaml
     from sfae.experiments.campaign import collect
     from sfae.experiments.study import study_plan
     from sfae.machine import local_machine_kind
+    from sfae.nn.regularisers.registry import REGULARISERS
     from sfae.paths import ProjectPaths
+    from sfae.plans import load_plans
     from sfae.reports.build import write_study_report
 
     paths = ProjectPaths.here()
-    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     options = _options(args)
     if options.remote or not options.report_only:
         specs, kind = study_plan(config), local_machine_kind()
@@ -126,14 +128,16 @@ def study_command(args: argparse.Namespace) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> None:
-    from sfae.config import load_config, read_yaml
+    from sfae.config import read_yaml
     from sfae.experiments.sweep import Sweep, run_sweep
     from sfae.machine import local_machine_kind
+    from sfae.nn.regularisers.registry import REGULARISERS
     from sfae.paths import ProjectPaths
+    from sfae.plans import load_plans
     from sfae.reports.build import write_all_sweep_reports
 
     paths = ProjectPaths.here()
-    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     options = _options(args)
     if options.remote or not options.report_only:
         # Runs of other machine kinds round otherwise: this machine runs the sweep's own.

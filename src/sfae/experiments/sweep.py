@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sfae.config import ARCHS, STRENGTH_LIMITS, Config, strength_key
+from sfae.config import ARCHS, Config, strength_key
 from sfae.errors import SfaeError
 from sfae.experiments.campaign import CampaignOptions, collect
 from sfae.experiments.records import RunRecord, flatten, read_records
 from sfae.experiments.runner import Spec, find_record, wanted_params
 from sfae.machine import UNKNOWN
+from sfae.nn.regularisers.registry import STRENGTH_LIMITS
 
 SCORED_STAGE = "evaluate"  # sweep runs stop here: no videos
 MAX_EXTENSIONS = 3  # grid steps added beyond an end, at most, per regulariser

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sfae.config import load_config, read_yaml
+from sfae.config import read_yaml
 from sfae.errors import SfaeError
 from sfae.experiments.records import read_records
 from sfae.experiments.study import study_plan, study_records
 from sfae.experiments.sweep import records_kind, sweeps
+from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.paths import ProjectPaths
+from sfae.plans import load_plans
 from sfae.reports.study_report import mall_gif_inputs, write_report
 from sfae.reports.sweep_report import write_sweep_reports
 
 
 def write_study_report(paths: ProjectPaths) -> list[Path]:
-    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     specs = study_plan(config)
     every = read_records(paths.run_records)
     records = study_records(every, specs, params, records_kind(every, "paper"))
@@ -34,7 +36,7 @@ def write_study_report(paths: ProjectPaths) -> list[Path]:
 
 
 def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:
-    config, params = load_config(paths.params), read_yaml(paths.params.read_text())
+    config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     records = read_records(paths.run_records)
     # Every network's report: the README's table puts them side by side.
     return write_sweep_reports(

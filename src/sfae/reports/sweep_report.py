@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from sfae.atomic import staged_outputs
-from sfae.config import POST_VARIANTS, VARIANTS
+from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord, flatten
 from sfae.experiments.study import study_plan, study_records
@@ -72,7 +72,7 @@ def final_rows(sweep: Sweep, records: list[RunRecord], selections: list[Selectio
     study = study_records(records, study_plan(sweep.config), sweep.params, sweep.kind)
     selected = {s.variant: s.selected for s in selections}
     rows = []
-    for variant in VARIANTS:
+    for variant in sweep.config.variants:
         runs, post = finals.get(variant, []), None
         in_study = sweep.arch == "paper" and variant in POST_VARIANTS
         if in_study := in_study and variant not in sweep.settings.references:
@@ -473,7 +473,7 @@ def networks_table(sweeps: list[Sweep], outcomes: list[Outcome], records: list[R
     and whether the answer changed from one network to the other."""
     names = [NETWORKS[sweep.arch] for sweep in sweeps]
     rows = []
-    for variant in VARIANTS:
+    for variant in sweeps[0].config.variants:
         cells = []
         for found in outcomes:
             tuned = [(label, runs) for v, label, runs, t in found.rows if t and v == variant]
