@@ -42,16 +42,17 @@ class ProjectPaths:
         return self.root / "metrics"
 
     @property
+    def settings(self) -> Path:
+        """What training reads of params.yaml, resolved (the check_params stage writes it)."""
+        return self.metrics / "settings.json"
+
+    @property
     def split(self) -> Path:
         return self.metrics / "split.json"
 
     @property
     def models(self) -> Path:
         return self.root / "models"
-
-    @property
-    def pretrained_weights(self) -> Path:
-        return self.models / "pretrained.weights.h5"
 
     @property
     def final_model(self) -> Path:
