@@ -180,6 +180,27 @@ def test_evaluate_and_render_rerun_only_for_their_own_params(pipeline: Pipeline)
         params.write_text(original)
 
 
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        (
+            "+data.imagesize=64",
+            "data.imagesize is not a known setting; did you mean data.image_size?",
+        ),
+        ("+foo=1", "foo is not a known setting"),
+    ],
+)
+def test_a_typo_in_a_new_key_stops_the_run(pipeline: Pipeline, setting: str, said: str) -> None:
+    """No stage depends on a key that did not exist, so only the check of the whole file
+    can notice it: the run fails, with one line naming the key, and trains nothing."""
+    result = dvc(pipeline.root, pipeline.mirror, "exp", "run", "-S", setting, check=False)
+    text = output(result)
+    assert result.returncode != 0, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].endswith(said), text
+    assert "Running stage 'train'" not in text
+
+
 def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> None:
     root = pipeline.root
     result = dvc(root, pipeline.mirror, "exp", "run", "-S", "variant=nonsense", check=False)
@@ -187,6 +208,7 @@ def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> Non
     assert result.returncode != 0, text
     assert "Traceback" not in text
     assert "params.yaml" in text and "nonsense" in text, text
+    assert "must be one of pure, l1, l2" in text, text  # the valid ones, named
 
     # The stage itself, run on a bad params.yaml: one "error:" line naming the file.
     params = root / "params.yaml"
