@@ -79,6 +79,11 @@ def test_each_variant_has_the_strength_key_the_sweep_varies(repo_root: Path) -> 
         "sparse_elu": "variants.sparse_elu.sparse.weight",
         "dropout": "variants.dropout.dropout",
         "augment": None,
+        # Augmentation has no strength: a stacked variant's is the other regulariser's.
+        "augment_dropout": "variants.augment_dropout.dropout",
+        "augment_l2": "variants.augment_l2.regularizer_scale",
+        "augment_sparse": "variants.augment_sparse.sparse.weight",
+        "sparse_softabs_frames": "variants.sparse_softabs_frames.sparse.weight",
     }
 
 
@@ -87,9 +92,10 @@ def test_every_variant_can_be_chosen(tmp_path: Path, document: dict, variant: st
     config = load_config(write_params(tmp_path, {**document, "variant": variant}))
     assert config.variant.name == variant
     assert config.variant == config.variants[variant]
-    if variant.startswith("sparse"):
+    if config.variant.sparse:
         assert config.variant.bottleneck_activation == "linear"
-        assert config.variant.sparse.activation == variant.removeprefix("sparse_")
+        activation = config.variant.sparse.activation
+        assert activation == {"sparse_elu": "elu"}.get(variant, "softabs")
         assert config.pretrain_epochs() == 201
         assert config.finetune_epochs() == 600
     else:
@@ -473,3 +479,27 @@ def test_the_config_imports_no_regulariser(repo_root: Path) -> None:
         if alias.name.startswith("sfae")
     }
     assert ours == {"sfae.errors"}
+
+
+def test_unlabeled_frames_may_not_reach_the_scored_mall_frames(tmp_path: Path, document: dict):
+    """CUHK Mall has 2000 frames; the first mall.frames are scored: the last N are free."""
+    frames = document["mall"]["frames"]
+    sparse = document["variants"]["sparse_softabs_frames"]["sparse"]
+    assert (
+        load_config(write_params(tmp_path, document))
+        .variants["sparse_softabs_frames"]
+        .sparse.unlabeled_frames
+        == sparse["unlabeled_frames"]
+        <= 2000 - frames
+    )
+    changed = copy.deepcopy(document)
+    changed["variants"]["sparse_softabs_frames"]["sparse"]["unlabeled_frames"] = 2001 - frames
+    path = write_params(tmp_path, changed)
+    with pytest.raises(SfaeError) as caught:
+        load_config(path)
+    said = str(caught.value)
+    assert said.startswith(f"{path}: variants.sparse_softabs_frames.sparse.unlabeled_frames")
+    assert "mall.frames" in said and f"= {2000 - frames}" in said
+    # Fewer scored frames leave more free ones.
+    changed["mall"]["frames"] = frames - 1
+    assert load_config(write_params(tmp_path, changed)).mall.frames == frames - 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sfae import config
+from sfae.errors import SfaeError
 from sfae.nn.regularisers.augment import Augmentation
 from sfae.nn.regularisers.dropout import Dropout
 from sfae.nn.regularisers.penalty import Penalty
@@ -28,6 +29,18 @@ def _limit(unit) -> float:
 STRENGTH_LIMITS = {unit.strength: _limit(unit) for unit in REGULARISERS if unit.strength}
 
 
+MALL_FRAMES = 2000  # frames of CUHK Mall; the first mall.frames are scored, the rest are free
+
+
 def load_config(path: Path) -> config.Config:
     """params.yaml's run config (all but study and sweep); SfaeError names a bad key."""
-    return config.load_config(path, REGULARISERS)
+    loaded = config.load_config(path, REGULARISERS)
+    free = MALL_FRAMES - loaded.mall.frames
+    for name, variant in loaded.variants.items():
+        if variant.sparse and variant.sparse.unlabeled_frames > free:
+            raise SfaeError(
+                f"{path}: variants.{name}.sparse.unlabeled_frames "
+                f"({variant.sparse.unlabeled_frames}) would reach the frames that mall.frames "
+                f"({loaded.mall.frames}) scores: at most {MALL_FRAMES} - mall.frames = {free}"
+            )
+    return loaded
