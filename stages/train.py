@@ -17,7 +17,7 @@ from dvclive import Live
 
 from sfae.atomic import staged_outputs
 from sfae.nn.regularisers.registry import load_config
-from sfae.data.prepared import load_pennfudan
+from sfae.data.prepared import load_pennfudan, load_unlabeled
 from sfae.errors import run_stage
 from sfae.inference.predict import predict_probabilities
 from sfae.machine import machine_kind
@@ -33,7 +33,13 @@ def split_iou(model, images, masks, threshold) -> float:
     return pooled_iou(masks[..., 0] > 0.5, predict_probabilities(model, images) >= threshold)
 
 
-def pretrain_phase(config, images, live) -> tuple[list, float]:
+def unlabeled_frames(config, paths):
+    """The Mall frames without masks that sparse filtering also learns from (None: none)."""
+    count = config.variant.sparse.unlabeled_frames if config.variant.sparse else 0
+    return load_unlabeled(paths.unlabeled_prepared, count) if count else None
+
+
+def pretrain_phase(config, images, live, frames=None) -> tuple[list, float]:
     """Sparse pretraining (none for other variants); the weights it ends with, and seconds."""
     configure_determinism(config.seed)
     model = build_model(config)
@@ -51,12 +57,12 @@ def pretrain_phase(config, images, live) -> tuple[list, float]:
         live.next_step()
 
     started = time.perf_counter()
-    history = pretrain(model, config, images, on_epoch_end=log)
+    history = pretrain(model, config, images, on_epoch_end=log, unlabeled=frames)
     live.summary["pretrain_epochs"] = len(history)
     return model.get_weights(), time.perf_counter() - started
 
 
-def supervised_phase(config, data, weights, live) -> tuple[keras.Model, float]:
+def supervised_phase(config, data, weights, live, frames=None) -> tuple[keras.Model, float]:
     keras.backend.clear_session()  # layer names and seeds as in a process of its own
     configure_determinism(config.seed)
     model = build_model(config)
@@ -76,7 +82,7 @@ def supervised_phase(config, data, weights, live) -> tuple[keras.Model, float]:
         live.next_step()
 
     started = time.perf_counter()
-    finetune(model, config, data.train_images, data.train_masks, on_epoch_end=log)
+    finetune(model, config, data.train_images, data.train_masks, on_epoch_end=log, unlabeled=frames)
     return model, time.perf_counter() - started
 
 
@@ -84,14 +90,15 @@ def main() -> None:
     paths = ProjectPaths.here()
     config = load_config(paths.params)
     data = load_pennfudan(paths.pennfudan_prepared)
+    frames = unlabeled_frames(config, paths)
     # The logs are staged with the model: a killed or failed run leaves none of them (no
     # half-written metrics.json for `dvc metrics show` to present as a result).
     targets = (paths.final_model, paths.pretrain_log, paths.finetune_log)
     with staged_outputs(*targets) as (saved, pretrain_dir, finetune_dir):
         with Live(str(pretrain_dir), save_dvc_exp=False, dvcyaml=False) as live:
-            weights, pretrain_seconds = pretrain_phase(config, data.train_images, live)
+            weights, pretrain_seconds = pretrain_phase(config, data.train_images, live, frames)
         with Live(str(finetune_dir), save_dvc_exp=False, dvcyaml=False) as live:
-            model, finetune_seconds = supervised_phase(config, data, weights, live)
+            model, finetune_seconds = supervised_phase(config, data, weights, live, frames)
             # Where it trained, as a kind (the rounding differs between kinds); the clock
             # stays out of tracked outputs, so an identical re-run changes no file.
             live.summary["machine"] = machine_kind()

@@ -14,16 +14,17 @@ import scipy.io
 import yaml
 from PIL import Image
 
-from sfae.data.image_io import resize_image, resize_mask
+from sfae.data.image_io import read_rgb, resize_image, resize_mask
 from sfae.data.prepare import (
     hold_out,
     prepare_mall,
     prepare_pennfudan,
+    prepare_unlabeled,
     save_arrays,
     split_names,
     split_record,
 )
-from sfae.data.prepared import load_arrays, load_mall, load_pennfudan
+from sfae.data.prepared import load_arrays, load_mall, load_pennfudan, load_unlabeled
 from sfae.errors import SfaeError
 
 # ---------------------------------------------------------------- split_names
@@ -307,6 +308,22 @@ def test_prepare_mall_on_a_tiny_dataset(tmp_path: Path) -> None:
     np.testing.assert_array_equal(arrays["roi"], expected_roi)
     np.testing.assert_allclose(arrays["perspective"], 2.5)
     assert arrays["frame_size"].tolist() == [640, 480]
+
+
+def test_the_unlabeled_frames_are_those_after_the_scored_ones_exactly(tmp_path: Path) -> None:
+    """Stored as uint8 (a quarter of the bytes), they load as exactly the float32 frames
+    resize_image gives, and a run takes the last N."""
+    root = write_raw_mall(tmp_path)
+    arrays = prepare_unlabeled(root, 16, scored=1, total=3)
+    assert arrays["frames"].dtype == np.uint8 and arrays["frame_numbers"].tolist() == [2, 3]
+    path = tmp_path / "unlabeled.npz"
+    save_arrays(path, arrays)
+    last = load_unlabeled(path, 1)
+    expected = resize_image(read_rgb(root / "frames" / "seq_000003.jpg"), (16, 16))
+    assert last.dtype == np.float32 and np.array_equal(last[0], expected)
+    assert load_unlabeled(path, 2).shape == (2, 16, 16, 3)
+    with pytest.raises(SfaeError, match="holds 2 unlabeled frames, 3 asked for"):
+        load_unlabeled(path, 3)
 
 
 def test_prepare_mall_refuses_more_frames_than_annotated(tmp_path: Path) -> None:

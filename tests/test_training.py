@@ -15,6 +15,7 @@ from sfae.inference import predict
 from sfae.nn import training
 from sfae.nn.model import build_model, encoder_model
 from sfae.nn.regularisers.registry import load_config
+from sfae.nn.sparse_filtering import sparse_filtering_loss
 
 SIZE = 32
 COUNT = 10  # two full batches of 5, as the paper batches
@@ -431,3 +432,86 @@ def test_a_later_divergence_names_its_epoch(base: Config, data) -> None:
         )
     assert state["calls"] == 1
     assert "params.yaml" in str(raised.value)
+
+
+# --- unlabeled frames ------------------------------------------------------------------------
+
+
+def spy_on_epochs(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The example order of every epoch the TensorFlow loop runs."""
+    seen, real = [], training.EPOCH_RUNNERS["tensorflow"]
+
+    def runner(*args, **kwargs):
+        run = real(*args, **kwargs)
+
+        def epoch(order, *rest):
+            seen.append(np.asarray(order).copy())
+            return run(order, *rest)
+
+        return epoch
+
+    monkeypatch.setitem(training.EPOCH_RUNNERS, "tensorflow", runner)
+    return seen
+
+
+def test_pretraining_draws_from_images_and_frames_in_as_many_steps(base, data, monkeypatch):
+    images, _ = data
+    frames, _ = rectangles(4 * COUNT, seed=9)
+    config = tiny_config(base, "sparse_softabs", pretrain=3)
+    seen = spy_on_epochs(monkeypatch)
+    training.configure_determinism(config.seed)
+    history = training.pretrain(build_model(config), config, images, unlabeled=frames)
+    assert len(history) == 3 and [len(order) for order in seen] == [COUNT] * 3
+    drawn = np.concatenate(seen)
+    assert (drawn >= COUNT).any() and (drawn < COUNT).any()  # frames and images both
+    assert len({tuple(order) for order in seen}) == 3  # drawn afresh each epoch
+    seen.clear()
+    training.configure_determinism(config.seed)
+    alone = training.pretrain(build_model(config), config, images)
+    assert [sorted(order) for order in seen] == [list(range(COUNT))] * 3
+    assert alone[-1].terms != history[-1].terms
+
+
+def test_frames_enter_the_sparse_cost_and_nothing_else(base, data) -> None:
+    images, masks = data
+    frames, _ = rectangles(5, seed=9)
+    config = tiny_config(base, "sparse_softabs")
+    training.configure_determinism(config.seed)
+    model = build_model(config)
+    terms = training.finetune_terms(config)
+    plain = terms(model, images[:5], masks[:5])
+    seen = terms(model, images[:5], masks[:5], unlabeled=frames)
+    assert float(seen["segmentation"]) == float(plain["segmentation"])
+    assert float(seen["penalty"]) == float(plain["penalty"])
+    features = np.concatenate(
+        [model(images[:5], training=True)[1], model(frames, training=True)[1]]
+    )
+    sparse = config.variant.sparse
+    expected = sparse_filtering_loss(features, sparse.activation, sparse.epsilon)
+    assert np.isclose(float(seen["sparse"]), float(expected), rtol=1e-6)
+    assert float(seen["sparse"]) != float(plain["sparse"])
+    # A variant without a cost of the features has nothing to show them.
+    pure = tiny_config(base, "pure")
+    pure_terms = training.finetune_terms(pure)
+    pure_model = build_model(pure)
+    with_frames = pure_terms(pure_model, images[:5], masks[:5], unlabeled=frames)
+    assert float(with_frames["loss"]) == float(
+        pure_terms(pure_model, images[:5], masks[:5])["loss"]
+    )
+
+
+def test_finetuning_takes_a_fresh_batch_of_frames_beside_each_labelled_one(
+    base, data, monkeypatch
+) -> None:
+    images, masks = data
+    frames, _ = rectangles(3 * COUNT, seed=9)
+    config = tiny_config(base, "sparse_softabs", finetune=2)
+    training.configure_determinism(config.seed)
+    history = training.finetune(build_model(config), config, images, masks, unlabeled=frames)
+    assert len(history) == 2 and all(np.isfinite(e.terms["sparse"]) for e in history)
+    # Without frames the loop is the one every committed run used: the same floats.
+    runs = []
+    for _ in range(2):
+        training.configure_determinism(config.seed)
+        runs.append(training.finetune(build_model(config), config, images, masks)[-1].terms)
+    assert runs[0] == runs[1] != history[-1].terms

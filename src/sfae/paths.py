@@ -38,6 +38,11 @@ class ProjectPaths:
         return self.prepared / "mall.npz"
 
     @property
+    def unlabeled_prepared(self) -> Path:
+        """The Mall frames after the scored ones, which sparse filtering may learn from."""
+        return self.prepared / "mall_unlabeled.npz"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics"
 

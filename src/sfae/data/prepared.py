@@ -93,3 +93,13 @@ def load_pennfudan(path: Path) -> PennFudanSplits:
         val_masks=val_masks[..., None].astype(np.float32),
         val_names=arrays["val_names"].tolist() if "val_names" in arrays else [],
     )
+
+
+def load_unlabeled(path: Path, count: int) -> np.ndarray:
+    """The last `count` unlabeled Mall frames, float32 in [0, 1] as the training images are."""
+    arrays = load_arrays(path)
+    _require(path, arrays, ("frames",), "prepared unlabeled frames", "preprocess_unlabeled")
+    frames = arrays["frames"]
+    if count > len(frames):
+        raise SfaeError(f"{path}: holds {len(frames)} unlabeled frames, {count} asked for")
+    return frames[len(frames) - count :].astype(np.float32) / 255.0

@@ -7,7 +7,19 @@ import math
 import keras
 
 
-def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
+def _tensorflow_epoch(
+    model,
+    optimizer,
+    terms,
+    names,
+    images,
+    masks,
+    batch_size,
+    shards,
+    augmented,
+    unlabeled=None,
+    epoch_size=None,
+):
     """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
 
     One call per epoch instead of one per step removes the per-step Python and
@@ -20,8 +32,12 @@ def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size,
     # Fixed data stays constants, so the graph of every other variant is as it was.
     holder = tf.Variable if augmented else tf.constant
     images, masks = holder(images), holder(masks)
-    count = int(images.shape[0])
+    count = epoch_size or int(images.shape[0])  # epoch_size: an epoch of a larger pool
     steps = math.ceil(count / batch_size)
+    if unlabeled is not None:
+        return _tensorflow_epoch_with_frames(
+            model, optimizer, terms, names, images, masks, batch_size, shards, unlabeled
+        )
     variables = model.trainable_variables
     # No shard may be empty: not more shards than examples in the smallest (last) batch.
     shards = min(shards, batch_size, count - (steps - 1) * batch_size)
@@ -43,6 +59,41 @@ def _tensorflow_epoch(model, optimizer, terms, names, images, masks, batch_size,
             images.assign(data[0])
             masks.assign(data[1])
         return run_epoch(order)
+
+    return run
+
+
+def _tensorflow_epoch_with_frames(
+    model, optimizer, terms, names, images, masks, batch_size, shards, unlabeled
+):
+    """The epoch of `_tensorflow_epoch` with a batch of unlabeled frames beside each labelled
+    batch, for the terms' regularisers (a separate graph: the others' stays as it was)."""
+    import tensorflow as tf
+
+    frames = tf.constant(unlabeled)
+    variables = model.trainable_variables
+
+    @tf.function
+    def run_epoch(order, frame_order):
+        count = tf.shape(order)[0]
+        steps = (count + batch_size - 1) // batch_size
+        sums = tf.zeros([len(names)])
+        for step in tf.range(steps):
+            window = slice(step * batch_size, tf.minimum((step + 1) * batch_size, count))
+            index, frame_index = order[window], frame_order[window]
+            batch = (tf.gather(images, index), tf.gather(masks, index))
+            with tf.GradientTape() as tape:
+                values = terms(model, *batch, shards, unlabeled=tf.gather(frames, frame_index))
+            optimizer.apply(tape.gradient(values["loss"], variables), variables)
+            weight = tf.cast(tf.shape(index)[0], tf.float32)
+            sums += tf.stack([values[name] for name in names]) * weight
+        return sums / tf.cast(count, tf.float32)
+
+    def run(order, data=None, frame_order=None):
+        if data is not None:
+            images.assign(data[0])
+            masks.assign(data[1])
+        return run_epoch(order, frame_order)
 
     return run
 

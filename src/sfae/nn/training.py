@@ -109,7 +109,7 @@ def finetune_terms(config: Config) -> LossTerms:
     """
     extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
 
-    def terms(model, images, masks, shards=1):
+    def terms(model, images, masks, shards=1, unlabeled=None):
         outputs, slices = run_in_shards(model, images, shards)
         segmentation = mean_over_shards(
             [
@@ -123,6 +123,8 @@ def finetune_terms(config: Config) -> LossTerms:
         total = segmentation + penalty
         if extra:
             features = ops.concatenate([features for _, features in outputs], axis=0)
+        if extra and unlabeled is not None:  # frames without masks: their features only
+            features = ops.concatenate([features, model(unlabeled, training=True)[1]], axis=0)
         for name, weight, cost in extra:
             result[name] = cost(features)
             total = total + weight * result[name]
@@ -172,6 +174,8 @@ def fit(
     shuffle: bool = True,
     shards: int = 1,
     augment: Augment | None = None,
+    per_epoch: int | None = None,
+    unlabeled: np.ndarray | None = None,
 ) -> list[EpochLog]:
     """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
 
@@ -180,6 +184,11 @@ def fit(
     another seed would (hence a tracked parameter, not the machine's core count).
 
     `augment`, when given, draws a fresh augmented copy of the training set each epoch.
+
+    `per_epoch`, when given, is how many of `images` an epoch trains on, drawn afresh each
+    epoch (a pool larger than an epoch: labelled images and unlabeled frames). `unlabeled`,
+    when given, are frames without masks: each step also takes a batch of them, as large as
+    its labelled batch, drawn afresh each epoch, for the terms' use (the sparse cost).
 
     Raises SfaeError as soon as a loss turns NaN or infinite.
     """
@@ -194,16 +203,39 @@ def fit(
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(seed)
     names = sorted(terms(model, images[:1], masks[:1]))
-    run_epoch = EPOCH_RUNNERS[backend](
-        model, optimizer, terms, names, images, masks, batch_size, shards, augment is not None
+    runner = EPOCH_RUNNERS[backend]
+    extra = {} if unlabeled is None else {"unlabeled": unlabeled}
+    if per_epoch is not None:
+        extra["epoch_size"] = per_epoch
+    if extra and backend != "tensorflow":
+        raise SfaeError("unlabeled frames train on the TensorFlow backend only")
+    run_epoch = runner(
+        model,
+        optimizer,
+        terms,
+        names,
+        images,
+        masks,
+        batch_size,
+        shards,
+        augment is not None,
+        **extra,
     )
+    # Their own stream, so that the labelled images' order is as it would be without them.
+    frames_rng = np.random.default_rng([seed, 3])
     history = []
     for epoch in range(epochs):
         order = (
             shuffled_order(rng, len(images)) if shuffle else np.arange(len(images), dtype=np.int32)
         )
+        if per_epoch is not None:
+            order = order[:per_epoch]
         data = augment(images, masks) if augment else None
-        values = np.asarray(run_epoch(order, data))
+        if unlabeled is None:
+            values = np.asarray(run_epoch(order, data))
+        else:
+            frames = shuffled_order(frames_rng, len(unlabeled))[: len(order)]
+            values = np.asarray(run_epoch(order, data, frames))
         log = EpochLog(epoch, dict(zip(names, values.tolist(), strict=True)))
         if not np.all(np.isfinite(values)):
             raise SfaeError(
@@ -216,11 +248,19 @@ def fit(
     return history
 
 
-def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None):
-    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck."""
+def pretrain(
+    model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None, unlabeled=None
+):
+    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck.
+
+    With unlabeled frames, each epoch draws its batches from the labelled images and the
+    frames together, as many as there are labelled images (the same steps per epoch)."""
     unit, epochs = pretraining(config), config.pretrain_epochs()
     if unit is None or epochs == 0:
         return []
+    count = len(images)
+    if unlabeled is not None and len(unlabeled):
+        images = np.concatenate([images, unlabeled])
     dummy_masks = np.zeros((len(images), 1), np.float32)
     return fit(
         encoder_model(model),
@@ -233,6 +273,7 @@ def pretrain(model: keras.Model, config: Config, images: np.ndarray, on_epoch_en
         seed=config.seed,
         on_epoch_end=on_epoch_end,
         shards=config.train.shards,
+        per_epoch=count if len(images) > count else None,
     )
 
 
@@ -244,8 +285,9 @@ def augmentation(config: Config) -> Augment | None:
     return found[0] if found else None
 
 
-def finetune(model, config: Config, images, masks, on_epoch_end=None):
-    """Phase 2 (the only phase of pure/L1/L2): a fresh Adam on the supervised loss."""
+def finetune(model, config: Config, images, masks, on_epoch_end=None, unlabeled=None):
+    """Phase 2 (the only phase of pure/L1/L2): a fresh Adam on the supervised loss; with
+    unlabeled frames, the regularisers' costs see a batch of them beside each labelled one."""
     return fit(
         model,
         finetune_terms(config),
@@ -258,4 +300,5 @@ def finetune(model, config: Config, images, masks, on_epoch_end=None):
         on_epoch_end=on_epoch_end,
         shards=config.train.shards,
         augment=augmentation(config),
+        unlabeled=unlabeled if unlabeled is not None and len(unlabeled) else None,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sfae import config
+from sfae.data.sources import MALL_FRAMES
 from sfae.errors import SfaeError
 from sfae.nn.regularisers.augment import Augmentation
 from sfae.nn.regularisers.dropout import Dropout
@@ -27,9 +28,6 @@ def _limit(unit) -> float:
 
 # The highest value each strength may take, by its key's last part (`regularizer_scale`).
 STRENGTH_LIMITS = {unit.strength: _limit(unit) for unit in REGULARISERS if unit.strength}
-
-
-MALL_FRAMES = 2000  # frames of CUHK Mall; the first mall.frames are scored, the rest are free
 
 
 def load_config(path: Path) -> config.Config:
