@@ -55,7 +55,7 @@ def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_repo
     assert queued.params["seed"] == 11
     # Running: the queue's worker writes the run's info file; then the session ends, every
     # process of it killed, and DVC still calls the run running.
-    dvc(root, mirror, "queue", "start", "-j", "1")
+    experiments.start(1)  # as the runner starts it (its worker outlives the command)
     infos = root / ".dvc" / "tmp" / "exps" / "run"
     deadline = time.monotonic() + 240
 
