@@ -530,3 +530,34 @@ def test_training_seconds_come_from_the_log_when_the_metrics_keep_no_clock(tmp_p
     silent.log_text = lambda run: None
     run_plan(silent, [Spec.of(seed=1)], PARAMS, records)
     assert [r.train_seconds for r in read_records(records)] == [None]
+
+
+def test_records_whose_run_did_not_say_where_it_trained_are_corrected():
+    """The recorder's machine is not evidence; a bit-for-bit reproduction of the same params
+    on a known kind is (another kind rounds otherwise)."""
+    from dataclasses import replace
+
+    from sfae.experiments.records import RunRecord, corrected_machines
+
+    said = {"metrics/finetune/metrics.json": {"machine": "2-core x86_64 CPU"}}
+    silent = {"metrics/finetune/metrics.json": {"seconds": 9.0}}
+    base = RunRecord("pure", 1, "old", "r", {"test": 0.5}, {}, 9.0, {"a": 0.5}, machine=CPU)
+    old = [
+        replace(base, params={"seed": 1}, metrics=silent),
+        replace(base, params={"seed": 2}, metrics=silent, name="old2"),
+        replace(base, params={"seed": 3}, metrics=said, name="fine"),
+    ]
+    twin = replace(
+        base, params={"seed": 2}, metrics=said, name="again", machine="2-core x86_64 CPU"
+    )
+    first, second, fine = corrected_machines(old)
+    assert (first.machine, second.machine) == ("unknown", "unknown") and fine == old[2]
+    assert "the recorder's machine, not the run's" in first.machine_note
+    # A reproduction of seed 2 on the CPU, bit for bit: its kind is known again.
+    again = corrected_machines([first, second, fine, twin])
+    assert again[0] == first and again[1].machine_kind == "2-core x86_64 CPU"
+    assert again[1].machine_note == "reproduced bit for bit by run again on a 2-core x86_64 CPU"
+    # A reproduction that rounds otherwise shows nothing.
+    other = replace(twin, per_image_iou={"a": 0.51})
+    assert corrected_machines([second, other])[0].machine == "unknown"
+    assert corrected_machines(again) == again  # idempotent

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sfae.atomic import staged_outputs
@@ -61,6 +61,47 @@ class RunRecord:
     @property
     def val_count(self) -> int:
         return int(self.params.get("data.val_count", 0))
+
+
+def trained_on(metrics: dict) -> str:
+    """Where a run trained, as its training stage noted it in its metrics ("unknown" where it
+    did not: the machine that recorded a run need not be the one that trained it)."""
+    for path in reversed(TRAINING_JSONS):
+        if machine := (metrics.get(path) or {}).get("machine"):
+            return str(machine)
+    return UNKNOWN
+
+
+def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
+    """Records whose machine is where they trained, by their own metrics; a record whose
+    training stage said nothing is "unknown", unless a run of the same params reproduced it
+    bit for bit (the same per-image IoU and scores) on a machine of a known kind: another
+    kind rounds otherwise, so the reproduction shows the kind. Idempotent."""
+    known = [r for r in records if trained_on(r.metrics) != UNKNOWN]
+    corrected = []
+    for record in records:
+        if trained_on(record.metrics) != UNKNOWN:
+            corrected.append(record)
+            continue
+        twin = next(
+            (
+                k
+                for k in known
+                if k.params == record.params
+                and k.per_image_iou == record.per_image_iou
+                and k.evaluate == record.evaluate
+            ),
+            None,
+        )
+        if twin is not None:
+            note = f"reproduced bit for bit by run {twin.name} on a {twin.machine_kind}"
+            corrected.append(replace(record, machine=twin.machine_kind, machine_note=note))
+        elif record.machine == UNKNOWN:
+            corrected.append(record)  # already marked, and still no reproduction
+        else:
+            note = f"recorded as {record.machine!r}: the recorder's machine, not the run's"
+            corrected.append(replace(record, machine=UNKNOWN, machine_note=note))
+    return corrected
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

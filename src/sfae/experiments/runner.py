@@ -36,8 +36,9 @@ from sfae.experiments.records import (
     matches,
     read_records,
     run_params,
+    trained_on,
 )
-from sfae.machine import UNKNOWN, machine_kind, package_versions
+from sfae.machine import machine_kind, package_versions
 
 PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 FINISHED = ("success", "failed")
@@ -312,15 +313,6 @@ def has_results(run: Run) -> bool:
     return run.state == "success" and EVALUATE_JSON in run.metrics and MALL_JSON in run.metrics
 
 
-def run_machine(run: Run) -> str:
-    """Where a run trained, as its training stage noted it ("unknown" where it did not: the
-    recorder's own machine need not be the one that trained)."""
-    for path in reversed(TRAINING_JSONS):
-        if machine := run.metrics.get(path, {}).get("machine"):
-            return str(machine)
-    return UNKNOWN
-
-
 TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training")
 
 
@@ -357,7 +349,7 @@ def make_record(experiments: Experiments, run: Run) -> RunRecord:
         params=flat,
         overrides=overrides,
         metrics=run.metrics,
-        machine=run_machine(run),
+        machine=trained_on(run.metrics),
         packages=package_versions(),
     )
 
@@ -427,7 +419,7 @@ def record_finished(
         if not has_results(run):
             continue
         flat = scored_params(run.flat)
-        kind = machine_kind(run_machine(run))
+        kind = machine_kind(trained_on(run.metrics))
         if any(fulfils(flat, w) for w in wanted) and not find_record(known, flat, kind):
             record = make_record(experiments, run)
             new.append(record)
