@@ -561,3 +561,23 @@ def test_records_whose_run_did_not_say_where_it_trained_are_corrected():
     other = replace(twin, per_image_iou={"a": 0.51})
     assert corrected_machines([second, other])[0].machine == "unknown"
     assert corrected_machines(again) == again  # idempotent
+
+
+def test_writing_records_corrects_machines_and_keeps_the_self_describing_twin(tmp_path):
+    from dataclasses import replace
+
+    from sfae.experiments.records import RunRecord, add_records
+
+    said = {"metrics/finetune/metrics.json": {"machine": "2-core x86_64 CPU"}}
+    old = RunRecord("pure", 1, "old", "r", {"test": 0.5}, {}, 9.0, {"a": 0.5}, machine=CPU)
+    old = replace(old, params={"seed": 1})
+    lone = replace(old, params={"seed": 3}, name="lone")
+    path = tmp_path / "runs.jsonl"
+    add_records(path, [old, lone])
+    assert [r.machine for r in read_records(path)] == ["unknown", "unknown"]
+    twin = replace(old, name="again", metrics=said, machine="2-core x86_64 CPU")
+    add_records(path, [twin])
+    assert sorted((r.name, r.machine_kind) for r in read_records(path)) == [
+        ("again", "2-core x86_64 CPU"),
+        ("lone", "unknown"),
+    ]

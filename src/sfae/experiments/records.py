@@ -156,11 +156,21 @@ def read_records(path: Path) -> list[RunRecord]:
     return records
 
 
+def _one_per_key(records: list[RunRecord]) -> list[RunRecord]:
+    """Sorted, one record per key: of a record and its bit-for-bit reproduction, the one whose
+    metrics say where it trained."""
+    chosen: dict[str, RunRecord] = {}
+    for record in sorted(records, key=lambda r: trained_on(r.metrics) == UNKNOWN):
+        chosen.setdefault(_key(record), record)
+    return sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
+
+
 def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
     """Add the records whose params no record has yet; rewrite the file sorted, whole.
 
     Returns the records that were added. One line per run, in a stable order (by variant,
-    then params), so that the committed file changes only where runs were added.
+    then params), so that the committed file changes only where runs were added. Machines
+    are corrected on the way (corrected_machines): the recorder's guesses become unknown.
     """
     records = read_records(path)
     known = {_key(record) for record in records}
@@ -170,7 +180,7 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
             known.add(_key(record))
             added.append(record)
     if added:
-        ordered = sorted([*records, *added], key=lambda r: (r.variant, _key(r), r.rev))
+        ordered = _one_per_key(corrected_machines([*records, *added]))
         with staged_outputs(path) as (staged,):
             staged.write_text(
                 "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered)
