@@ -7,6 +7,7 @@ status and process). An upgrade of DVC may change either: this test fails first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -69,8 +70,11 @@ def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_repo
             logs = [dvc(root, mirror, "queue", "logs", name, check=False) for name in names]
             pytest.fail("the queued run never ran: " + "".join(log.stdout[-3000:] for log in logs))
         time.sleep(0.5)
-    for pid in processes_in(root):
-        os.kill(pid, signal.SIGKILL)
+    pids = [int(f.read_text()) for f in (root / ".dvc" / "tmp" / "exps").glob("**/*.pid")]
+    for pid in {*pids, *processes_in(root)}:  # the run, its queue worker, and theirs
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(1)
     (running,) = [run for run in experiments.runs() if run.state == "running"]
     assert running.name == queued.name and running.params["seed"] == 11
     assert experiments.reap_orphans() == [queued.name]
