@@ -300,3 +300,20 @@ def test_the_unet_through_exp_run_and_sfae_predict(pipeline: Pipeline, tmp_path:
     height, width = cv2.imread(str(photo)).shape[:2]
     mask = cv2.imread(str(out / "FudanPed00001_mask.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (height, width) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_an_identical_re_run_changes_no_file(make_repo_copy, mirror: Path) -> None:
+    """No clock (nor anything else of the moment) in an output DVC tracks or git commits:
+    `dvc repro --force` of the whole pipeline, on the same machine, leaves git status clean."""
+    root = make_repo_copy()
+    tiny_params(root)
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    dvc(root, mirror, "repro")
+    for command in (["add", "-A"], ["commit", "-qm", "the pipeline's outputs"]):
+        subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
+    again = dvc(root, mirror, "repro", "--force")
+    assert {"train", "evaluate"} <= set(ran_stages(again)), output(again)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == "", status.stdout
