@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test study sweep sweep-unet reports bench format
+.PHONY: repro test study sweep sweep-unet reports show bench format
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ sweep-unet: $(BIN)/.installed
 
 reports: $(BIN)/.installed
 	$(BIN)/sfae reports
+
+# The experiments in at most 25 columns: the params and headline scores that differ.
+SHOWN := ^(Experiment|State|variant|seed|data\.val_count|model\.arch|model\.unet\.(width|epochs)|variants\..*\.(regularizer_scale|sparse\.weight|dropout|sparse\.unlabeled_frames)|val\.iou_pooled|test\.pooled\.(iou|dice|boundary_f1)|gap\.iou_pooled|head_hit_rate|false_foreground|count_correlation|foreground_share)$$
+show: $(BIN)/.installed
+	$(BIN)/dvc exp show --only-changed --drop '.*' --keep '$(SHOWN)'
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/train_speed.py --epochs 20

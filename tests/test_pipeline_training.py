@@ -317,3 +317,25 @@ def test_an_identical_re_run_changes_no_file(make_repo_copy, mirror: Path) -> No
         ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
     )
     assert status.stdout == "", status.stdout
+
+
+def test_make_show_prints_the_experiments_in_at_most_25_columns(pipeline: Pipeline) -> None:
+    """`make show`: `dvc exp show` of the params and headline scores that differ."""
+    makefile = (pipeline.root / "Makefile").read_text()
+    shown = re.search(r"^SHOWN := (.*)$", makefile, re.M).group(1).replace("$$", "$")
+    assert "--keep '$(SHOWN)'" in makefile and "--only-changed --drop '.*'" in makefile
+    result = dvc(
+        pipeline.root,
+        pipeline.mirror,
+        "exp",
+        "show",
+        "--csv",
+        "--only-changed",
+        "--drop",
+        ".*",
+        "--keep",
+        shown,
+    )
+    header = result.stdout.splitlines()[0].split(",")
+    assert len(header) <= 25, header
+    assert {"Experiment", "variant", "test.pooled.iou"} <= set(header)
