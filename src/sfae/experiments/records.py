@@ -180,9 +180,12 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
             known.add(_key(record))
             added.append(record)
     if added:
-        ordered = _one_per_key(corrected_machines([*records, *added]))
-        with staged_outputs(path) as (staged,):
-            staged.write_text(
-                "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered)
-            )
+        write_records(path, [*records, *added])
     return added
+
+
+def write_records(path: Path, records: list[RunRecord]) -> None:
+    """The file, whole: machines corrected, one record per key, in the stable order."""
+    ordered = _one_per_key(corrected_machines(records))
+    with staged_outputs(path) as (staged,):
+        staged.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered))
