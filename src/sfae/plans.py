@@ -2,20 +2,23 @@
 
 Read apart from the run config (sfae.config), which every stage reads: no stage depends on
 this module, so a change here re-runs nothing. The sweep's grids and references name variants
-of the run config, which `load_plans` is given.
+of the run config, which `load_plans` is given. Beside the paper net's sweep, `sweep` holds
+named sweeps of their own (sweep.unet, sweep.unet_stacked, ...): each a section with its `arch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, TypeAdapter, model_validator
+from pydantic import BeforeValidator, TypeAdapter, field_validator, model_validator
 from pydantic.dataclasses import dataclass
 
 from sfae.config import (
+    ARCHS,
     MAX_SEED,
     PENNFUDAN_IMAGES,
     PLANNING,
@@ -91,6 +94,7 @@ def _candidates(value):
 
 
 Seeds = Annotated[tuple, BeforeValidator(_seeds)]
+Variants = Annotated[tuple, BeforeValidator(_references)]
 
 
 @dataclass(frozen=True, config=STRICT)
@@ -100,38 +104,96 @@ class StudyConfig:
 
 @dataclass(frozen=True, config=STRICT)
 class SweepSettings:
-    """One network's sweep (sfae.experiments.sweep)."""
+    """What every sweep sets (sfae.experiments.sweep)."""
 
     val_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 2)]  # held out to select on
     seeds: Seeds  # selection seeds
     grids: dict[  # variant -> strengths to try, ascending
         Annotated[str, BeforeValidator(_tuned)], Annotated[tuple, BeforeValidator(_grid)]
     ]
-    references: Annotated[tuple, BeforeValidator(_references)]  # variants without a strength
+    references: Variants  # variants without a strength, run beside the grids
     final_seeds: Seeds | None = None  # None: the study's seeds
     # Other settings of the variant that leads on validation, each a {dotted key: value}
     # tried beside it on validation; the best runs the final seeds.
     candidates: Annotated[tuple, BeforeValidator(_candidates)] = ()
+    # The variants its rows are compared with, each a family of its own; the first is the
+    # family the answer reads.
+    compare_with: Variants = ("pure",)
+
+    @field_validator("compare_with")
+    @classmethod
+    def _compared_with_a_row(cls, value, info):
+        rows = [*info.data.get("references", ()), *info.data.get("grids", {})]
+        if strays := [name for name in value if name not in rows]:
+            raise ValueError(f"names {strays[0]}, not one of the sweep's references or grids")
+        return value
+
+
+@dataclass(frozen=True, config=STRICT)
+class NamedSweep(SweepSettings):
+    """A sweep of its own under `sweep` (sweep.unet, sweep.unet_stacked): it says which
+    network it trains; sweep.unet may leave that out (its name says it)."""
+
+    arch: Literal[ARCHS] = "paper"
 
 
 @dataclass(frozen=True, config=STRICT)
 class SweepConfig(SweepSettings):
-    unet: SweepSettings | None = None  # the U-Net's own sweep, cut to fit
+    """The paper net's sweep, and the named sweeps beside it (`named`)."""
+
+    unet: NamedSweep | None = None  # the U-Net's own sweep, cut to fit
 
     @model_validator(mode="before")
     @classmethod
-    def _unet_shares(cls, data):
-        """sweep.unet may leave out val_count and references: it then shares the paper net's."""
-        if isinstance(data, dict) and isinstance(data.get("unet"), dict):
-            shared = {key: data[key] for key in ("val_count", "references") if key in data}
-            data = {**data, "unet": {**shared, **data["unet"]}}
+    def _named_share(cls, data):
+        """A named sweep may leave out val_count and references: it then shares the paper
+        net's; sweep.unet may leave out its arch."""
+        if not isinstance(data, dict):
+            return data
+        shared = {key: data[key] for key in ("val_count", "references") if key in data}
+        for name in _named_fields(cls):
+            if isinstance(data.get(name), dict):
+                arch = {"arch": name} if name in ARCHS else {}
+                data = {**data, name: {**shared, **arch, **data[name]}}
         return data
 
+    @property
+    def named(self) -> dict[str, NamedSweep]:
+        """The named sweeps, in params.yaml's order (sweep.unet first)."""
+        return {name: value for name in _named_fields(type(self)) if (value := getattr(self, name))}
 
-@dataclass(frozen=True, config=STRICT)
-class Plans:
-    study: StudyConfig
-    sweep: SweepConfig | None = None
+
+def _named_fields(schema) -> list[str]:
+    common = {field.name for field in dataclasses.fields(SweepSettings)}
+    return [field.name for field in dataclasses.fields(schema) if field.name not in common]
+
+
+def _named_in(sweep) -> tuple[str, ...]:
+    """The sections of a raw `sweep` mapping that are sweeps of their own: those that say
+    their `arch` (any other unknown key stays unknown, so a typo like `grid` is named)."""
+    if not isinstance(sweep, dict):
+        return ()
+    fields = {field.name for field in dataclasses.fields(SweepConfig)}
+    return tuple(
+        name
+        for name, value in sweep.items()
+        if name not in fields and isinstance(value, dict) and "arch" in value
+    )
+
+
+@functools.cache
+def _plans_schema(named: tuple[str, ...]) -> type:
+    """The planning sections' schema, with a field for each named sweep of this file (so an
+    error inside one names it: `sweep.unet_stacked.grids.l3 is not a variant`)."""
+    fields = {name: NamedSweep | None for name in named}
+    sweep = SweepConfig
+    if named:
+        body = {"__annotations__": fields, **dict.fromkeys(named), "__module__": __name__}
+        sweep = dataclass(type("SweepConfig", (SweepConfig,), body), frozen=True, config=STRICT)
+    body = {"__annotations__": {"study": StudyConfig, "sweep": sweep | None}, "sweep": None}
+    return dataclass(
+        type("Plans", (), {**body, "__module__": __name__}), frozen=True, config=STRICT
+    )
 
 
 def load_plans(path: Path, regularisers: tuple) -> Config:
@@ -139,8 +201,9 @@ def load_plans(path: Path, regularisers: tuple) -> Config:
     (`regularisers`: the registry, sfae.nn.regularisers.registry.REGULARISERS)."""
     config = load_config(path, regularisers)
     plans = {key: value for key, value in read_params(path).items() if key in PLANNING}
-    with params_errors(path, Plans):
-        adapter = TypeAdapter(Plans)
+    schema = _plans_schema(_named_in(plans.get("sweep")))
+    with params_errors(path, schema):
+        adapter = TypeAdapter(schema)
         plans = adapter.validate_python(plans, context={"variants": config.variants})
     return dataclasses.replace(config, study=plans.study, sweep=plans.sweep)
 
