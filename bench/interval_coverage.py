@@ -6,10 +6,10 @@ Simulates runs of two variants with a known true difference (sfae.reports.interv
 with STUDY_NOISE; new images every replicate) at 3, 5 and 10 seeds and counts how often each
 method's interval holds the truth: the new t interval (difference_interval) paired by seed and,
 on runs with independent seeds, Welch; the old seed-and-image percentile bootstrap
-(seed_and_image_bootstrap); and, for comparison, the plain seed part + image part (the variance
-without taking out the residual counted twice). It first re-derives the noise sizes from
-reports/runs.jsonl, as the comment above STUDY_NOISE says. Writes what it prints to
-bench/results/interval_coverage.txt.
+(seed_and_image_bootstrap, kept here only: the reports no longer use it); and, for comparison,
+the plain seed part + image part (the variance without taking out the residual counted twice).
+It first re-derives the noise sizes from reports/runs.jsonl, as the comment above STUDY_NOISE
+says. Writes what it prints to bench/results/interval_coverage.txt.
 """
 
 from __future__ import annotations
@@ -26,11 +26,6 @@ import numpy as np
 from scipy import stats
 
 from sfae.reports.intervals import STUDY_NOISE, NoiseSizes, difference_interval, simulate_runs
-
-try:
-    from sfae.reports.statistics import seed_and_image_bootstrap
-except ImportError:
-    from sfae.statistics import seed_and_image_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "reports" / "runs.jsonl"
@@ -96,6 +91,32 @@ def estimate_noise(lines: list[str]) -> None:
         f"(median of {len(fits)} pairs)",
         f"  image SD {averaged.std(ddof=1):.3f}, base IoU {averaged.mean():.2f}",
     ]
+
+
+def seed_and_image_bootstrap(
+    variant_iou: np.ndarray,
+    reference_iou: np.ndarray,
+    resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """(low, high): the old reports' interval, kept here for the comparison only: a percentile
+    bootstrap of the mean per-image IoU difference that draws each side's seeds with
+    replacement (rows: seeds, columns: the same images) and the images, paired, with
+    replacement. The mean over drawn seeds and drawn images equals the mean over the drawn
+    images of the drawn seeds' mean, so each side is averaged over its seeds first."""
+    ours, theirs = np.asarray(variant_iou, float), np.asarray(reference_iou, float)
+    if ours.ndim != 2 or theirs.ndim != 2 or ours.shape[1] != theirs.shape[1]:
+        raise ValueError(f"need (seeds, images) arrays, got {ours.shape} and {theirs.shape}")
+    generator = np.random.default_rng(seed)
+    images = ours.shape[1]
+    picked = generator.integers(0, images, (resamples, images))
+    ours = ours[generator.integers(0, len(ours), (resamples, len(ours)))].mean(axis=1)
+    theirs = theirs[generator.integers(0, len(theirs), (resamples, len(theirs)))].mean(axis=1)
+    means = np.take_along_axis(ours - theirs, picked, axis=1).mean(axis=1)
+    tail = 100.0 * (1.0 - level) / 2.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
 
 
 def plain_sum(ours: np.ndarray, reference: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from sfae.errors import SfaeError
+from sfae.experiments.plateau import SeedPick, plateau
 from sfae.reports.intervals import (
     BETTER,
     NOT_DISTINGUISHABLE,
     STUDY_NOISE,
     WORSE,
     Difference,
-    SeedPick,
     difference_interval,
     holm,
-    plateau,
     simulate_runs,
 )
 
-try:
-    from sfae.reports.statistics import seed_and_image_bootstrap
-except ImportError:
-    try:
-        from sfae.statistics import seed_and_image_bootstrap
-    except ImportError:  # the package is being reorganised: measure the new method alone
-        seed_and_image_bootstrap = None
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "interval_coverage.py"
+
+
+def _old_bootstrap():
+    """The old reports' percentile bootstrap, which lives on in the coverage bench only."""
+    spec = importlib.util.spec_from_file_location("interval_coverage", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.seed_and_image_bootstrap
+
+
+seed_and_image_bootstrap = _old_bootstrap()
 
 
 def coverage_of_new(seeds: int, replicates: int, shared_seeds: bool, seed: int) -> float:
@@ -53,7 +59,6 @@ def test_nominal_95_intervals_cover_the_true_difference_with_5_seeds(shared_seed
     assert coverage >= 0.93
 
 
-@pytest.mark.skipif(seed_and_image_bootstrap is None, reason="old bootstrap not importable")
 def test_old_bootstrap_coverage_is_measured_beside_it(record_property):
     """Recorded, not asserted: fewer resamples here; bench/interval_coverage.py measures it."""
     rng = np.random.default_rng(7)
@@ -150,6 +155,17 @@ def test_holm_steps_down_and_keeps_the_stopping_level():
     assert (late.largest_gain, late.largest_loss) == (late.high, late.low)
     assert late.largest_loss < 0 < late.largest_gain
     assert first.low == pytest.approx(family["first"].at_level(1 - 0.05 / 3).low)
+
+
+def test_comparisons_without_runs_yet_count_in_the_family_as_not_rejected():
+    """A family of 3 planned comparisons with one measured: it is tested at 1 - 0.05/3."""
+    alone = holm({"a": make_difference(0.02, 0.03)})["a"]
+    planned = holm({"a": make_difference(0.02, 0.03)}, family_size=3)["a"]
+    assert alone.verdict == BETTER and planned.verdict == NOT_DISTINGUISHABLE
+    assert planned.family_size == 3 and planned.level == pytest.approx(1 - 0.05 / 3)
+    assert planned.adjusted_p == pytest.approx(0.09)
+    with pytest.raises(SfaeError, match="a family of 1 cannot hold 2"):
+        holm({"a": make_difference(0.02, 0.03), "b": make_difference(0.01, 0.5)}, family_size=1)
 
 
 def test_holm_worse_and_all_rejected():

@@ -1,5 +1,6 @@
 """Intervals and verdicts that hold up with 5-10 training seeds: seed and image noise in one t
-interval; the old seed-and-image bootstrap covers 88-98% by the noise mix (bench/interval_*)."""
+interval; the old seed-and-image bootstrap covers 88-98% by the noise mix (bench/interval_*).
+How sure a selection is (a selection curve's plateau) is the plan's: sfae.experiments.plateau."""
 
 from __future__ import annotations
 
@@ -13,18 +14,11 @@ from scipy import stats
 from sfae.errors import SfaeError
 
 BETTER, WORSE, NOT_DISTINGUISHABLE = "better", "worse", "not distinguishable"
-_NUMBER = (int, float, np.integer, np.floating)
 
 
 def _check_level(level: float, what: str = "level") -> None:
     if isinstance(level, bool) or not isinstance(level, int | float) or not 0.0 < level < 1.0:
         raise SfaeError(f"{what} must lie strictly between 0 and 1, got {level!r}")
-
-
-def _finite(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
-        raise SfaeError(f"{where}: {value!r} is not a finite number")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -142,19 +136,24 @@ class HolmComparison:
     largest_loss: float | None  # ... and its low end, the most it still allows either way
 
 
-def holm(comparisons: Mapping[str, Difference], alpha: float = 0.05) -> dict[str, HolmComparison]:
+def holm(
+    comparisons: Mapping[str, Difference], alpha: float = 0.05, family_size: int | None = None
+) -> dict[str, HolmComparison]:
     """Holm's correction over a family, with intervals consistent with its decisions.
 
     Sorted by p-value (ties: input order), the j-th of m is tested at level 1 - alpha/(m - j + 1)
     while every earlier one was rejected; from the first not rejected (step k) on, all use step
     k's level. A t interval at 1 - a excludes zero iff p < a: it excludes zero iff Holm rejects.
     Holm holds the chance of any false verdict in the family at alpha without independence, which
-    comparisons with one shared reference lack.
+    comparisons with one shared reference lack. family_size (at least the comparisons given): a
+    family some of whose comparisons have no runs yet; they count as not rejected (p = 1).
     """
     _check_level(alpha, "alpha")  # comparisons: name -> uncorrected Difference
     if not comparisons or not all(isinstance(d, Difference) for d in comparisons.values()):
         raise SfaeError("holm needs one or more comparisons, each a Difference")
-    m = len(comparisons)
+    m = len(comparisons) if family_size is None else family_size
+    if m < len(comparisons):
+        raise SfaeError(f"a family of {m} cannot hold {len(comparisons)} comparisons")
     order = sorted(comparisons, key=lambda name: comparisons[name].p_value)
     corrected: dict[str, HolmComparison] = {}
     stopped_level, adjusted = None, 0.0  # step k's level, once one is not rejected; adjusted p
@@ -173,70 +172,6 @@ def holm(comparisons: Mapping[str, Difference], alpha: float = 0.05) -> dict[str
             high if null else None, low if null else None,
         )  # fmt: skip
     return {name: corrected[name] for name in comparisons}
-
-
-@dataclass(frozen=True)
-class SeedPick:
-    seed: int
-    strength: float  # the strength this seed alone would pick (its highest validation IoU)
-
-
-@dataclass(frozen=True)
-class Plateau:
-    """Where a selection curve (validation IoU against regulariser strength) is flat at the top."""
-
-    best: float
-    best_mean: float
-    se: float | None  # None: not estimable (one seed per strength), see se_note
-    se_note: str | None
-    pooled_df: int  # df of the pooled seed variance, sum(n_p - 1)
-    plateau: tuple[float, ...]  # strengths whose mean is within one SE of the best's, sorted
-    plateau_low: float
-    plateau_high: float
-    collapsed: tuple[float, ...]  # strengths whose mean is more than 3 SE below the best's
-    first_collapse_above: float | None  # the lowest collapsed strength above the plateau
-    seed_picks: tuple[SeedPick, ...]  # by seed
-
-
-def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
-    """The best strength of a selection curve {strength: {seed: validation IoU}}, and how sure.
-
-    Best: the highest mean over seeds (ties: the smaller strength). SE = sqrt(s^2 / n_best), s^2
-    the seed variance pooled over strengths with 2+ seeds, sum((n_p - 1) s_p^2) / sum(n_p - 1):
-    one strength has too few seeds to say how much seeds move a mean, and training noise is about
-    the same along the curve. Plateau: means >= best - SE, what a seed's luck could have made
-    best; collapsed: means < best - 3 SE. One seed per strength: no SE, the plateau is the best.
-    """
-    if not curve:
-        raise SfaeError("the selection curve has no strength")
-    values: dict[float, list[float]] = {}  # strength -> its seeds' values
-    for strength, seeds in curve.items():
-        where = f"strength {strength!r}"
-        if not seeds:
-            raise SfaeError(f"{where}: no seed")
-        values[_finite(strength, where)] = [_finite(value, where) for value in seeds.values()]
-    means = {strength: float(np.mean(values[strength])) for strength in sorted(values)}
-    best = max(means, key=lambda strength: (means[strength], -strength))
-    # sum((n_p - 1) s_p^2) and sum(n_p - 1) over the strengths with 2+ seeds
-    within = sum((len(v) - 1) * float(np.var(v, ddof=1)) for v in values.values() if len(v) > 1)
-    pooled_df = sum(len(v) - 1 for v in values.values())
-    picks: dict[int, tuple[float, float]] = {}  # seed -> (value, strength) of its pick so far
-    for strength, seeds in sorted(curve.items()):  # by strength: a tie keeps the smaller one
-        for seed, value in seeds.items():
-            if seed not in picks or value > picks[seed][0]:
-                picks[seed] = (float(value), float(strength))
-    se: float | None = None
-    note: str | None = "one seed per strength: seed spread not estimable, plateau is the best"
-    flat, collapsed = (best,), ()
-    if pooled_df > 0:
-        se, note = math.sqrt(within / pooled_df / len(values[best])), None
-        flat = tuple(strength for strength, mean in means.items() if mean >= means[best] - se)
-        collapsed = tuple(s for s, mean in means.items() if mean < means[best] - 3.0 * se)
-    first_above = min((strength for strength in collapsed if strength > max(flat)), default=None)
-    return Plateau(
-        best, means[best], se, note, pooled_df, flat, min(flat), max(flat), collapsed, first_above,
-        tuple(SeedPick(int(seed), picks[seed][1]) for seed in sorted(picks)),
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""How sure a sweep's selection is: the plateau of a selection curve (validation IoU against a
+regulariser's strength), the strengths a seed's luck could have made best, and where it collapses.
+
+The plan's own statistics (sfae.experiments.sweep_state reads it), beside the reports' intervals
+(sfae.reports.intervals) but below them: the plan never imports a report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from sfae.errors import SfaeError
+
+_NUMBER = (int, float, np.integer, np.floating)
+
+
+def _finite(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
+        raise SfaeError(f"{where}: {value!r} is not a finite number")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SeedPick:
+    seed: int
+    strength: float  # the strength this seed alone would pick (its highest validation IoU)
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Where a selection curve (validation IoU against regulariser strength) is flat at the top."""
+
+    best: float
+    best_mean: float
+    se: float | None  # None: not estimable (one seed per strength), see se_note
+    se_note: str | None
+    pooled_df: int  # df of the pooled seed variance, sum(n_p - 1)
+    plateau: tuple[float, ...]  # strengths whose mean is within one SE of the best's, sorted
+    plateau_low: float
+    plateau_high: float
+    collapsed: tuple[float, ...]  # strengths whose mean is more than 3 SE below the best's
+    first_collapse_above: float | None  # the lowest collapsed strength above the plateau
+    seed_picks: tuple[SeedPick, ...]  # by seed
+
+
+def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
+    """The best strength of a selection curve {strength: {seed: validation IoU}}, and how sure.
+
+    Best: the highest mean over seeds (ties: the smaller strength). SE = sqrt(s^2 / n_best), s^2
+    the seed variance pooled over strengths with 2+ seeds, sum((n_p - 1) s_p^2) / sum(n_p - 1):
+    one strength has too few seeds to say how much seeds move a mean, and training noise is about
+    the same along the curve. Plateau: means >= best - SE, what a seed's luck could have made
+    best; collapsed: means < best - 3 SE. One seed per strength: no SE, the plateau is the best.
+    """
+    if not curve:
+        raise SfaeError("the selection curve has no strength")
+    values: dict[float, list[float]] = {}  # strength -> its seeds' values
+    for strength, seeds in curve.items():
+        where = f"strength {strength!r}"
+        if not seeds:
+            raise SfaeError(f"{where}: no seed")
+        values[_finite(strength, where)] = [_finite(value, where) for value in seeds.values()]
+    means = {strength: float(np.mean(values[strength])) for strength in sorted(values)}
+    best = max(means, key=lambda strength: (means[strength], -strength))
+    # sum((n_p - 1) s_p^2) and sum(n_p - 1) over the strengths with 2+ seeds
+    within = sum((len(v) - 1) * float(np.var(v, ddof=1)) for v in values.values() if len(v) > 1)
+    pooled_df = sum(len(v) - 1 for v in values.values())
+    picks: dict[int, tuple[float, float]] = {}  # seed -> (value, strength) of its pick so far
+    for strength, seeds in sorted(curve.items()):  # by strength: a tie keeps the smaller one
+        for seed, value in seeds.items():
+            if seed not in picks or value > picks[seed][0]:
+                picks[seed] = (float(value), float(strength))
+    se: float | None = None
+    note: str | None = "one seed per strength: seed spread not estimable, plateau is the best"
+    flat, collapsed = (best,), ()
+    if pooled_df > 0:
+        se, note = math.sqrt(within / pooled_df / len(values[best])), None
+        flat = tuple(strength for strength, mean in means.items() if mean >= means[best] - se)
+        collapsed = tuple(s for s, mean in means.items() if mean < means[best] - 3.0 * se)
+    first_above = min((strength for strength in collapsed if strength > max(flat)), default=None)
+    return Plateau(
+        best, means[best], se, note, pooled_df, flat, min(flat), max(flat), collapsed, first_above,
+        tuple(SeedPick(int(seed), picks[seed][1]) for seed in sorted(picks)),
+    )  # fmt: skip
