@@ -19,9 +19,11 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import wanted_params
 from sfae.experiments.sweep import extended_grid
+from sfae.experiments.sweep_state import sweep_state
 from sfae.inference.predict import to_mask
 from sfae.nn.regularisers.registry import load_config
-from sfae.reports.statistics import NOT_DISTINGUISHABLE, compare
+from sfae.reports.comparisons import compare_family
+from sfae.reports.intervals import NOT_DISTINGUISHABLE
 from sfae.scoring.mall_metrics import mall_scores, pearson_or_zero
 from sfae.scoring.metrics import SCORE_KEYS, per_image_scores, summarize
 
@@ -78,13 +80,13 @@ def test_a_probability_equal_to_the_threshold_is_foreground():
 # ---------------------------------------------------------------- comparisons
 
 
-def record(variant: str, per_image_iou: dict[str, float]) -> RunRecord:
+def record(variant: str, seed: int, per_image_iou: dict[str, float]) -> RunRecord:
     return RunRecord(
         variant=variant,
-        seed=1,
-        name=f"{variant}-1",
+        seed=seed,
+        name=f"{variant}-{seed}",
         rev="0" * 40,
-        evaluate={},
+        evaluate={"test": {"pooled": {"iou": 0.5}}},
         mall={},
         train_seconds=None,
         per_image_iou=per_image_iou,
@@ -93,15 +95,20 @@ def record(variant: str, per_image_iou: dict[str, float]) -> RunRecord:
 
 @pytest.mark.parametrize("sign", [1, -1], ids=["better", "worse"])
 def test_an_interval_that_reaches_zero_is_not_distinguishable(sign):
-    """19 of 20 images equal: over a third of the resamples miss the 20th, so the interval
-    ends exactly at zero, and zero is inside it."""
+    """l2's runs equal pure's on every image and seed: no spread, so the Holm-corrected
+    interval is the point zero, whose ends are zero: inside, not distinguishable. Moved by
+    the same +-0.01 everywhere, the point interval excludes zero: a verdict."""
     images = [f"image{i:02d}" for i in range(20)]
-    pure = {name: 0.5 for name in images}
-    other = {**pure, images[-1]: 0.5 + sign * 0.1}
-    (comparison,) = compare({"pure": [record("pure", pure)], "l2": [record("l2", other)]}).values()
-    assert (comparison["low"] if sign > 0 else comparison["high"]) == 0.0
-    assert comparison["verdict"] == NOT_DISTINGUISHABLE
-    assert not comparison["holds_across_seeds"]
+    pure = [record("pure", seed, {name: 0.5 for name in images}) for seed in (1, 2, 3)]
+    same = [record("l2", run.seed, dict(run.per_image_iou)) for run in pure]
+    (comparison,) = compare_family({"pure": pure, "l2": same}, "pure").comparisons.values()
+    assert (comparison.holm.low, comparison.holm.high) == (0.0, 0.0)
+    assert comparison.verdict == NOT_DISTINGUISHABLE
+    # A positive (negative) mean whose interval is that same point is a verdict.
+    moved = [record("l2", run.seed, {name: 0.5 + sign * 0.01 for name in images}) for run in pure]
+    (comparison,) = compare_family({"pure": pure, "l2": moved}, "pure").comparisons.values()
+    assert comparison.verdict != NOT_DISTINGUISHABLE
+    assert (comparison.holm.low > 0) if sign > 0 else (comparison.holm.high < 0)
 
 
 # ---------------------------------------------------------------- the sweep's selection
@@ -135,8 +142,8 @@ def selection_of(sweep, variant: str, val_of):
     """The variant's selection once every point it asks for is measured (extensions too)."""
     records = sweep_records(sweep, variant, val_of, sweep.settings.grids[variant])
     while True:
-        (selection,) = [s for s in sweep.selections(records) if s.variant == variant]
-        missing = [p for p in selection.points if p not in selection.curve]
+        selection = sweep_state(sweep, records).selection(variant)
+        missing = [p for p, runs in selection.points.items() if not runs.records]
         if not missing:
             return selection
         records += sweep_records(sweep, variant, val_of, missing)
@@ -163,7 +170,7 @@ def test_a_best_strength_left_at_an_end_of_the_grid_is_not_bracketed(sweep, vari
     """dropout's grid cannot grow past its limit 0.95; l2's grows at most three steps down."""
     rising = (lambda x: x) if end == -1 else (lambda x: 1 / x)
     selection = selection_of(sweep, variant, rising)
-    assert selection.selected == selection.points[end]
+    assert selection.selected == list(selection.points)[end]
     assert not selection.bracketed
 
 

@@ -1,6 +1,6 @@
-"""The study report and its parts (statistics, claims, markdown, figures): summary statistics,
-the paired bootstraps, claim verdicts, and the written files, on hand-made run records whose
-right answers are known."""
+"""The study report and its parts (statistics, comparisons, claims, markdown, figures): summary
+statistics, the Holm families of verdicts, claim verdicts, and the written files, on hand-made
+run records whose right answers are known."""
 
 from __future__ import annotations
 
@@ -17,16 +17,13 @@ from sfae.config import POST_VARIANTS as VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.reports.claims import claims
+from sfae.reports.comparisons import Comparison, compare_family
 from sfae.reports.figures import write_variants_gif
+from sfae.reports.intervals import Difference, holm
 from sfae.reports.markdown import markdown_table, tally
-from sfae.reports.statistics import (
-    compare,
-    group_by_variant,
-    paired_bootstrap,
-    seed_and_image_bootstrap,
-    summary_table,
-)
+from sfae.reports.statistics import group_by_variant, summary_table
 from sfae.reports.study_report import render_markdown, write_report
+from sfae.reports.wording import reading
 
 SEEDS = (1, 2)
 IMAGES = [f"FudanPed{number:05d}" for number in range(1, 11)]
@@ -137,8 +134,8 @@ def summary(records) -> dict:
     return summary_table(group_by_variant(records))
 
 
-def compare_to_pure(records) -> dict:
-    return compare(group_by_variant(records), reference="pure")
+def compare_to_pure(records) -> dict[str, Comparison]:
+    return compare_family(group_by_variant(records), "pure").comparisons
 
 
 def flat_table(**overrides: dict[str, float]) -> dict:
@@ -154,23 +151,18 @@ def flat_table(**overrides: dict[str, float]) -> dict:
     return table
 
 
-def comparison(verdict: str = "not distinguishable") -> dict:
-    low, high = {"better": (0.01, 0.05), "worse": (-0.05, -0.01)}.get(verdict, (-0.02, 0.02))
-    return {
-        "reference": "pure",
-        "mean": (low + high) / 2,
-        "low": low,
-        "high": high,
-        "level": 0.95,
-        "n_images": 10,
-        "n_seeds": 3,
-        "verdict": verdict,
-        "sentence": f"({verdict})",
-    }
+def comparison(verdict: str = "not distinguishable", name: str = "l1") -> Comparison:
+    """A Comparison with pure whose (family of one) verdict is `verdict`."""
+    mean = {"better": 0.03, "worse": -0.03}.get(verdict, 0.0)
+    seeds = (1, 2, 3)
+    difference = Difference(mean, mean, mean, 0.01, 10.0, 0.95, 0.5, 10, seeds, seeds, True)
+    p_value = 1e-4 if mean else 0.9
+    difference = replace(difference, p_value=p_value).at_level(0.95)
+    return Comparison(name, "pure", "unknown", holm({name: difference})[name])
 
 
 def comparisons(**verdicts: str) -> dict:
-    return {variant: comparison(verdicts.get(variant, "")) for variant in VARIANTS[1:]}
+    return {variant: comparison(verdicts.get(variant, ""), variant) for variant in VARIANTS[1:]}
 
 
 def verdict_of(claim_number: int, table: dict, compared: dict | None = None) -> str:
@@ -223,186 +215,116 @@ def test_summary_table_names_the_run_missing_a_score():
         summary([record])
 
 
-# paired_bootstrap
-
-
-def test_bootstrap_of_equal_differences_is_that_difference():
-    mean, low, high = paired_bootstrap(np.full(12, 0.1))
-    assert (mean, low, high) == pytest.approx((0.1, 0.1, 0.1))
-
-
-def test_bootstrap_of_symmetric_wide_differences_contains_zero():
-    mean, low, high = paired_bootstrap(np.array([-0.5, 0.5] * 10))
-    assert mean == pytest.approx(0.0)
-    assert low < 0.0 < high
-
-
-def test_bootstrap_of_a_clear_shift_excludes_zero_and_repeats_with_its_seed():
-    differences = np.random.default_rng(1).normal(0.3, 0.05, size=40)
-    mean, low, high = paired_bootstrap(differences, seed=7)
-    assert 0.0 < low < mean < high
-    assert paired_bootstrap(differences, seed=7) == (mean, low, high)
-    # A wider level widens the interval around the same mean.
-    _, wide_low, wide_high = paired_bootstrap(differences, seed=7, level=0.99)
-    assert wide_low <= low and wide_high >= high
-
-
-def test_bootstrap_95_interval_of_a_normal_sample_is_mean_plus_minus_1_96_se():
-    # The bootstrap distribution of a large normal sample's mean is close to normal with
-    # sd = std / sqrt(n): the 95% interval's half-width is 1.96 SE (a 90% one: 1.645 SE).
-    differences = np.random.default_rng(3).normal(0.1, 1.0, size=400)
-    se = differences.std() / math.sqrt(differences.size)
-    mean, low, high = paired_bootstrap(differences, resamples=20_000, seed=5)
-    assert (high - mean) / se == pytest.approx(1.96, abs=0.1)
-    assert (mean - low) / se == pytest.approx(1.96, abs=0.1)
-    _, low90, high90 = paired_bootstrap(differences, resamples=20_000, seed=5, level=0.9)
-    assert (high90 - low90) / (2 * se) == pytest.approx(1.645, abs=0.1)
-
-
-def test_bootstrap_interval_is_the_percentiles_of_resampled_means():
-    # A percentile bootstrap drawn by hand, with another generator: the two estimate the same
-    # percentiles, so they agree to within the Monte Carlo error (about 0.01 SE here).
-    differences = np.random.default_rng(4).uniform(-0.2, 0.4, size=30)
-    se = differences.std() / math.sqrt(differences.size)
-    picks = np.random.default_rng(99).integers(0, differences.size, (100_000, differences.size))
-    means = differences[picks].mean(axis=1)
-    for level in (0.95, 0.9, 0.5):
-        tail = 50.0 * (1.0 - level)
-        expected = np.percentile(means, [tail, 100.0 - tail])
-        _, low, high = paired_bootstrap(differences, resamples=100_000, seed=11, level=level)
-        assert (low, high) == pytest.approx(tuple(expected), abs=0.05 * se)
-
-
-def test_bootstrap_of_one_image_is_that_image():
-    assert paired_bootstrap(np.array([0.25])) == (0.25, 0.25, 0.25)
-
-
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        {"differences": np.array([])},
-        {"differences": np.array([0.1, np.nan])},
-        {"differences": np.ones(3), "resamples": 0},
-        {"differences": np.ones(3), "level": 1.0},
-    ],
-)
-def test_bootstrap_rejects_bad_input(arguments):
-    with pytest.raises(SfaeError):
-        paired_bootstrap(**arguments)
-
-
-# compare_to_pure
+# compare_family: one Holm family of verdicts
 
 
 def test_compare_to_pure_says_which_variants_differ():
     compared = compare_to_pure(study_records())
     assert list(compared) == list(VARIANTS[1:])
     elu, l1, l2 = compared["sparse_elu"], compared["l1"], compared["l2"]
-    assert elu["mean"] == pytest.approx(0.1, abs=0.01) and elu["low"] > 0
-    assert elu["verdict"] == "better"
-    assert "distinguishable from zero, sparse_elu is better than pure" in elu["sentence"]
-    assert elu["holds_across_seeds"] and "it holds across training runs" in elu["sentence"]
-    assert l1["verdict"] == "worse" and "l1 is worse than pure" in l1["sentence"]
-    assert l2["mean"] == pytest.approx(0.0, abs=1e-12) and l2["low"] < 0 < l2["high"]
-    assert l2["sentence"].endswith("not distinguishable from zero.")
-    assert l2["n_images"] == len(IMAGES) and l2["n_seeds"] == len(SEEDS)
-
-
-def test_seed_and_image_bootstrap_carries_the_noise_between_seeds():
-    # Every image gains 0.02 on average, but the three seeds of the variant sit at
-    # -0.2, +0.02 and +0.24 around pure: the image-only interval is tight around 0.02,
-    # the seed-aware one must span zero.
-    rng = np.random.default_rng(0)
-    pure = np.tile(rng.uniform(0.3, 0.7, 40), (3, 1))
-    variant = pure + np.array([[-0.2], [0.02], [0.26]]) + rng.normal(0, 0.005, (3, 40))
-    _, image_low, image_high = paired_bootstrap(variant.mean(0) - pure.mean(0))
-    assert 0 < image_low < image_high < 0.05
-    low, high = seed_and_image_bootstrap(variant, pure)
-    assert low < -0.05 and high > 0.1
-    # Without seed-to-seed noise the two intervals agree.
-    calm = pure + 0.02 + rng.normal(0, 0.01, (3, 40))
-    _, image_low, image_high = paired_bootstrap(calm.mean(0) - pure.mean(0))
-    low, high = seed_and_image_bootstrap(calm, pure)
-    assert low == pytest.approx(image_low, abs=0.003) and high == pytest.approx(
-        image_high, abs=0.003
+    assert elu.mean == pytest.approx(0.1, abs=0.01) and elu.holm.low > 0
+    assert elu.verdict == "better" and elu.holm.family_size == 4
+    assert reading(elu).endswith(
+        "(Holm, a family of 4; seeds: 2 paired; images: 10): better than pure."
     )
+    assert l1.verdict == "worse" and reading(l1).endswith("worse than pure.")
+    assert l2.mean == pytest.approx(0.0, abs=1e-12) and l2.holm.low < 0 < l2.holm.high
+    assert l2.verdict == "not distinguishable"
+    assert "not distinguishable from pure; it allows no more than +" in reading(l2)
+    assert l2.difference.n_images == len(IMAGES) and l2.difference.ours_seeds == SEEDS
 
 
-def test_seed_and_image_bootstrap_95_interval_of_a_normal_sample_is_1_96_se():
-    # One seed a side: only the images are resampled, so the 95% interval of the mean
-    # difference is about mean +- 1.96 SE (a 90% interval would be 1.645 SE).
-    rng = np.random.default_rng(6)
-    pure = rng.uniform(0.3, 0.7, size=(1, 300))
-    variant = pure + rng.normal(0.05, 0.1, size=(1, 300))
-    differences = (variant - pure)[0]
-    mean, se = differences.mean(), differences.std() / math.sqrt(differences.size)
-    low, high = seed_and_image_bootstrap(variant, pure, resamples=8_000, seed=2)
-    assert (high - mean) / se == pytest.approx(1.96, abs=0.12)
-    assert (mean - low) / se == pytest.approx(1.96, abs=0.12)
+def test_holm_turns_a_borderline_verdict_into_a_null_in_a_larger_family():
+    """A gain whose interval just excludes zero alone does not once three more are compared."""
+    rng = np.random.default_rng(5)
+    seeds = (1, 2, 3, 4, 5)
+    base = {image: iou for image, iou in PURE_IMAGE_IOU.items()}
 
+    def runs(variant, shift, spread):
+        return [
+            run_record(
+                variant,
+                seed,
+                {i: v + shift + spread * rng.standard_normal() for i, v in base.items()},
+            )
+            for seed in seeds
+        ]
 
-def test_seed_and_image_bootstrap_is_the_percentiles_of_the_same_resamples_redrawn():
-    rng = np.random.default_rng(8)
-    pure = rng.uniform(0.3, 0.7, size=(3, 12))
-    variant = rng.uniform(0.3, 0.7, size=(4, 12)) + 0.02
-    resamples, seed = 2_000, 13
-    # The same draws as the function (images, then each side's seeds, for all resamples at
-    # once), but each resample's mean taken plainly: seeds x picked images.
-    generator = np.random.default_rng(seed)
-    picked = generator.integers(0, 12, (resamples, 12))
-    ours = generator.integers(0, 4, (resamples, 4))
-    theirs = generator.integers(0, 3, (resamples, 3))
-    means = [
-        variant[ours[k]][:, picked[k]].mean() - pure[theirs[k]][:, picked[k]].mean()
-        for k in range(resamples)
+    pure = runs("pure", 0.0, 0.01)
+    borderline = runs("l1", 0.0, 0.01)
+    # Shift l1 until its uncorrected p-value lies between 0.01 and 0.05.
+    shifted = [
+        replace(r, per_image_iou={i: v + 0.003 for i, v in r.per_image_iou.items()})
+        for r in borderline
     ]
-    for level in (0.95, 0.9, 0.5):
-        tail = 50.0 * (1.0 - level)
-        expected = np.percentile(means, [tail, 100.0 - tail])
-        interval = seed_and_image_bootstrap(
-            variant, pure, resamples=resamples, seed=seed, level=level
-        )
-        assert interval == pytest.approx(tuple(expected), rel=1e-12, abs=1e-12)
+    alone = compare_family({"pure": pure, "l1": shifted}, "pure").comparisons["l1"]
+    assert 0.01 < alone.difference.p_value < 0.05 and alone.verdict == "better"
+    others = {name: runs(name, 0.0, 0.01) for name in ("l2", "sparse_softabs", "sparse_elu")}
+    family = compare_family({"pure": pure, "l1": shifted, **others}, "pure")
+    in_family = family.comparisons["l1"]
+    assert in_family.difference == alone.difference  # the same estimate ...
+    assert in_family.holm.family_size == 4 and in_family.verdict == "not distinguishable"
+    assert in_family.holm.low < 0 < in_family.holm.high  # ... at a stricter level
 
 
-def test_seed_and_image_bootstrap_needs_the_same_images():
-    with pytest.raises(SfaeError, match="same images"):
-        seed_and_image_bootstrap(np.zeros((2, 5)), np.zeros((3, 4)))
+def test_a_comparison_refuses_to_mix_machine_kinds():
+    cpu = "Linux-x, x86_64, 2 CPUs"
+    gpu = "Linux-y, x86_64, 16 CPUs, NVIDIA H100 80GB HBM3"
+    groups = group_by_variant(study_records(("pure", "l1")))
+    groups["pure"] = [replace(r, machine=cpu) for r in groups["pure"]]
+    groups["l1"] = [replace(groups["l1"][0], machine=cpu), replace(groups["l1"][1], machine=gpu)]
+    with pytest.raises(SfaeError) as caught:
+        compare_family(groups, "pure")
+    message = str(caught.value)
+    assert (
+        "2-core x86_64 CPU (" in message
+        and "NVIDIA H100 80GB HBM3 GPU (l1 run l1-seed2)" in message
+    )
+    assert "\n" not in message and "a comparison reads one kind" in message
 
 
-def test_a_difference_that_seeds_could_give_is_said_so():
-    # l1's three seeds sit -0.2, +0.02 and +0.24 from pure on every image (pure's seeds
-    # agree): seed-averaged, +0.02 everywhere, so the image-only interval excludes zero.
-    records = [run_record("pure", seed, PURE_IMAGE_IOU) for seed in (1, 2, 3)] + [
-        run_record("l1", seed, {image: iou + offset for image, iou in PURE_IMAGE_IOU.items()})
-        for seed, offset in zip((1, 2, 3), (-0.2, 0.02, 0.24), strict=True)
-    ]
-    compared = compare_to_pure(records)["l1"]
-    assert compared["verdict"] == "better" and compared["low"] > 0
-    assert compared["seeds_low"] < 0 < compared["seeds_high"]
-    assert not compared["holds_across_seeds"]
-    assert "with 3 seeds, training noise alone could give it" in compared["sentence"]
+def test_a_collapsed_run_stays_in_its_group_and_is_named():
+    records = study_records(("pure", "l1"))
+    zero = {image: 0.0 for image in IMAGES}
+    collapsed = replace(run_record("l1", 3, zero, test_iou=0.0), name="fell-over")
+    pure3 = run_record("pure", 3, PURE_IMAGE_IOU)
+    family = compare_family(group_by_variant([*records, collapsed, pure3]), "pure")
+    assert [r.name for r in family.collapsed] == ["fell-over"]
+    assert family.comparisons["l1"].difference.ours_seeds == (1, 2, 3)  # not dropped
+    text = render_markdown(study_records() + [collapsed, pure3], PARAMS)
+    assert "l1 seed 3 (`fell-over`, 0.000)" in text and "the intervals carry them" in text
 
 
-def test_compare_to_pure_pairs_only_the_shared_images():
+def test_a_group_with_one_run_is_pending_and_counts_in_the_family():
+    groups = group_by_variant(study_records(("pure", "l1", "l2")))
+    groups["l2"] = groups["l2"][:1]
+    family = compare_family(groups, "pure")
+    assert family.pending == ("l2",) and family.size == 2
+    assert family.comparisons["l1"].holm.family_size == 2
+
+
+def test_compare_pairs_only_the_shared_images():
     records = study_records(("pure",)) + [
-        run_record("l1", 1, {"FudanPed00001": 0.5, "other": 0.9}),
+        run_record("l1", 1, {"FudanPed00001": 0.5, "FudanPed00002": 0.2, "other": 0.9}),
         run_record("l1", 2, {"FudanPed00001": 0.7, "FudanPed00002": 0.1}),
     ]
     compared = compare_to_pure(records)["l1"]
-    # Only image 1 is in every l1 run and in pure: (0.5 + 0.7) / 2 - (0.3 + 0.32) / 2.
-    assert compared["n_images"] == 1
-    assert compared["mean"] == pytest.approx(0.6 - 0.31)
+    # Images 1 and 2 are in every run: (0.6 + 0.15) / 2 - (0.31 + 0.3656) / 2.
+    assert compared.difference.n_images == 2
+    pure_2 = PURE_IMAGE_IOU["FudanPed00002"] + 0.01
+    assert compared.mean == pytest.approx((0.6 + 0.15) / 2 - (0.31 + pure_2) / 2)
 
 
-def test_compare_to_pure_fails_without_a_shared_image():
-    records = study_records(("pure",)) + [run_record("l2", 1, {"elsewhere": 0.5})]
-    with pytest.raises(SfaeError, match="l2 and pure have no .* common image"):
+def test_compare_fails_without_two_shared_images():
+    records = study_records(("pure",)) + [
+        run_record("l2", seed, {"elsewhere": 0.5}) for seed in SEEDS
+    ]
+    with pytest.raises(SfaeError, match="l2 and pure share 0 per-image test IoU names"):
         compare_to_pure(records)
 
 
-def test_compare_to_pure_needs_pure():
-    with pytest.raises(SfaeError, match="no run of pure"):
+def test_compare_needs_its_reference():
+    with pytest.raises(SfaeError, match="no group 'pure'"):
         compare_to_pure(study_records(("l1", "l2")))
 
 
@@ -410,12 +332,12 @@ def test_compare_takes_any_groups_and_reference():
     # The sweep's use: the best sparse setting against the best L1/L2 one.
     by_variant = group_by_variant(study_records())
     groups = {"best L1/L2": by_variant["l1"], "best sparse": by_variant["sparse_elu"]}
-    compared = compare(groups, reference="best L1/L2")
-    assert list(compared) == ["best sparse"]
-    sparse = compared["best sparse"]
-    assert sparse["reference"] == "best L1/L2" and sparse["verdict"] == "better"
-    assert sparse["mean"] == pytest.approx(0.2, abs=0.01)
-    assert "best sparse is better than best L1/L2" in sparse["sentence"]
+    family = compare_family(groups, "best L1/L2")
+    assert list(family.comparisons) == ["best sparse"] and family.size == 1
+    sparse = family.comparisons["best sparse"]
+    assert sparse.reference == "best L1/L2" and sparse.verdict == "better"
+    assert sparse.mean == pytest.approx(0.2, abs=0.01)
+    assert reading(sparse).startswith("best sparse minus best L1/L2: +0.200 per-image test IoU")
 
 
 # claims
@@ -498,7 +420,7 @@ def test_claims_need_every_variant():
 
 def test_claims_need_comparisons_with_pure():
     compared = comparisons()
-    compared["l1"]["reference"] = "l2"
+    compared["l1"] = replace(compared["l1"], reference="l2")
     with pytest.raises(SfaeError, match="comparisons with pure of l1"):
         claims(flat_table(), compared)
 
@@ -511,12 +433,17 @@ def test_markdown_names_every_variant_and_formats_the_table():
     for variant in VARIANTS:
         assert f"`{variant}`" in text
     assert "| `pure` | 2 | 0.600 ± 0.141 |" in text
-    assert "sparse_elu has the best mean test IoU (0.640 ± 0.028 over 2 seeds)" in text
-    assert "sparse_elu (better)" in text and "l1 (worse)" in text
+    assert "sparse_elu has the best mean test IoU (0.640 ± 0.028, seeds: 2)." in text
+    headline = text.split("\n\n")[1]
+    assert "a family of 4): better: sparse_elu (+0.099; " in headline
+    assert "; worse: l1 (-0.101; " in headline
+    assert "; not distinguishable: l2 (+0.000; no more than +" in headline
     assert "![" in text and "(study.png)" in text and "(mall_variants.gif)" in text
-    assert "not distinguishable from zero" in text
-    assert f"Experiments derive from git commit `{COMMIT}`." in text
-    assert "- Machine: test machine, 4 CPUs." in text and "| `numpy` | 2.0.0 |" in text
+    assert "**How the verdicts are made.**" in text and "interval_coverage.txt" in text
+    assert "| `l2` | +0.000 |" in text and "No final run collapsed" in text
+    assert f"- Runs per git commit (the one each experiment derives from): `{COMMIT}`." in text
+    assert "- Runs per machine: test machine, 4 CPUs." in text and "| `numpy` | 2.0.0 |" in text
+    assert "Runs trained on unknown." in text  # "test machine, 4 CPUs" names no kind
     assert "```yaml\nseed: 6278\n" in text
     assert "the 10 Penn-Fudan test images and the 10 CUHK Mall frames" in text
     assert "| `sparse_elu` | 5.0 min | 5.0 min | 10.1 min |" in text  # one unit per column set
@@ -540,10 +467,10 @@ def test_markdown_lists_every_commit_machine_and_package_version():
         for record in records[-3:]
     ]
     text = render_markdown(records, PARAMS)
-    assert f"git commits `{COMMIT}` (7 runs); `{later}` (3 runs)." in text
-    assert "- Machines: other machine (3 runs); test machine, 4 CPUs (7 runs)." in text
-    assert "| `numpy` | 2.0.0 (7 runs); 2.1.0 (3 runs) |" in text
-    assert "| `python` | not recorded (3 runs); 3.12.0 (7 runs) |" in text
+    assert f"derives from): `{COMMIT}` (runs: 7); `{later}` (runs: 3)." in text
+    assert "- Runs per machine: other machine (runs: 3); test machine, 4 CPUs (runs: 7)." in text
+    assert "| `numpy` | 2.0.0 (runs: 7); 2.1.0 (runs: 3) |" in text
+    assert "| `python` | not recorded (runs: 3); 3.12.0 (runs: 7) |" in text
 
 
 def test_markdown_table_and_tally():
@@ -552,7 +479,7 @@ def test_markdown_table_and_tally():
         "| --- | --- |",
         "| x\\|y | 1 |",
     ]
-    assert tally(["b", "a", "b"], code=True) == "`a` (1 run); `b` (2 runs)"
+    assert tally(["b", "a", "b"], code=True) == "`a` (runs: 1); `b` (runs: 2)"
     assert tally(["a", "a"]) == "a"
 
 

@@ -1,54 +1,49 @@
 """The committed reports are a pure function of the committed run records: rebuilding them
-on a fresh clone, with no experiment at hand, gives the same bytes and a clean git status."""
+(what `sfae reports` runs) with no experiment at hand gives the same bytes, README included,
+and on a fresh clone a clean git status."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from sfae.config import read_yaml
 from sfae.experiments.records import read_records
-from sfae.experiments.study import study_plan, study_records
 from sfae.experiments.sweep import sweeps
 from sfae.nn.regularisers.registry import REGULARISERS
+from sfae.paths import ProjectPaths
 from sfae.plans import load_plans
-from sfae.reports.study_report import write_report
-from sfae.reports.sweep_report import write_sweep_reports
+from sfae.reports.build import write_all_reports
 
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "reports"
 
 
-def test_the_study_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path) -> None:
+def test_every_report_and_the_readme_rebuild_byte_for_byte(tmp_path: Path) -> None:
+    for name in ("params.yaml", "README.md", "reports/runs.jsonl"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(REPO / name, tmp_path / name)
+    written = write_all_reports(ProjectPaths(tmp_path))
+    names = sorted(path.name for path in written if path.parent == tmp_path / "reports")
+    plans = load_plans(REPO / "params.yaml", REGULARISERS)
     params = read_yaml((REPO / "params.yaml").read_text())
-    records = read_records(REPORTS / "runs.jsonl")
-    study = study_records(
-        records, study_plan(load_plans(REPO / "params.yaml", REGULARISERS)), params
-    )
-    assert len(study) == 25, "the committed study has 5 variants x 5 seeds"
-    write_report(study, params, tmp_path)
-    for name in ("study.md", "study.png"):
-        assert (tmp_path / name).read_bytes() == (REPORTS / name).read_bytes(), name
-
-
-def test_the_sweep_report_rebuilds_byte_for_byte_from_the_records(tmp_path: Path) -> None:
-    params = read_yaml((REPO / "params.yaml").read_text())
-    readme = tmp_path / "README.md"
-    readme.write_bytes((REPO / "README.md").read_bytes())
-    both = sweeps(load_plans(REPO / "params.yaml", REGULARISERS), params)
-    written = write_sweep_reports(both, read_records(REPORTS / "runs.jsonl"), tmp_path, readme)
-    names = [path.name for path in written[:-1]]
-    assert names == ["sweep.md", "sweep_selection.png", "sweep_unet.md", "sweep_unet_selection.png"]
+    every = sweeps(plans, params, read_records(REPORTS / "runs.jsonl"))
+    stems = [sweep.stem for sweep in every]
+    expected = [f"{stem}{suffix}" for stem in stems for suffix in (".md", "_selection.png")]
+    assert names == sorted(["study.md", "study.png", *expected])
+    assert stems == ["sweep", "sweep_unet", "sweep_unet_stacked", "sweep_unet_unlabeled"]
     for name in names:
-        assert (tmp_path / name).read_bytes() == (REPORTS / name).read_bytes(), name
-    # The README's results are the report's, not typed.
-    assert readme.read_bytes() == (REPO / "README.md").read_bytes()
+        assert (tmp_path / "reports" / name).read_bytes() == (REPORTS / name).read_bytes(), name
+    # The README's results are the reports', not typed.
+    assert (tmp_path / "README.md").read_bytes() == (REPO / "README.md").read_bytes()
 
 
 def test_report_only_on_a_fresh_clone_leaves_git_status_clean(make_repo_copy) -> None:
     clone = make_repo_copy()
-    for command in (["study", "--report-only"], ["sweep", "--report-only"], ["reports"]):
+    commands = (["study", "--report-only"], ["sweep", "--report-only"], ["reports"])
+    for command in (*commands, ["sweep", "--report-only", "--name", "unet_stacked"]):
         done = subprocess.run(
             [sys.executable, "-m", "sfae.cli", *command],
             cwd=clone,

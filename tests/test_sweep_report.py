@@ -1,11 +1,13 @@
-"""The sweep report on hand-made records whose right answers are known: selection on
-validation IoU, verdicts in words that follow the intervals, partial sweeps, byte-stable files."""
+"""The sweep reports on hand-made records whose right answers are known: selection on
+validation IoU, verdicts in words that follow the Holm-corrected intervals, plateaus, machine
+kinds, partial and named sweeps, byte-stable files."""
 
 from __future__ import annotations
 
 import math
 import random
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,30 +18,31 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import find_record, wanted_params
 from sfae.experiments.study import study_plan
+from sfae.experiments.sweep import Sweep
+from sfae.experiments.sweep_plan import candidate_plan, final_plan, selection_plan
+from sfae.experiments.sweep_state import sweep_state
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.plans import load_plans
-from sfae.reports.sweep_report import (
-    best_by_validation,
-    networks_table,
-    outcome,
-    post_mark,
-    render,
-    write_sweep_reports,
-)
+from sfae.reports.networks import main_block, networks_block, write_sweep_reports
+from sfae.reports.sweep_findings import best_by_validation, findings
+from sfae.reports.sweep_report import panels, reference_lines, render
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = [f"FudanPed{number:05d}" for number in range(1, 21)]
 BASE = np.linspace(0.3, 0.8, len(IMAGES))
-SWEEP_GRIDS = load_plans(REPO / "params.yaml", REGULARISERS).sweep.grids
-UNET_GRIDS = load_plans(REPO / "params.yaml", REGULARISERS).sweep.unet.grids
+PLANS = load_plans(REPO / "params.yaml", REGULARISERS)
+SWEEP_GRIDS, UNET_GRIDS = PLANS.sweep.grids, PLANS.sweep.unet.grids
+CPU = "Linux-x, x86_64, 2 CPUs"
+GPU = "Linux-y, x86_64, 16 CPUs, NVIDIA H100 80GB HBM3"
 
 
-def record_for(sweep, spec, val, shift, seed_noise, image_noise) -> RunRecord:
-    """A complete run record fulfilling `spec`: per-image test IoU = BASE + shift, moved
-    by a per-seed offset and per-image noise (both fixed by the spec's label)."""
+def record_for(sweep, spec, val, shift, seed_noise, image_noise, machine=CPU) -> RunRecord:
+    """A complete run record fulfilling `spec`: per-image test IoU = BASE + shift, moved by
+    the run's own training offset (sd seed_noise) and per-image noise (sd image_noise), both
+    drawn from the spec's label."""
     params = wanted_params(sweep.params, spec)
     rng = np.random.default_rng(zlib.crc32(spec.label.encode()))
-    offset = seed_noise * ((params["seed"] % 5) - 2) / 2
+    offset = seed_noise * rng.standard_normal()
     iou = BASE + shift + offset + image_noise * rng.standard_normal(len(IMAGES))
     test = float(iou.mean())
     return RunRecord(
@@ -62,7 +65,7 @@ def record_for(sweep, spec, val, shift, seed_noise, image_noise) -> RunRecord:
         per_image_iou=dict(zip(IMAGES, iou.tolist(), strict=True)),
         commit="c0ffee",
         params=params,
-        machine="test box",
+        machine=machine,
     )
 
 
@@ -71,39 +74,48 @@ def found(sweep, records, spec) -> RunRecord | None:
 
 
 def campaign(
-    sweep, val_of, shift_of, seed_noise=0.01, image_noise=0.0, candidate_of=None
+    sweep,
+    val_of,
+    shift_of,
+    seed_noise=0.0,
+    image_noise=0.0,
+    candidate_of=None,
+    val_spread=0.0,
+    machine=CPU,
 ) -> list[RunRecord]:
-    """Selection runs scored val_of(variant, strength) on validation (and the opposite on
-    test), then every final and study run with per-image test IoU shifted by shift_of, then
-    the candidates' runs scored candidate_of(overrides) -> (validation, test shift); by
-    default below the variant as swept."""
+    """Selection runs scored val_of(variant, strength) on validation, +-val_spread by seed
+    (and the opposite on test), then every final and study run with per-image test IoU
+    shifted by shift_of, then the candidates' runs scored candidate_of(overrides) ->
+    (validation, test shift); by default below the variant as swept."""
     records = []
-    while new := [
-        spec for spec in sweep.selection_plan(records) if not found(sweep, records, spec)
-    ]:
-        for spec in new:  # round by round, as the grids extend
-            variant = spec.as_dict()["variant"]
-            strength = spec.as_dict().get(sweep.key(variant))
-            val = val_of(variant, strength)
-            records.append(record_for(sweep, spec, val, -val, seed_noise, image_noise))
-    for spec in sweep.final_plan(records) + study_plan(sweep.config):
+
+    def missing(plan):
+        return [
+            spec for spec in plan(sweep_state(sweep, records)) if not found(sweep, records, spec)
+        ]
+
+    while new := missing(selection_plan):  # round by round, as the grids extend
+        for spec in new:
+            settings = spec.as_dict()
+            variant, key = settings["variant"], sweep.key(settings["variant"])
+            val = val_of(variant, settings.get(key)) + val_spread * (-1) ** settings["seed"]
+            records.append(record_for(sweep, spec, val, -val, seed_noise, image_noise, machine))
+    for spec in final_plan(sweep_state(sweep, records)) + study_plan(sweep.config):
         if not found(sweep, records, spec):
             settings = spec.as_dict()
-            variant = settings["variant"]
-            key = sweep.key(variant)
-            strength = settings.get(key, post_mark(sweep, variant)[0]) if key else None
+            variant, key = settings["variant"], sweep.key(settings["variant"])
+            mark = sweep.post_mark(variant)
+            strength = settings.get(key, mark[0]) if mark else None
             shift = shift_of(variant, strength)
-            records.append(record_for(sweep, spec, 0.0, shift, seed_noise, image_noise))
+            records.append(record_for(sweep, spec, 0.0, shift, seed_noise, image_noise, machine))
     candidate_of = candidate_of or (lambda overrides: (0.0, 0.0))
-    while new := [
-        spec for spec in sweep.candidate_plan(records) if not found(sweep, records, spec)
-    ]:
-        for spec in new:  # the candidates, then the best one's finals
+    while new := missing(candidate_plan):  # the candidates, then the best one's finals
+        for spec in new:
             settings = spec.as_dict()
             overrides = {k: v for k, v in settings.items() if k in candidate_keys(sweep)}
             val, shift = candidate_of(overrides)
             val = val if settings["data.val_count"] else 0.0
-            records.append(record_for(sweep, spec, val, shift, seed_noise, image_noise))
+            records.append(record_for(sweep, spec, val, shift, seed_noise, image_noise, machine))
     return records
 
 
@@ -124,8 +136,18 @@ def l2_tuned_better(variant, strength):
     return 0.1 if variant == "l2" and strength == SWEEP_GRIDS["l2"][2] else 0.0
 
 
+def report(sweep, records):
+    """(markdown, findings) of a sweep's records."""
+    found_ = findings(sweep_state(sweep, records))
+    return render(found_), found_
+
+
+def answer_of(text: str) -> str:
+    return text.split("\n\n")[1]
+
+
 def test_files_are_written_whole_and_the_same_bytes_for_records_in_any_order(sweep, tmp_path):
-    records = campaign(sweep, peak_at_middle, l2_tuned_better)
+    records = campaign(sweep, peak_at_middle, l2_tuned_better, 0.01, 0.02, val_spread=0.01)
     paths = write_sweep_reports([sweep], records, tmp_path / "a")
     shuffled = records[:]
     random.Random(1).shuffle(shuffled)
@@ -140,25 +162,65 @@ def test_files_are_written_whole_and_the_same_bytes_for_records_in_any_order(swe
 def test_the_selected_strength_is_the_validation_best_and_the_report_says_so(sweep):
     # Selection runs score the opposite on test: the test-best strength is the grid's end.
     records = campaign(sweep, peak_at_middle, l2_tuned_better)
-    text, panels, references, _ = render(sweep, records)
+    text, found_ = report(sweep, records)
     chosen, test_best = SWEEP_GRIDS["l2"][2], SWEEP_GRIDS["l2"][0]
-    assert {panel.variant: panel.selected for panel in panels}["l2"] == chosen
+    assert {panel.variant: panel.selected for panel in panels(found_)}["l2"] == chosen
     assert f"l2 @ {chosen:g}" in text and f"l2 @ {test_best:g}" not in text
-    assert f"| {chosen:g} | 0.600 ± 0.000 | 2 | **selected** |" in text
-    assert "| 0.005 | 0.580 ± 0.000 | 2 | post |" in text  # the post's l2 value, marked
-    assert references == {"pure": 0.5, "augment": 0.5}
+    assert f"| {chosen:g} | 0.600 ± 0.000 | seed 1: 0.600, seed 2: 0.600 | **selected** |" in text
+    assert "| 0.005 | 0.580 ± 0.000 | seed 1: 0.580, seed 2: 0.580 | post |" in text
+    assert reference_lines(found_) == {"pure": 0.5, "augment": 0.5}
     assert "never looked at" in text and "provisional" not in text
 
 
 def test_a_clearly_better_tuned_l2_is_called_better_and_recommended(sweep):
-    text, _, _, readme = render(sweep, campaign(sweep, peak_at_middle, l2_tuned_better))
-    answer = text.split("\n\n")[1]
-    assert f"l2 @ {SWEEP_GRIDS['l2'][2]:g} (+0.100," in answer
-    assert "is better than pure" in answer
-    assert f"So: use l2 @ {SWEEP_GRIDS['l2'][2]:g}." in answer
+    records = campaign(sweep, peak_at_middle, l2_tuned_better, seed_noise=0.01, image_noise=0.02)
+    text, found_ = report(sweep, records)
+    answer = answer_of(text)
+    label = f"l2 @ {SWEEP_GRIDS['l2'][2]:g}"
+    comparison = found_.families[0].comparisons[label]
+    assert comparison.verdict == "better" and comparison.holm.family_size == 6
+    assert comparison.mean == pytest.approx(0.1, abs=0.02)
+    assert "Against pure (unknown CPU" not in answer  # the kind is the records' own
+    assert "Against pure (2-core x86_64 CPU; Holm-corrected intervals" in answer
+    assert f"better: {label} (+0.1" in answer
+    assert f"So: use {label}." in answer
     assert "l2 @ 0.005 (post)" in text  # the post's setting stays beside it
-    # The README's block is the same answer and final table.
+    # The README's block is the same answer and the final table.
+    readme = main_block(found_)
     assert readme.startswith(answer) and "| `l2 @ 0.005 (post)` |" in readme
+    assert "Runs trained on 2-core x86_64 CPU." in readme
+
+
+def test_noise_alone_is_called_not_distinguishable_with_the_effect_it_still_allows(sweep):
+    def small(variant, strength):
+        return 0.01 if variant == "l2" else 0.0
+
+    records = campaign(sweep, peak_at_middle, small, seed_noise=0.05, image_noise=0.05)
+    text, found_ = report(sweep, records)
+    family = found_.families[0]
+    assert all(c.verdict == "not distinguishable" for c in family.comparisons.values())
+    l2 = family.comparisons[f"l2 @ {SWEEP_GRIDS['l2'][2]:g}"]
+    gain, loss = l2.holm.largest_gain, l2.holm.largest_loss
+    assert loss < 0 < gain and gain == pytest.approx(l2.holm.high)
+    answer = answer_of(text)
+    assert f"no more than {gain:+.3f} IoU better, no more than {-loss:.3f} worse" in answer
+    assert "better: " not in answer and "worse: " not in answer
+    assert "So on this evidence nothing here is worth choosing over pure." in answer
+
+
+def test_holm_turns_a_borderline_single_verdict_into_a_null_in_the_family(sweep):
+    """dropout's gain excludes zero alone (a family of one), not among six comparisons."""
+
+    def borderline(variant, strength):
+        return 0.012 if variant == "dropout" else 0.0
+
+    records = campaign(sweep, peak_at_middle, borderline, seed_noise=0.01, image_noise=0.02)
+    _, found_ = report(sweep, records)
+    label = f"dropout @ {SWEEP_GRIDS['dropout'][2]:g}"
+    alone = found_.families[0].comparisons[label].difference
+    assert alone.low > 0  # uncorrected, a family of one: better
+    in_family = found_.families[0].comparisons[label]
+    assert in_family.holm.family_size == 6 and in_family.verdict == "not distinguishable"
 
 
 def test_the_readme_block_is_replaced_and_nothing_else(sweep, tmp_path):
@@ -172,7 +234,7 @@ def test_the_readme_block_is_replaced_and_nothing_else(sweep, tmp_path):
     text = readme.read_text()
     assert text.startswith("# x\n\n<!-- sweep-results:start -->\nWith 85 training images")
     assert "OLD BLOCK" not in text and "<!-- sweep-results:end -->\ntail\n" in text
-    assert "| variant | paper net |" in text.split("<!-- networks:start -->")[1]
+    assert "| variant | paper net (2-core x86_64 CPU) |" in text.split("<!-- networks:start")[1]
     before = text
     write_sweep_reports([sweep], records, tmp_path, readme)
     assert readme.read_text() == before
@@ -182,16 +244,35 @@ def test_the_readme_block_is_replaced_and_nothing_else(sweep, tmp_path):
     assert readme.read_text() == "no block here\n"
 
 
-def test_noise_alone_is_called_not_distinguishable(sweep):
-    def small(variant, strength):
-        return 0.01 if variant == "l2" else 0.0
+def test_the_plateau_range_and_the_collapse_are_said_in_the_readme(sweep):
+    l2 = SWEEP_GRIDS["l2"]  # 5e-07 ... 0.005, the post's value last
 
-    records = campaign(sweep, peak_at_middle, small, seed_noise=0.2, image_noise=0.05)
-    answer = render(sweep, records)[0].split("\n\n")[1]
-    assert "No tuned regulariser beats pure" in answer
-    assert "no interval that resamples both seeds and test images excludes zero" in answer
-    assert "better than" not in answer.replace("not distinguishable", "")
-    assert "no regulariser is worth choosing over none" in answer
+    def curve(variant, strength):
+        if variant != "l2" or strength is None:
+            return peak_at_middle(variant, strength)
+        return dict(zip(l2, (0.58, 0.595, 0.6, 0.59, 0.3), strict=True))[strength]
+
+    # Seeds 1 and 2 sit 0.015 either side: the pooled SE of a mean of two is 0.015.
+    records = campaign(sweep, curve, lambda v, x: 0.0, val_spread=0.015)
+    _, found_ = report(sweep, records)
+    flat = found_.state.selection("l2").plateau
+    assert flat.se == pytest.approx(0.015) and flat.plateau == l2[1:4]
+    assert flat.collapsed == (0.005,)
+    assert [pick.strength for pick in flat.seed_picks] == [l2[2], l2[2]]
+    said = (
+        f"l2: anything from {l2[1]:g} to {l2[3]:g} does as well as {l2[2]:g}; "
+        "it collapses at the post's 0.005"
+    )
+    assert said in main_block(found_)
+    assert f"| `l2` | {l2[2]:g} | {l2[1]:g}, {l2[2]:g}, {l2[3]:g} | 0.015 |" in render(found_)
+
+
+def test_one_selection_seed_gives_the_selected_value_alone(unet_sweep):
+    records = campaign(unet_sweep, unet_peak, lambda v, x: 0.0)
+    text, found_ = report(unet_sweep, records)
+    assert found_.state.selection("l2").plateau.se is None
+    said = f"l2: {UNET_GRIDS['l2'][1]:g} (one selection seed: the SE, and so a range, is not "
+    assert said in answer_of(text)
 
 
 def test_best_sparse_and_best_penalty_are_picked_by_validation_not_test(sweep):
@@ -201,14 +282,18 @@ def test_best_sparse_and_best_penalty_are_picked_by_validation_not_test(sweep):
     def test_shift(variant, strength):
         return 0.05 if variant in ("sparse_softabs", "l2") else 0.0
 
-    records = campaign(sweep, lambda v, x: peak_at_middle(v, x, lift), test_shift)
-    selections = sweep.selections(records)
+    records = campaign(sweep, lambda v, x: peak_at_middle(v, x, lift), test_shift, 0.01, 0.02)
+    text, found_ = report(sweep, records)
+    selections = found_.state.selections
     assert best_by_validation(selections, ("sparse_softabs", "sparse_elu")).variant == "sparse_elu"
     assert best_by_validation(selections, ("l1", "l2")).variant == "l1"
-    text = render(sweep, records)[0]
     elu, l1 = SWEEP_GRIDS["sparse_elu"][2], SWEEP_GRIDS["l1"][2]
-    assert f"sparse_elu @ {elu:g} minus l1 @ {l1:g} per-image test IoU" in text
-    assert f"sparse filtering (sparse_elu @ {elu:g}, the better sparse variant" in text
+    assert found_.head.name == f"sparse_elu @ {elu:g}" and found_.head.reference == f"l1 @ {l1:g}"
+    assert found_.head.holm.family_size == 1  # a family of its own
+    assert (
+        f"each tuned and each the better of its kind on validation: sparse_elu @ {elu:g} minus l1"
+        in text
+    )
 
 
 def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
@@ -216,29 +301,29 @@ def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
     chosen = SWEEP_GRIDS["l2"][2]
     # l2's finals: 3 seeds missing; sparse_elu: one selection run missing, so no finals.
     n = len(sweep.final_seeds)
-    l2_finals = sweep.final_records(records)["l2"]
+    l2_finals = sweep_state(sweep, records).row("l2").runs.records
     elu_point = sweep.selection_spec("sparse_elu", 1, SWEEP_GRIDS["sparse_elu"][0])
-    dropped = [*l2_finals[:3], find_record(records, wanted_params(sweep.params, elu_point))]
+    dropped = [*l2_finals[:3], found(sweep, records, elu_point)]
     partial = [r for r in records if not any(r is d for d in dropped)]
     paths = write_sweep_reports([sweep], partial, tmp_path)
     text = paths[0].read_text()
-    answer = text.split("\n\n")[1]
+    answer = answer_of(text)
     assert "provisional" in answer
-    assert f"3 of {n} final runs of l2 @ {chosen:g}" in answer
-    assert "1 selection run of sparse_elu, then its finals" in answer
-    assert f"l2 @ {chosen:g} ({n - 3} of {n} seeds)" in text and "sparse_elu (not selected)" in text
+    assert f"l2 @ {chosen:g}: 3 of {n} final runs" in answer
+    assert "sparse_elu: 1 of 10 selection runs, then its finals" in answer
+    assert "sparse_elu (not selected)" in text and "sparse_elu: not selected yet" in text
     # With selection runs alone there is no answer yet, but still a report.
     selection_only = [r for r in records if r.val_count > 0]
-    text = render(sweep, selection_only)[0]
+    text = report(sweep, selection_only)[0]
     assert "No final run is recorded yet" in text
-    assert "gives no answer yet" in text.split("\n\n")[1]
+    assert "gives no answer yet" in answer_of(text)
     # Nor with the references' finals alone (pure has the study's runs): no claim about
     # regularisers that have not been tuned.
     references_only = [
         r for r in records if r.val_count > 0 or r.variant in sweep.settings.references
     ]
-    answer = render(sweep, references_only)[0].split("\n\n")[1]
-    assert "gives no answer yet" in answer and "beats" not in answer
+    answer = answer_of(report(sweep, references_only)[0])
+    assert "gives no answer yet" in answer and "better:" not in answer
 
 
 def test_an_extended_grid_that_selects_the_posts_value_gives_one_row(sweep):
@@ -249,22 +334,41 @@ def test_an_extended_grid_that_selects_the_posts_value_gives_one_row(sweep):
         return 0.7 if strength == 0.005 else 0.6 if strength < 0.005 else 0.5
 
     records = campaign(sweep, rising, lambda variant, strength: 0.0)
-    text = render(sweep, records)[0]
+    text = report(sweep, records)[0]
     grid = "5e-07, 5e-06, 5e-05, 0.0005, 0.005, 0.05"
     assert f"| `l2` | `variants.l2.regularizer_scale` | {grid} | 0.05 | yes | 0.005 |" in text
-    assert "| 0.005 | 0.700 ± 0.000 | 2 | **selected**, post |" in text
+    assert "| 0.005 | 0.700 ± 0.000 | seed 1: 0.700, seed 2: 0.700 | **selected**, post |" in text
     seeds = len(sweep.final_seeds)
     assert text.count(f"| `l2 @ 0.005 (post)` | {seeds} |") == 1 and "| `l2 @ 0.005` |" not in text
+
+
+def test_runs_of_another_machine_kind_are_left_out_and_listed(sweep):
+    records = campaign(sweep, peak_at_middle, l2_tuned_better, 0.01, 0.02)
+    alone = report(sweep, records)[0]
+    gpu = [replace(r, machine=GPU) for r in records if r.variant == "augment" and not r.val_count]
+    mixed = Sweep(sweep.config, sweep.params, "paper", "2-core x86_64 CPU")
+    text = report(mixed, records + gpu)[0]
+    left = (
+        "Records of planned runs that trained on another machine kind, left out (every "
+        "comparison here reads runs of 2-core x86_64 CPU only): NVIDIA H100 80GB HBM3 GPU: 10 "
+        "(augment seed 1 final, augment seed 2 final"
+    )
+    assert left in text and left not in alone
+    assert text.replace(text[text.index("- Records of") :], "") in alone
 
 
 def unet_peak(variant, strength):
     return peak_at_middle(variant, strength, grids=UNET_GRIDS)
 
 
+def l2_tuned_better_unet(variant, strength):
+    return 0.1 if variant == "l2" and strength == UNET_GRIDS["l2"][1] else 0.0
+
+
 def test_the_unet_report_has_its_own_files_seeds_and_no_post_rows(sweep, unet_sweep, tmp_path):
     # Paper runs sit in the same records and must not count for the U-Net.
     paper = campaign(sweep, peak_at_middle, lambda v, x: 0.0)
-    records = paper + campaign(unet_sweep, unet_peak, l2_tuned_better_unet)
+    records = paper + campaign(unet_sweep, unet_peak, l2_tuned_better_unet, 0.01, 0.02)
     paths = write_sweep_reports([sweep, unet_sweep], records, tmp_path)
     assert [p.name for p in paths] == [
         "sweep.md",
@@ -274,40 +378,40 @@ def test_the_unet_report_has_its_own_files_seeds_and_no_post_rows(sweep, unet_sw
     ]
     text = paths[2].read_text()
     assert text.startswith("# Every regulariser at its best strength: the sweep (U-Net)")
-    assert "1 selection seed (1;" in text and "the study's 5 seeds" in text
+    assert "selection seeds 1 (selection seeds: 1)" in text and "(final seeds: 5)" in text
     assert "(post)" not in text.split("## Final runs")[1]  # the study trained the paper net
     chosen = UNET_GRIDS["l2"][1]
-    assert f"| `l2 @ {chosen:g}` | 5 |" in text and "So: use l2" in text
+    assert f"| `l2 @ {chosen:g}` | 5 |" in text and f"So: use l2 @ {chosen:g}." in text
     # The paper net's report is unchanged by the U-Net's runs.
     alone = write_sweep_reports([sweep], paper, tmp_path / "alone")
     assert paths[0].read_bytes() == alone[0].read_bytes()
 
 
-def l2_tuned_better_unet(variant, strength):
-    return 0.1 if variant == "l2" and strength == UNET_GRIDS["l2"][1] else 0.0
-
-
-def test_the_networks_table_says_whether_the_answer_changed(sweep, unet_sweep):
-    paper = campaign(sweep, peak_at_middle, l2_tuned_better)
+def test_the_networks_block_says_whether_the_answer_changed(sweep, unet_sweep):
+    paper = campaign(sweep, peak_at_middle, l2_tuned_better, 0.01, 0.02)
     sweeps = [sweep, unet_sweep]
-    same = paper + campaign(unet_sweep, unet_peak, l2_tuned_better_unet)
-    table = networks_table(sweeps, [outcome(s, same) for s in sweeps], same)
-    assert "| variant | paper net | U-Net |" in table
+
+    def block(records):
+        return networks_block([findings(sweep_state(s, records)) for s in sweeps])
+
+    same = paper + campaign(unet_sweep, unet_peak, l2_tuned_better_unet, 0.01, 0.02)
+    table = block(same)
+    assert "| variant | paper net (2-core x86_64 CPU) | U-Net (2-core x86_64 CPU) |" in table
     l2_row = next(line for line in table.splitlines() if line.startswith("| `l2` |"))
     paper_cell, unet_cell = l2_row.strip(" |").split(" | ")[1:3]
     assert paper_cell.startswith("0.65") and paper_cell.endswith(
-        f"(10 seeds) @ {SWEEP_GRIDS['l2'][2]:g}"
+        f"(n = 10) @ {SWEEP_GRIDS['l2'][2]:g}"
     )
-    assert unet_cell.startswith("0.65") and unet_cell.endswith(
-        f"(5 seeds) @ {UNET_GRIDS['l2'][1]:g}"
-    )
-    assert "for the paper net, l2 is better than pure" in table
-    assert "the answer holds on both networks" in table
-    other = paper + campaign(unet_sweep, unet_peak, lambda v, x: 0.0)
-    table = networks_table(sweeps, [outcome(s, other) for s in sweeps], other)
-    assert "for the U-Net, no tuned variant is better than pure" in table
+    assert unet_cell.startswith("0.65") and unet_cell.endswith(f"(n = 5) @ {UNET_GRIDS['l2'][1]:g}")
+    assert "paper net: better: l2; not distinguishable: " in table
+    assert "The answer holds on every network." in table
+    other = paper + campaign(unet_sweep, unet_peak, lambda v, x: 0.0, 0.01, 0.02)
+    table = block(other)
     assert (
-        "the answer changed with the network, and so did the recommendation "
+        "U-Net: not distinguishable: augment, dropout, l1, l2, sparse_elu, sparse_softabs" in table
+    )
+    assert (
+        "The answer changed with the network, and so did the recommendation "
         "(paper net: l2; U-Net: none)." in table
     )
 
@@ -315,25 +419,20 @@ def test_the_networks_table_says_whether_the_answer_changed(sweep, unet_sweep):
         less = 0.05 if variant == "l1" and strength == UNET_GRIDS["l1"][1] else 0.0
         return l2_tuned_better_unet(variant, strength) or less
 
-    more = paper + campaign(unet_sweep, unet_peak, l2_and_less_l1_better)
-    table = networks_table(sweeps, [outcome(s, more) for s in sweeps], more)
-    assert "for the U-Net, l1 and l2 are better than pure" in table
-    assert "the answer changed with the network, but both recommend l2." in table
+    table = block(paper + campaign(unet_sweep, unet_peak, l2_and_less_l1_better, 0.01, 0.02))
+    assert "U-Net: better: l1, l2; not distinguishable: " in table
+    assert "The answer changed with the network, but every network recommends l2." in table
     unfinished = [r for r in other if not (r.variant == "augment" and r.val_count == 0)]
-    table = networks_table(sweeps, [outcome(s, unfinished) for s in sweeps], unfinished)
+    table = block(unfinished)
     assert "| `augment` | pending | pending |" in table
-    assert "Whether the answer holds for both networks is open" in table
+    assert "Whether the answer holds for every network is open" in table
     one_seed = [
         r for r in other if not (r.variant == "augment" and r.val_count == 0 and r.seed > 1)
     ]
     augment_row = next(
-        line
-        for line in networks_table(
-            sweeps, [outcome(s, one_seed) for s in sweeps], one_seed
-        ).splitlines()
-        if line.startswith("| `augment` |")
+        line for line in block(one_seed).splitlines() if line.startswith("| `augment` |")
     )
-    assert augment_row.endswith("(1 seed) |"), augment_row
+    assert augment_row.endswith("(n = 1) |"), augment_row
 
 
 def test_the_best_candidate_is_reported_against_the_goal(sweep, unet_sweep, tmp_path):
@@ -352,19 +451,19 @@ def test_the_best_candidate_is_reported_against_the_goal(sweep, unet_sweep, tmp_
         readme.write_text(block.format("sweep-results") + block.format("networks"))
         paths = write_sweep_reports([sweep, unet_sweep], records, tmp_path, readme)
         text = paths[2].read_text()
-        leader, strength = unet_sweep.leader(records)
-        at = "".join(f" @ {x:g}" for x in strength.values())
+        leader = sweep_state(unet_sweep, records).leader
         label = ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in first.items())
         mean = float(np.mean(BASE)) + lift
         said = (
-            f"The best setting on validation, {label}, gives {mean:.3f} ± 0.000 test IoU over "
-            f"5 seeds: its mean {verdict} the goal of 0.70."
+            f"The best setting on validation, {leader.label}, {label}, gives {mean:.3f} ± 0.000 "
+            f"test IoU (final seeds: 5): its mean {verdict} the goal of 0.70."
         )
-        assert f"{leader}{at} has the best validation IoU" in text
+        assert f"{leader.label} has the best validation IoU" in text
         assert f"| {label} | 0.900 | 10.0 | **best** |" in text and said in text
         # Against the leader as swept (test shift 0), seeds and images: +lift, no noise.
-        assert f"It is better than {leader} as swept: {lift:+.3f}" in text
-        assert f"Other settings of {leader} for the U-Net" in readme.read_text()
+        assert f"minus {leader.label} as swept: {lift:+.3f} per-image test IoU" in text
+        assert f"better than {leader.label} as swept" in text
+        assert f"Other settings of {leader.label} for the U-Net" in readme.read_text()
         assert said in readme.read_text()
     # Until the best candidate's finals are in, the report says how many are.
     records = [
@@ -372,7 +471,93 @@ def test_the_best_candidate_is_reported_against_the_goal(sweep, unet_sweep, tmp_
         for r in records
         if not (r.val_count == 0 and r.seed == 1 and r.params.items() >= first.items())
     ]
-    text = render(unet_sweep, records)[0]
+    text = report(unet_sweep, records)[0]
     n = len(unet_sweep.final_seeds)
-    said = f"The best setting on validation is {label}; {n - 1} of its {n} final runs are recorded."
+    said = f"The best setting on validation is {leader.label}, {label}; {n - 1} of its {n} final "
     assert said in text
+
+
+# ---------------------------------------------------------------- named sweeps
+
+
+@pytest.fixture(scope="module")
+def stacked(sweep) -> Sweep:
+    return Sweep(sweep.config, sweep.params, "unet_stacked")
+
+
+@pytest.fixture(scope="module")
+def unlabeled(sweep) -> Sweep:
+    return Sweep(sweep.config, sweep.params, "unet_unlabeled")
+
+
+def test_a_named_sweep_with_no_runs_says_what_is_missing(sweep, stacked, unlabeled, tmp_path):
+    readme = tmp_path / "README.md"
+    names = ["sweep-results", "networks", "sweep-unet_stacked", "sweep-unet_unlabeled"]
+    readme.write_text("".join(f"<!-- {n}:start -->\n<!-- {n}:end -->\n" for n in names))
+    paths = write_sweep_reports([sweep, stacked, unlabeled], [], tmp_path, readme)
+    assert [p.name for p in paths[2:6]] == [
+        "sweep_unet_stacked.md",
+        "sweep_unet_stacked_selection.png",
+        "sweep_unet_unlabeled.md",
+        "sweep_unet_unlabeled_selection.png",
+    ]
+    text = paths[2].read_text()
+    assert text.startswith(
+        "# Every regulariser at its best strength: the sweep unet_stacked (U-Net)"
+    )
+    assert "augment_dropout: 3 of 3 selection runs, then its finals" in answer_of(text)
+    block = readme.read_text().split("<!-- sweep-unet_stacked:start -->\n")[1]
+    assert block.startswith(
+        "**`sweep.unet_stacked`** (U-Net: augment_dropout, augment_l2 and augment_sparse, each "
+        "at its strength selected on validation, compared with augment; "
+        "[reports/sweep_unet_stacked.md](reports/sweep_unet_stacked.md)). No regulariser has"
+    )
+
+
+def test_a_stacked_sweep_compares_with_augment(stacked):
+    def stacked_peak(variant, strength):
+        return (
+            0.5
+            if strength is None
+            else 0.6 - abs(math.log10(strength / stacked.settings.grids[variant][1])) / 10
+        )
+
+    def dropout_adds(variant, strength):
+        return 0.1 if variant == "augment_dropout" else 0.0
+
+    records = campaign(stacked, stacked_peak, dropout_adds, 0.01, 0.02)
+    text, found_ = report(stacked, records)
+    (family,) = found_.families
+    assert family.reference == "augment" and family.size == 3
+    assert [c.verdict for c in family.comparisons.values()] == [
+        "better",
+        "not distinguishable",
+        "not distinguishable",
+    ]
+    assert "So: use augment_dropout @ 0.005." in answer_of(text)
+    assert found_.head is None  # no tuned L1/L2 or sparse_* variant of the post's kinds
+
+
+def test_the_unlabeled_sweep_has_two_families_and_says_where_its_frames_come_from(unlabeled):
+    def frames_help(variant, strength):
+        return 0.08 if variant == "sparse_softabs_frames" else 0.0
+
+    def peak(variant, strength):
+        return 0.5 if strength is None else 0.6 - abs(math.log10(strength / 1.75)) / 10
+
+    records = campaign(unlabeled, peak, frames_help, 0.01, 0.02)
+    text, found_ = report(unlabeled, records)
+    assert [f.reference for f in found_.families] == ["sparse_softabs", "pure"]
+    against_sparse, against_pure = found_.families
+    assert list(against_sparse.comparisons) == ["pure", "sparse_softabs_frames @ 1.75"]
+    assert against_sparse.comparisons["sparse_softabs_frames @ 1.75"].verdict == "better"
+    assert against_pure.comparisons["sparse_softabs_frames @ 1.75"].verdict == "better"
+    assert "### Compared with sparse_softabs, image by image" in text
+    assert "### Compared with pure, image by image" in text
+    assert (
+        "The training of sparse_softabs_frames also sees unlabeled Mall frames (1500 for "
+        "sparse_softabs_frames): they come from the camera of the scored ones (the first 500 "
+        "frames), so the Mall scores above are no clean measure of how far a network "
+        "generalises; the Penn-Fudan test IoU is."
+    ) in text
+    assert "| Mall head hit rate |" in text

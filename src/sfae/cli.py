@@ -2,7 +2,7 @@
 
     sfae predict [--model models/model.keras] [--out predictions/] INPUT...   your own files
     sfae study [--jobs N] [--share K/N] [--remote R]   the post's variants x the study seeds
-    sfae sweep [--arch unet] [--jobs N] ...   every regulariser's strength, selected, compared
+    sfae sweep [--arch unet | --name NAME] [--jobs N] ...   a sweep: strengths selected, compared
     sfae reports   every report and the README's results, rebuilt from reports/runs.jsonl
 
 The study and the sweep queue DVC experiments, wait for them and record each finished run;
@@ -90,8 +90,14 @@ def parser() -> argparse.ArgumentParser:
     _add_campaign_options(study)
     sweep = commands.add_parser("sweep", help="each regulariser's strength, selected, compared")
     _add_campaign_options(sweep)
-    sweep.add_argument(
-        "--arch", choices=ARCHS, default="paper", help="the network to sweep (default paper)"
+    which = sweep.add_mutually_exclusive_group()
+    which.add_argument(
+        "--arch",
+        choices=ARCHS,
+        help="the network's own sweep: sweep (paper, the default), sweep.unet",
+    )
+    which.add_argument(
+        "--name", help="a named sweep of params.yaml's `sweep` (unet, unet_stacked, ...)"
     )
     commands.add_parser("reports", help="rebuild every report from reports/runs.jsonl")
     return top
@@ -129,7 +135,8 @@ def study_command(args: argparse.Namespace) -> None:
 
 def sweep_command(args: argparse.Namespace) -> None:
     from sfae.config import read_yaml
-    from sfae.experiments.sweep import Sweep, run_sweep
+    from sfae.experiments.sweep import MAIN, Sweep
+    from sfae.experiments.sweep_plan import run_sweep
     from sfae.machine import local_machine_kind
     from sfae.nn.regularisers.registry import REGULARISERS
     from sfae.paths import ProjectPaths
@@ -139,9 +146,11 @@ def sweep_command(args: argparse.Namespace) -> None:
     paths = ProjectPaths.here()
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     options = _options(args)
+    name = args.name or args.arch or MAIN
+    Sweep(config, params, name)  # a sweep params.yaml lacks stops here, naming the ones it has
     if options.remote or not options.report_only:
         # Runs of other machine kinds round otherwise: this machine runs the sweep's own.
-        sweep = Sweep(config, params, args.arch, kind=local_machine_kind())
+        sweep = Sweep(config, params, name, kind=local_machine_kind())
         print(f"sweep: runs on this machine's kind ({sweep.kind}) count, others do not")
         run_sweep(sweep, options, paths.run_records, paths.root)
     for path in write_all_sweep_reports(paths):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sfae.config import POST_VARIANTS, Config
 from sfae.experiments.records import RunRecord
-from sfae.experiments.runner import Spec, find_record, wanted_params
+from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
 
 
 def study_plan(config: Config) -> list[Spec]:
@@ -21,3 +21,16 @@ def study_records(
     """The record of every planned run that has one (of a machine of `kind`), in plan order."""
     found = [find_record(records, wanted_params(params, spec), kind) for spec in specs]
     return [record for record in found if record is not None]
+
+
+def other_kinds(
+    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None
+) -> list[RunRecord]:
+    """The records of planned runs that trained on another machine kind than `kind` (what a
+    report of `kind` leaves out), in the records' order."""
+    if kind is None:
+        return []
+    wanted = [wanted_params(params, spec) for spec in specs]
+    return [
+        r for r in records if r.machine_kind != kind and any(fulfils(r.params, w) for w in wanted)
+    ]

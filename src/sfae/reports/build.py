@@ -11,20 +11,21 @@ from pathlib import Path
 from sfae.config import read_yaml
 from sfae.errors import SfaeError
 from sfae.experiments.records import read_records
-from sfae.experiments.study import study_plan, study_records
+from sfae.experiments.study import other_kinds, study_plan, study_records
 from sfae.experiments.sweep import records_kind, sweeps
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.paths import ProjectPaths
 from sfae.plans import load_plans
+from sfae.reports.networks import write_sweep_reports
 from sfae.reports.study_report import mall_gif_inputs, write_report
-from sfae.reports.sweep_report import write_sweep_reports
 
 
 def write_study_report(paths: ProjectPaths) -> list[Path]:
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     specs = study_plan(config)
     every = read_records(paths.run_records)
-    records = study_records(every, specs, params, records_kind(every, "paper"))
+    kind = records_kind(every, "paper")
+    records = study_records(every, specs, params, kind)
     if len(records) < len(specs):
         print(f"study: {len(specs) - len(records)} of {len(specs)} runs have no record yet")
     if not records:
@@ -32,13 +33,14 @@ def write_study_report(paths: ProjectPaths) -> list[Path]:
     gif = mall_gif_inputs(records, paths)
     if gif is None:
         print("study: Mall predictions of some variant are not here; the GIF stays as it was")
-    return write_report(records, params, paths.reports, *(gif or (None, None)))
+    left_out = other_kinds(every, specs, params, kind)
+    return write_report(records, params, paths.reports, *(gif or (None, None)), left_out)
 
 
 def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     records = read_records(paths.run_records)
-    # Every network's report: the README's table puts them side by side.
+    # Every sweep's report: the README's blocks put the networks side by side.
     return write_sweep_reports(
         sweeps(config, params, records), records, paths.reports, paths.root / "README.md"
     )

@@ -61,14 +61,16 @@ class StrengthPanel(NamedTuple):
     selected: float | None
     mark: tuple[float, str] | None  # (value, label): the post's own value, or a default
     points: tuple[float, ...] = ()  # the grid as run: the axis spans it before any result
+    plateau: tuple[float, ...] = ()  # strengths within one SE of the best (none: not estimable)
 
 
 def write_selection_chart(
     panels: Sequence[StrengthPanel], references: dict[str, float], path: Path, title: str
 ) -> None:
     """One panel per regulariser: mean validation IoU against strength on a log axis (error
-    bars: std over seeds), the selected strength ringed, `mark` dashed, and each reference's
-    mean validation IoU as a horizontal line; the same bytes for the same inputs."""
+    bars: std over seeds), the selected strength ringed, its plateau in squares, `mark` dashed,
+    and each reference's mean validation IoU as a horizontal line; the same bytes for the same
+    inputs."""
     columns = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / columns))
     figure = Figure(figsize=(4.6 * columns, 3.8 * rows), dpi=100, layout="constrained")
@@ -83,6 +85,17 @@ def write_selection_chart(
             axes.axhline(value, color=f"C{index + 2}", linestyle=":", label=f"{name} (reference)")
         if panel.mark is not None:
             axes.axvline(panel.mark[0], color="grey", linestyle="--", label=panel.mark[1])
+        if panel.plateau:
+            axes.plot(
+                panel.plateau,
+                [panel.curve[x][0] for x in panel.plateau],
+                marker="s",
+                markersize=9,
+                markerfacecolor="none",
+                markeredgecolor="C1",
+                linestyle="none",
+                label="plateau (within 1 SE)",
+            )
         if panel.selected is not None:
             axes.plot(
                 [panel.selected],

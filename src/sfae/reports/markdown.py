@@ -32,8 +32,8 @@ def counted(counts: set, things: str) -> str:
 
 
 def tally(values: Iterable[str], code: bool = False) -> str:
-    """'x' when every run has x, else 'x (3 runs); y (2 runs)', sorted; `code` puts values in
-    backticks. An empty value (an older record) reads "not recorded"."""
+    """'x' when every run has x, else 'x (runs: 3); y (runs: 2)', sorted; `code` puts values
+    in backticks. An empty value (an older record) reads "not recorded"."""
     counts = sorted(Counter(values).items())
 
     def shown(value: str) -> str:
@@ -41,7 +41,7 @@ def tally(values: Iterable[str], code: bool = False) -> str:
 
     if len(counts) == 1:
         return shown(counts[0][0])
-    return "; ".join(f"{shown(value)} ({n} run{'s' * (n > 1)})" for value, n in counts)
+    return "; ".join(f"{shown(value)} (runs: {n})" for value, n in counts)
 
 
 def time_unit(seconds: float) -> tuple[float, str, int]:

@@ -1,8 +1,8 @@
-"""Statistics over run records: scores summarised over seeds, and groups of runs compared
-image by image with a reference group through bootstrap intervals of the mean difference.
+"""Statistics over run records: scores summarised over seeds.
 
 Groups are named lists of runs (one run per seed): the study's are its variants, but any
-grouping works, e.g. the sweep's best sparse setting against its best L1/L2 one.
+grouping works, e.g. the sweep's rows. How groups are compared (intervals and verdicts):
+sfae.reports.comparisons.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.stats import bootstrap
 
 from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
@@ -29,9 +28,6 @@ SUMMARY_METRICS = {
     "foreground_share": ("Mall foreground share", "mall", "foreground_share"),
 }
 METRIC_LABELS = {metric: label for metric, (label, _, _) in SUMMARY_METRICS.items()}
-NOT_DISTINGUISHABLE = "not distinguishable"
-# Resamples are drawn in batches of at most this many indices to bound memory.
-_BOOTSTRAP_BLOCK = 2_000_000
 
 Summary = dict[str, dict[str, tuple[float, float, int]]]
 
@@ -87,157 +83,3 @@ def summary_table(groups: Mapping[str, Sequence[RunRecord]]) -> Summary:
             spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
             table[name][metric] = (float(values.mean()), spread, len(values))
     return table
-
-
-def _check_resampling(resamples: int, level: float) -> None:
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise SfaeError(f"resamples must be an integer >= 1, got {resamples!r}")
-    if not 0.0 < level < 1.0:
-        raise SfaeError(f"level must lie strictly between 0 and 1, got {level!r}")
-
-
-def paired_bootstrap(
-    differences: np.ndarray, resamples: int = 10_000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of per-image differences and its percentile bootstrap
-    interval at `level`, resampling the images with replacement `resamples` times."""
-    differences = np.asarray(differences, dtype=np.float64)
-    if differences.ndim != 1 or differences.size == 0:
-        raise SfaeError(f"differences must be a non-empty 1-D array, got shape {differences.shape}")
-    if not np.isfinite(differences).all():
-        raise SfaeError("differences must be finite")
-    _check_resampling(resamples, level)
-    mean = float(differences.mean())
-    if differences.size == 1:  # scipy needs two; every resample of one image is that image
-        return mean, mean, mean
-    interval = bootstrap(
-        (differences,),
-        np.mean,
-        n_resamples=resamples,
-        batch=max(1, _BOOTSTRAP_BLOCK // differences.size),
-        confidence_level=level,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    ).confidence_interval
-    return mean, float(interval.low), float(interval.high)
-
-
-def seed_and_image_bootstrap(
-    variant_iou: np.ndarray,
-    reference_iou: np.ndarray,
-    resamples: int = 10_000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """(low, high): a percentile bootstrap interval of the mean per-image IoU difference that
-    also resamples the training runs: each resample draws each side's seeds with replacement
-    (rows: seeds, columns: the same images) and the images, paired, with replacement.
-
-    The image-only interval treats the seed-averaged IoU as exact; this one also carries
-    the seed-to-seed (training) noise, which with few seeds is often the larger part.
-    scipy's bootstrap resamples one index per sample, not two nested ones, hence this.
-    """
-    ours, theirs = np.asarray(variant_iou, float), np.asarray(reference_iou, float)
-    if ours.ndim != 2 or theirs.ndim != 2 or ours.shape[1] != theirs.shape[1]:
-        raise SfaeError(
-            f"need (seeds, images) arrays over the same images, got {ours.shape} and {theirs.shape}"
-        )
-    _check_resampling(resamples, level)
-    generator = np.random.default_rng(seed)
-    images = ours.shape[1]
-    picked = generator.integers(0, images, (resamples, images))
-    # The mean over drawn seeds and drawn images equals the mean over the drawn images of
-    # the drawn seeds' mean, so each side is averaged over its seeds first.
-    ours = ours[generator.integers(0, len(ours), (resamples, len(ours)))].mean(axis=1)
-    theirs = theirs[generator.integers(0, len(theirs), (resamples, len(theirs)))].mean(axis=1)
-    means = np.take_along_axis(ours - theirs, picked, axis=1).mean(axis=1)
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
-def _shared_images(runs: Sequence[RunRecord]) -> set[str]:
-    return set.intersection(*(set(run.per_image_iou) for run in runs))
-
-
-def _iou_matrix(name: str, runs: Sequence[RunRecord], images: list[str]) -> np.ndarray:
-    """Per-image IoU, rows: the runs (seeds), columns: `images`."""
-    matrix = np.array([[run.per_image_iou[image] for image in images] for run in runs])
-    if not np.isfinite(matrix).all():
-        raise SfaeError(f"{name}: a per-image test IoU is not finite")
-    return matrix
-
-
-def _sentence(name: str, comparison: dict) -> str:
-    reference = comparison["reference"]
-    interval = (
-        f"{name} minus {reference} per-image test IoU is {comparison['mean']:+.3f} "
-        f"({comparison['level']:.0%} interval {comparison['low']:+.3f} to "
-        f"{comparison['high']:+.3f}, {comparison['n_images']} images)"
-    )
-    if comparison["verdict"] == NOT_DISTINGUISHABLE:
-        return f"{interval}: not distinguishable from zero."
-    seeds = (
-        f"resampling the seeds as well, {comparison['seeds_low']:+.3f} to "
-        f"{comparison['seeds_high']:+.3f}"
-    )
-    holds = (
-        f"{seeds}, it holds across training runs"
-        if comparison["holds_across_seeds"]
-        else f"but {seeds}: with {comparison['n_seeds']} seeds, training noise alone could give it"
-    )
-    return (
-        f"{interval}: distinguishable from zero, {name} is {comparison['verdict']} than "
-        f"{reference}; {holds}."
-    )
-
-
-def compare(
-    groups: Mapping[str, Sequence[RunRecord]],
-    reference: str = "pure",
-    resamples: int = 10_000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, dict]:
-    """For every group but `reference`: its per-image test IoU averaged over its seeds minus
-    the reference's, on the images both have, with a paired bootstrap interval of the mean.
-
-    Each value holds reference, mean, low, high, level, n_images, n_seeds, verdict ("better",
-    "worse" or "not distinguishable") and a plain sentence saying so; seeds_low and seeds_high
-    are the interval that resamples the seeds too, holds_across_seeds whether it excludes zero.
-    """
-    if reference not in groups:
-        raise SfaeError(f"no run of {reference}: every other group is compared with it")
-    reference_images = _shared_images(groups[reference])
-    comparisons = {}
-    for name, runs in groups.items():
-        if name == reference:
-            continue
-        images = sorted(_shared_images(runs) & reference_images)
-        if not images:
-            raise SfaeError(
-                f"{name} and {reference} have no per-image test IoU of a common image name, "
-                "so they cannot be compared image by image"
-            )
-        ours = _iou_matrix(name, runs, images)
-        theirs = _iou_matrix(reference, groups[reference], images)
-        differences = ours.mean(axis=0) - theirs.mean(axis=0)  # of the seed-averaged IoU
-        mean, low, high = paired_bootstrap(differences, resamples, seed, level)
-        seeds_low, seeds_high = seed_and_image_bootstrap(ours, theirs, resamples, seed, level)
-        verdict = "better" if low > 0 else "worse" if high < 0 else NOT_DISTINGUISHABLE
-        comparison = {
-            "reference": reference,
-            "mean": mean,
-            "low": low,
-            "high": high,
-            "level": level,
-            "n_images": len(images),
-            "n_seeds": len(runs),
-            "verdict": verdict,
-            "seeds_low": seeds_low,
-            "seeds_high": seeds_high,
-            "holds_across_seeds": seeds_low > 0 or seeds_high < 0,
-        }
-        comparison["sentence"] = _sentence(name, comparison)
-        comparisons[name] = comparison
-    return comparisons

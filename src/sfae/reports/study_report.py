@@ -10,7 +10,7 @@ verdicts included, is computed from the records; none is typed by hand.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +22,12 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
 from sfae.reports.claims import claims
+from sfae.reports.comparisons import Family, compare_family, one_kind
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
-from sfae.reports.statistics import (
-    METRIC_LABELS,
-    NOT_DISTINGUISHABLE,
-    SUMMARY_METRICS,
-    Summary,
-    compare,
-    group_by_variant,
-    summary_table,
-)
+from sfae.reports.sections import family_table, methods, results_table
+from sfae.reports.statistics import METRIC_LABELS, Summary, group_by_variant, summary_table
+from sfae.reports.wording import family_said, left_out_said
 
 REFERENCE = "pure"
 MALL_PROBABILITY = IN_REPO.mall_probability.as_posix()
@@ -71,76 +66,23 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     return groups
 
 
-def headline(table: Summary, comparisons: dict) -> str:
-    """One sentence: the best variant by mean test IoU, and which variants differ from the
-    reference."""
+HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
+
+
+def headline(table: Summary, family: Family) -> str:
+    """The best variant by mean test IoU, and the family of comparisons with the reference."""
     best = max(table, key=lambda variant: table[variant]["test_iou"][0])
-    mean, spread, seeds = table[best]["test_iou"]
-    best_part = f"{best} has the best mean test IoU ({mean:.3f} ± {spread:.3f} over {seeds} seeds)"
-    first = next(iter(comparisons.values()))
-    reference, level = first["reference"], first["level"]
-    differing = [
-        f"{variant} ({c['verdict']}{'' if c['holds_across_seeds'] else '; not across seeds'})"
-        for variant, c in comparisons.items()
-        if c["verdict"] != NOT_DISTINGUISHABLE
-    ]
-    if not differing:
-        return (
-            f"{best_part}, and no variant's per-image test IoU differs distinguishably from "
-            f"{reference}'s ({level:.0%} paired bootstrap intervals)."
-        )
-    verb = "differs" if len(differing) == 1 else "differ"
-    return (
-        f"{best_part}; {join(differing)} {verb} distinguishably from {reference} in per-image "
-        f"test IoU ({level:.0%} paired bootstrap intervals)."
-    )
+    mean, std, seeds = table[best]["test_iou"]
+    return HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family))
 
 
-def results_section(table: Summary) -> list[str]:
-    rows = [
-        [
-            f"`{variant}`",
-            scores["test_iou"][2],
-            *(f"{scores[metric][0]:.3f} ± {scores[metric][1]:.3f}" for metric in SUMMARY_METRICS),
-        ]
-        for variant, scores in table.items()
-    ]
+def comparison_section(family: Family) -> list[str]:
     return [
-        "## Results per variant",
+        f"## Compared with {family.reference}, image by image",
         "",
-        "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed).",
+        *methods(family.alpha),
         "",
-        *markdown_table(["variant", "n seeds", *map(METRIC_LABELS.get, SUMMARY_METRICS)], rows),
-    ]
-
-
-def comparison_section(comparisons: dict) -> list[str]:
-    first = next(iter(comparisons.values()))
-    reference, level = first["reference"], first["level"]
-    rows = [
-        [
-            f"`{variant}`",
-            f"{comparison['mean']:+.3f}",
-            f"{comparison['low']:+.3f} to {comparison['high']:+.3f}",
-            f"{comparison['seeds_low']:+.3f} to {comparison['seeds_high']:+.3f}",
-            comparison["n_images"],
-            comparison["sentence"],
-        ]
-        for variant, comparison in comparisons.items()
-    ]
-    header = ["variant", "mean difference", f"{level:.0%} interval (images)"]
-    header += [f"{level:.0%} interval (seeds and images)", "images", "reading"]
-    return [
-        f"## Compared with {reference}, image by image",
-        "",
-        f"Each variant's per-image test IoU, averaged over its seeds, minus {reference}'s on the "
-        f"same image; the interval is a {level:.0%} percentile bootstrap of the mean difference, "
-        "resampling the test images with replacement. It takes the seed-averaged IoU as exact; "
-        "the second interval resamples each variant's seeds too, so it also carries the "
-        "run-to-run (training) noise. A difference that only the first excludes from zero "
-        "may not survive other seeds.",
-        "",
-        *markdown_table(header, rows),
+        *family_table(family),
     ]
 
 
@@ -166,7 +108,7 @@ def _metrics_section() -> list[str]:
     ]
 
 
-def _cost_section(groups: dict[str, list[RunRecord]], params: dict) -> list[str]:
+def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | None) -> list[str]:
     records = [record for runs in groups.values() for record in runs]
     seeds = sorted({record.seed for record in records})
     # One unit for every single-run cell, so the cells compare at a glance.
@@ -177,8 +119,6 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict) -> list[str]
         seconds = {run.seed: run.train_seconds for run in runs if run.train_seconds is not None}
         cells = [duration(seconds[seed], unit) if seed in seconds else "no run" for seed in seeds]
         rows.append([f"`{variant}`", *cells, duration(sum(seconds.values()))])
-    machines = {record.machine for record in records}
-    commits = {record.commit for record in records}
     packages = dict.fromkeys(name for record in records for name in record.packages)
     package_rows = [
         [f"`{name}`", tally(record.packages.get(name, "") for record in records)]
@@ -197,9 +137,10 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict) -> list[str]
         "",
         f"- Training time of all {len(records)} runs: "
         f"{duration(sum(record.train_seconds for record in timed))}.",
-        f"- Machine{'s' * (len(machines) > 1)}: {tally(r.machine for r in records)}.",
-        f"- Experiments derive from git commit{'s' * (len(commits) > 1)} "
+        f"- Runs per machine: {tally(r.machine for r in records)}.",
+        f"- Runs per git commit (the one each experiment derives from): "
         f"{tally((r.commit for r in records), code=True)}.",
+        *([f"- {left}"] if left else []),
         "",
         "Runs:",
         "",
@@ -217,38 +158,44 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict) -> list[str]
     ]
 
 
-def render_markdown(records: Iterable[RunRecord], params: dict) -> str:
-    """reports/study.md, from the study's run records and params.yaml alone."""
+def render_markdown(
+    records: Iterable[RunRecord], params: dict, left_out: Sequence[RunRecord] = ()
+) -> str:
+    """reports/study.md, from the study's run records and params.yaml alone; `left_out`: the
+    records of study runs that trained on another machine kind."""
     groups = study_groups(records)
+    kind = one_kind(groups)
     records = [record for runs in groups.values() for record in runs]
     table = summary_table(groups)
-    comparisons = compare(groups, REFERENCE)
+    family = compare_family(groups, REFERENCE)
     test_images = {len(record.per_image_iou) for record in records}
     mall_frames = {record.mall.get("frames") for record in records}
     lines = [
         "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
         "",
-        headline(table, comparisons),
+        headline(table, family),
         "",
         f"{len(table)} variants ({join(table)}), trained with the seeds "
         f"{join(str(seed) for seed in sorted({r.seed for r in records}))}: {len(records)} "
         f"runs, each scored on {counted(test_images, 'Penn-Fudan test images')} and "
         f"{counted(mall_frames, 'CUHK Mall frames')}.",
         "",
-        *results_section(table),
+        "## Results per variant",
         "",
-        *comparison_section(comparisons),
+        *results_table(table, kind),
+        "",
+        *comparison_section(family),
         "",
         f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
         "",
         f"![Mall frames, each variant's predicted foreground side by side "
         f"({join(POST_VARIANTS)})]({GIF})",
         "",
-        *_claims_section(claims(table, comparisons)),
+        *_claims_section(claims(table, family.comparisons)),
         "",
         *_metrics_section(),
         "",
-        *_cost_section(groups, params),
+        *_cost_section(groups, params, left_out_said(left_out, kind)),
     ]
     return "\n".join(lines) + "\n"
 
@@ -259,6 +206,7 @@ def write_report(
     out_dir: Path,
     frames_rgb: list[np.ndarray] | None = None,
     probabilities: dict[str, np.ndarray] | None = None,
+    left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
     """Write study.md, study.png and, given frames and probabilities, mall_variants.gif into
     out_dir; return their paths. Without frames the GIF already there stays. Each file
@@ -266,7 +214,7 @@ def write_report(
     if (frames_rgb is None) != (probabilities is None):
         raise SfaeError("the Mall GIF needs both frames_rgb and probabilities, or neither")
     records = list(records)
-    text = render_markdown(records, params)
+    text = render_markdown(records, params, left_out)
     table = summary_table(study_groups(records))
     out_dir = Path(out_dir)
     targets = [out_dir / MARKDOWN, out_dir / CHART]

@@ -1,0 +1,341 @@
+"""What the records hold of a sweep, computed once: the selections with each seed's values and
+their plateaus, the references, the leader, the candidates and the best one, the final rows,
+what is missing and which records of other machine kinds were left out.
+
+`sweep_state(sweep, records)` is the one place that reads the records for a sweep; the plan
+(sfae.experiments.sweep_plan) and the reports (sfae.reports.sweep_*) read the state. Every
+planned run is a `Spec` held next to the record found for it, so the plan lists the specs and
+the reports the records of one and the same state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from sfae.experiments.plateau import Plateau, plateau
+from sfae.experiments.records import RunRecord
+from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
+from sfae.experiments.study import study_plan
+from sfae.experiments.sweep import Sweep, extended_grid, val_iou
+from sfae.nn.regularisers.registry import STRENGTH_LIMITS
+
+
+@dataclass(frozen=True)
+class Runs:
+    """Planned runs (one per seed) and the records found for them, in the same order."""
+
+    specs: tuple[Spec, ...]
+    found: tuple[RunRecord | None, ...]
+
+    @property
+    def records(self) -> tuple[RunRecord, ...]:
+        return tuple(record for record in self.found if record is not None)
+
+    @property
+    def complete(self) -> bool:
+        return all(record is not None for record in self.found)
+
+    @property
+    def missing(self) -> int:
+        return len(self.specs) - len(self.records)
+
+    @property
+    def validation(self) -> dict[int, float]:
+        """seed -> validation IoU of the recorded runs."""
+        return {record.seed: val_iou(record) for record in self.records}
+
+    @property
+    def mean(self) -> float | None:
+        values = list(self.validation.values())
+        return float(np.mean(values)) if values else None
+
+    @property
+    def std(self) -> float:
+        values = list(self.validation.values())
+        return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One regulariser's selection on validation IoU."""
+
+    variant: str
+    key: str  # the dotted param its strength sets
+    grid: tuple[float, ...]  # as params.yaml gives it
+    points: dict[float, Runs]  # the grid as extended, strength -> its selection runs
+    selected: float | None  # None until every point has all its seeds
+    plateau: Plateau | None  # once selected
+    post: tuple[float, str]  # the post's value ("post") or params.yaml's ("default")
+
+    @property
+    def bracketed(self) -> bool:
+        strengths = list(self.points)
+        return self.selected is not None and strengths[0] < self.selected < strengths[-1]
+
+    @property
+    def added(self) -> tuple[float, ...]:
+        return tuple(p for p in self.points if p not in self.grid)
+
+    @property
+    def best_mean(self) -> float | None:
+        return None if self.selected is None else self.points[self.selected].mean
+
+    @property
+    def missing(self) -> int:
+        return sum(runs.missing for runs in self.points.values())
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference's selection runs (no strength)."""
+
+    variant: str
+    runs: Runs
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The variant of best mean validation IoU of the selected ones and the references."""
+
+    variant: str
+    strength: dict  # {its strength key: the selected value}, {} for a reference
+    validation: float
+
+    @property
+    def label(self) -> str:
+        return "".join([self.variant, *(f" @ {value:g}" for value in self.strength.values())])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A setting of the leader tried on validation: its overrides ({}: as swept)."""
+
+    overrides: dict
+    runs: Runs
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in self.overrides.items()) or (
+            "as swept"
+        )
+
+
+@dataclass(frozen=True)
+class FinalRow:
+    """One row of the final table: a variant at one strength, on all training images."""
+
+    variant: str
+    label: str  # "pure", "l2 @ 0.0005", "l2 @ 0.005 (post)", "l2 (not selected)"
+    strength: float | None
+    runs: Runs
+    planned: bool  # the sweep's own row (selected or a reference); False: the study's
+    selected: bool = True  # False: its regulariser is not selected yet (no run planned)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Runs still missing: `missing` of `planned` runs of one step for one label."""
+
+    step: str  # "selection" (of a regulariser), "reference", "final" or "candidate"
+    label: str
+    missing: int
+    planned: int
+
+
+@dataclass(frozen=True)
+class SweepState:
+    sweep: Sweep
+    selections: tuple[Selection, ...]
+    references: tuple[Reference, ...]
+    leader: Leader | None  # None until every selection and reference is measured
+    candidates: tuple[Candidate, ...]  # first: the leader as swept; empty without a leader
+    best: Candidate | None  # of best validation IoU, once all are measured
+    best_finals: FinalRow | None  # the best candidate's finals, if it is not as swept
+    rows: tuple[FinalRow, ...]
+    gaps: tuple[Gap, ...]
+    left_out: tuple[RunRecord, ...]  # records of planned runs, of another machine kind
+
+    def selection(self, variant: str) -> Selection | None:
+        return next((s for s in self.selections if s.variant == variant), None)
+
+    def row(self, variant: str) -> FinalRow | None:
+        """The sweep's own row of a variant (the one compared)."""
+        return next((r for r in self.rows if r.variant == variant and r.planned), None)
+
+    @property
+    def selection_runs(self) -> tuple[RunRecord, ...]:
+        runs = [r for s in self.selections for p in s.points.values() for r in p.records]
+        runs += [r for ref in self.references for r in ref.runs.records]
+        runs += [r for c in self.candidates for r in c.runs.records]
+        return _once(runs)
+
+    @property
+    def final_runs(self) -> tuple[RunRecord, ...]:
+        rows = [*self.rows, *([self.best_finals] if self.best_finals else [])]
+        return _once([r for row in rows for r in row.runs.records])
+
+
+def _once(runs) -> tuple[RunRecord, ...]:
+    return tuple({id(r): r for r in runs}.values())
+
+
+class _Finder:
+    """Records for specs, of the sweep's machine kind; records of other kinds are noted."""
+
+    def __init__(self, sweep: Sweep, records: list[RunRecord]):
+        # find_record takes the first match: a fixed order makes the state order-free.
+        self.records = sorted(
+            records, key=lambda r: (r.variant, json.dumps(r.params, sort_keys=True), r.rev, r.name)
+        )
+        self.sweep, self.others = sweep, {}
+
+    def runs(self, specs) -> Runs:
+        found = []
+        for spec in specs:
+            wanted = wanted_params(self.sweep.params, spec)
+            found.append(find_record(self.records, wanted, self.sweep.kind))
+            if self.sweep.kind is not None:
+                for record in self.records:
+                    if record.machine_kind != self.sweep.kind and fulfils(record.params, wanted):
+                        self.others[id(record)] = record
+        return Runs(tuple(specs), tuple(found))
+
+
+def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Selection:
+    key, seeds = sweep.key(variant), sweep.settings.seeds
+    limit = STRENGTH_LIMITS[key.rsplit(".", 1)[1]]
+
+    def measured(points) -> dict[float, Runs]:
+        return {
+            p: finder.runs([sweep.selection_spec(variant, s, p) for s in seeds]) for p in points
+        }
+
+    points = list(grid)
+    while True:  # the extension depends on the points measured so far
+        curve = measured(points)
+        grown = extended_grid(grid, {p: r.mean for p, r in curve.items() if r.complete}, limit)
+        if grown == points:
+            break
+        points = grown
+    done = all(runs.complete for runs in curve.values())
+    best = max(curve, key=lambda p: (curve[p].mean, -p)) if done else None
+    flat = plateau({p: runs.validation for p, runs in curve.items()}) if done else None
+    return Selection(variant, key, tuple(grid), curve, best, flat, sweep.post_mark(variant))
+
+
+def _leader(selections, references) -> Leader | None:
+    if not all(s.selected is not None for s in selections):
+        return None
+    if not all(ref.runs.complete for ref in references):
+        return None
+    options = [Leader(s.variant, {s.key: s.selected}, s.best_mean) for s in selections]
+    options += [Leader(ref.variant, {}, ref.runs.mean) for ref in references]
+    return max(options, key=lambda leader: leader.validation) if options else None
+
+
+def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[Candidate, ...]:
+    if leader is None or not sweep.settings.candidates:
+        return ()
+    found, seen = [], []
+    for overrides in [{}, *sweep.settings.candidates]:
+        specs = [
+            sweep.candidate_spec(leader.variant, leader.strength, overrides, seed)
+            for seed in sweep.settings.seeds
+        ]
+        # Settings the leader's runs do not read (another variant's) make no new run.
+        if (scored := wanted_params(sweep.params, specs[0])) in seen:
+            continue
+        seen.append(scored)
+        found.append(Candidate(dict(overrides), finder.runs(specs)))
+    return tuple(found)
+
+
+def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
+    """Each variant at its selected strength (references by name) and, where those are other
+    runs, the study's at the post's settings (the study trained the paper net only)."""
+    chosen = {s.variant: s.selected for s in selections}
+    study = study_plan(sweep.config)
+    rows = []
+    for variant in sweep.config.variants:
+        post = sweep.post_mark(variant)
+        at_post = variant if post is None else f"{variant} @ {post[0]:g} (post)"
+        in_study = sweep.in_study(variant)
+        if variant in chosen and chosen[variant] is None:
+            rows.append(
+                FinalRow(variant, f"{variant} (not selected)", None, Runs((), ()), True, False)
+            )
+        elif variant in chosen:
+            x = chosen[variant]
+            same = in_study and post is not None and bool(np.isclose(x, post[0]))
+            specs = [sweep.final_spec(variant, seed, x) for seed in sweep.final_seeds]
+            rows.append(
+                FinalRow(
+                    variant, at_post if same else f"{variant} @ {x:g}", x, finder.runs(specs), True
+                )
+            )
+            in_study = in_study and not same  # the same runs: one row
+        elif variant in sweep.settings.references:
+            specs = [sweep.final_spec(variant, seed) for seed in sweep.final_seeds]
+            rows.append(FinalRow(variant, variant, None, finder.runs(specs), True))
+        if in_study:
+            specs = [spec for spec in study if spec.as_dict()["variant"] == variant]
+            rows.append(FinalRow(variant, at_post, post and post[0], finder.runs(specs), False))
+    return rows
+
+
+def _best(candidates) -> Candidate | None:
+    """Of best mean validation IoU once all are measured (ties: the earlier, so the variant
+    as swept wins a tie); None before."""
+    if not candidates or not all(c.runs.complete for c in candidates):
+        return None
+    return max(candidates, key=lambda c: c.runs.mean)
+
+
+def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, ...]:
+    """What is missing, step by step: an unselected regulariser's selection runs (its finals
+    come after), the references' selection runs, the planned finals, the candidates' runs."""
+    gaps = [
+        Gap("selection", s.variant, s.missing, sum(len(r.specs) for r in s.points.values()))
+        for s in selections
+        if s.selected is None
+    ]
+    gaps += [Gap("reference", r.variant, r.runs.missing, len(r.runs.specs)) for r in references]
+    finals = [row for row in rows if row.planned and row.selected]
+    gaps += [Gap("final", row.label, row.runs.missing, len(row.runs.specs)) for row in finals]
+    gaps += [Gap("candidate", c.label, c.runs.missing, len(c.runs.specs)) for c in candidates]
+    if best_finals is not None:
+        runs = best_finals.runs
+        gaps.append(Gap("final", best_finals.label, runs.missing, len(runs.specs)))
+    return tuple(gap for gap in gaps if gap.missing)
+
+
+def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
+    """The sweep's state in the records (of its machine kind); records in any order."""
+    finder = _Finder(sweep, records)
+    selections = tuple(
+        _selection(sweep, finder, variant, grid) for variant, grid in sweep.settings.grids.items()
+    )
+    references = tuple(
+        Reference(v, finder.runs([sweep.selection_spec(v, s) for s in sweep.settings.seeds]))
+        for v in sweep.settings.references
+    )
+    leader = _leader(selections, references)
+    candidates = _candidates(sweep, finder, leader)
+    best = _best(candidates)
+    best_finals = None
+    if best is not None and best.overrides:
+        specs = [
+            sweep.candidate_spec(leader.variant, leader.strength, best.overrides, seed, final=True)
+            for seed in sweep.final_seeds
+        ]
+        label = f"{leader.label}, {best.label}"
+        best_finals = FinalRow(leader.variant, label, None, finder.runs(specs), False)
+    rows = tuple(_rows(sweep, finder, selections))
+    gaps = _gaps(selections, references, rows, candidates, best_finals)
+    left_out = tuple(finder.others.values())
+    return SweepState(
+        sweep, selections, references, leader, candidates, best, best_finals, rows, gaps, left_out,
+    )  # fmt: skip

@@ -1,0 +1,224 @@
+"""The reports' sentences: templates with slots, filled from typed results (a Comparison, a
+Family, a Selection's plateau, a Gap). Each template is phrased so that no count changes its
+grammar ("final seeds: 5", "3 of 5 final runs"), and a list reads the same with one item.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from sfae.experiments.records import RunRecord
+from sfae.experiments.sweep_state import Gap, Selection
+from sfae.reports.comparisons import COLLAPSE_IOU, VERDICTS, Comparison, Family
+from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
+from sfae.reports.markdown import join
+from sfae.reports.statistics import metric_value
+
+RELATION = {
+    BETTER: "better than",
+    WORSE: "worse than",
+    NOT_DISTINGUISHABLE: "not distinguishable from",
+}
+INTERVAL = "{low:+.3f} to {high:+.3f}"
+# A null says how large an effect it still allows: the corrected interval's ends.
+ALLOWS = "no more than {gain:+.3f} IoU better, no more than {loss:.3f} worse"
+READING = (
+    "{name} minus {reference}: {mean:+.3f} per-image test IoU, {level:.1%} interval "
+    + INTERVAL
+    + " (Holm, a family of {size}; seeds: {seeds}; images: {images}): {relation} {reference}"
+)
+SHORT = {
+    BETTER: "{name} ({mean:+.3f}; " + INTERVAL + ")",
+    WORSE: "{name} ({mean:+.3f}; " + INTERVAL + ")",
+    NOT_DISTINGUISHABLE: "{name} ({mean:+.3f}; " + ALLOWS + ")",
+}
+FAMILY = (
+    "Against {reference} ({kind}; Holm-corrected intervals over seeds and images, "
+    "a family of {size}): {groups}."
+)
+NOTHING_COMPARED = "Against {reference}: no row has two final runs beside two of {reference}'s yet."
+PENDING = "pending (fewer than two final runs): {names}"
+GAP = {
+    "selection": "{label}: {missing} of {planned} selection runs, then its finals",
+    "reference": "{label}: {missing} of {planned} selection runs",
+    "final": "{label}: {missing} of {planned} final runs",
+    "candidate": "{label}: {missing} of {planned} candidate runs",
+}
+COLLAPSED = (
+    "Collapsed runs (pooled test IoU below {limit:.2f}) are seed outcomes, not accidents to "
+    "drop: they stay in their groups, and the intervals carry them: {runs}."
+)
+NONE_COLLAPSED = "No final run collapsed (pooled test IoU below {limit:.2f})."
+COLLAPSED_RUN = "{variant} seed {seed} (`{name}`, {iou:.3f})"
+LEFT_OUT = (
+    "Records of planned runs that trained on another machine kind, left out (every "
+    "comparison here reads runs of {kind} only): {groups}."
+)
+LEFT_OUT_KIND = "{kind}: {count} ({runs})"
+LEFT_OUT_RUN = "{variant} seed {seed} {step}"
+METHODS = (
+    "**How the verdicts are made.** A comparison is the mean over the test images of the "
+    "per-image test IoU difference, each side averaged over its seeds. Its interval is a "
+    "t interval that carries both kinds of noise: the training seeds (runs with one seed share "
+    "their initial weights and shuffles, so the sides are paired by seed where both have it, "
+    "else compared as independent seeds, Welch) and the test images, which are a sample too; the "
+    "variance is the seed part plus the image part less the seed-by-image residual they both "
+    "hold, with Satterthwaite's degrees of freedom (`sfae.reports.intervals`). The comparisons "
+    "with one reference form a family: Holm's step-down correction holds the chance of any "
+    "false verdict in it at {alpha:.0%}, and each interval is shown at its Holm level, so it "
+    "excludes zero exactly when Holm rejects. A row is better or worse only then; otherwise its "
+    "interval's ends are the largest gain and loss it still allows. This replaces the "
+    "percentile bootstrap of earlier reports, which undercovers with few seeds; the coverage "
+    "of both in a simulation with this study's noise sizes: see "
+    "bench/results/interval_coverage.txt."
+)
+ONE_SEED = "{variant}: {selected:g} (one selection seed: the SE, and so a range, is not estimable)"
+RANGE = "{variant}: anything from {low:g} to {high:g} does as well as {selected:g}"
+ALONE = "{variant}: {selected:g} alone (every other strength lies more than one SE below it)"
+SCATTERED = (
+    "{variant}: within one SE of the selected {selected:g}: {strengths}, but not the strengths "
+    "between them"
+)
+COLLAPSES = "; it collapses at {strengths}"
+POST_VALUE = {"post": "the post's {x:g}", "default": "params.yaml's default {x:g}"}
+NOT_SELECTED = "{variant}: not selected yet"
+MALL_FRAMES = (
+    "The training of {variants} also sees unlabeled Mall frames ({frames}): they come from the "
+    "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
+    "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
+)
+
+
+def seeds_said(comparison: Comparison) -> str:
+    difference = comparison.difference
+    if difference.paired:
+        return f"{len(difference.ours_seeds)} paired"
+    return f"{len(difference.ours_seeds)} vs {len(difference.reference_seeds)}, Welch"
+
+
+def _slots(comparison: Comparison) -> dict:
+    holm = comparison.holm
+    return {
+        "name": comparison.name,
+        "reference": comparison.reference,
+        "mean": comparison.mean,
+        "level": holm.level,
+        "low": holm.low,
+        "high": holm.high,
+        "size": holm.family_size,
+        "seeds": seeds_said(comparison),
+        "images": comparison.difference.n_images,
+        "relation": RELATION[comparison.verdict],
+        "gain": holm.largest_gain,
+        "loss": -holm.largest_loss if holm.largest_loss is not None else None,
+    }
+
+
+def reading(comparison: Comparison) -> str:
+    """One sentence: the difference, its corrected interval and its verdict (for a null, the
+    largest gain and loss it still allows)."""
+    slots = _slots(comparison)
+    text = READING.format(**slots)
+    if comparison.verdict == NOT_DISTINGUISHABLE:
+        text += "; it allows " + ALLOWS.format(**slots)
+    return text + "."
+
+
+def short(comparison: Comparison) -> str:
+    return SHORT[comparison.verdict].format(**_slots(comparison))
+
+
+def verdict_cell(comparison: Comparison) -> str:
+    if comparison.verdict == NOT_DISTINGUISHABLE:
+        return f"{NOT_DISTINGUISHABLE}: {ALLOWS.format(**_slots(comparison))}"
+    return comparison.verdict
+
+
+def family_said(family: Family, label=short) -> str:
+    """'Against pure (kind; ...): better: a, b; worse: c; not distinguishable: d.'"""
+    groups = [
+        f"{verdict}: {', '.join(label(c) for c in found)}"
+        for verdict in VERDICTS
+        if (found := family.with_verdict(verdict))
+    ]
+    if family.pending:
+        groups.append(PENDING.format(names=", ".join(family.pending)))
+    if not family.comparisons:
+        return NOTHING_COMPARED.format(reference=family.reference)
+    slots = {"reference": family.reference, "kind": family.kind, "size": family.size}
+    return FAMILY.format(**slots, groups="; ".join(groups))
+
+
+def gaps_said(gaps: Iterable[Gap]) -> str:
+    return "; ".join(GAP[gap.step].format(**vars(gap)) for gap in gaps)
+
+
+def collapsed_said(runs: Sequence[RunRecord]) -> str:
+    if not runs:
+        return NONE_COLLAPSED.format(limit=COLLAPSE_IOU)
+    ordered = sorted({id(r): r for r in runs}.values(), key=lambda r: (r.variant, r.seed))
+    named = [
+        COLLAPSED_RUN.format(
+            variant=r.variant, seed=r.seed, name=r.name, iou=metric_value(r, "test_iou")
+        )
+        for r in ordered
+    ]
+    return COLLAPSED.format(limit=COLLAPSE_IOU, runs="; ".join(named))
+
+
+def left_out_said(runs: Sequence[RunRecord], kind: str | None) -> str | None:
+    """Which records of other machine kinds a report left out (None: none)."""
+    by_kind: dict[str, list[RunRecord]] = {}
+    for run in sorted(runs, key=lambda r: (r.machine_kind, r.variant, r.val_count > 0, r.seed)):
+        by_kind.setdefault(run.machine_kind, []).append(run)
+    groups = [
+        LEFT_OUT_KIND.format(
+            kind=other,
+            count=len(found),
+            runs=", ".join(
+                LEFT_OUT_RUN.format(
+                    variant=r.variant, seed=r.seed, step="selection" if r.val_count else "final"
+                )
+                for r in found
+            ),
+        )
+        for other, found in by_kind.items()
+    ]
+    return LEFT_OUT.format(kind=kind, groups="; ".join(groups)) if groups else None
+
+
+def _contiguous(selection: Selection, strengths: Sequence[float]) -> bool:
+    points = list(selection.points)
+    first, last = points.index(strengths[0]), points.index(strengths[-1])
+    return points[first : last + 1] == list(strengths)
+
+
+def range_said(selection: Selection) -> str:
+    """How much: the plateau of the selection curve beside the selected value, and where the
+    curve collapses (the post's value named)."""
+    flat, variant = selection.plateau, selection.variant
+    if flat is None:
+        return NOT_SELECTED.format(variant=variant)
+    slots = {"variant": variant, "selected": flat.best}
+    if flat.se is None:
+        return ONE_SEED.format(**slots)
+    if len(flat.plateau) == 1:
+        text = ALONE.format(**slots)
+    elif _contiguous(selection, flat.plateau):
+        text = RANGE.format(**slots, low=flat.plateau_low, high=flat.plateau_high)
+    else:
+        text = SCATTERED.format(**slots, strengths=join(f"{x:g}" for x in flat.plateau))
+    if flat.collapsed:
+        value, mark = selection.post
+
+        def said(x: float) -> str:
+            return POST_VALUE[mark].format(x=x) if math.isclose(x, value) else f"{x:g}"
+
+        text += COLLAPSES.format(strengths=join(said(x) for x in flat.collapsed))
+    return text
+
+
+def mall_frames_said(frames: dict[str, int], scored: int) -> str:
+    counts = ", ".join(f"{count} for {variant}" for variant, count in frames.items())
+    return MALL_FRAMES.format(variants=join(frames), frames=counts, scored=scored)
