@@ -11,16 +11,9 @@ import time
 import pytest
 
 from sfae.errors import SfaeError
+from sfae.experiments.dvc_experiments import DvcExperiments, Run, parse_exp_show
 from sfae.experiments.records import read_records
-from sfae.experiments.runner import (
-    DvcExperiments,
-    Run,
-    Spec,
-    grids,
-    parse_exp_show,
-    run_plan,
-    share,
-)
+from sfae.experiments.runner import Spec, grids, run_plan, share
 
 PARAMS = {
     "variant": "pure",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import dvc, environment, tiny_params
 
-from sfae.experiments.runner import DvcExperiments
+from sfae.experiments.dvc_experiments import DvcExperiments
 
 pytestmark = pytest.mark.slow
 GIT = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]

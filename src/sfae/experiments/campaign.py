@@ -7,14 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sfae.errors import SfaeError
-from sfae.experiments.runner import (
-    DvcExperiments,
-    Spec,
-    record_finished,
-    run_plan,
-    share,
-    wanted_params,
-)
+from sfae.experiments.dvc_experiments import DvcExperiments
+from sfae.experiments.runner import Spec, record_finished, run_plan, share, wanted_params
 
 
 @dataclass(frozen=True)
