@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: repro test study sweep sweep-unet reports show bench format
+.PHONY: repro test study sweep sweep-unet sweep-stacked sweep-unlabeled reports show bench format
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ sweep: $(BIN)/.installed
 
 sweep-unet: $(BIN)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sfae sweep --arch unet
+
+sweep-stacked: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sfae sweep --name unet_stacked
+
+sweep-unlabeled: $(BIN)/.installed
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sfae sweep --name unet_unlabeled
 
 reports: $(BIN)/.installed
 	$(BIN)/sfae reports
