@@ -25,9 +25,8 @@ from sfae.reports.claims import claims
 from sfae.reports.comparisons import Family, compare_family, one_kind
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
-from sfae.reports.sections import family_table, methods, results_table
 from sfae.reports.statistics import METRIC_LABELS, Summary, group_by_variant, summary_table
-from sfae.reports.wording import family_said, left_out_said
+from sfae.reports.wording import METHODS, family_said, family_table, left_out_said, results_table
 
 REFERENCE = "pure"
 MALL_PROBABILITY = IN_REPO.mall_probability.as_posix()
@@ -80,7 +79,7 @@ def comparison_section(family: Family) -> list[str]:
     return [
         f"## Compared with {family.reference}, image by image",
         "",
-        *methods(family.alpha),
+        METHODS.format(alpha=family.alpha),
         "",
         *family_table(family),
     ]

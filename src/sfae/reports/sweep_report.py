@@ -17,10 +17,17 @@ from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Selection
 from sfae.reports.figures import StrengthPanel
 from sfae.reports.markdown import duration, join, markdown_table, tally
-from sfae.reports.sections import family_table, methods, results_table
 from sfae.reports.sweep_answer import answer, candidate_verdict
 from sfae.reports.sweep_findings import Findings
-from sfae.reports.wording import gaps_said, left_out_said, mall_frames_said, range_said
+from sfae.reports.wording import (
+    METHODS,
+    family_table,
+    gaps_said,
+    left_out_said,
+    mall_frames_said,
+    range_said,
+    results_table,
+)
 
 SELECTION = (
     "Selection runs hold out {val} of the {train} training images as validation images and "
@@ -157,7 +164,7 @@ def _final_section(found: Findings) -> list[str]:
 def _verdict_sections(found: Findings) -> list[str]:
     if not found.families:
         return []
-    lines = ["## Verdicts", "", *methods(found.families[0].alpha)]
+    lines = ["## Verdicts", "", METHODS.format(alpha=found.families[0].alpha)]
     for family in found.families:
         lines += ["", f"### Compared with {family.reference}, image by image", ""]
         lines += family_table(family)

@@ -1,6 +1,8 @@
 """The reports' sentences: templates with slots, filled from typed results (a Comparison, a
 Family, a Selection's plateau, a Gap). Each template is phrased so that no count changes its
 grammar ("final seeds: 5", "3 of 5 final runs"), and a list reads the same with one item.
+Beside them, the tables that the study's and the sweeps' reports share: the scores over seeds,
+a family of comparisons.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
 from sfae.reports.comparisons import COLLAPSE_IOU, VERDICTS, Comparison, Family
 from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
-from sfae.reports.markdown import join
-from sfae.reports.statistics import metric_value
+from sfae.reports.markdown import join, markdown_table
+from sfae.reports.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary, metric_value
 
 RELATION = {
     BETTER: "better than",
@@ -88,6 +90,7 @@ MALL_FRAMES = (
     "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
     "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
 )
+SPREAD = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
 
 
 def seeds_said(comparison: Comparison) -> str:
@@ -135,17 +138,17 @@ def verdict_cell(comparison: Comparison) -> str:
     return comparison.verdict
 
 
-def family_said(family: Family, label=short) -> str:
+def family_said(family: Family) -> str:
     """'Against pure (kind; ...): better: a, b; worse: c; not distinguishable: d.'"""
+    if not family.comparisons:
+        return NOTHING_COMPARED.format(reference=family.reference)
     groups = [
-        f"{verdict}: {', '.join(label(c) for c in found)}"
+        f"{verdict}: {', '.join(short(c) for c in found)}"
         for verdict in VERDICTS
         if (found := family.with_verdict(verdict))
     ]
     if family.pending:
         groups.append(PENDING.format(names=", ".join(family.pending)))
-    if not family.comparisons:
-        return NOTHING_COMPARED.format(reference=family.reference)
     slots = {"reference": family.reference, "kind": family.kind, "size": family.size}
     return FAMILY.format(**slots, groups="; ".join(groups))
 
@@ -158,31 +161,24 @@ def collapsed_said(runs: Sequence[RunRecord]) -> str:
     if not runs:
         return NONE_COLLAPSED.format(limit=COLLAPSE_IOU)
     ordered = sorted({id(r): r for r in runs}.values(), key=lambda r: (r.variant, r.seed))
-    named = [
+    named = "; ".join(
         COLLAPSED_RUN.format(
             variant=r.variant, seed=r.seed, name=r.name, iou=metric_value(r, "test_iou")
         )
         for r in ordered
-    ]
-    return COLLAPSED.format(limit=COLLAPSE_IOU, runs="; ".join(named))
+    )
+    return COLLAPSED.format(limit=COLLAPSE_IOU, runs=named)
 
 
 def left_out_said(runs: Sequence[RunRecord], kind: str | None) -> str | None:
     """Which records of other machine kinds a report left out (None: none)."""
-    by_kind: dict[str, list[RunRecord]] = {}
-    for run in sorted(runs, key=lambda r: (r.machine_kind, r.variant, r.val_count > 0, r.seed)):
-        by_kind.setdefault(run.machine_kind, []).append(run)
+    by_kind: dict[str, list[str]] = {}
+    for r in sorted(runs, key=lambda r: (r.machine_kind, r.variant, r.val_count > 0, r.seed)):
+        step = "selection" if r.val_count else "final"
+        run = LEFT_OUT_RUN.format(variant=r.variant, seed=r.seed, step=step)
+        by_kind.setdefault(r.machine_kind, []).append(run)
     groups = [
-        LEFT_OUT_KIND.format(
-            kind=other,
-            count=len(found),
-            runs=", ".join(
-                LEFT_OUT_RUN.format(
-                    variant=r.variant, seed=r.seed, step="selection" if r.val_count else "final"
-                )
-                for r in found
-            ),
-        )
+        LEFT_OUT_KIND.format(kind=other, count=len(found), runs=", ".join(found))
         for other, found in by_kind.items()
     ]
     return LEFT_OUT.format(kind=kind, groups="; ".join(groups)) if groups else None
@@ -222,3 +218,43 @@ def range_said(selection: Selection) -> str:
 def mall_frames_said(frames: dict[str, int], scored: int) -> str:
     counts = ", ".join(f"{count} for {variant}" for variant, count in frames.items())
     return MALL_FRAMES.format(variants=join(frames), frames=counts, scored=scored)
+
+
+def results_table(table: Summary, kind: str | None) -> list[str]:
+    """Every row's scores over its seeds, with the machine kind its runs trained on."""
+    rows = [
+        [
+            f"`{label}`",
+            scores["test_iou"][2],
+            *(f"{scores[metric][0]:.3f} ± {scores[metric][1]:.3f}" for metric in SUMMARY_METRICS),
+        ]
+        for label, scores in table.items()
+    ]
+    header = ["variant", "n seeds", *map(METRIC_LABELS.get, SUMMARY_METRICS)]
+    return [f"Runs trained on {kind}. {SPREAD}", "", *markdown_table(header, rows)]
+
+
+def family_table(family: Family) -> list[str]:
+    """A family's comparisons: the difference, its Holm-corrected and uncorrected intervals,
+    the seeds it paired, its verdict; then the family in a sentence, and its collapsed runs."""
+    rows = [
+        [
+            f"`{c.name}`",
+            f"{c.mean:+.3f}",
+            f"{c.holm.low:+.3f} to {c.holm.high:+.3f} ({c.holm.level:.1%})",
+            f"{c.difference.low:+.3f} to {c.difference.high:+.3f}",
+            f"{c.holm.adjusted_p:.3g}",
+            c.difference.n_images,
+            seeds_said(c),
+            verdict_cell(c),
+        ]
+        for c in family.comparisons.values()
+    ]
+    header = [
+        *("variant", f"minus {family.reference}", "Holm-corrected interval (level)"),
+        *(f"uncorrected {1 - family.alpha:.0%} interval", "Holm p", "images", "seeds", "verdict"),
+    ]
+    lines = [family_said(family), ""]
+    if rows:
+        lines += [*markdown_table(header, rows), ""]
+    return [*lines, collapsed_said(family.collapsed)]
