@@ -60,20 +60,14 @@ def _remove_if_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def _dvc_root(folder: Path) -> Path | None:
-    """The innermost DVC repository holding folder (a folder with a .dvc folder), or None."""
-    for candidate in (folder, *folder.parents):
-        if (candidate / ".dvc").is_dir():
-            return candidate
-    return None
-
-
 def shared_staging_area(target: Path) -> Path | None:
-    """The folder of a DVC repository's staging folders, for a target inside it; else None."""
+    """The staging area of the innermost DVC repository (a folder with a .dvc folder) that
+    holds target; None outside one."""
     with contextlib.suppress(OSError):
-        root = _dvc_root(target.parent.resolve())
-        if root is not None:
-            return root / SHARED_STAGING
+        folder = target.parent.resolve()
+        for root in (folder, *folder.parents):
+            if (root / ".dvc").is_dir():
+                return root / SHARED_STAGING
     return None
 
 
@@ -104,13 +98,10 @@ def _remove_unlocked(candidates: list[Path]) -> list[Path]:
         except OSError:
             continue  # gone meanwhile, or not a folder
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(descriptor)
-            continue  # a live writer's
-        try:
-            shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
+            with contextlib.suppress(OSError):  # a live writer's, locked
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(candidate, ignore_errors=True)
+                removed.append(candidate)
         finally:
             os.close(descriptor)
     return removed
@@ -218,30 +209,26 @@ def _write_failure(
     if what is None:
         return None
     if error.filename is None:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            names = _full_targets(targets, staged)
-        else:
-            names = list(targets)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        names = _full_targets(targets, staged) if full else list(targets)
         return SfaeError(f"{', '.join(map(str, names))}: {what}; nothing was written")
     failed = Path(os.fsdecode(error.filename))
-    name = str(failed)
-    for folder, target in zip(staged, targets, strict=False):
-        if failed == folder or failed.is_relative_to(folder) or is_staging_folder(failed, target):
-            name = str(target)  # the staging folder means nothing to the user
-            break
-    else:
-        for target in targets:
-            if (
-                is_staging_folder(failed, target)
-                or failed == target.parent
-                or failed.is_relative_to(target)  # the old output, being replaced
-            ):
-                name = str(target)
-                break
-        else:
-            if error.errno in (errno.EACCES, errno.EPERM):
-                what = "permission denied"  # an input, perhaps: do not call it an output
-    return SfaeError(f"{name}: {what}; nothing was written")
+    # A staging folder means nothing to the user: name its target (or the old output,
+    # being replaced, or the folder it lives in).
+    named = [
+        target
+        for folder, target in zip(staged, targets, strict=False)
+        if failed == folder or failed.is_relative_to(folder) or is_staging_folder(failed, target)
+    ] + [
+        target
+        for target in targets
+        if is_staging_folder(failed, target)
+        or failed == target.parent
+        or failed.is_relative_to(target)
+    ]
+    if not named and error.errno in (errno.EACCES, errno.EPERM):
+        what = "permission denied"  # an input, perhaps: do not call it an output
+    return SfaeError(f"{named[0] if named else failed}: {what}; nothing was written")
 
 
 @contextlib.contextmanager
