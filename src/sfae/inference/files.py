@@ -15,13 +15,16 @@ import argparse
 import itertools
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from sfae.errors import SfaeError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi")
+KINDS = {**dict.fromkeys(IMAGE_SUFFIXES, "image"), **dict.fromkeys(VIDEO_SUFFIXES, "video")}
 # The values of params.yaml (evaluate.threshold, render.alpha, render.colormap), fixed here so
 # that the command runs anywhere, without params.yaml; tests/test_predict.py checks they agree.
 DEFAULT_THRESHOLD = 0.5
@@ -56,15 +59,6 @@ class Report:
         print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
-def _kind(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    return None
-
-
 def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> list[Job]:
     """The image and video files to process, in order; the bad inputs go to report.
 
@@ -78,7 +72,11 @@ def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> li
     for given in map(Path, inputs):
         if given.is_dir():
             images = sorted(
-                (p for p in given.iterdir() if p.is_file() and _kind(p) == "image"),
+                (
+                    p
+                    for p in given.iterdir()
+                    if p.is_file() and KINDS.get(p.suffix.lower()) == "image"
+                ),
                 key=lambda p: p.name,
             )
             if not images:
@@ -87,11 +85,11 @@ def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> li
         elif not given.exists():
             report.error(f"{given}: not found")
             continue
-        elif _kind(given) is None:
+        elif given.suffix.lower() not in KINDS:
             report.error(f"{given}: not a supported image or video (expected {supported})")
             continue
         else:
-            candidates = [Job(given, _kind(given))]
+            candidates = [Job(given, KINDS[given.suffix.lower()])]
         for job in candidates:
             resolved = job.path.resolve()
             if resolved in seen:
@@ -111,27 +109,17 @@ def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> li
 
 def check_output_folder(out: Path) -> None:
     """Create out if needed and prove a file can be made in it; else an SfaeError."""
-    from sfae.errors import SfaeError
-
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
-    except FileExistsError as error:
-        raise SfaeError(
-            f"{out}: cannot write the outputs here: it is a file, not a folder"
-        ) from error
-    except NotADirectoryError as error:
-        raise SfaeError(
-            f"{out}: cannot write the outputs here: a parent is not a folder"
-        ) from error
     except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise SfaeError(f"{out}: cannot write the outputs here ({reason})") from error
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+        if isinstance(error, FileExistsError):
+            problem = ": it is a file, not a folder"
+        elif isinstance(error, NotADirectoryError):
+            problem = ": a parent is not a folder"
+        else:
+            problem = f" ({error.strerror or type(error).__name__})"
+        raise SfaeError(f"{out}: cannot write the outputs here{problem}") from error
 
 
 def segment_images(
@@ -143,9 +131,9 @@ def segment_images(
     from sfae.inference.predict import to_mask
 
     written = 0
-    for chunk in _chunks(jobs, segmenter.batch_size):
+    for start in range(0, len(jobs), segmenter.batch_size):
         readable = []
-        for job in chunk:
+        for job in jobs[start : start + segmenter.batch_size]:
             try:
                 readable.append((job, read_rgb(job.path)))
             except Exception as error:
@@ -187,7 +175,6 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
     from tqdm import tqdm
 
     from sfae.atomic import staged_outputs
-    from sfae.errors import SfaeError
     from sfae.inference.render import check_video, open_mp4_writer
 
     capture = cv2.VideoCapture(str(source))
@@ -209,33 +196,24 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
             ) as progress,
         ):
             writer = None
-            size = None
             pending_read: Future = reader.submit(_read_frames, capture, segmenter.batch_size)
-            pending_write: Future | None = None
+            pending_write: Future = encoder.submit(int)  # a finished no-op, to wait on
             try:
                 while frames := pending_read.result():
                     pending_read = reader.submit(_read_frames, capture, segmenter.batch_size)
                     if writer is None:
                         size = (frames[0].shape[1], frames[0].shape[0])
-                        try:
-                            writer = open_mp4_writer(temporary, fps, *size)
-                        except SfaeError as error:
-                            raise SfaeError(
-                                f"{target}: cannot open an MP4 video writer (codec mp4v, "
-                                f"{size[0]}x{size[1]})"
-                            ) from error
+                        writer = open_mp4_writer(temporary, fps, *size, shown=target)
                     # Decoders and writers work in BGR: so do the network's input and the
                     # overlay, which saves two colour conversions of every full-size frame.
                     probabilities = segmenter.probabilities(frames, bgr=True)
-                    if pending_write is not None:
-                        pending_write.result()
+                    pending_write.result()
                     pending_write = encoder.submit(
                         _draw_and_write, writer, draw, frames, probabilities
                     )
                     decoded += len(frames)
                     progress.update(len(frames))
-                if pending_write is not None:
-                    pending_write.result()
+                pending_write.result()
             finally:
                 pending_read.cancel()
                 if writer is not None:
@@ -261,8 +239,6 @@ def _draw_and_write(writer, draw: Callable, frames: list, probabilities: list) -
 
 def _describe(path: Path, error: Exception) -> str:
     """One line for a failure: an SfaeError names its file already; others get the path."""
-    from sfae.errors import SfaeError
-
     if isinstance(error, SfaeError):
         return str(error)
     detail = " ".join(str(error).split())[:200]
@@ -285,7 +261,6 @@ def positive(text: str) -> int:
 
 def predict_command(args: argparse.Namespace) -> int:
     import sfae.startup  # noqa: F401  (TensorFlow loads quietly)
-    from sfae.errors import SfaeError
     from sfae.inference.predict import Segmenter
     from sfae.inference.render import colormap_code, overlay
 

@@ -36,10 +36,6 @@ def overlay(
     (see colormap_code) or an OpenCV COLORMAP_* constant. With bgr=True the frame and the
     result are in OpenCV's BGR order (as video decoders and writers use): the same picture.
     """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise SfaeError(f"overlay needs a uint8 (H, W, 3) frame, got {frame.dtype} {frame.shape}")
-    if probability.ndim != 2:
-        raise SfaeError(f"overlay needs a (h, w) probability map, got shape {probability.shape}")
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
     height, width = frame.shape[:2]
     upsampled = probability.astype(np.float32, copy=False)
@@ -69,12 +65,14 @@ def _strip_indices(frame_count: int, strip_frames: int) -> list[int]:
     return np.linspace(0, frame_count - 1, strip_frames).round().astype(int).tolist()
 
 
-def open_mp4_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
+    """A writer of an MP4 at path; its error names `shown` (a staged path's target) or path."""
     writer = cv2.VideoWriter(
         str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height)
     )
     if not writer.isOpened():
-        raise SfaeError(f"{path}: cannot open an MP4 video writer (codec mp4v, {width}x{height})")
+        where = shown or path
+        raise SfaeError(f"{where}: cannot open an MP4 video writer (codec mp4v, {width}x{height})")
     return writer
 
 
@@ -110,17 +108,11 @@ def render_videos(
     stays small; only the downscaled frames are kept.
     """
     mp4_path, gif_path, strip_path = outputs
-    if probabilities.ndim != 3:
-        raise SfaeError(
-            f"probabilities must be (frames, height, width), got shape {probabilities.shape}"
-        )
     if len(frame_paths) != probabilities.shape[0]:
         raise SfaeError(
             f"{len(frame_paths)} frames but {probabilities.shape[0]} probability maps; "
             "they must match one to one"
         )
-    if not frame_paths:
-        raise SfaeError(f"{mp4_path}: no frames to render")
     code = colormap_code(colormap)
     strip_wanted = _strip_indices(len(frame_paths), strip_frames)
     gif_images: list[np.ndarray] = []
