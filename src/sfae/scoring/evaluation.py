@@ -15,35 +15,34 @@ from sfae.scoring.pictures import error_overlay, fixed_indices, grid, tint, to_u
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")
 
 
+def _iou(model, images, masks, threshold: float, tolerance: int) -> tuple[float, float]:
+    """The pooled IoU and the mean per-image IoU of the model on images with their masks."""
+    truth = masks[..., 0] > 0.5
+    predicted = predict_probabilities(model, images) >= threshold
+    table = per_image_scores(truth, predicted, tolerance)
+    return pooled_iou(truth, predicted), float(np.mean(table["iou"]))
+
+
 def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance: int):
     """(summary for evaluate.json, per-image table rows, test probabilities)."""
     test_probability = predict_probabilities(model, data.test_images)
-    train_probability = predict_probabilities(model, data.train_images)
-    test_truth, train_truth = data.test_masks[..., 0] > 0.5, data.train_masks[..., 0] > 0.5
+    test_truth = data.test_masks[..., 0] > 0.5
     table = per_image_scores(test_truth, test_probability >= threshold, tolerance)
-    summary = summarize(table)
-    train_table = per_image_scores(train_truth, train_probability >= threshold, tolerance)
-    train_iou = {
-        "pooled": pooled_iou(train_truth, train_probability >= threshold),
-        "mean": float(np.mean(train_table["iou"])),
-    }
+    test = summarize(table)  # {"pooled": ..., "mean": ...}
+    train_pooled, train_mean = _iou(
+        model, data.train_images, data.train_masks, threshold, tolerance
+    )
     result = {
-        "test": {"pooled": summary["pooled"], "mean": summary["mean"]},
-        "train": {"iou_pooled": train_iou["pooled"], "iou_mean": train_iou["mean"]},
+        "test": test,
+        "train": {"iou_pooled": train_pooled, "iou_mean": train_mean},
         "gap": {
-            "iou_pooled": train_iou["pooled"] - summary["pooled"]["iou"],
-            "iou_mean": train_iou["mean"] - summary["mean"]["iou"],
+            "iou_pooled": train_pooled - test["pooled"]["iou"],
+            "iou_mean": train_mean - test["mean"]["iou"],
         },
     }
     if data.val_names:  # held-out training images: what the sweep selects on
-        val_truth = data.val_masks[..., 0] > 0.5
-        val_predicted = predict_probabilities(model, data.val_images) >= threshold
-        val_table = per_image_scores(val_truth, val_predicted, tolerance)
-        result["val"] = {
-            "iou_pooled": pooled_iou(val_truth, val_predicted),
-            "iou_mean": float(np.mean(val_table["iou"])),
-            "n_images": len(data.val_names),
-        }
+        pooled, mean = _iou(model, data.val_images, data.val_masks, threshold, tolerance)
+        result["val"] = {"iou_pooled": pooled, "iou_mean": mean, "n_images": len(data.val_names)}
     rows = [
         {"name": name, **{key: float(table[key][i]) for key in TABLE_COLUMNS}}
         for i, name in enumerate(data.test_names)

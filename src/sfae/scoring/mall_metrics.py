@@ -51,16 +51,9 @@ def _positive_number(name: str, value: float) -> float:
     return number
 
 
-def _check_inputs(
-    predicted: np.ndarray,
-    heads: Sequence[np.ndarray],
-    roi: np.ndarray,
-    perspective: np.ndarray,
-    frame_size: tuple[float, float],
-    person_height: float,
-) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, float, float, float]:
-    """Validated inputs: predicted, heads as (k, 2) float arrays, roi as bool, perspective,
-    full-frame px per model px along x and y, person_height."""
+def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height) -> tuple:
+    """The inputs checked: heads as (k, 2) float arrays, roi as bool, perspective as float,
+    the full-frame px per model px along x and along y, and person_height."""
     if not isinstance(predicted, np.ndarray) or predicted.dtype != np.bool_:
         raise SfaeError(
             f"predicted must be a boolean numpy array, got {getattr(predicted, 'dtype', None)}"
@@ -70,28 +63,20 @@ def _check_inputs(
             f"predicted must have shape (n, H, W), none of them 0, got {predicted.shape}"
         )
     frames, height, width = predicted.shape
-    model_shape = (height, width)
-
-    roi = np.asarray(roi)
-    if roi.shape != model_shape:
-        raise SfaeError(f"roi has shape {roi.shape}, predictions are {model_shape}")
+    roi, perspective = np.asarray(roi), np.asarray(perspective, dtype=np.float64)
+    for name, values in (("roi", roi), ("perspective", perspective)):
+        if values.shape != (height, width):
+            raise SfaeError(f"{name} has shape {values.shape}, predictions are {(height, width)}")
     # A resized ROI must have been thresholded: fractional values would weight pixels silently.
     if not np.isin(roi, (0, 1)).all():
         raise SfaeError("roi must hold only 0 and 1 (or False and True)")
-    roi = roi != 0
-
-    perspective = np.asarray(perspective, dtype=np.float64)
-    if perspective.shape != model_shape:
-        raise SfaeError(f"perspective has shape {perspective.shape}, predictions are {model_shape}")
     if not np.all(np.isfinite(perspective) & (perspective > 0)):
         raise SfaeError("perspective must be finite and > 0 everywhere")
-
     if len(frame_size) != 2:
         raise SfaeError(f"frame_size must be (width, height), got {frame_size!r}")
     frame_width = _positive_number("frame width", frame_size[0])
     frame_height = _positive_number("frame height", frame_size[1])
     person_height = _positive_number("person_height", person_height)
-
     if len(heads) != frames:
         raise SfaeError(f"{len(heads)} frames of head points for {frames} predicted frames")
     checked_heads = []
@@ -103,12 +88,9 @@ def _check_inputs(
             raise SfaeError(
                 f"frame {index}: head points must have shape (k, 2), got {points.shape}"
             )
+        x, y = points[:, 0], points[:, 1]
         inside = (
-            np.isfinite(points).all(axis=1)
-            & (points[:, 0] >= 0)
-            & (points[:, 0] <= width)
-            & (points[:, 1] >= 0)
-            & (points[:, 1] <= height)
+            np.isfinite(points).all(axis=1) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
         )
         if not inside.all():
             raise SfaeError(
@@ -116,15 +98,8 @@ def _check_inputs(
                 f"{width}x{height} model image (points are in model pixel coordinates)"
             )
         checked_heads.append(points)
-    return (
-        predicted,
-        checked_heads,
-        roi,
-        perspective,
-        frame_width / width,
-        frame_height / height,
-        person_height,
-    )
+    scales = frame_width / width, frame_height / height
+    return checked_heads, roi != 0, perspective, *scales, person_height
 
 
 def _pixel_of(coordinate: np.ndarray, size: int) -> np.ndarray:
@@ -184,7 +159,7 @@ def per_frame_mall_scores(
     "head_hits" (heads in the ROI whose body box is >= half foreground), "foreground_in_roi"
     (predicted pixels in the ROI), "false_foreground" (those farther than h_j from every head),
     "weighted_area" (sum(predicted * perspective * roi))."""
-    predicted, heads, roi, perspective, scale_x, scale_y, person_height = _check_inputs(
+    heads, roi, perspective, scale_x, scale_y, person_height = _check_inputs(
         predicted, heads, roi, perspective, frame_size, person_height
     )
     frames, height, width = predicted.shape

@@ -117,8 +117,6 @@ def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]
 
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Boundary pixels of a 2-D boolean mask: mask AND NOT erosion(mask, 3x3 cross, border 0)."""
-    if not isinstance(mask, np.ndarray) or mask.ndim != 2:
-        raise SfaeError(f"boundary needs a 2-D mask, got shape {np.shape(mask)}")
     mask = mask.astype(bool, copy=False)
     return mask & ~ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
 
@@ -136,20 +134,14 @@ def boundary_counts(
     truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
 ) -> dict[str, np.ndarray]:
     """Per-image matched and total boundary pixel counts (int64 arrays of length n)."""
-    _check_batch(truth, predicted)
-    tolerance = _check_tolerance(tolerance)
+    tolerance = _check_tolerance(tolerance)  # the masks: checked by confusion() first
     counts = {key: np.zeros(len(truth), dtype=np.int64) for key in BOUNDARY_COUNT_KEYS}
-    for index, (true_mask, predicted_mask) in enumerate(zip(truth, predicted, strict=True)):
-        true_boundary = boundary(true_mask)
-        predicted_boundary = boundary(predicted_mask)
-        counts["boundary_matched_predicted"][index] = _matched(
-            predicted_boundary, true_boundary, tolerance
-        )
-        counts["boundary_predicted"][index] = np.count_nonzero(predicted_boundary)
-        counts["boundary_matched_truth"][index] = _matched(
-            true_boundary, predicted_boundary, tolerance
-        )
-        counts["boundary_truth"][index] = np.count_nonzero(true_boundary)
+    for index, masks in enumerate(zip(truth, predicted, strict=True)):
+        true, found = (boundary(mask) for mask in masks)
+        row = (_matched(found, true, tolerance), np.count_nonzero(found))
+        row += (_matched(true, found, tolerance), np.count_nonzero(true))
+        for key, value in zip(BOUNDARY_COUNT_KEYS, row, strict=True):
+            counts[key][index] = value
     return counts
 
 
@@ -159,10 +151,9 @@ def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     tp, fp, fn, tn = (np.asarray(counts[key], dtype=np.int64) for key in PIXEL_COUNT_KEYS)
     precision = _ratio(tp, tp + fp, fn == 0)
     recall = _ratio(tp, tp + fn, fp == 0)
-    matched_predicted = np.asarray(counts["boundary_matched_predicted"], dtype=np.int64)
-    predicted_total = np.asarray(counts["boundary_predicted"], dtype=np.int64)
-    matched_truth = np.asarray(counts["boundary_matched_truth"], dtype=np.int64)
-    truth_total = np.asarray(counts["boundary_truth"], dtype=np.int64)
+    matched_predicted, predicted_total, matched_truth, truth_total = (
+        np.asarray(counts[key], dtype=np.int64) for key in BOUNDARY_COUNT_KEYS
+    )
     boundary_precision = _ratio(matched_predicted, predicted_total, truth_total == 0)
     boundary_recall = _ratio(matched_truth, truth_total, predicted_total == 0)
     return {
@@ -187,14 +178,6 @@ def per_image_scores(
 
 def summarize(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """{"pooled": scores of the summed counts, "mean": per-image scores averaged over images}."""
-    missing = [key for key in COUNT_KEYS + SCORE_KEYS if key not in table]
-    if missing:
-        raise SfaeError(f"per-image table lacks {', '.join(missing)}")
-    lengths = {len(np.atleast_1d(table[key])) for key in COUNT_KEYS + SCORE_KEYS}
-    if len(lengths) != 1 or 0 in lengths:
-        raise SfaeError(
-            f"per-image table needs one non-zero length for every column, got {lengths}"
-        )
     summed = {key: np.sum(table[key]) for key in COUNT_KEYS}
     pooled = scores_from_counts(summed)
     return {
