@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sfae.errors import SfaeError
 from sfae.inference import files
 
 ARCHS = ("paper", "unet")
@@ -30,38 +31,18 @@ def _add_predict(commands) -> None:
         "(MP4, AVI) with a trained sfae model.",
     )
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder or video")
-    predict.add_argument(
-        "--model",
-        type=Path,
-        default=Path("models/model.keras"),
-        help="a saved .keras model (default %(default)s)",
-    )
-    predict.add_argument(
-        "--threshold",
-        type=files.fraction,
-        default=files.DEFAULT_THRESHOLD,
-        help="foreground where the probability is at least this (default %(default)s)",
-    )
-    predict.add_argument(
-        "--out", type=Path, default=Path("predictions"), help="output folder (default %(default)s)"
-    )
-    predict.add_argument(
-        "--alpha",
-        type=files.fraction,
-        default=files.DEFAULT_ALPHA,
-        help="overlay opacity where the probability is 1 (default %(default)s)",
-    )
-    predict.add_argument(
-        "--colormap",
-        default=files.DEFAULT_COLORMAP,
-        help="OpenCV colour map of the overlay (default %(default)s)",
-    )
-    predict.add_argument(
-        "--batch-size",
-        type=files.positive,
-        default=files.DEFAULT_BATCH,
-        help="images or frames through the network at a time (default %(default)s)",
-    )
+    for flag, kind, default, what in (
+        ("--model", Path, Path("models/model.keras"), "a saved .keras model"),
+        ("--threshold", files.fraction, files.DEFAULT_THRESHOLD, "foreground where the "
+         "probability is at least this"),
+        ("--out", Path, Path("predictions"), "output folder"),
+        ("--alpha", files.fraction, files.DEFAULT_ALPHA, "overlay opacity where the "
+         "probability is 1"),
+        ("--colormap", str, files.DEFAULT_COLORMAP, "OpenCV colour map of the overlay"),
+        ("--batch-size", files.positive, files.DEFAULT_BATCH, "images or frames through the "
+         "network at a time"),
+    ):  # fmt: skip
+        predict.add_argument(flag, type=kind, default=default, help=f"{what} (default %(default)s)")
 
 
 def _add_campaign_options(command) -> None:
@@ -103,25 +84,31 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _options(args: argparse.Namespace):
-    from sfae.experiments.campaign import CampaignOptions
-
-    return CampaignOptions(args.jobs, args.report_only, args.share, args.remote)
-
-
-def study_command(args: argparse.Namespace) -> None:
+def _campaign(args: argparse.Namespace):
+    """This project's paths, its config with the plans, params.yaml, and the campaign's options."""
     from sfae.config import read_yaml
-    from sfae.experiments.campaign import collect
-    from sfae.experiments.study import study_plan
-    from sfae.machine import local_machine_kind
+    from sfae.experiments.campaign import CampaignOptions
     from sfae.nn.regularisers.registry import REGULARISERS
     from sfae.paths import ProjectPaths
     from sfae.plans import load_plans
-    from sfae.reports.build import write_study_report
 
     paths = ProjectPaths.here()
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
-    options = _options(args)
+    return (
+        paths,
+        config,
+        params,
+        CampaignOptions(args.jobs, args.report_only, args.share, args.remote),
+    )
+
+
+def study_command(args: argparse.Namespace) -> None:
+    from sfae.experiments.campaign import collect
+    from sfae.experiments.study import study_plan
+    from sfae.machine import local_machine_kind
+    from sfae.reports.build import write_study_report
+
+    paths, config, params, options = _campaign(args)
     if options.remote or not options.report_only:
         specs, kind = study_plan(config), local_machine_kind()
         collect(options, specs, params, paths.run_records, paths.root, "study", kind=kind)
@@ -134,18 +121,12 @@ def study_command(args: argparse.Namespace) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> None:
-    from sfae.config import read_yaml
     from sfae.experiments.sweep import MAIN, Sweep
     from sfae.experiments.sweep_plan import run_sweep
     from sfae.machine import local_machine_kind
-    from sfae.nn.regularisers.registry import REGULARISERS
-    from sfae.paths import ProjectPaths
-    from sfae.plans import load_plans
     from sfae.reports.build import write_all_sweep_reports
 
-    paths = ProjectPaths.here()
-    config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
-    options = _options(args)
+    paths, config, params, options = _campaign(args)
     name = args.name or args.arch or MAIN
     Sweep(config, params, name)  # a sweep params.yaml lacks stops here, naming the ones it has
     if options.remote or not options.report_only:
@@ -174,8 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "predict":
         return files.predict_command(args)
-    from sfae.errors import SfaeError
-
     commands = {"study": study_command, "sweep": sweep_command, "reports": reports_command}
     try:
         commands[args.command](args)
