@@ -94,18 +94,6 @@ def one_kind(groups: Mapping[str, Sequence[RunRecord]]) -> str:
     return next(iter(first), "unknown")
 
 
-def collapsed(runs: Sequence[RunRecord]) -> list[RunRecord]:
-    return [run for run in runs if metric_value(run, "test_iou") < COLLAPSE_IOU]
-
-
-def _iou(name: str, runs: Sequence[RunRecord], images: list[str]) -> np.ndarray:
-    """Per-image test IoU, rows: the runs (seeds), columns: `images`."""
-    matrix = np.array([[run.per_image_iou[image] for image in images] for run in runs])
-    if not np.isfinite(matrix).all():
-        raise SfaeError(f"{name}: a per-image test IoU is not finite")
-    return matrix
-
-
 def difference(
     name: str, runs: Sequence[RunRecord], reference: str, theirs: Sequence[RunRecord]
 ) -> Difference:
@@ -117,7 +105,11 @@ def difference(
             f"{name} and {reference} share {len(images)} per-image test IoU names: "
             "an image-by-image comparison needs two or more"
         )
-    ours, reference_iou = _iou(name, runs, images), _iou(reference, theirs, images)
+    # Per-image test IoU, rows: the runs (seeds), columns: `images`.
+    ours, reference_iou = (
+        np.array([[run.per_image_iou[image] for image in images] for run in side])
+        for side in (runs, theirs)
+    )
     seeds = [run.seed for run in runs], [run.seed for run in theirs]
     return difference_interval(ours, reference_iou, *seeds)
 
@@ -143,5 +135,7 @@ def compare_family(
     comparisons = {
         name: Comparison(name, reference, kinds[name], result) for name, result in corrected.items()
     }
-    fallen = [run for runs in groups.values() for run in collapsed(runs)]
+    fallen = [
+        r for runs in groups.values() for r in runs if metric_value(r, "test_iou") < COLLAPSE_IOU
+    ]
     return Family(reference, comparisons, tuple(pending), tuple(fallen), alpha)

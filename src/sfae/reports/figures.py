@@ -85,28 +85,18 @@ def write_selection_chart(
             axes.axhline(value, color=f"C{index + 2}", linestyle=":", label=f"{name} (reference)")
         if panel.mark is not None:
             axes.axvline(panel.mark[0], color="grey", linestyle="--", label=panel.mark[1])
+        hollow = {"markerfacecolor": "none", "linestyle": "none"}
         if panel.plateau:
+            means = [panel.curve[x][0] for x in panel.plateau]
             axes.plot(
-                panel.plateau,
-                [panel.curve[x][0] for x in panel.plateau],
-                marker="s",
-                markersize=9,
-                markerfacecolor="none",
-                markeredgecolor="C1",
-                linestyle="none",
+                panel.plateau, means, marker="s", markersize=9, markeredgecolor="C1", **hollow,
                 label="plateau (within 1 SE)",
-            )
+            )  # fmt: skip
         if panel.selected is not None:
             axes.plot(
-                [panel.selected],
-                [panel.curve[panel.selected][0]],
-                marker="o",
-                markersize=14,
-                markerfacecolor="none",
-                markeredgecolor="black",
-                linestyle="none",
-                label="selected",
-            )
+                [panel.selected], [panel.curve[panel.selected][0]], marker="o", markersize=14,
+                markeredgecolor="black", **hollow, label="selected",
+            )  # fmt: skip
         if not strengths:
             axes.text(0.5, 0.5, "no runs yet", ha="center", transform=axes.transAxes)
         # Limits before the log scale: an empty panel's default limits would be singular.
@@ -155,24 +145,9 @@ def write_variants_gif(
 ) -> None:
     """A looping GIF: each frame shows the variants' overlays of the same Mall frame side by
     side in `variants` order, each scaled to `width_per_panel` and labelled with its name."""
-    if not frames_rgb:
-        raise SfaeError(f"{path}: no frames to put in the GIF")
     missing = [variant for variant in variants if variant not in probabilities]
     if missing:
         raise SfaeError(f"{path}: no Mall probabilities of {', '.join(missing)}")
-    for variant in variants:
-        maps = probabilities[variant]
-        if maps.ndim != 3 or len(maps) != len(frames_rgb):
-            raise SfaeError(
-                f"{path}: {variant}'s probabilities have shape {maps.shape}; expected "
-                f"({len(frames_rgb)}, height, width), one map per frame"
-            )
-    if type(width_per_panel) is not int or width_per_panel < 8:  # bool is an int subclass
-        raise SfaeError(f"width_per_panel must be an integer >= 8 pixels, got {width_per_panel!r}")
-    if not fps > 0:
-        raise SfaeError(f"fps must be > 0, got {fps!r}")
-    if any(frame.shape != frames_rgb[0].shape for frame in frames_rgb):
-        raise SfaeError(f"{path}: the frames differ in size; a GIF has one size")
     code = colormap_code(colormap)
     gif_frames = []
     for index, frame in enumerate(frames_rgb):

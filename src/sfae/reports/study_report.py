@@ -22,10 +22,10 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
 from sfae.reports.claims import claims
-from sfae.reports.comparisons import Family, compare_family, one_kind
+from sfae.reports.comparisons import compare_family, one_kind
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
-from sfae.reports.statistics import METRIC_LABELS, Summary, group_by_variant, summary_table
+from sfae.reports.statistics import METRIC_LABELS, group_by_variant, summary_table
 from sfae.reports.wording import METHODS, family_said, family_table, left_out_said, results_table
 
 REFERENCE = "pure"
@@ -66,23 +66,6 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
 
 
 HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
-
-
-def headline(table: Summary, family: Family) -> str:
-    """The best variant by mean test IoU, and the family of comparisons with the reference."""
-    best = max(table, key=lambda variant: table[variant]["test_iou"][0])
-    mean, std, seeds = table[best]["test_iou"]
-    return HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family))
-
-
-def comparison_section(family: Family) -> list[str]:
-    return [
-        f"## Compared with {family.reference}, image by image",
-        "",
-        METHODS.format(alpha=family.alpha),
-        "",
-        *family_table(family),
-    ]
 
 
 def _claims_section(checked: list[dict]) -> list[str]:
@@ -167,12 +150,14 @@ def render_markdown(
     records = [record for runs in groups.values() for record in runs]
     table = summary_table(groups)
     family = compare_family(groups, REFERENCE)
+    best = max(table, key=lambda variant: table[variant]["test_iou"][0])
+    mean, std, seeds = table[best]["test_iou"]
     test_images = {len(record.per_image_iou) for record in records}
     mall_frames = {record.mall.get("frames") for record in records}
     lines = [
         "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
         "",
-        headline(table, family),
+        HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family)),
         "",
         f"{len(table)} variants ({join(table)}), trained with the seeds "
         f"{join(str(seed) for seed in sorted({r.seed for r in records}))}: {len(records)} "
@@ -183,7 +168,11 @@ def render_markdown(
         "",
         *results_table(table, kind),
         "",
-        *comparison_section(family),
+        f"## Compared with {family.reference}, image by image",
+        "",
+        METHODS.format(alpha=family.alpha),
+        "",
+        *family_table(family),
         "",
         f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
         "",
@@ -210,8 +199,6 @@ def write_report(
     """Write study.md, study.png and, given frames and probabilities, mall_variants.gif into
     out_dir; return their paths. Without frames the GIF already there stays. Each file
     appears whole or not at all."""
-    if (frames_rgb is None) != (probabilities is None):
-        raise SfaeError("the Mall GIF needs both frames_rgb and probabilities, or neither")
     records = list(records)
     text = render_markdown(records, params, left_out)
     table = summary_table(study_groups(records))

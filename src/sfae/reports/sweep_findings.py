@@ -39,16 +39,12 @@ class Findings:
         return self.state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
 
     @property
-    def rows(self) -> tuple[FinalRow, ...]:
-        return self.state.rows
-
-    @property
     def compared(self) -> tuple[FinalRow, ...]:
         """The sweep's own rows (tuned variants, references), the ones its families hold."""
-        return tuple(row for row in self.rows if row.planned)
+        return tuple(row for row in self.state.rows if row.planned)
 
     def variant(self, label: str) -> str:
-        return next(row.variant for row in self.rows if row.label == label)
+        return next(row.variant for row in self.state.rows if row.label == label)
 
     def better(self) -> tuple[str, ...]:
         """The variants better than the first family's reference, by name."""
