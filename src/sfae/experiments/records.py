@@ -16,12 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from sfae.atomic import staged_outputs
+from sfae.config import PLANNING
 from sfae.errors import SfaeError
 from sfae.machine import UNKNOWN, machine_kind
 from sfae.paths import ProjectPaths
 
-# Sections of params.yaml that plan runs but change no run: left out of a record's params.
-PLANNING_SECTIONS = ("study", "sweep")
 # Files as DVC and git name them (relative to the repository), e.g. in `dvc exp show`.
 IN_REPO = ProjectPaths(Path())
 EVALUATE_JSON = IN_REPO.evaluate_metrics.as_posix()
@@ -83,16 +82,8 @@ def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
         if trained_on(record.metrics) != UNKNOWN:
             corrected.append(record)
             continue
-        twin = next(
-            (
-                k
-                for k in known
-                if k.params == record.params
-                and k.per_image_iou == record.per_image_iou
-                and k.evaluate == record.evaluate
-            ),
-            None,
-        )
+        results = record.params, record.per_image_iou, record.evaluate
+        twin = next((k for k in known if (k.params, k.per_image_iou, k.evaluate) == results), None)
         if twin is not None:
             note = f"reproduced bit for bit by run {twin.name} on a {twin.machine_kind}"
             corrected.append(replace(record, machine=twin.machine_kind, machine_note=note))
@@ -118,7 +109,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def run_params(params: dict) -> dict:
     """The flattened params that can change a run (all but the planning sections)."""
-    return flatten({k: v for k, v in params.items() if k not in PLANNING_SECTIONS})
+    return flatten({k: v for k, v in params.items() if k not in PLANNING})
 
 
 def same_value(a, b) -> bool:
