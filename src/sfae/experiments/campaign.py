@@ -52,14 +52,7 @@ def collect(
         return None
     mine = share(specs, *parse_share(options.share))
     outcome = run_plan(
-        experiments,
-        mine,
-        params,
-        records_path,
-        jobs=options.jobs,
-        target=target,
-        desc=desc,
-        kind=kind,
+        experiments, mine, params, records_path, options.jobs, target, desc=desc, kind=kind
     )
     if options.remote:
         experiments.push(options.remote)

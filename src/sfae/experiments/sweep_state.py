@@ -227,9 +227,8 @@ def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Sele
 
 
 def _leader(selections, references) -> Leader | None:
-    if not all(s.selected is not None for s in selections):
-        return None
-    if not all(ref.runs.complete for ref in references):
+    measured = [s.selected is not None for s in selections] + [r.runs.complete for r in references]
+    if not all(measured):
         return None
     options = [Leader(s.variant, {s.key: s.selected}, s.best_mean) for s in selections]
     options += [Leader(ref.variant, {}, ref.runs.mean) for ref in references]
