@@ -105,11 +105,7 @@ def build_model(config: Config) -> keras.Model:
 
 
 def paper_model(config: Config) -> keras.Model:
-    """The auto-encoder, outputs [mask probability (s, s, 1), bottleneck features (9,)].
-
-    Built from the config's image size, variant and seed: the same config gives the
-    same initial weights.
-    """
+    """The auto-encoder, outputs [mask probability (s, s, 1), bottleneck features (9,)]."""
     size = config.data.image_size
     seeds = iter(np.random.default_rng(config.seed).integers(0, MAX_SEED, size=64).tolist())
     # A stream of their own, so that dropout leaves every other variant's weights as they were.
