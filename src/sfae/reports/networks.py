@@ -13,8 +13,7 @@ from sfae.experiments.sweep_state import sweep_state
 from sfae.reports.comparisons import VERDICTS
 from sfae.reports.figures import write_selection_chart
 from sfae.reports.markdown import join, markdown_table, replace_block
-from sfae.reports.sweep_answer import answer, candidate_verdict
-from sfae.reports.sweep_findings import Findings, findings
+from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
 from sfae.reports.sweep_report import panels, reference_lines, render
 from sfae.reports.wording import range_said, results_table
 

@@ -17,8 +17,7 @@ from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Selection
 from sfae.reports.figures import StrengthPanel
 from sfae.reports.markdown import duration, join, markdown_table, tally
-from sfae.reports.sweep_answer import answer, candidate_verdict
-from sfae.reports.sweep_findings import Findings
+from sfae.reports.sweep_findings import Findings, answer, candidate_verdict
 from sfae.reports.wording import (
     METHODS,
     family_table,
