@@ -20,9 +20,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from sfae.data.archive import extract_zip
-from sfae.data.download import install
-from sfae.data.fetch import download, http_session, obtain_zip
+from sfae.data.download import download, extract_zip, http_session, install, obtain_zip
 from sfae.data.sources import (
     Dataset,
     load_mall_annotations,

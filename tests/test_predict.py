@@ -350,7 +350,7 @@ def test_full_resolution_iou_agrees_with_the_model_resolution_test_iou(capsys, m
     The IoU against the full-size masks (PedMasks > 0) matches what evaluation reports at
     model resolution, so the resizing back and the thresholding are right.
     """
-    from sfae.data.archive import extract_zip
+    from sfae.data.download import extract_zip
     from sfae.data.prepare import prepare_pennfudan, save_arrays
     from sfae.data.prepared import load_pennfudan
     from sfae.nn.saving import save_model_deterministic

@@ -1,17 +1,120 @@
-"""Install a dataset into data/raw/: fetch its zip (mirror or web), extract it safely, verify
-every file; only a verified copy replaces what was there."""
+"""Install a dataset into data/raw/: fetch its zip (copied from a local mirror folder, or
+downloaded over HTTP), extract it safely, verify every file; only a verified copy replaces
+what was there."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import requests
+from requests.adapters import HTTPAdapter
+from tqdm import tqdm
+from urllib3.util.retry import Retry
 
 from sfae.atomic import staged_outputs
-from sfae.data.archive import extract_zip
-from sfae.data.fetch import obtain_zip
 from sfae.data.sources import Dataset
 from sfae.errors import SfaeError
+from sfae.paths import MIRROR_ENV
+
+CHUNK_BYTES = 1 << 20
+
+
+def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
+    """A session that retries connection errors and 5xx answers with exponential back-off."""
+    retry = Retry(
+        total=retries,
+        backoff_factor=backoff,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=("GET",),
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def download(
+    url: str, destination: Path, session: requests.Session | None = None, timeout: float = 30.0
+) -> None:
+    """Stream url to destination through a temporary file renamed into place when complete."""
+    session = session or http_session()
+    handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            try:
+                response = session.get(url, stream=True, timeout=timeout)
+                response.raise_for_status()
+                expected = int(response.headers.get("content-length", 0)) or None
+                with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name) as bar:
+                    for chunk in response.iter_content(CHUNK_BYTES):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                # Content-Length counts the bytes sent, before any Content-Encoding is undone.
+                received = response.raw.tell()
+            except requests.RequestException as error:
+                raise SfaeError(f"{url}: download failed ({error})") from error
+        if expected is not None and received != expected:
+            raise SfaeError(f"{url}: download incomplete, {received} of {expected} bytes")
+        os.replace(partial, destination)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def mirror_folder() -> Path | None:
+    """The folder named by SFAE_DATA_MIRROR, or None when it is unset."""
+    value = os.environ.get(MIRROR_ENV, "").strip()
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise SfaeError(f"{folder}: {MIRROR_ENV} names no folder")
+    return folder
+
+
+def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
+    """Path of zip_name: in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
+    mirror = mirror_folder()
+    if mirror is None:
+        destination = workdir / zip_name
+        download(url, destination)
+        return destination
+    source = mirror / zip_name
+    if not source.is_file():
+        raise SfaeError(f"{source}: not found in the data mirror ({MIRROR_ENV}={mirror})")
+    return source
+
+
+def _check_member(archive: Path, info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+        raise SfaeError(f"{archive}: refusing member {name!r}: it would extract outside the target")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise SfaeError(f"{archive}: refusing member {name!r}: it is a symbolic link")
+
+
+def extract_zip(archive: Path, target: Path) -> None:
+    """Extract archive into target after checking every member and every CRC."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            for info in members:
+                _check_member(archive, info)
+            broken = bundle.testzip()
+            if broken is not None:
+                raise SfaeError(f"{archive}: member {broken!r} is corrupt (CRC mismatch)")
+            bundle.extractall(target)
+    except zipfile.BadZipFile as error:
+        raise SfaeError(
+            f"{archive}: not a valid zip file ({error}); truncated download?"
+        ) from error
+    except (EOFError, zipfile.LargeZipFile, OSError) as error:
+        raise SfaeError(f"{archive}: cannot be read ({error}); truncated download?") from error
 
 
 def install(dataset: Dataset, destination: Path) -> None:
