@@ -50,9 +50,6 @@ class RunRecord:
     packages: dict = field(default_factory=dict)
     machine_note: str = ""  # how `machine` was established, where not by the run itself
 
-    def param(self, key: str, default=None):
-        return self.params.get(key, default)
-
     @property
     def machine_kind(self) -> str:
         return machine_kind(self.machine or UNKNOWN)

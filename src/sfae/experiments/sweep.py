@@ -161,7 +161,7 @@ def records_kind(records: list[RunRecord], arch: str) -> str | None:
     kinds = Counter(
         r.machine_kind
         for r in records
-        if r.param("model.arch", "paper") == arch and r.machine_kind != UNKNOWN
+        if r.params.get("model.arch", "paper") == arch and r.machine_kind != UNKNOWN
     )
     return min(kinds, key=lambda kind: (-kinds[kind], kind)) if kinds else None
 

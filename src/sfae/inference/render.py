@@ -60,11 +60,6 @@ def _downscale_to_width(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _strip_indices(frame_count: int, strip_frames: int) -> list[int]:
-    """`strip_frames` evenly spaced frame indices from first to last (repeats if too few)."""
-    return np.linspace(0, frame_count - 1, strip_frames).round().astype(int).tolist()
-
-
 def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
     """A writer of an MP4 at path; its error names `shown` (a staged path's target) or path."""
     writer = cv2.VideoWriter(
@@ -114,7 +109,8 @@ def render_videos(
             "they must match one to one"
         )
     code = colormap_code(colormap)
-    strip_wanted = _strip_indices(len(frame_paths), strip_frames)
+    # `strip_frames` evenly spaced frames from first to last (repeats if there are too few)
+    strip_wanted = np.linspace(0, len(frame_paths) - 1, strip_frames).round().astype(int).tolist()
     gif_images: list[np.ndarray] = []
     strip_by_index: dict[int, np.ndarray] = {}
     writer: cv2.VideoWriter | None = None
