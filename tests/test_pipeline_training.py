@@ -73,9 +73,14 @@ def test_repro_trains_the_default_variant(pipeline: Pipeline) -> None:
     ran = ran_stages(pipeline.repro)
     assert {*DATA_STAGES, "train"} <= set(ran), output(pipeline.repro)
     assert ran.index("train") < ran.index("evaluate")
-    train = pipeline.repro_lock["stages"]["train"]
-    assert train["params"]["params.yaml"]["variant"] == "pure"
-    assert train["params"]["params.yaml"]["train"]["epochs"] == EPOCHS
+    # Training reads its settings from what check_params resolved of params.yaml.
+    assert ran.index("check_params") < ran.index("train")
+    stages = pipeline.repro_lock["stages"]
+    assert "metrics/settings.json" in {dep["path"] for dep in stages["train"]["deps"]}
+    checked = stages["check_params"]["params"]["params.yaml"]
+    assert checked["variant"] == "pure" and checked["train"]["epochs"] == EPOCHS
+    settings = json.loads((pipeline.root / "metrics" / "settings.json").read_text())
+    assert settings["variant"]["name"] == "pure" and settings["train"]["epochs"] == EPOCHS
 
 
 def test_repro_finetune_metrics_and_plots(pipeline: Pipeline) -> None:
@@ -175,7 +180,8 @@ def test_evaluate_and_render_rerun_only_for_their_own_params(pipeline: Pipeline)
             document[key].update(value)
             params.write_text(yaml.safe_dump(document, sort_keys=False))
             status = json.loads(dvc(root, pipeline.mirror, "status", "--json").stdout)
-            assert set(status) == {expected}, status
+            # check_params reads the whole file; training, on its settings, stays put.
+            assert set(status) == {"check_params", expected}, status
     finally:
         params.write_text(original)
 
@@ -193,7 +199,12 @@ def test_evaluate_and_render_rerun_only_for_their_own_params(pipeline: Pipeline)
 def test_a_typo_in_a_new_key_stops_the_run(pipeline: Pipeline, setting: str, said: str) -> None:
     """No stage depends on a key that did not exist, so only the check of the whole file
     can notice it: the run fails, with one line naming the key, and trains nothing."""
-    result = dvc(pipeline.root, pipeline.mirror, "exp", "run", "-S", setting, check=False)
+    params = pipeline.root / "params.yaml"
+    original = params.read_text()
+    try:  # a failed workspace run leaves DVC's edit of params.yaml in place
+        result = dvc(pipeline.root, pipeline.mirror, "exp", "run", "-S", setting, check=False)
+    finally:
+        params.write_text(original)
     text = output(result)
     assert result.returncode != 0, text
     errors = [line for line in text.splitlines() if line.startswith("error:")]
@@ -202,6 +213,16 @@ def test_a_typo_in_a_new_key_stops_the_run(pipeline: Pipeline, setting: str, sai
 
 
 def test_an_unknown_variant_fails_without_a_traceback(pipeline: Pipeline) -> None:
+    root = pipeline.root
+    params = root / "params.yaml"
+    original = params.read_text()
+    try:
+        _unknown_variant(pipeline)
+    finally:
+        params.write_text(original)
+
+
+def _unknown_variant(pipeline: Pipeline) -> None:
     root = pipeline.root
     result = dvc(root, pipeline.mirror, "exp", "run", "-S", "variant=nonsense", check=False)
     text = output(result)

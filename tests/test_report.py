@@ -421,8 +421,19 @@ def test_claims_need_every_variant():
 def test_claims_need_comparisons_with_pure():
     compared = comparisons()
     compared["l1"] = replace(compared["l1"], reference="l2")
-    with pytest.raises(SfaeError, match="comparisons with pure of l1"):
+    with pytest.raises(SfaeError, match="comparisons with pure, not of l1"):
         claims(flat_table(), compared)
+
+
+def test_claims_with_one_seed_say_the_comparison_is_pending():
+    """One seed per variant (a first trial, a share of a study): no comparison yet, so the
+    sixth claim cannot be "agrees" and says what it waits for."""
+    sparse_ahead = flat_table(
+        test_iou={"sparse_elu": 0.7, "l2": 0.6}, iou_gap={"sparse_elu": 0.1, "l2": 0.2}
+    )
+    sixth = claims(sparse_ahead, {})[5]
+    assert sixth["verdict"] == "mixed"
+    assert "sparse_elu: pending (a comparison needs two or more seeds" in sixth["evidence"]
 
 
 # render_markdown

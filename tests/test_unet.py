@@ -167,15 +167,16 @@ def test_l1_and_l2_penalise_every_kernel(models, base: Config, variant: str) -> 
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_dropout_layers_only_in_the_dropout_variant(models, base: Config, variant: str) -> None:
+def test_dropout_layers_only_in_the_variants_with_dropout(models, base: Config, variant) -> None:
     drops = [
         layer
         for layer in models[variant].layers
         if isinstance(layer, keras.layers.SpatialDropout2D)
     ]
-    if variant == "dropout":
+    dropout = base.variants[variant].dropout
+    if dropout is not None:  # dropout, augment_dropout
         assert len(drops) == 2 * DEPTH + 3 * (DEPTH - 1)  # after every hidden convolution
-        assert {layer.rate for layer in drops} == {base.variants["dropout"].dropout.dropout}
+        assert {layer.rate for layer in drops} == {dropout.dropout}
         assert len({layer.seed for layer in drops}) == len(drops)
     else:
         assert drops == []
