@@ -584,3 +584,22 @@ def test_write_report_rejects_variants_outside_the_study(tmp_path: Path):
 def test_write_report_needs_records(tmp_path: Path):
     with pytest.raises(SfaeError, match="no run records"):
         write_report([], PARAMS, tmp_path)
+
+
+def test_a_study_without_some_variant_on_its_machine_kind_says_what_is_missing(tmp_path):
+    """Until every variant has a run of the study's machine kind, study.md shows what is
+    recorded and names the missing runs and the ones left out, with no comparison."""
+    from sfae.reports.study_report import write_pending_report
+
+    recorded = study_records(("pure", "l1"))
+    elsewhere = replace(recorded[0], variant="l2", name="gpu-run", machine="an H100 80GB GPU")
+    missing = {"l2": [1, 2], "sparse_softabs": [1, 2], "sparse_elu": [1, 2]}
+    written = write_pending_report(recorded, missing, 10, "2-core CPU", tmp_path, [elsewhere])
+    assert [path.name for path in written] == ["study.md", "study.png"]
+    text = (tmp_path / "study.md").read_text()
+    assert "4 of its 10 planned runs trained on a 2-core CPU" in text
+    assert "missing: l2 (seeds 1 and 2); sparse_softabs (seeds 1 and 2); sparse_elu" in text
+    assert "l2 seed 1 final" in text  # the left-out run, named
+    assert "| `pure` | 2 |" in text and "| `l1` | 2 |" in text
+    assert "Compared with" not in text and "## The 2018 blog post's claims" not in text
+    assert Image.open(tmp_path / "study.png").size[0] > 0

@@ -574,3 +574,18 @@ def test_writing_records_corrects_machines_and_keeps_the_self_describing_twin(tm
         ("again", "2-core x86_64 CPU"),
         ("lone", "unknown"),
     ]
+
+
+def test_reading_records_corrects_machines_of_a_file_written_before_the_correction(tmp_path):
+    """A records file from before the correction (the recorder's machine in `machine`) reads
+    as if it had been rewritten: the state a sweep computes from it is the same."""
+    import json
+    from dataclasses import asdict
+
+    from sfae.experiments.records import RunRecord
+
+    old = RunRecord("pure", 1, "old", "r", {"test": 0.5}, {}, 9.0, {"a": 0.5}, machine=CPU)
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(asdict(old), sort_keys=True) + "\n")
+    (record,) = read_records(path)
+    assert record.machine_kind == "unknown" and "the recorder's machine" in record.machine_note

@@ -130,7 +130,9 @@ def _key(record: RunRecord) -> str:
 
 
 def read_records(path: Path) -> list[RunRecord]:
-    """Every record of a JSON Lines file (none when the file does not exist)."""
+    """Every record of a JSON Lines file (none when the file does not exist), machines
+    corrected (corrected_machines), so that a file written before the correction reads the
+    same as one written after it."""
     if not path.exists():
         return []
     records = []
@@ -141,7 +143,7 @@ def read_records(path: Path) -> list[RunRecord]:
             records.append(RunRecord(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as error:
             raise SfaeError(f"{path}:{number}: not a run record ({error})") from error
-    return records
+    return corrected_machines(records)
 
 
 def _one_per_key(records: list[RunRecord]) -> list[RunRecord]:

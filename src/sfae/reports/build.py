@@ -10,14 +10,14 @@ from pathlib import Path
 
 from sfae.config import read_yaml
 from sfae.errors import SfaeError
-from sfae.experiments.records import read_records
+from sfae.experiments.records import RunRecord, read_records
 from sfae.experiments.study import other_kinds, study_plan, study_records
 from sfae.experiments.sweep import records_kind, sweeps
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.paths import ProjectPaths
 from sfae.plans import load_plans
 from sfae.reports.networks import write_sweep_reports
-from sfae.reports.study_report import mall_gif_inputs, write_report
+from sfae.reports.study_report import mall_gif_inputs, write_pending_report, write_report
 
 
 def write_study_report(paths: ProjectPaths) -> list[Path]:
@@ -30,11 +30,27 @@ def write_study_report(paths: ProjectPaths) -> list[Path]:
         print(f"study: {len(specs) - len(records)} of {len(specs)} runs have no record yet")
     if not records:
         raise SfaeError(f"{paths.run_records}: no study runs recorded; run `make study` first")
+    left_out = other_kinds(every, specs, params, kind)
+    missing = missing_runs(records, specs)
+    absent = [v for v in missing if v not in {record.variant for record in records}]
+    if absent:
+        print(f"study: no {kind} run of {', '.join(absent)} yet; the report says what is missing")
+        return write_pending_report(records, missing, len(specs), kind, paths.reports, left_out)
     gif = mall_gif_inputs(records, paths)
     if gif is None:
         print("study: Mall predictions of some variant are not here; the GIF stays as it was")
-    left_out = other_kinds(every, specs, params, kind)
     return write_report(records, params, paths.reports, *(gif or (None, None)), left_out)
+
+
+def missing_runs(records: list[RunRecord], specs: list) -> dict[str, list[int]]:
+    """variant -> the seeds of its planned runs that have no record, in plan order."""
+    have = {(record.variant, record.seed) for record in records}
+    missing: dict[str, list[int]] = {}
+    for spec in specs:
+        wanted = spec.as_dict()
+        if (wanted["variant"], wanted["seed"]) not in have:
+            missing.setdefault(wanted["variant"], []).append(wanted["seed"])
+    return missing
 
 
 def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:

@@ -188,6 +188,61 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
+PENDING = (
+    "The study is not complete on one machine kind yet: {have} of its {planned} planned runs "
+    "trained on a {kind} and are recorded; missing: {missing}. Run `make study` on a {kind} "
+    "to complete it (the runner runs only what is missing). Until then there are no "
+    "comparisons and no claims checked here: a comparison reads runs of one machine kind."
+)
+
+
+def render_pending(
+    records: Sequence[RunRecord],
+    missing: dict[str, list[int]],
+    planned: int,
+    kind: str,
+    left_out: Sequence[RunRecord] = (),
+) -> str:
+    """reports/study.md while some variant has no run of the study's machine kind: what is
+    recorded (its scores), what is missing and what was left out, and how to finish it."""
+    absent = "; ".join(
+        f"{variant} (seeds {join(str(seed) for seed in seeds)})"
+        for variant, seeds in missing.items()
+    )
+    have = sum(len(runs) for runs in group_by_variant(records, POST_VARIANTS).values())
+    lines = [
+        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
+        "",
+        PENDING.format(have=have, planned=planned, kind=kind, missing=absent),
+        "",
+    ]
+    if left := left_out_said(left_out, kind):
+        lines += [left, ""]
+    if records:
+        table = summary_table(group_by_variant(records, POST_VARIANTS))
+        lines += ["## Results per variant recorded so far", "", *results_table(table, kind), ""]
+        lines += [f"![Per-variant scores, mean over seeds with std error bars]({CHART})", ""]
+    return "\n".join(lines)
+
+
+def write_pending_report(
+    records: Sequence[RunRecord],
+    missing: dict[str, list[int]],
+    planned: int,
+    kind: str,
+    out_dir: Path,
+    left_out: Sequence[RunRecord] = (),
+) -> list[Path]:
+    """Write the pending study.md and, from the runs recorded so far, study.png."""
+    text = render_pending(records, missing, planned, kind, left_out)
+    targets = [Path(out_dir) / MARKDOWN, *([Path(out_dir) / CHART] if records else [])]
+    with staged_outputs(*targets) as staged:
+        staged[0].write_text(text, encoding="utf-8")
+        if records:
+            write_chart(summary_table(group_by_variant(records, POST_VARIANTS)), staged[1])
+    return targets
+
+
 def write_report(
     records: Iterable[RunRecord],
     params: dict,
