@@ -589,3 +589,22 @@ def test_reading_records_corrects_machines_of_a_file_written_before_the_correcti
     path.write_text(json.dumps(asdict(old), sort_keys=True) + "\n")
     (record,) = read_records(path)
     assert record.machine_kind == "unknown" and "the recorder's machine" in record.machine_note
+
+
+def test_queued_runs_whose_worker_died_get_a_new_worker(tmp_path):
+    """DVC's queue worker dies now and then, leaving its queued runs: after a few polls with
+    runs queued and none running, the runner starts the workers again (and not before)."""
+
+    class DyingWorkerStub(StubExperiments):
+        starts = 0
+
+        def start(self, jobs):
+            self.starts += 1
+            if self.starts > 1:  # the second worker lives and runs the queue
+                super().start(jobs)
+
+    sleeps = []
+    stub = DyingWorkerStub()
+    outcome = run_plan(stub, plan(), PARAMS, tmp_path / "r.jsonl", sleep=sleeps.append)
+    assert stub.starts == 2 and outcome.failed == [] and len(outcome.records) == 4
+    assert len(sleeps) == 4  # four polls with nothing running, then the new worker

@@ -38,6 +38,11 @@ from sfae.machine import machine_kind, package_versions
 PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
+# Polls with runs queued and none running before the workers are started again: a DVC
+# queue worker dies now and then (kombu's file broker reads a message half-written) and
+# leaves its queued runs to wait forever. Between two runs a worker shows none running for
+# a moment only; starting workers again keeps those that live.
+STALLED_AFTER_POLLS = 4
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
 TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training")
@@ -256,7 +261,7 @@ def run_plan(
         experiments.start(jobs)
     waiting = [*pending, *missing]
     failed: dict[Spec, str] = {}
-    idle_polls = 0
+    idle_polls = stalled_polls = 0
     with tqdm(total=len(waiting), desc=desc, unit="run") as bar:
         while waiting:
             runs = experiments.runs()
@@ -279,6 +284,12 @@ def run_plan(
             idle_polls = 0 if flying else idle_polls + 1
             if idle_polls >= VANISHED_AFTER_POLLS:
                 break
+            stalled = flying and not any(run.state == "running" for run in flying)
+            stalled_polls = stalled_polls + 1 if stalled else 0
+            if stalled_polls >= STALLED_AFTER_POLLS:
+                print(f"{desc}: runs queued and none running: starting the workers again")
+                experiments.start(jobs)
+                stalled_polls = 0
             sleep(poll_seconds)
     done = recorded()
     failures = []
