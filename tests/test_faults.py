@@ -223,6 +223,32 @@ def test_a_full_disk_names_the_file_the_error_names(tmp_path):
     assert [p for p in tmp_path.rglob("*")] == []
 
 
+def test_a_full_disk_naming_no_file_names_the_outputs_on_the_fullest_disk(tmp_path, monkeypatch):
+    """h5py's OSError(28) names no file: of outputs on two disks, those on the one with the
+    least space left are named (both, were it one disk)."""
+    targets = (tmp_path / "metrics" / "scores.json", tmp_path / "models" / "model.keras")
+    real = os.statvfs
+
+    def statvfs(path):  # the models folder's disk has 10 blocks left, the other 1000
+        status = real(path)
+        blocks = 10 if "model.keras" in str(path) else 1000
+        return type("Status", (), {"f_bavail": blocks, "f_frsize": status.f_frsize})
+
+    with pytest.raises(SfaeError) as caught, staged_outputs(*targets) as (scores, model):
+        scores.write_text("{}")
+        model.write_bytes(b"half")
+        monkeypatch.setattr(os, "statvfs", statvfs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(caught.value) == f"{targets[1]}: disk full (no space left on device); " + (
+        "nothing was written"
+    )
+    monkeypatch.undo()
+    with pytest.raises(SfaeError) as caught, staged_outputs(*targets) as (scores, model):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(caught.value).startswith(f"{targets[0]}, {targets[1]}: disk full")
+    assert [p for p in tmp_path.rglob("*")] == []
+
+
 # ---------------------------------------------------------------- model files
 
 

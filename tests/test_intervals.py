@@ -238,6 +238,23 @@ def test_plateau_ties_go_to_the_smaller_strength():
     assert result.collapsed == (3.0,) and result.first_collapse_above == 3.0
 
 
+def test_the_plateau_reaches_one_se_below_the_best_not_two():
+    # Two seeds a strength, each pair 0.02 apart: pooled s^2 = 0.0002, SE = sqrt(s^2 / 2) = 0.01.
+    curve = {
+        0.1: {1: 0.585, 2: 0.605},  # 1.5 SE below the best: neither flat nor collapsed
+        0.2: {1: 0.600, 2: 0.620},  # the best, 0.61
+        0.3: {1: 0.595, 2: 0.615},  # 0.5 SE below
+        0.4: {1: 0.560, 2: 0.580},  # 4 SE below
+    }
+    result = plateau(curve)
+    pooled = np.mean([np.var(list(seeds.values()), ddof=1) for seeds in curve.values()])
+    se = math.sqrt(pooled / 2)
+    assert result.se == pytest.approx(se) == pytest.approx(0.01)
+    assert result.best == 0.2 and result.best_mean - se > np.mean([0.585, 0.605])
+    assert result.plateau == (0.2, 0.3) and (result.plateau_low, result.plateau_high) == (0.2, 0.3)
+    assert result.collapsed == (0.4,) and result.first_collapse_above == 0.4
+
+
 def test_plateau_with_one_seed_per_strength_has_no_se():
     result = plateau({0.1: {1: 0.5}, 0.2: {1: 0.7}, 0.3: {1: 0.69}, 0.4: {1: 0.1}})
     assert result.se is None and result.se_note and result.pooled_df == 0

@@ -216,6 +216,7 @@ BAD_PLANS = [
     (setting("sweep.unet.final_seeds", [1, 1]), "sweep.unet.final_seeds", "distinct"),
     (setting("sweep.unet.grids.l2", [1e-3]), "sweep.unet.grids.l2", "at least two"),
     (setting("sweep.grids.l2", [1e-3, 1e-4]), "sweep.grids.l2", "ascending"),
+    (setting("sweep.grids.l2", [0.0, 1e-4]), "sweep.grids.l2", "positive"),
     (
         setting("sweep.grids.l3", [1e-3, 1e-2]),
         "sweep.grids.l3",
@@ -367,6 +368,15 @@ def test_declared_epochs_that_add_up_are_kept_as_they_are(tmp_path: Path, docume
     changed["variants"]["sparse_elu"]["sparse"].update(pretrain_epochs=500, finetune_epochs=301)
     config = load_config(write_params(tmp_path, {**changed, "variant": "sparse_elu"}))
     assert (config.pretrain_epochs(), config.finetune_epochs()) == (500, 301)  # not 201:600
+
+
+def test_a_ratio_split_leaves_at_least_one_epoch_to_finetune(tmp_path: Path, document: dict):
+    changed = copy.deepcopy(document)
+    changed["variants"]["sparse_elu"]["sparse"].update(pretrain_epochs=800, finetune_epochs=1)
+    changed["train"]["epochs"] = 100
+    config = load_config(write_params(tmp_path, {**changed, "variant": "sparse_elu"}))
+    assert round(100 * 800 / 801) == 100  # the ratio alone would leave none
+    assert (config.pretrain_epochs(), config.finetune_epochs()) == (99, 1)
 
 
 @pytest.mark.parametrize(

@@ -251,6 +251,29 @@ def test_a_new_regulariser_is_one_class_and_a_variant(tmp_path: Path, monkeypatc
     assert np.isfinite(history[0].terms["loss"])
 
 
+def test_the_penalties_are_tf_contribs_l1_and_half_l2() -> None:
+    from sfae.nn.regularisers.penalty import Penalty
+
+    kernel = np.array([[0.5, -1.0], [2.0, 0.0]], np.float32)
+    # tf.contrib's l1_regularizer: scale * sum|w|; its l2_regularizer: scale * sum(w^2) / 2
+    sums = {"l1": np.abs(kernel).sum(), "l2": (kernel**2).sum() / 2}
+    for kind, total in sums.items():
+        regulariser = Penalty(regularizer=kind, regularizer_scale=0.005).kernel_regularizer()
+        value = regulariser(keras.ops.convert_to_tensor(kernel))
+        assert float(keras.ops.convert_to_numpy(value)) == pytest.approx(0.005 * total)
+    assert Penalty(regularizer="none").kernel_regularizer() is None
+
+
+def test_a_dropout_rate_of_zero_is_no_strength(tmp_path: Path) -> None:
+    """`dropout: 0.0` beside an L2 penalty: the variant's one strength is the penalty's."""
+    variant = {"bottleneck_activation": "softabs", "dropout": 0.0, **COMBINED["augment_l2"]}
+    config = load_config(with_variants(tmp_path, {"l2_no_drop": variant}))
+    chosen = config.variants["l2_no_drop"]
+    assert chosen.dropout.dropout == 0.0 and chosen.dropout.strength_key() is None
+    assert strength_key(chosen) == "variants.l2_no_drop.regularizer_scale"
+    assert chosen.dropout.model_copy(update={"dropout": 0.1}).strength_key() == "dropout"
+
+
 def test_the_strength_limits_are_the_settings_bounds() -> None:
     assert STRENGTH_LIMITS == {"regularizer_scale": 10.0, "weight": 1000.0, "dropout": 0.95}
 

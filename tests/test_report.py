@@ -303,6 +303,24 @@ def test_a_group_with_one_run_is_pending_and_counts_in_the_family():
     assert family.comparisons["l1"].holm.family_size == 2
 
 
+def test_a_reference_with_one_run_leaves_every_comparison_pending():
+    groups = group_by_variant(study_records(("pure", "l1", "l2")))
+    groups["pure"] = groups["pure"][:1]
+    family = compare_family(groups, "pure")
+    assert family.pending == ("l1", "l2") and family.comparisons == {}
+    assert family.size == 2 and family.kind is None
+
+
+def test_a_collapsed_run_of_the_reference_is_named_too():
+    records = study_records(("pure", "l1"))
+    zero = {image: 0.0 for image in IMAGES}
+    collapsed = replace(run_record("pure", 3, zero, test_iou=0.0), name="pure-fell-over")
+    l1_3 = run_record("l1", 3, image_iou("l1", 0))
+    family = compare_family(group_by_variant([*records, collapsed, l1_3]), "pure")
+    assert [r.name for r in family.collapsed] == ["pure-fell-over"]
+    assert family.comparisons["l1"].difference.reference_seeds == (1, 2, 3)  # not dropped
+
+
 def test_compare_pairs_only_the_shared_images():
     records = study_records(("pure",)) + [
         run_record("l1", 1, {"FudanPed00001": 0.5, "FudanPed00002": 0.2, "other": 0.9}),

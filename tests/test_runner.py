@@ -608,3 +608,65 @@ def test_queued_runs_whose_worker_died_get_a_new_worker(tmp_path):
     outcome = run_plan(stub, plan(), PARAMS, tmp_path / "r.jsonl", sleep=sleeps.append)
     assert stub.starts == 2 and outcome.failed == [] and len(outcome.records) == 4
     assert len(sleeps) == 4  # four polls with nothing running, then the new worker
+
+
+def test_a_twin_reproduces_the_scores_as_well_as_the_per_image_iou():
+    """Another kind can round the pooled scores otherwise while the per-image IoU agree to the
+    last bit: such a run shows nothing about where the silent one trained."""
+    from dataclasses import replace
+
+    from sfae.experiments.records import RunRecord, corrected_machines
+
+    said = {"metrics/finetune/metrics.json": {"machine": "2-core x86_64 CPU"}}
+    silent = replace(
+        RunRecord("pure", 2, "old", "r", {"test": 0.5}, {}, 9.0, {"a": 0.5}, machine=CPU),
+        params={"seed": 2},
+    )
+    close = replace(silent, name="close", metrics=said, evaluate={"test": 0.5000001})
+    assert corrected_machines([silent, close])[0].machine == "unknown"
+    exact = replace(close, name="exact", evaluate=dict(silent.evaluate))
+    assert corrected_machines([silent, exact])[0].machine_kind == "2-core x86_64 CPU"
+
+
+def test_a_run_trained_where_its_last_training_stage_says():
+    """Pretraining restored from DVC's run cache may have run elsewhere: the finetuning
+    stage's machine is where the model was trained last."""
+    from sfae.experiments.records import TRAINING_JSONS, trained_on
+
+    pretrain, finetune = TRAINING_JSONS
+    both = {
+        pretrain: {"machine": "NVIDIA H100 80GB HBM3 GPU"},
+        finetune: {"machine": "2-core x86_64 CPU"},
+    }
+    assert trained_on(both) == "2-core x86_64 CPU"
+    assert trained_on({**both, finetune: {"seconds": 3.0}}) == "NVIDIA H100 80GB HBM3 GPU"
+    assert trained_on({pretrain: {}, finetune: {}}) == trained_on({}) == "unknown"
+
+
+def test_params_match_up_to_yaml_rounding_but_a_boolean_is_no_number():
+    from sfae.experiments.records import matches, same_value
+
+    assert same_value(0.1 + 0.2, 0.3) and same_value(5, 5.0) and same_value(True, True)
+    assert not same_value(True, 1) and not same_value(0, False) and not same_value(0.1, 0.1001)
+    flip = "variants.augment.augment.flip"
+    assert matches({flip: True, "seed": 1}, {flip: True}) and not matches({flip: 1}, {flip: True})
+
+
+def test_a_runs_scores_depend_on_its_own_variant_and_architecture_settings_only():
+    from sfae.experiments.runner import scored_params
+
+    flat = {
+        "variant": "l2",
+        "seed": 1,
+        "model.arch": "paper",
+        "model.unet.width": 8,
+        "variants.l2.regularizer_scale": 0.005,
+        "variants.pure.regularizer": "none",
+        "train.epochs": 801,
+        "data.val_count": 0,
+        "render.fps": 10,
+    }
+    others = ("model.unet.width", "variants.pure.regularizer", "render.fps")
+    assert scored_params(flat) == {k: v for k, v in flat.items() if k not in others}
+    unet = scored_params({**flat, "model.arch": "unet"})
+    assert unet["model.unet.width"] == 8 and "variants.pure.regularizer" not in unet

@@ -261,6 +261,50 @@ def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep)
     assert len(candidate_plan(state)) == 2 * len(sweep.settings.seeds)
 
 
+def test_a_candidate_that_ties_the_variant_as_swept_runs_no_new_finals(candidates_sweep):
+    """A tie on validation goes to the variant as swept: its finals are run already."""
+    sweep = candidates_sweep
+    records = selected_unet(sweep)
+    leader = sweep_state(sweep, records).leader
+    for candidate in (WIDER, LONGER):
+        for seed in sweep.settings.seeds:
+            spec = sweep.candidate_spec(leader.variant, leader.strength, candidate, seed)
+            records.append(record_for(sweep, spec, leader.validation, 0.99))
+    state = sweep_state(sweep, records)
+    assert [c.overrides for c in state.candidates] == [{}, WIDER, LONGER]
+    assert {c.runs.mean for c in state.candidates} == {leader.validation}
+    assert state.best.overrides == {} and state.best_finals is None
+
+
+def test_a_points_spread_is_the_sample_sd_over_its_seeds(sweep):
+    import statistics
+
+    x = sweep.settings.grids["l2"][0]
+    values = {seed: 0.5 + 0.2 * index for index, seed in enumerate(sweep.settings.seeds)}
+    records = [
+        record_for(sweep, sweep.selection_spec("l2", seed, x), value, 0.0)
+        for seed, value in values.items()
+    ]
+    point = sweep_state(sweep, records).selection("l2").points[x]
+    assert len(values) > 1 and point.validation == values
+    assert point.mean == pytest.approx(statistics.mean(values.values()))
+    assert point.std == pytest.approx(statistics.stdev(values.values()))
+
+
+def test_only_planned_runs_of_another_machine_kind_are_left_out(sweep):
+    from dataclasses import replace
+
+    cpu = Sweep(sweep.config, sweep.params, "paper", "2-core x86_64 CPU")
+    x = sweep.settings.grids["l2"][0]
+    planned = record_for(cpu, cpu.selection_spec("l2", 1, x), 0.5, 0.5)
+    unplanned = record_for(cpu, cpu.selection_spec("l2", 1, x * 3), 0.5, 0.5)  # off the grid
+    gpu = "Linux-x, x86_64, 16 CPUs, NVIDIA H100 80GB HBM3"
+    on_gpu = [replace(record, machine=gpu) for record in (planned, unplanned)]
+    state = sweep_state(cpu, on_gpu)
+    assert state.left_out == (on_gpu[0],)
+    assert state.selection("l2").points[x].records == ()  # read for no row either
+
+
 def test_a_candidate_with_an_unknown_or_a_sweep_key_is_refused(unet_sweep, tmp_path):
     from dataclasses import replace
 
