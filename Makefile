@@ -33,7 +33,7 @@ reports: $(BIN)/.installed
 	$(BIN)/sfae reports
 
 # The experiments in at most 25 columns: the params and headline scores that differ.
-SHOWN := ^(Experiment|State|variant|seed|data\.val_count|model\.arch|model\.unet\.(width|epochs)|variants\..*\.(regularizer_scale|sparse\.weight|dropout|sparse\.unlabeled_frames)|val\.iou_pooled|test\.pooled\.(iou|dice|boundary_f1)|gap\.iou_pooled|head_hit_rate|false_foreground|count_correlation|foreground_share)$$
+SHOWN := ^(Experiment|State|variant|seed|data\.val_count|model\.arch|model\.unet\.(width|epochs)|variants\..*\.(regularizer_scale|sparse\.weight|dropout|sparse\.unlabeled_frames)|val\.iou_pooled|test\.pooled\.(iou|boundary_f1)|gap\.iou_pooled|head_hit_rate)$$
 show: $(BIN)/.installed
 	$(BIN)/dvc exp show --only-changed --drop '.*' --keep '$(SHOWN)'
 
