@@ -209,20 +209,22 @@ def render_pending(
         f"{variant} (seeds {join(str(seed) for seed in seeds)})"
         for variant, seeds in missing.items()
     )
-    have = sum(len(runs) for runs in group_by_variant(records, POST_VARIANTS).values())
-    lines = [
-        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
-        "",
-        PENDING.format(have=have, planned=planned, kind=kind, missing=absent),
-        "",
-    ]
-    if left := left_out_said(left_out, kind):
-        lines += [left, ""]
-    if records:
-        table = summary_table(group_by_variant(records, POST_VARIANTS))
-        lines += ["## Results per variant recorded so far", "", *results_table(table, kind), ""]
-        lines += [f"![Per-variant scores, mean over seeds with std error bars]({CHART})", ""]
-    return "\n".join(lines)
+    left = left_out_said(left_out, kind)
+    return "\n".join(
+        [
+            "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
+            "",
+            PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
+            "",
+            *([left, ""] if left else []),
+            "## Results per variant recorded so far",
+            "",
+            *results_table(summary_table(group_by_variant(records, POST_VARIANTS)), kind),
+            "",
+            f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
+            "",
+        ]
+    )
 
 
 def write_pending_report(
@@ -233,13 +235,12 @@ def write_pending_report(
     out_dir: Path,
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
-    """Write the pending study.md and, from the runs recorded so far, study.png."""
+    """Write the pending study.md and, from the runs recorded so far (one or more), study.png."""
     text = render_pending(records, missing, planned, kind, left_out)
-    targets = [Path(out_dir) / MARKDOWN, *([Path(out_dir) / CHART] if records else [])]
+    targets = [Path(out_dir) / MARKDOWN, Path(out_dir) / CHART]
     with staged_outputs(*targets) as staged:
         staged[0].write_text(text, encoding="utf-8")
-        if records:
-            write_chart(summary_table(group_by_variant(records, POST_VARIANTS)), staged[1])
+        write_chart(summary_table(group_by_variant(records, POST_VARIANTS)), staged[1])
     return targets
 
 
