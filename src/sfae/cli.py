@@ -121,8 +121,8 @@ def study_command(args: argparse.Namespace) -> None:
 
 
 def sweep_command(args: argparse.Namespace) -> None:
+    from sfae.experiments.campaign import run_sweep
     from sfae.experiments.sweep import MAIN, Sweep
-    from sfae.experiments.sweep_plan import run_sweep
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_all_sweep_reports
 

@@ -3,7 +3,7 @@
 `make sweep` (`sfae sweep`) runs the paper net's sweep (params.yaml `sweep`), `make sweep-unet`
 (`sfae sweep --arch unet`) the U-Net's, `sfae sweep --name NAME` any named sweep under `sweep`
 (sweep.unet_stacked, ...): each its network, grids, seeds, references and comparisons. Four
-steps, all through the resumable runner (sfae.experiments.sweep_plan):
+steps, all through the resumable runner (sfae.experiments.campaign):
 
 1. Selection: each regulariser at every strength of its grid and the references, with
    `val_count` training images held out, for each selection seed, scored up to `evaluate`.
@@ -128,31 +128,21 @@ class Sweep:
         study = self.arch == "paper" and variant in POST_VARIANTS
         return study and variant not in self.settings.references
 
-    def selection_spec(self, variant: str, seed: int, strength: float | None = None) -> Spec:
-        overrides = {
-            "variant": variant,
-            "seed": seed,
-            "data.val_count": self.settings.val_count,
-            **self.network,
-        }
-        if strength is not None:
-            overrides[self.key(variant)] = strength
-        return Spec.from_dict(overrides)
-
-    def final_spec(self, variant: str, seed: int, strength: float | None = None) -> Spec:
-        """A final run: all training images, scored on the test split."""
-        spec = {**self.selection_spec(variant, seed, strength).as_dict(), "data.val_count": 0}
-        return Spec.from_dict(spec)
-
-    def candidate_spec(
-        self, variant: str, strength: dict, overrides: dict, seed: int, final: bool = False
+    def spec(
+        self,
+        variant: str,
+        seed: int,
+        strength: float | None = None,
+        final: bool = False,
+        overrides: dict | None = None,
     ) -> Spec:
-        """A run of the leader (variant, {its strength key: value}) with a candidate's
-        overrides: on the selection split, or on all training images for a final run."""
-        spec = self.selection_spec(variant, seed).as_dict()
-        if final:
-            spec["data.val_count"] = 0
-        return Spec.from_dict({**spec, **strength, **overrides})
+        """A run of a variant (at `strength`, where it has one) on the selection split, or on
+        all training images for a final run; a candidate's `overrides` (dotted keys) on top."""
+        spec = {"variant": variant, "seed": seed, **self.network}
+        spec["data.val_count"] = 0 if final else self.settings.val_count
+        if strength is not None:
+            spec[self.key(variant)] = strength
+        return Spec.from_dict({**spec, **(overrides or {})})
 
 
 def records_kind(records: list[RunRecord], arch: str) -> str | None:

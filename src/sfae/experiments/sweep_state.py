@@ -3,7 +3,7 @@ their plateaus, the references, the leader, the candidates and the best one, the
 what is missing and which records of other machine kinds were left out.
 
 `sweep_state(sweep, records)` is the one place that reads the records for a sweep; the plan
-(sfae.experiments.sweep_plan) and the reports (sfae.reports.sweep_*) read the state. Every
+(sfae.experiments.campaign) and the reports (sfae.reports.sweep_*) read the state. Every
 planned run is a `Spec` held next to the record found for it, so the plan lists the specs and
 the reports the records of one and the same state.
 """
@@ -209,9 +209,7 @@ def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Sele
     limit = STRENGTH_LIMITS[key.rsplit(".", 1)[1]]
 
     def measured(points) -> dict[float, Runs]:
-        return {
-            p: finder.runs([sweep.selection_spec(variant, s, p) for s in seeds]) for p in points
-        }
+        return {p: finder.runs([sweep.spec(variant, s, p) for s in seeds]) for p in points}
 
     points = list(grid)
     while True:  # the extension depends on the points measured so far
@@ -241,7 +239,7 @@ def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[C
     found, seen = [], []
     for overrides in [{}, *sweep.settings.candidates]:
         specs = [
-            sweep.candidate_spec(leader.variant, leader.strength, overrides, seed)
+            sweep.spec(leader.variant, seed, overrides={**leader.strength, **overrides})
             for seed in sweep.settings.seeds
         ]
         # Settings the leader's runs do not read (another variant's) make no new run.
@@ -269,7 +267,7 @@ def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
         elif variant in chosen:
             x = chosen[variant]
             same = in_study and post is not None and bool(np.isclose(x, post[0]))
-            specs = [sweep.final_spec(variant, seed, x) for seed in sweep.final_seeds]
+            specs = [sweep.spec(variant, seed, x, final=True) for seed in sweep.final_seeds]
             rows.append(
                 FinalRow(
                     variant, at_post if same else f"{variant} @ {x:g}", x, finder.runs(specs), True
@@ -277,7 +275,7 @@ def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
             )
             in_study = in_study and not same  # the same runs: one row
         elif variant in sweep.settings.references:
-            specs = [sweep.final_spec(variant, seed) for seed in sweep.final_seeds]
+            specs = [sweep.spec(variant, seed, final=True) for seed in sweep.final_seeds]
             rows.append(FinalRow(variant, variant, None, finder.runs(specs), True))
         if in_study:
             specs = [spec for spec in study if spec.as_dict()["variant"] == variant]
@@ -318,7 +316,7 @@ def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
         _selection(sweep, finder, variant, grid) for variant, grid in sweep.settings.grids.items()
     )
     references = tuple(
-        Reference(v, finder.runs([sweep.selection_spec(v, s) for s in sweep.settings.seeds]))
+        Reference(v, finder.runs([sweep.spec(v, s) for s in sweep.settings.seeds]))
         for v in sweep.settings.references
     )
     leader = _leader(selections, references)
@@ -327,7 +325,9 @@ def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
     best_finals = None
     if best is not None and best.overrides:
         specs = [
-            sweep.candidate_spec(leader.variant, leader.strength, best.overrides, seed, final=True)
+            sweep.spec(
+                leader.variant, seed, final=True, overrides={**leader.strength, **best.overrides}
+            )
             for seed in sweep.final_seeds
         ]
         label = f"{leader.label}, {best.label}"
