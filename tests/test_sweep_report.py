@@ -18,8 +18,7 @@ from sfae.errors import SfaeError
 from sfae.experiments.campaign import candidate_plan, final_plan, selection_plan
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import find_record, wanted_params
-from sfae.experiments.study import study_plan
-from sfae.experiments.sweep import Sweep
+from sfae.experiments.sweep import Sweep, study_plan
 from sfae.experiments.sweep_state import sweep_state
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.plans import load_plans

@@ -104,7 +104,7 @@ def _campaign(args: argparse.Namespace):
 
 def study_command(args: argparse.Namespace) -> None:
     from sfae.experiments.campaign import collect
-    from sfae.experiments.study import study_plan
+    from sfae.experiments.sweep import study_plan
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_study_report
 

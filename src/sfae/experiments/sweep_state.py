@@ -18,8 +18,7 @@ import numpy as np
 from sfae.experiments.plateau import Plateau, plateau
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
-from sfae.experiments.study import study_plan
-from sfae.experiments.sweep import Sweep, extended_grid, val_iou
+from sfae.experiments.sweep import Sweep, extended_grid, study_plan, val_iou
 from sfae.nn.regularisers.registry import STRENGTH_LIMITS
 
 
