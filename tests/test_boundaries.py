@@ -120,7 +120,7 @@ def sweep_records(sweep, variant: str, val_of, points) -> list[RunRecord]:
     records = []
     for strength in points:
         for seed in sweep.settings.seeds:
-            spec = sweep.selection_spec(variant, seed, strength)
+            spec = sweep.spec(variant, seed, strength)
             params = wanted_params(sweep.params, spec)
             records.append(
                 RunRecord(

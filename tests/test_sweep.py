@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from sfae.experiments.campaign import candidate_plan, final_plan, selection_plan
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import Spec, wanted_params
 from sfae.experiments.sweep import Sweep, extended_grid
-from sfae.experiments.sweep_plan import candidate_plan, final_plan, selection_plan
 from sfae.experiments.sweep_state import sweep_state
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.plans import load_plans
@@ -36,7 +36,7 @@ def record_for(sweep: Sweep, spec, val: float, test: float) -> RunRecord:
 def selection_records(sweep, variant, val_of, test_of, points=None):
     points = points or sweep.settings.grids[variant]
     return [
-        record_for(sweep, sweep.selection_spec(variant, seed, x), val_of(x), test_of(x))
+        record_for(sweep, sweep.spec(variant, seed, x), val_of(x), test_of(x))
         for x in points
         for seed in sweep.settings.seeds
     ]
@@ -68,9 +68,7 @@ def test_a_best_strength_at_an_end_extends_the_grid_one_step(sweep):
     new = list(selection.points)[-1]
     assert new == pytest.approx(step, rel=1e-2) and selection.added == (new,)
     planned = {s.label for s in selection_plan(sweep_state(sweep, records))}
-    assert {
-        sweep.selection_spec("sparse_elu", seed, new).label for seed in sweep.settings.seeds
-    } <= planned
+    assert {sweep.spec("sparse_elu", seed, new).label for seed in sweep.settings.seeds} <= planned
     # Once the new point is measured and lower, the optimum is bracketed at the old end.
     records += selection_records(sweep, "sparse_elu", lambda x: 0.0, lambda x: 0.0, points=[new])
     selection = sweep_state(sweep, records).selection("sparse_elu")
@@ -111,7 +109,7 @@ def test_the_final_runs_use_the_selected_strength_all_training_images_and_final_
 
 
 def test_selection_runs_hold_out_the_validation_images(sweep):
-    spec = sweep.selection_spec("dropout", 1, 0.05).as_dict()
+    spec = sweep.spec("dropout", 1, 0.05).as_dict()
     assert spec == {
         "variant": "dropout",
         "seed": 1,
@@ -131,7 +129,7 @@ def test_the_unet_sweep_runs_the_unet_on_its_own_grids_and_seeds(sweep, unet_swe
     )
     # A paper run with the same overrides does not count as the U-Net's.
     paper_runs = [
-        record_for(sweep, sweep.selection_spec(v, seed, x), 0.5, 0.5)
+        record_for(sweep, sweep.spec(v, seed, x), 0.5, 0.5)
         for v, grid in settings.grids.items()
         for x in grid
         for seed in settings.seeds
@@ -174,7 +172,7 @@ def selected_unet(unet_sweep, lead="l2", lead_val=0.9):
         records += selection_records(unet_sweep, variant, val, lambda x: 0.99)
     for index, variant in enumerate(unet_sweep.settings.references):
         records += [
-            record_for(unet_sweep, unet_sweep.selection_spec(variant, seed), 0.7 + index / 50, 0.99)
+            record_for(unet_sweep, unet_sweep.spec(variant, seed), 0.7 + index / 50, 0.99)
             for seed in unet_sweep.settings.seeds
         ]
     return records
@@ -241,7 +239,7 @@ def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep)
     # Validation prefers LONGER; test IoU would prefer WIDER: validation wins.
     for candidate, val, test in ((WIDER, 0.5, 0.99), (LONGER, 0.95, 0.1)):
         for seed in sweep.settings.seeds:
-            spec = sweep.candidate_spec(leader.variant, leader.strength, candidate, seed)
+            spec = sweep.spec(leader.variant, seed, overrides={**leader.strength, **candidate})
             records.append(record_for(sweep, spec, val, test))
     state = sweep_state(sweep, records)
     assert state.best.overrides == LONGER
@@ -254,7 +252,7 @@ def test_the_best_candidate_on_validation_runs_the_final_seeds(candidates_sweep)
     # Were the variant as swept best on validation, its own finals would do: no new run.
     worse = [r for r in records if r.evaluate["val"]["iou_pooled"] != 0.95]
     for seed in sweep.settings.seeds:
-        spec = sweep.candidate_spec(leader.variant, leader.strength, LONGER, seed)
+        spec = sweep.spec(leader.variant, seed, overrides={**leader.strength, **LONGER})
         worse.append(record_for(sweep, spec, 0.1, 0.99))
     state = sweep_state(sweep, worse)
     assert state.best.overrides == {} and state.best_finals is None
@@ -268,7 +266,7 @@ def test_a_candidate_that_ties_the_variant_as_swept_runs_no_new_finals(candidate
     leader = sweep_state(sweep, records).leader
     for candidate in (WIDER, LONGER):
         for seed in sweep.settings.seeds:
-            spec = sweep.candidate_spec(leader.variant, leader.strength, candidate, seed)
+            spec = sweep.spec(leader.variant, seed, overrides={**leader.strength, **candidate})
             records.append(record_for(sweep, spec, leader.validation, 0.99))
     state = sweep_state(sweep, records)
     assert [c.overrides for c in state.candidates] == [{}, WIDER, LONGER]
@@ -282,8 +280,7 @@ def test_a_points_spread_is_the_sample_sd_over_its_seeds(sweep):
     x = sweep.settings.grids["l2"][0]
     values = {seed: 0.5 + 0.2 * index for index, seed in enumerate(sweep.settings.seeds)}
     records = [
-        record_for(sweep, sweep.selection_spec("l2", seed, x), value, 0.0)
-        for seed, value in values.items()
+        record_for(sweep, sweep.spec("l2", seed, x), value, 0.0) for seed, value in values.items()
     ]
     point = sweep_state(sweep, records).selection("l2").points[x]
     assert len(values) > 1 and point.validation == values
@@ -296,8 +293,8 @@ def test_only_planned_runs_of_another_machine_kind_are_left_out(sweep):
 
     cpu = Sweep(sweep.config, sweep.params, "paper", "2-core x86_64 CPU")
     x = sweep.settings.grids["l2"][0]
-    planned = record_for(cpu, cpu.selection_spec("l2", 1, x), 0.5, 0.5)
-    unplanned = record_for(cpu, cpu.selection_spec("l2", 1, x * 3), 0.5, 0.5)  # off the grid
+    planned = record_for(cpu, cpu.spec("l2", 1, x), 0.5, 0.5)
+    unplanned = record_for(cpu, cpu.spec("l2", 1, x * 3), 0.5, 0.5)  # off the grid
     gpu = "Linux-x, x86_64, 16 CPUs, NVIDIA H100 80GB HBM3"
     on_gpu = [replace(record, machine=gpu) for record in (planned, unplanned)]
     state = sweep_state(cpu, on_gpu)
@@ -382,7 +379,7 @@ def test_a_named_sweep_plans_its_own_grids_on_its_network(named):
             stacked, variant, lambda x, m=grid[1]: 1.0 - abs(x - m), lambda x: 0.0
         )
     records += [
-        record_for(stacked, stacked.selection_spec("augment", seed), 0.5, 0.0)
+        record_for(stacked, stacked.spec("augment", seed), 0.5, 0.0)
         for seed in stacked.settings.seeds
     ]
     state = sweep_state(stacked, records)
@@ -518,4 +515,4 @@ def test_the_sweep_and_its_reports_import_no_circle_and_stay_short():
     assert not long
 
 
-OURS = ("plans", "study", "sweep", "sweep_state", "sweep_plan", "plateau")
+OURS = ("plans", "study", "sweep", "sweep_state", "campaign", "plateau")

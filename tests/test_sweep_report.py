@@ -15,11 +15,10 @@ import pytest
 from PIL import Image
 
 from sfae.errors import SfaeError
+from sfae.experiments.campaign import candidate_plan, final_plan, selection_plan
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import find_record, wanted_params
-from sfae.experiments.study import study_plan
-from sfae.experiments.sweep import Sweep
-from sfae.experiments.sweep_plan import candidate_plan, final_plan, selection_plan
+from sfae.experiments.sweep import Sweep, study_plan
 from sfae.experiments.sweep_state import sweep_state
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.plans import load_plans
@@ -302,7 +301,7 @@ def test_a_partial_sweep_still_builds_and_says_provisional(sweep, tmp_path):
     # l2's finals: 3 seeds missing; sparse_elu: one selection run missing, so no finals.
     n = len(sweep.final_seeds)
     l2_finals = sweep_state(sweep, records).row("l2").runs.records
-    elu_point = sweep.selection_spec("sparse_elu", 1, SWEEP_GRIDS["sparse_elu"][0])
+    elu_point = sweep.spec("sparse_elu", 1, SWEEP_GRIDS["sparse_elu"][0])
     dropped = [*l2_finals[:3], found(sweep, records, elu_point)]
     partial = [r for r in records if not any(r is d for d in dropped)]
     paths = write_sweep_reports([sweep], partial, tmp_path)

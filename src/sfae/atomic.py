@@ -87,40 +87,21 @@ def _is_any_staging_folder(path: Path) -> bool:
     return bool(name and dot) and _RANDOM_PART.fullmatch(random_part) is not None
 
 
-def _remove_unlocked(candidates: list[Path]) -> list[Path]:
-    """Remove the folders among candidates that no live writer holds; return them."""
-    removed = []
-    for candidate in candidates:
-        if candidate.is_symlink():
-            continue
-        try:
-            descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            continue  # gone meanwhile, or not a folder
-        try:
-            with contextlib.suppress(OSError):  # a live writer's, locked
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(candidate, ignore_errors=True)
-                removed.append(candidate)
-        finally:
-            os.close(descriptor)
-    return removed
-
-
-def remove_stale_staging(target: Path) -> list[Path]:
-    """Remove the staging folders beside target that no live writer holds; return them."""
+def _remove_unlocked(folder: Path, is_staging) -> None:
+    """Remove the staging folders in folder (those is_staging names) that no live writer holds."""
     with contextlib.suppress(OSError):
-        candidates = sorted(target.parent.iterdir())
-        return _remove_unlocked([c for c in candidates if is_staging_folder(c, target)])
-    return []
-
-
-def remove_dead_staging(area: Path) -> list[Path]:
-    """Remove the staging folders in a shared staging area that no live writer holds (those
-    of killed writers, whatever their target); return them."""
-    with contextlib.suppress(OSError):
-        return _remove_unlocked([c for c in sorted(area.iterdir()) if _is_any_staging_folder(c)])
-    return []
+        candidates = [c for c in sorted(folder.iterdir()) if is_staging(c) and not c.is_symlink()]
+        for candidate in candidates:
+            try:
+                descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                continue  # gone meanwhile, or not a folder
+            try:
+                with contextlib.suppress(OSError):  # a live writer's, locked
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    shutil.rmtree(candidate, ignore_errors=True)
+            finally:
+                os.close(descriptor)
 
 
 def _locked_staging_folder(where: Path, prefix: str) -> tuple[Path, int]:
@@ -165,7 +146,7 @@ def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
         if existing.stat().st_dev != target.parent.stat().st_dev:
             return None  # another file system: leave it untouched
         area.mkdir(parents=True, exist_ok=True)
-        remove_dead_staging(area)
+        _remove_unlocked(area, _is_any_staging_folder)  # those of killed writers
         folder, descriptor = _locked_staging_folder(area, f"{target.name}.")
     except OSError:
         return None
@@ -178,7 +159,8 @@ def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
 
 def _staging_folder(target: Path) -> tuple[Path, int]:
     """A locked staging folder of target: in the shared area where it can, else beside it."""
-    remove_stale_staging(target)  # beside it: outside DVC, or left by an older sfae
+    # Beside it: outside DVC, or left by an older sfae.
+    _remove_unlocked(target.parent, lambda folder: is_staging_folder(folder, target))
     shared = _shared_staging_folder(target)
     if shared is not None:
         return shared
@@ -215,11 +197,9 @@ def _write_failure(
     failed = Path(os.fsdecode(error.filename))
     # A staging folder means nothing to the user: name its target (or the old output,
     # being replaced, or the folder it lives in).
-    named = [
-        target
-        for folder, target in zip(staged, targets, strict=False)
-        if failed == folder or failed.is_relative_to(folder) or is_staging_folder(failed, target)
-    ] + [
+    pairs = zip(staged, targets, strict=True)
+    named = [target for folder, target in pairs if failed.is_relative_to(folder)]
+    named += [
         target
         for target in targets
         if is_staging_folder(failed, target)

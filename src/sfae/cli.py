@@ -17,10 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sfae.config import ARCHS
 from sfae.errors import SfaeError
 from sfae.inference import files
-
-ARCHS = ("paper", "unet")
 
 
 def _add_predict(commands) -> None:
@@ -94,17 +93,13 @@ def _campaign(args: argparse.Namespace):
 
     paths = ProjectPaths.here()
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
-    return (
-        paths,
-        config,
-        params,
-        CampaignOptions(args.jobs, args.report_only, args.share, args.remote),
-    )
+    options = CampaignOptions(args.jobs, args.report_only, args.share, args.remote)
+    return paths, config, params, options
 
 
-def study_command(args: argparse.Namespace) -> None:
+def study_command(args: argparse.Namespace) -> list[Path]:
     from sfae.experiments.campaign import collect
-    from sfae.experiments.study import study_plan
+    from sfae.experiments.sweep import study_plan
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_study_report
 
@@ -115,14 +110,13 @@ def study_command(args: argparse.Namespace) -> None:
     if options.share != "1/1" and not options.report_only:
         # Other machines' shares hold the rest: the report waits for `--report-only --remote`.
         print("study: this machine's share is done; `sfae study --report-only --remote` reports")
-        return
-    for path in write_study_report(paths):
-        print(f"wrote {path}")
+        return []
+    return write_study_report(paths)
 
 
-def sweep_command(args: argparse.Namespace) -> None:
+def sweep_command(args: argparse.Namespace) -> list[Path]:
+    from sfae.experiments.campaign import run_sweep
     from sfae.experiments.sweep import MAIN, Sweep
-    from sfae.experiments.sweep_plan import run_sweep
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_all_sweep_reports
 
@@ -134,16 +128,14 @@ def sweep_command(args: argparse.Namespace) -> None:
         sweep = Sweep(config, params, name, kind=local_machine_kind())
         print(f"sweep: runs on this machine's kind ({sweep.kind}) count, others do not")
         run_sweep(sweep, options, paths.run_records, paths.root)
-    for path in write_all_sweep_reports(paths):
-        print(f"wrote {path}")
+    return write_all_sweep_reports(paths)
 
 
-def reports_command(args: argparse.Namespace) -> None:
+def reports_command(args: argparse.Namespace) -> list[Path]:
     from sfae.paths import ProjectPaths
     from sfae.reports.build import write_all_reports
 
-    for path in write_all_reports(ProjectPaths.here()):
-        print(f"wrote {path}")
+    return write_all_reports(ProjectPaths.here())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,10 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return files.predict_command(args)
     commands = {"study": study_command, "sweep": sweep_command, "reports": reports_command}
     try:
-        commands[args.command](args)
+        written = commands[args.command](args)
     except SfaeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

@@ -1,5 +1,11 @@
-"""A campaign (the study, a sweep) on this machine or on N machines: which share of the
-plan runs here, pulling and pushing the others' experiments through a git remote."""
+"""A campaign (the study, a sweep) on this machine or on N machines: which share of the plan
+runs here, pulling and pushing the others' experiments through a git remote.
+
+A sweep's plan is read off its state (sfae.experiments.sweep_state), step by step: the
+selection runs of every point of every grid (as extended so far) and of the references; the
+final runs of the rows the sweep plans; the candidates' runs and, once the best is known, its
+finals.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ from pathlib import Path
 
 from sfae.errors import SfaeError
 from sfae.experiments.dvc_experiments import DvcExperiments
+from sfae.experiments.records import read_records
 from sfae.experiments.runner import Spec, record_finished, run_plan, share, wanted_params
+from sfae.experiments.sweep import MAIN, SCORED_STAGE, Sweep
+from sfae.experiments.sweep_state import SweepState, sweep_state
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ def collect(
     desc: str,
     target: str | None = None,
     kind: str | None = None,
-):
+) -> None:
     """Pull others' runs (with a remote), run this machine's share of the plan (unless
     report-only), push ours (with a remote), recording every finished run."""
     experiments = DvcExperiments(root)
@@ -49,11 +58,53 @@ def collect(
     if options.report_only:
         wanted = [wanted_params(params, spec) for spec in specs]
         record_finished(experiments, experiments.runs(), records_path, wanted)
-        return None
+        return
     mine = share(specs, *parse_share(options.share))
-    outcome = run_plan(
-        experiments, mine, params, records_path, options.jobs, target, desc=desc, kind=kind
-    )
+    run_plan(experiments, mine, params, records_path, options.jobs, target, desc=desc, kind=kind)
     if options.remote:
         experiments.push(options.remote)
-    return outcome
+
+
+def selection_plan(state: SweepState) -> list[Spec]:
+    """Every selection run the records call for now (grids as extended so far)."""
+    specs = [spec for s in state.selections for runs in s.points.values() for spec in runs.specs]
+    return specs + [spec for reference in state.references for spec in reference.runs.specs]
+
+
+def final_plan(state: SweepState) -> list[Spec]:
+    """Each regulariser at its selected strength and each reference, on all training
+    images, for every final seed (none for a regulariser not yet selected)."""
+    return [spec for row in state.rows if row.planned for spec in row.runs.specs]
+
+
+def candidate_plan(state: SweepState) -> list[Spec]:
+    """The candidates' runs on validation, and once all are measured, the final runs of
+    the best if it is not the variant as swept (whose finals the final plan holds)."""
+    specs = [spec for candidate in state.candidates[1:] for spec in candidate.runs.specs]
+    return specs + list(state.best_finals.runs.specs if state.best_finals else ())
+
+
+def run_sweep(sweep: Sweep, options: CampaignOptions, records_path: Path, root: Path) -> None:
+    """Every run the sweep calls for, round after round, as the records call for them."""
+    desc = "sweep" if sweep.name == MAIN else f"sweep {sweep.name}"
+
+    def run(specs: list[Spec], step: str) -> None:
+        step = f"{desc}: {step}"
+        collect(options, specs, sweep.params, records_path, root, step, SCORED_STAGE, sweep.kind)
+
+    def state() -> SweepState:
+        return sweep_state(sweep, read_records(records_path))
+
+    # Each round may extend a grid; a round that adds no run ends the selection.
+    planned: set[Spec] = set()
+    while True:
+        specs = selection_plan(state())
+        if set(specs) <= planned:
+            break
+        planned |= set(specs)
+        run(specs, "selection")
+    run(final_plan(state()), "final")
+    # The candidates' validation runs, then the best one's finals: two rounds.
+    for _ in range(2):
+        if specs := candidate_plan(state()):
+            run(specs, "candidates")

@@ -146,15 +146,6 @@ def read_records(path: Path) -> list[RunRecord]:
     return corrected_machines(records)
 
 
-def _one_per_key(records: list[RunRecord]) -> list[RunRecord]:
-    """Sorted, one record per key: of a record and its bit-for-bit reproduction, the one whose
-    metrics say where it trained."""
-    chosen: dict[str, RunRecord] = {}
-    for record in sorted(records, key=lambda r: trained_on(r.metrics) == UNKNOWN):
-        chosen.setdefault(_key(record), record)
-    return sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
-
-
 def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
     """Add the records whose params no record has yet; rewrite the file sorted, whole.
 
@@ -169,13 +160,15 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
         if _key(record) not in known:
             known.add(_key(record))
             added.append(record)
-    if added:
-        write_records(path, [*records, *added])
-    return added
-
-
-def write_records(path: Path, records: list[RunRecord]) -> None:
-    """The file, whole: machines corrected, one record per key, in the stable order."""
-    ordered = _one_per_key(corrected_machines(records))
+    if not added:
+        return added
+    # One record per key: of a record and its bit-for-bit reproduction, the one whose metrics
+    # say where it trained.
+    chosen: dict[str, RunRecord] = {}
+    corrected = corrected_machines([*records, *added])
+    for record in sorted(corrected, key=lambda r: trained_on(r.metrics) == UNKNOWN):
+        chosen.setdefault(_key(record), record)
+    ordered = sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
     with staged_outputs(path) as (staged,):
         staged.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered))
+    return added

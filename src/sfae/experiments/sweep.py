@@ -3,7 +3,7 @@
 `make sweep` (`sfae sweep`) runs the paper net's sweep (params.yaml `sweep`), `make sweep-unet`
 (`sfae sweep --arch unet`) the U-Net's, `sfae sweep --name NAME` any named sweep under `sweep`
 (sweep.unet_stacked, ...): each its network, grids, seeds, references and comparisons. Four
-steps, all through the resumable runner (sfae.experiments.sweep_plan):
+steps, all through the resumable runner (sfae.experiments.campaign):
 
 1. Selection: each regulariser at every strength of its grid and the references, with
    `val_count` training images held out, for each selection seed, scored up to `evaluate`.
@@ -18,6 +18,10 @@ steps, all through the resumable runner (sfae.experiments.sweep_plan):
 This module says what a sweep is and which runs make it (`Spec`s); what the records hold of
 them is its state (sfae.experiments.sweep_state), computed once and read by the plan and the
 reports. Nothing is selected on the test split: selection reads validation IoU alone.
+
+The study (`make study`, `sfae study`) is the plan beside the sweeps: the post's five variants x
+every study seed; runs that have a record in reports/runs.jsonl are skipped (the committed
+baseline among them).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import Counter
 from sfae.config import POST_VARIANTS, Config, strength_key
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord, flatten
-from sfae.experiments.runner import Spec
+from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
 from sfae.machine import UNKNOWN
 
 MAIN = "paper"  # the name of params.yaml's own `sweep` (the paper net's)
@@ -37,6 +41,31 @@ NETWORKS = {"paper": "paper net", "unet": "U-Net"}
 # The variant groups every sweep and report reads (the post's five: sfae.config.POST_VARIANTS).
 PENALTIES = ("l1", "l2")
 SPARSE = ("sparse_softabs", "sparse_elu")
+
+
+def study_plan(config: Config) -> list[Spec]:
+    return [Spec.of(variant=v, seed=s) for v in POST_VARIANTS for s in config.study.seeds]
+
+
+def study_records(
+    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None = None
+) -> list[RunRecord]:
+    """The record of every planned run that has one (of a machine of `kind`), in plan order."""
+    found = [find_record(records, wanted_params(params, spec), kind) for spec in specs]
+    return [record for record in found if record is not None]
+
+
+def other_kinds(
+    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None
+) -> list[RunRecord]:
+    """The records of planned runs that trained on another machine kind than `kind` (what a
+    report of `kind` leaves out), in the records' order."""
+    if kind is None:
+        return []
+    wanted = [wanted_params(params, spec) for spec in specs]
+    return [
+        r for r in records if r.machine_kind != kind and any(fulfils(r.params, w) for w in wanted)
+    ]
 
 
 def val_iou(record: RunRecord) -> float:
@@ -128,31 +157,21 @@ class Sweep:
         study = self.arch == "paper" and variant in POST_VARIANTS
         return study and variant not in self.settings.references
 
-    def selection_spec(self, variant: str, seed: int, strength: float | None = None) -> Spec:
-        overrides = {
-            "variant": variant,
-            "seed": seed,
-            "data.val_count": self.settings.val_count,
-            **self.network,
-        }
-        if strength is not None:
-            overrides[self.key(variant)] = strength
-        return Spec.from_dict(overrides)
-
-    def final_spec(self, variant: str, seed: int, strength: float | None = None) -> Spec:
-        """A final run: all training images, scored on the test split."""
-        spec = {**self.selection_spec(variant, seed, strength).as_dict(), "data.val_count": 0}
-        return Spec.from_dict(spec)
-
-    def candidate_spec(
-        self, variant: str, strength: dict, overrides: dict, seed: int, final: bool = False
+    def spec(
+        self,
+        variant: str,
+        seed: int,
+        strength: float | None = None,
+        final: bool = False,
+        overrides: dict | None = None,
     ) -> Spec:
-        """A run of the leader (variant, {its strength key: value}) with a candidate's
-        overrides: on the selection split, or on all training images for a final run."""
-        spec = self.selection_spec(variant, seed).as_dict()
-        if final:
-            spec["data.val_count"] = 0
-        return Spec.from_dict({**spec, **strength, **overrides})
+        """A run of a variant (at `strength`, where it has one) on the selection split, or on
+        all training images for a final run; a candidate's `overrides` (dotted keys) on top."""
+        spec = {"variant": variant, "seed": seed, **self.network}
+        spec["data.val_count"] = 0 if final else self.settings.val_count
+        if strength is not None:
+            spec[self.key(variant)] = strength
+        return Spec.from_dict({**spec, **(overrides or {})})
 
 
 def records_kind(records: list[RunRecord], arch: str) -> str | None:

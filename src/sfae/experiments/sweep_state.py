@@ -3,7 +3,7 @@ their plateaus, the references, the leader, the candidates and the best one, the
 what is missing and which records of other machine kinds were left out.
 
 `sweep_state(sweep, records)` is the one place that reads the records for a sweep; the plan
-(sfae.experiments.sweep_plan) and the reports (sfae.reports.sweep_*) read the state. Every
+(sfae.experiments.campaign) and the reports (sfae.reports.sweep_*) read the state. Every
 planned run is a `Spec` held next to the record found for it, so the plan lists the specs and
 the reports the records of one and the same state.
 """
@@ -18,8 +18,7 @@ import numpy as np
 from sfae.experiments.plateau import Plateau, plateau
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
-from sfae.experiments.study import study_plan
-from sfae.experiments.sweep import Sweep, extended_grid, val_iou
+from sfae.experiments.sweep import Sweep, extended_grid, study_plan, val_iou
 from sfae.nn.regularisers.registry import STRENGTH_LIMITS
 
 
@@ -203,19 +202,18 @@ class _Finder:
                         self.others[id(record)] = record
         return Runs(tuple(specs), tuple(found))
 
+    def seeds(self, seeds, variant: str, strength=None, final=False, overrides=None) -> Runs:
+        """A variant's runs (Sweep.spec), one per seed."""
+        return self.runs([self.sweep.spec(variant, s, strength, final, overrides) for s in seeds])
+
 
 def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Selection:
     key, seeds = sweep.key(variant), sweep.settings.seeds
     limit = STRENGTH_LIMITS[key.rsplit(".", 1)[1]]
 
-    def measured(points) -> dict[float, Runs]:
-        return {
-            p: finder.runs([sweep.selection_spec(variant, s, p) for s in seeds]) for p in points
-        }
-
     points = list(grid)
     while True:  # the extension depends on the points measured so far
-        curve = measured(points)
+        curve = {p: finder.seeds(seeds, variant, p) for p in points}
         grown = extended_grid(grid, {p: r.mean for p, r in curve.items() if r.complete}, limit)
         if grown == points:
             break
@@ -241,7 +239,7 @@ def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[C
     found, seen = [], []
     for overrides in [{}, *sweep.settings.candidates]:
         specs = [
-            sweep.candidate_spec(leader.variant, leader.strength, overrides, seed)
+            sweep.spec(leader.variant, seed, overrides={**leader.strength, **overrides})
             for seed in sweep.settings.seeds
         ]
         # Settings the leader's runs do not read (another variant's) make no new run.
@@ -262,23 +260,20 @@ def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
         post = sweep.post_mark(variant)
         at_post = variant if post is None else f"{variant} @ {post[0]:g} (post)"
         in_study = sweep.in_study(variant)
-        if variant in chosen and chosen[variant] is None:
+        x = chosen.get(variant)
+        if variant in chosen and x is None:
             rows.append(
                 FinalRow(variant, f"{variant} (not selected)", None, Runs((), ()), True, False)
             )
         elif variant in chosen:
-            x = chosen[variant]
             same = in_study and post is not None and bool(np.isclose(x, post[0]))
-            specs = [sweep.final_spec(variant, seed, x) for seed in sweep.final_seeds]
-            rows.append(
-                FinalRow(
-                    variant, at_post if same else f"{variant} @ {x:g}", x, finder.runs(specs), True
-                )
-            )
+            label = at_post if same else f"{variant} @ {x:g}"
+            finals = finder.seeds(sweep.final_seeds, variant, x, final=True)
+            rows.append(FinalRow(variant, label, x, finals, True))
             in_study = in_study and not same  # the same runs: one row
         elif variant in sweep.settings.references:
-            specs = [sweep.final_spec(variant, seed) for seed in sweep.final_seeds]
-            rows.append(FinalRow(variant, variant, None, finder.runs(specs), True))
+            finals = finder.seeds(sweep.final_seeds, variant, final=True)
+            rows.append(FinalRow(variant, variant, None, finals, True))
         if in_study:
             specs = [spec for spec in study if spec.as_dict()["variant"] == variant]
             rows.append(FinalRow(variant, at_post, post and post[0], finder.runs(specs), False))
@@ -296,18 +291,17 @@ def _best(candidates) -> Candidate | None:
 def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, ...]:
     """What is missing, step by step: an unselected regulariser's selection runs (its finals
     come after), the references' selection runs, the planned finals, the candidates' runs."""
+    finals = [row for row in rows if row.planned and row.selected]
+    steps = [("reference", r.variant, r.runs) for r in references]
+    steps += [("final", row.label, row.runs) for row in finals]
+    steps += [("candidate", c.label, c.runs) for c in candidates]
+    steps += [("final", best_finals.label, best_finals.runs)] if best_finals else []
     gaps = [
         Gap("selection", s.variant, s.missing, sum(len(r.specs) for r in s.points.values()))
         for s in selections
         if s.selected is None
     ]
-    gaps += [Gap("reference", r.variant, r.runs.missing, len(r.runs.specs)) for r in references]
-    finals = [row for row in rows if row.planned and row.selected]
-    gaps += [Gap("final", row.label, row.runs.missing, len(row.runs.specs)) for row in finals]
-    gaps += [Gap("candidate", c.label, c.runs.missing, len(c.runs.specs)) for c in candidates]
-    if best_finals is not None:
-        runs = best_finals.runs
-        gaps.append(Gap("final", best_finals.label, runs.missing, len(runs.specs)))
+    gaps += [Gap(step, label, runs.missing, len(runs.specs)) for step, label, runs in steps]
     return tuple(gap for gap in gaps if gap.missing)
 
 
@@ -318,20 +312,16 @@ def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
         _selection(sweep, finder, variant, grid) for variant, grid in sweep.settings.grids.items()
     )
     references = tuple(
-        Reference(v, finder.runs([sweep.selection_spec(v, s) for s in sweep.settings.seeds]))
-        for v in sweep.settings.references
+        Reference(v, finder.seeds(sweep.settings.seeds, v)) for v in sweep.settings.references
     )
     leader = _leader(selections, references)
     candidates = _candidates(sweep, finder, leader)
     best = _best(candidates)
     best_finals = None
     if best is not None and best.overrides:
-        specs = [
-            sweep.candidate_spec(leader.variant, leader.strength, best.overrides, seed, final=True)
-            for seed in sweep.final_seeds
-        ]
-        label = f"{leader.label}, {best.label}"
-        best_finals = FinalRow(leader.variant, label, None, finder.runs(specs), False)
+        overrides = {**leader.strength, **best.overrides}
+        finals = finder.seeds(sweep.final_seeds, leader.variant, final=True, overrides=overrides)
+        best_finals = FinalRow(leader.variant, f"{leader.label}, {best.label}", None, finals, False)
     rows = tuple(_rows(sweep, finder, selections))
     gaps = _gaps(selections, references, rows, candidates, best_finals)
     left_out = tuple(finder.others.values())

@@ -11,8 +11,7 @@ from pathlib import Path
 from sfae.config import read_yaml
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord, read_records
-from sfae.experiments.study import other_kinds, study_plan, study_records
-from sfae.experiments.sweep import records_kind, sweeps
+from sfae.experiments.sweep import other_kinds, records_kind, study_plan, study_records, sweeps
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.paths import ProjectPaths
 from sfae.plans import load_plans
