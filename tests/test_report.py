@@ -17,11 +17,10 @@ from sfae.config import POST_VARIANTS as VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.reports.claims import claims
-from sfae.reports.comparisons import Comparison, compare_family
 from sfae.reports.figures import write_variants_gif
 from sfae.reports.intervals import Difference, holm
 from sfae.reports.markdown import markdown_table, tally
-from sfae.reports.statistics import group_by_variant, summary_table
+from sfae.reports.statistics import Comparison, compare_family, group_by_variant, summary_table
 from sfae.reports.study_report import render_markdown, write_report
 from sfae.reports.wording import reading
 

@@ -9,10 +9,9 @@ from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.sweep import PENALTIES as PENALTY_VARIANTS
 from sfae.experiments.sweep import SPARSE as SPARSE_VARIANTS
-from sfae.reports.comparisons import Comparison
 from sfae.reports.intervals import BETTER
 from sfae.reports.markdown import join
-from sfae.reports.statistics import METRIC_LABELS, Summary
+from sfae.reports.statistics import METRIC_LABELS, Comparison, Summary
 from sfae.reports.wording import reading
 
 PURE = "pure"

@@ -10,9 +10,9 @@ from sfae.atomic import staged_outputs
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import sweep_state
-from sfae.reports.comparisons import VERDICTS
 from sfae.reports.figures import write_selection_chart
 from sfae.reports.markdown import join, markdown_table, replace_block
+from sfae.reports.statistics import VERDICTS
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
 from sfae.reports.sweep_report import panels, reference_lines, render
 from sfae.reports.wording import range_said, results_table

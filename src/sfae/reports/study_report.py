@@ -22,10 +22,15 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
 from sfae.reports.claims import claims
-from sfae.reports.comparisons import compare_family, one_kind
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
-from sfae.reports.statistics import METRIC_LABELS, group_by_variant, summary_table
+from sfae.reports.statistics import (
+    METRIC_LABELS,
+    compare_family,
+    group_by_variant,
+    one_kind,
+    summary_table,
+)
 from sfae.reports.wording import METHODS, family_said, family_table, left_out_said, results_table
 
 REFERENCE = "pure"

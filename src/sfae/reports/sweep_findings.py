@@ -10,9 +10,15 @@ from dataclasses import dataclass
 
 from sfae.experiments.sweep import PENALTIES, SPARSE
 from sfae.experiments.sweep_state import FinalRow, Selection, SweepState
-from sfae.reports.comparisons import Comparison, Family, compare_family, one_kind
 from sfae.reports.intervals import BETTER
-from sfae.reports.statistics import Summary, summary_table
+from sfae.reports.statistics import (
+    Comparison,
+    Family,
+    Summary,
+    compare_family,
+    one_kind,
+    summary_table,
+)
 from sfae.reports.wording import family_said, gaps_said, range_said, reading
 
 GOAL_IOU = 0.70  # the test IoU the best U-Net setting is to reach (issue #13)

@@ -12,10 +12,18 @@ from collections.abc import Iterable, Sequence
 
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
-from sfae.reports.comparisons import COLLAPSE_IOU, VERDICTS, Comparison, Family
 from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
 from sfae.reports.markdown import join, markdown_table
-from sfae.reports.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary, metric_value
+from sfae.reports.statistics import (
+    COLLAPSE_IOU,
+    METRIC_LABELS,
+    SUMMARY_METRICS,
+    VERDICTS,
+    Comparison,
+    Family,
+    Summary,
+    metric_value,
+)
 
 RELATION = {
     BETTER: "better than",
