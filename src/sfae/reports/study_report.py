@@ -21,7 +21,7 @@ from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
-from sfae.reports.claims import claims
+from sfae.reports.claims import Claim, claims
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
 from sfae.reports.statistics import (
@@ -73,8 +73,8 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
 HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
 
 
-def _claims_section(checked: list[dict]) -> list[str]:
-    rows = [[item["claim"], f"**{item['verdict']}**", item["evidence"]] for item in checked]
+def _claims_section(checked: list[Claim]) -> list[str]:
+    rows = [[item.claim, f"**{item.verdict}**", item.evidence] for item in checked]
     return [
         "## The 2018 blog post's claims, checked",
         "",
