@@ -54,24 +54,18 @@ class Findings:
     def variant(self, label: str) -> str:
         return next(row.variant for row in self.state.rows if row.label == label)
 
-    def better(self) -> tuple[str, ...]:
-        """The variants better than the first family's reference, by name."""
-        if not self.families:
-            return ()
-        return tuple(sorted(self.variant(c.name) for c in self.families[0].with_verdict(BETTER)))
+    def better(self) -> list[Comparison]:
+        """The rows better than the first family's reference."""
+        return self.families[0].with_verdict(BETTER) if self.families else []
 
     def recommended(self) -> str | None:
         """Of the rows better than the first family's reference, the largest mean gain."""
-        found = self.families[0].with_verdict(BETTER) if self.families else []
-        return max(found, key=lambda c: c.mean).name if found else None
-
-    def recommended_variant(self) -> str | None:
-        label = self.recommended()
-        return None if label is None else self.variant(label)
+        return max(self.better(), key=lambda c: c.mean).name if self.better() else None
 
     def verdict(self) -> tuple:
         """The answer in a comparable form: who beats the reference, and sparse vs L1/L2."""
-        return self.better(), self.head.verdict if self.head else None
+        better = tuple(sorted(self.variant(c.name) for c in self.better()))
+        return better, self.head.verdict if self.head else None
 
 
 def best_by_validation(selections, variants) -> Selection | None:
