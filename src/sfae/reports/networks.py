@@ -120,8 +120,7 @@ def _changed(networks: list[Findings]) -> str:
 
 def main_block(found: Findings) -> str:
     """The paper net's answer and its final table, for the README."""
-    table = results_table(found.table, found.kind) if found.table else []
-    final = table or ["No final run is recorded yet."]
+    final = results_table(found.table, found.kind)
     return "\n".join([answer(found), "", *final, "", f"From {_link(found)}."])
 
 

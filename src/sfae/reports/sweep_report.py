@@ -139,10 +139,9 @@ def _final_section(found: Findings) -> list[str]:
     state = found.state
     sweep = state.sweep
     post = " beside the post's settings" if sweep.arch == "paper" else ""
-    lines = ["## Final runs: tuned strengths" + post, ""]
+    lines = ["## Final runs: tuned strengths" + post, "", *results_table(found.table, found.kind)]
     if not found.table:
-        return [*lines, "No final run is recorded yet."]
-    lines += results_table(found.table, found.kind)
+        return lines
     finals = [gap for gap in state.gaps if gap.step == "final"]
     if finals:
         lines += ["", f"Pending: {gaps_said(finals)}."]

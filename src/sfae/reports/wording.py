@@ -98,6 +98,7 @@ MALL_FRAMES = (
     "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
     "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
 )
+NO_FINAL = "No final run is recorded yet."
 SPREAD = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
 
 
@@ -230,6 +231,8 @@ def mall_frames_said(frames: dict[str, int], scored: int) -> str:
 
 def results_table(table: Summary, kind: str | None) -> list[str]:
     """Every row's scores over its seeds, with the machine kind its runs trained on."""
+    if not table:
+        return [NO_FINAL]
     rows = [
         [
             f"`{label}`",
