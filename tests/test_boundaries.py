@@ -22,8 +22,8 @@ from sfae.experiments.sweep import extended_grid
 from sfae.experiments.sweep_state import sweep_state
 from sfae.inference.predict import to_mask
 from sfae.nn.regularisers.registry import load_config
-from sfae.reports.comparisons import compare_family
 from sfae.reports.intervals import NOT_DISTINGUISHABLE
+from sfae.reports.statistics import compare_family
 from sfae.scoring.mall_metrics import mall_scores, pearson_or_zero
 from sfae.scoring.metrics import SCORE_KEYS, per_image_scores, summarize
 

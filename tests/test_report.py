@@ -17,11 +17,10 @@ from sfae.config import POST_VARIANTS as VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.reports.claims import claims
-from sfae.reports.comparisons import Comparison, compare_family
 from sfae.reports.figures import write_variants_gif
 from sfae.reports.intervals import Difference, holm
 from sfae.reports.markdown import markdown_table, tally
-from sfae.reports.statistics import group_by_variant, summary_table
+from sfae.reports.statistics import Comparison, compare_family, group_by_variant, summary_table
 from sfae.reports.study_report import render_markdown, write_report
 from sfae.reports.wording import reading
 
@@ -166,7 +165,7 @@ def comparisons(**verdicts: str) -> dict:
 
 
 def verdict_of(claim_number: int, table: dict, compared: dict | None = None) -> str:
-    return claims(table, compared or comparisons())[claim_number - 1]["verdict"]
+    return claims(table, compared or comparisons())[claim_number - 1].verdict
 
 
 # summary_table
@@ -365,10 +364,10 @@ def test_claims_cover_the_six_blog_statements_with_numbers_as_evidence():
     table = summary(study_records())
     checked = claims(table, compare_to_pure(study_records()))
     assert len(checked) == 6
-    assert all(item["verdict"] in ("agrees", "disagrees", "mixed") for item in checked)
+    assert all(item.verdict in ("agrees", "disagrees", "mixed") for item in checked)
     # The evidence quotes the computed numbers: pure's foreground share 0.85 ± 0.071.
-    assert "pure 0.850 ± 0.071" in checked[0]["evidence"]
-    assert [item["verdict"] for item in checked] == [
+    assert "pure 0.850 ± 0.071" in checked[0].evidence
+    assert [item.verdict for item in checked] == [
         "agrees",  # pure: highest foreground share (0.85) and false foreground (0.65)
         "agrees",  # l1's share 0.5 is above l2's and the sparse variants' 0.2
         "agrees",  # l2's boundary F1 0.55 is above l1's 0.4
@@ -385,7 +384,7 @@ def test_claim_pure_marks_everything_flips_with_the_numbers():
     assert verdict_of(1, flat_table(**highest)) == "agrees"
     assert verdict_of(1, flat_table(**lowest)) == "disagrees"
     assert verdict_of(1, flat_table(**one_of_two)) == "mixed"
-    assert "pure 0.950 ± 0.000" in claims(flat_table(**highest), comparisons())[0]["evidence"]
+    assert "pure 0.950 ± 0.000" in claims(flat_table(**highest), comparisons())[0].evidence
 
 
 def test_claim_l1_redder_compares_with_the_other_regularised_variants():
@@ -425,7 +424,7 @@ def test_claim_sparse_regularises_better_uses_means_and_the_intervals():
     assert verdict_of(6, penalty_ahead, comparisons(sparse_elu="better")) == "disagrees"
     split = flat_table(test_iou={"sparse_elu": 0.7, "l2": 0.6}, iou_gap={"sparse_elu": 0.3})
     assert verdict_of(6, split, comparisons(sparse_elu="better")) == "mixed"
-    evidence = claims(sparse_ahead, comparisons(sparse_elu="better"))[5]["evidence"]
+    evidence = claims(sparse_ahead, comparisons(sparse_elu="better"))[5].evidence
     assert "sparse_elu 0.700 ± 0.000" in evidence and "l2 0.600 ± 0.000" in evidence
 
 
@@ -450,8 +449,8 @@ def test_claims_with_one_seed_say_the_comparison_is_pending():
         test_iou={"sparse_elu": 0.7, "l2": 0.6}, iou_gap={"sparse_elu": 0.1, "l2": 0.2}
     )
     sixth = claims(sparse_ahead, {})[5]
-    assert sixth["verdict"] == "mixed"
-    assert "sparse_elu: pending (a comparison needs two or more seeds" in sixth["evidence"]
+    assert sixth.verdict == "mixed"
+    assert "sparse_elu: pending (a comparison needs two or more seeds" in sixth.evidence
 
 
 # render_markdown

@@ -24,7 +24,7 @@ from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.plans import load_plans
 from sfae.reports.networks import main_block, networks_block, write_sweep_reports
 from sfae.reports.sweep_findings import best_by_validation, findings
-from sfae.reports.sweep_report import panels, reference_lines, render
+from sfae.reports.sweep_report import render
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = [f"FudanPed{number:05d}" for number in range(1, 21)]
@@ -163,11 +163,14 @@ def test_the_selected_strength_is_the_validation_best_and_the_report_says_so(swe
     records = campaign(sweep, peak_at_middle, l2_tuned_better)
     text, found_ = report(sweep, records)
     chosen, test_best = SWEEP_GRIDS["l2"][2], SWEEP_GRIDS["l2"][0]
-    assert {panel.variant: panel.selected for panel in panels(found_)}["l2"] == chosen
+    assert found_.state.selection("l2").selected == chosen
     assert f"l2 @ {chosen:g}" in text and f"l2 @ {test_best:g}" not in text
     assert f"| {chosen:g} | 0.600 ± 0.000 | seed 1: 0.600, seed 2: 0.600 | **selected** |" in text
     assert "| 0.005 | 0.580 ± 0.000 | seed 1: 0.580, seed 2: 0.580 | post |" in text
-    assert reference_lines(found_) == {"pure": 0.5, "augment": 0.5}
+    assert {r.variant: r.runs.mean for r in found_.state.references} == {
+        "pure": 0.5,
+        "augment": 0.5,
+    }
     assert "never looked at" in text and "provisional" not in text
 
 

@@ -4,18 +4,24 @@ the summary table (and the comparisons with pure) and given a verdict with its n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.sweep import PENALTIES as PENALTY_VARIANTS
 from sfae.experiments.sweep import SPARSE as SPARSE_VARIANTS
-from sfae.reports.comparisons import Comparison
 from sfae.reports.intervals import BETTER
 from sfae.reports.markdown import join
-from sfae.reports.statistics import METRIC_LABELS, Summary
+from sfae.reports.statistics import METRIC_LABELS, Comparison, Summary
 from sfae.reports.wording import reading
 
 PURE = "pure"
+
+
+class Claim(NamedTuple):
+    claim: str  # the post's claim and the test it is restated as
+    verdict: str  # "agrees", "disagrees" or "mixed"
+    evidence: str  # the numbers behind the verdict
 
 
 def _mean(table: Summary, variant: str, metric: str) -> float:
@@ -54,56 +60,55 @@ def _highest(table: Summary, metric: str) -> str:
     return max(table, key=lambda variant: _mean(table, variant, metric))
 
 
-def _claim_pure_marks_everything(table: Summary) -> dict:
+def _above_all(table: Summary, variant: str, others: Sequence[str], metric: str, claim: str):
+    """A claim that `variant`'s mean is above every one of `others`' (mixed: above some)."""
+    beaten = _above(table, variant, others, metric)
+    evidence = f"{variant} is above {len(beaten)} of {len(others)}. {_ranked(table, metric)}."
+    return Claim(claim, _verdict(len(beaten), len(others)), evidence)
+
+
+def _claim_pure_marks_everything(table: Summary) -> Claim:
     tested = ("foreground_share", "false_foreground")
     highest = [metric for metric in tested if _highest(table, metric) == PURE]
-    return {
-        "claim": "pure AE marks nearly everything on Mall as pedestrian. Tested: pure has the "
+    return Claim(
+        "pure AE marks nearly everything on Mall as pedestrian. Tested: pure has the "
         "highest Mall foreground share and the highest false-foreground share of all variants.",
-        "verdict": _verdict(len(highest), len(tested)),
-        "evidence": "; ".join(_ranked(table, metric) for metric in tested) + ".",
-    }
+        _verdict(len(highest), len(tested)),
+        "; ".join(_ranked(table, metric) for metric in tested) + ".",
+    )
 
 
-def _claim_l1_redder(table: Summary) -> dict:
+def _claim_l1_redder(table: Summary) -> Claim:
     # Pure is the extreme of the claim above; "redder" is judged against the other
     # regularised networks, which the blog showed beside it.
     others = ("l2", *SPARSE_VARIANTS)
-    beaten = _above(table, "l1", others, "foreground_share")
-    return {
-        "claim": "L1's Mall overlay is \"redder\" (too much foreground). Tested: l1's Mall "
-        f"foreground share is above that of {join(others)}, the other regularised variants.",
-        "verdict": _verdict(len(beaten), len(others)),
-        "evidence": f"l1 is above {len(beaten)} of {len(others)}. "
-        + _ranked(table, "foreground_share")
-        + ".",
-    }
+    claim = (
+        "L1's Mall overlay is \"redder\" (too much foreground). Tested: l1's Mall "
+        f"foreground share is above that of {join(others)}, the other regularised variants."
+    )
+    return _above_all(table, "l1", others, "foreground_share", claim)
 
 
-def _claim_l2_sharper_than_l1(table: Summary) -> dict:
+def _claim_l2_sharper_than_l1(table: Summary) -> Claim:
     difference = _mean(table, "l2", "boundary_f1") - _mean(table, "l1", "boundary_f1")
-    return {
-        "claim": "L2 is like L1 with sharper borders. Tested: l2's boundary F1 is above l1's.",
-        "verdict": "agrees" if difference > 0 else "disagrees",
-        "evidence": f"boundary F1: {_value(table, 'l2', 'boundary_f1')} vs "
+    return Claim(
+        "L2 is like L1 with sharper borders. Tested: l2's boundary F1 is above l1's.",
+        "agrees" if difference > 0 else "disagrees",
+        f"boundary F1: {_value(table, 'l2', 'boundary_f1')} vs "
         f"{_value(table, 'l1', 'boundary_f1')} (difference {difference:+.3f}).",
-    }
+    )
 
 
-def _claim_softabs_clearest(table: Summary) -> dict:
+def _claim_softabs_clearest(table: Summary) -> Claim:
     others = (PURE, *PENALTY_VARIANTS)
-    beaten = _above(table, "sparse_softabs", others, "boundary_f1")
-    return {
-        "claim": "sparse + soft-absolute has the clearest decision boundary. Tested: "
-        f"sparse_softabs's boundary F1 is above that of the non-sparse variants {join(others)}.",
-        "verdict": _verdict(len(beaten), len(others)),
-        "evidence": f"sparse_softabs is above {len(beaten)} of {len(others)}. "
-        + _ranked(table, "boundary_f1")
-        + ".",
-    }
+    claim = (
+        "sparse + soft-absolute has the clearest decision boundary. Tested: "
+        f"sparse_softabs's boundary F1 is above that of the non-sparse variants {join(others)}."
+    )
+    return _above_all(table, "sparse_softabs", others, "boundary_f1", claim)
 
 
-def _claim_elu_sharpest(table: Summary) -> dict:
+def _claim_elu_sharpest(table: Summary) -> Claim:
     non_sparse = (PURE, *PENALTY_VARIANTS)
     highest = _highest(table, "boundary_f1") == "sparse_elu"
     above_non_sparse = _above(table, "sparse_elu", non_sparse, "boundary_f1") == list(non_sparse)
@@ -114,12 +119,12 @@ def _claim_elu_sharpest(table: Summary) -> dict:
         summary = "sparse_elu beats every non-sparse variant but not sparse_softabs"
     else:
         verdict, summary = "disagrees", "sparse_elu is below a non-sparse variant"
-    return {
-        "claim": "sparse + ELU has the sharpest, most confident outlines. Tested: sparse_elu has "
+    return Claim(
+        "sparse + ELU has the sharpest, most confident outlines. Tested: sparse_elu has "
         "the highest boundary F1 of all variants (mixed if it beats only the non-sparse ones).",
-        "verdict": verdict,
-        "evidence": f"{summary}. " + _ranked(table, "boundary_f1") + ".",
-    }
+        verdict,
+        f"{summary}. " + _ranked(table, "boundary_f1") + ".",
+    )
 
 
 def _against_pure(comparisons: dict[str, Comparison], variant: str) -> str:
@@ -128,7 +133,7 @@ def _against_pure(comparisons: dict[str, Comparison], variant: str) -> str:
     return f"{variant}: pending (a comparison needs two or more seeds on each side)."
 
 
-def _claim_sparse_regularises_better(table: Summary, comparisons: dict[str, Comparison]) -> dict:
+def _claim_sparse_regularises_better(table: Summary, comparisons: dict[str, Comparison]) -> Claim:
     best_sparse = max(SPARSE_VARIANTS, key=lambda variant: _mean(table, variant, "test_iou"))
     best_penalty = max(PENALTY_VARIANTS, key=lambda variant: _mean(table, variant, "test_iou"))
     higher_iou = _mean(table, best_sparse, "test_iou") > _mean(table, best_penalty, "test_iou")
@@ -148,23 +153,22 @@ def _claim_sparse_regularises_better(table: Summary, comparisons: dict[str, Comp
         f"{'the smaller' if smaller_gap else 'no smaller'} gap. Against pure: "
         f"{_against_pure(comparisons, best_sparse)} {_against_pure(comparisons, best_penalty)}"
     )
-    return {
-        "claim": "The question: sparse filtering regularises better than L1/L2. Tested: the best "
+    return Claim(
+        "The question: sparse filtering regularises better than L1/L2. Tested: the best "
         "sparse variant has a higher mean test IoU and a smaller train-test IoU gap than the "
         "best of l1/l2, and it is better than pure per image (the Holm-corrected interval over "
         "seeds and images excludes zero; mixed when the means favour it but it is not).",
-        "verdict": verdict,
-        "evidence": evidence,
-    }
+        verdict,
+        evidence,
+    )
 
 
-def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[dict]:
+def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
     """The blog post's by-eye claims checked against the numbers, in this order: (1) pure marks
     nearly everything on Mall, (2) L1 is "redder", (3) L2 has sharper borders than L1,
     (4) sparse softabs has the clearest boundary, (5) sparse ELU the sharpest outlines,
-    (6) sparse filtering regularises better than L1/L2. Each is {"claim", "verdict": "agrees" /
-    "disagrees" / "mixed", "evidence"}; verdicts compare means over seeds (the sixth also the
-    comparisons with pure, `comparisons`: variant -> its Comparison)."""
+    (6) sparse filtering regularises better than L1/L2. Verdicts compare means over seeds (the
+    sixth also the comparisons with pure, `comparisons`: variant -> its Comparison)."""
     missing = [variant for variant in POST_VARIANTS if variant not in table]
     if missing:
         raise SfaeError(f"the claims need every variant; the table lacks {', '.join(missing)}")

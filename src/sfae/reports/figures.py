@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import cv2
 import imageio.v3 as iio
@@ -15,6 +14,7 @@ from matplotlib.figure import Figure
 
 from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
+from sfae.experiments.sweep_state import SweepState
 from sfae.inference.render import colormap_code, overlay
 from sfae.reports.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary
 
@@ -52,64 +52,58 @@ def write_chart(table: Summary, path: Path) -> None:
     figure.savefig(path, format="png", metadata={"Software": None})
 
 
-class StrengthPanel(NamedTuple):
-    """One regulariser's validation curve, as the sweep selected on it."""
-
-    variant: str
-    key: str  # the dotted param the strength sets
-    curve: dict[float, tuple[float, float, int]]  # strength -> (mean, std, seeds)
-    selected: float | None
-    mark: tuple[float, str] | None  # (value, label): the post's own value, or a default
-    points: tuple[float, ...] = ()  # the grid as run: the axis spans it before any result
-    plateau: tuple[float, ...] = ()  # strengths within one SE of the best (none: not estimable)
-
-
-def write_selection_chart(
-    panels: Sequence[StrengthPanel], references: dict[str, float], path: Path, title: str
-) -> None:
+def write_selection_chart(state: SweepState, path: Path) -> None:
     """One panel per regulariser: mean validation IoU against strength on a log axis (error
-    bars: std over seeds), the selected strength ringed, its plateau in squares, `mark` dashed,
-    and each reference's mean validation IoU as a horizontal line; the same bytes for the same
-    inputs."""
-    columns = min(3, max(1, len(panels)))
-    rows = max(1, math.ceil(len(panels) / columns))
+    bars: std over seeds), the selected strength ringed, its plateau in squares, the post's
+    value (or the default) dashed, and each reference's mean validation IoU as a horizontal
+    line; the same bytes for the same state."""
+    sweep, selections = state.sweep, state.selections
+    references = {r.variant: r.runs.mean for r in state.references if r.runs.records}
+    columns = min(3, max(1, len(selections)))
+    rows = max(1, math.ceil(len(selections) / columns))
     figure = Figure(figsize=(4.6 * columns, 3.8 * rows), dpi=100, layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False).ravel()
-    for axes, panel in zip(grid, panels, strict=False):
-        strengths = sorted(panel.curve)
-        means = [panel.curve[x][0] for x in strengths]
+    for axes, selection in zip(grid, selections, strict=False):
+        curve = {x: runs for x, runs in selection.points.items() if runs.records}
+        strengths = sorted(curve)
+        means = [curve[x].mean for x in strengths]
         axes.errorbar(
-            strengths, means, yerr=[panel.curve[x][1] for x in strengths], marker="o", capsize=3
+            strengths, means, yerr=[curve[x].std for x in strengths], marker="o", capsize=3
         )
         for index, (name, value) in enumerate(sorted(references.items())):
             axes.axhline(value, color=f"C{index + 2}", linestyle=":", label=f"{name} (reference)")
-        if panel.mark is not None:
-            axes.axvline(panel.mark[0], color="grey", linestyle="--", label=panel.mark[1])
+        axes.axvline(selection.post[0], color="grey", linestyle="--", label=selection.post[1])
         hollow = {"markerfacecolor": "none", "linestyle": "none"}
-        if panel.plateau:
-            means = [panel.curve[x][0] for x in panel.plateau]
+        flat = selection.plateau
+        if flat is not None and flat.se is not None:  # no plateau where the SE is not estimable
+            means = [curve[x].mean for x in flat.plateau]
             axes.plot(
-                panel.plateau, means, marker="s", markersize=9, markeredgecolor="C1", **hollow,
+                flat.plateau, means, marker="s", markersize=9, markeredgecolor="C1", **hollow,
                 label="plateau (within 1 SE)",
             )  # fmt: skip
-        if panel.selected is not None:
+        if selection.selected is not None:
             axes.plot(
-                [panel.selected], [panel.curve[panel.selected][0]], marker="o", markersize=14,
+                [selection.selected], [curve[selection.selected].mean], marker="o", markersize=14,
                 markeredgecolor="black", **hollow, label="selected",
             )  # fmt: skip
         if not strengths:
             axes.text(0.5, 0.5, "no runs yet", ha="center", transform=axes.transAxes)
-        # Limits before the log scale: an empty panel's default limits would be singular.
-        if panel.points:
-            axes.set_xlim(min(panel.points) / 2, max(panel.points) * 2)
+        # Limits before the log scale: an empty panel's default limits would be singular; the
+        # axis spans the grid as run, before any result.
+        if selection.points:
+            axes.set_xlim(min(selection.points) / 2, max(selection.points) * 2)
         axes.set_xscale("log")
-        axes.set_title(f"{panel.variant} ({panel.key.rsplit('.', 1)[-1]})", fontsize=11)
+        axes.set_title(f"{selection.variant} ({selection.key.rsplit('.', 1)[-1]})", fontsize=11)
         axes.set_xlabel("strength")
         axes.set_ylabel("validation IoU (mean ± std)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-    for axes in grid[len(panels) :]:
+    for axes in grid[len(selections) :]:
         axes.set_visible(False)
+    title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
+    title += ", squares: plateau"
+    if sweep.name != "paper":
+        title = f"{sweep.name} ({sweep.network_name}): {title}"
     figure.suptitle(title, fontsize=12)
     figure.savefig(path, format="png", metadata={"Software": None})
 

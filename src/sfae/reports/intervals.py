@@ -1,6 +1,7 @@
 """Intervals and verdicts that hold up with 5-10 training seeds: seed and image noise in one t
-interval; the old seed-and-image bootstrap covers 88-98% by the noise mix (bench/interval_*).
-How sure a selection is (a selection curve's plateau) is the plan's: sfae.experiments.plateau."""
+interval; the old seed-and-image bootstrap covers 88-98% by the noise mix (the simulation and its
+coverage: bench/interval_coverage.py). How sure a selection is (a selection curve's plateau) is the
+plan's: sfae.experiments.plateau."""
 
 from __future__ import annotations
 
@@ -172,63 +173,3 @@ def holm(
             high if null else None, low if null else None,
         )  # fmt: skip
     return {name: corrected[name] for name in comparisons}
-
-
-@dataclass(frozen=True)
-class NoiseSizes:
-    """Sizes (standard deviations) of the parts of a simulated per-image IoU."""
-
-    base_iou: float
-    image_sd: float  # image difficulty, shared by both variants
-    image_by_variant_sd: float  # how much a variant suits an image, per variant
-    seed_sd: float  # training noise: a (variant, seed) run's offset of its mean IoU
-    seed_correlation: float  # of two variants' offsets with one seed (same init, shuffles)
-    residual_sd: float  # per (variant, seed, image)
-
-
-# From reports/runs.jsonl's final paper-net runs (val_count 0, arch paper, 85 images) less l1, l2
-# (collapsed at every seed) and 2 collapsed runs (seed 8 of pure, augment): 34 runs, 5 variants.
-# residual: pooled two-way (seed x image) residual SD; seed: pooled SD over seeds of run means
-# (0.019) less the residual's share; correlation: pooled, of two variants' run means over shared
-# seeds; image by variant: sqrt of the median over the 10 variant pairs of (variance over images
-# of their seed-averaged difference - residual's share) / 2; image, base: SD, mean over images.
-STUDY_NOISE = NoiseSizes(0.51, 0.14, 0.026, 0.017, 0.37, 0.084)  # in NoiseSizes field order
-
-
-@dataclass(frozen=True, eq=False)
-class SimulatedRuns:
-    ours: np.ndarray  # (seeds, images) per-image IoU
-    reference: np.ndarray
-    ours_seeds: tuple[int, ...]
-    reference_seeds: tuple[int, ...]
-    true_difference: float  # the population difference, over all possible images and seeds
-
-
-def simulate_runs(
-    rng: np.random.Generator,
-    n_seeds: int,
-    true_difference: float = 0.0,
-    n_images: int = 85,
-    noise: NoiseSizes = STUDY_NOISE,
-    shared_seeds: bool = True,
-) -> SimulatedRuns:
-    """Runs of two variants whose true mean IoU differs by `true_difference`.
-
-    IoU[v, s, i] = base + difficulty_i + effect_v + fit_{v,i} + offset_{v,s} + residual_{v,s,i},
-    normal, mean 0, sizes from `noise`; effect: true_difference for ours, 0 for the reference.
-    Every call draws new images: test images are a sample too, the truth is the population's.
-    shared_seeds: both run seeds 0..n-1, offsets correlated; else independent, other seeds.
-    """
-    if not (n_seeds >= 1 and n_images >= 2 and 0.0 <= noise.seed_correlation <= 1.0):
-        raise SfaeError(f"need 1+ seeds, 2+ images, correlation in [0, 1]: {n_seeds}, {n_images}")
-    difficulty = noise.base_iou + noise.image_sd * rng.standard_normal(n_images)
-    fit = noise.image_by_variant_sd * rng.standard_normal((2, n_images))
-    common = rng.standard_normal(n_seeds if shared_seeds else (2, n_seeds))
-    own = rng.standard_normal((2, n_seeds))
-    rho = noise.seed_correlation
-    offset = noise.seed_sd * (math.sqrt(rho) * common + math.sqrt(1.0 - rho) * own)
-    residual = noise.residual_sd * rng.standard_normal((2, n_seeds, n_images))
-    effect = np.array([true_difference, 0.0])
-    iou = difficulty + effect[:, None, None] + fit[:, None, :] + offset[:, :, None] + residual
-    seeds, others = tuple(range(n_seeds)), tuple(range(n_seeds, 2 * n_seeds))
-    return SimulatedRuns(iou[0], iou[1], seeds, seeds if shared_seeds else others, true_difference)

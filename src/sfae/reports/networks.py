@@ -10,11 +10,11 @@ from sfae.atomic import staged_outputs
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import sweep_state
-from sfae.reports.comparisons import VERDICTS
 from sfae.reports.figures import write_selection_chart
 from sfae.reports.markdown import join, markdown_table, replace_block
+from sfae.reports.statistics import VERDICTS
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
-from sfae.reports.sweep_report import panels, reference_lines, render
+from sfae.reports.sweep_report import render
 from sfae.reports.wording import range_said, results_table
 
 TABLE = (
@@ -106,7 +106,7 @@ def _changed(networks: list[Findings]) -> str:
     verdicts = {f.verdict() for f in networks}
     if len(verdicts) == 1:
         return HOLDS
-    uses = [f.recommended_variant() for f in networks]
+    uses = [(label := f.recommended()) and f.variant(label) for f in networks]
     if len(set(uses)) == 1:
         if uses[0]:
             return SAME_USE.format(use=uses[0])
@@ -120,8 +120,7 @@ def _changed(networks: list[Findings]) -> str:
 
 def main_block(found: Findings) -> str:
     """The paper net's answer and its final table, for the README."""
-    table = results_table(found.table, found.kind) if found.table else []
-    final = table or ["No final run is recorded yet."]
+    final = results_table(found.table, found.kind)
     return "\n".join([answer(found), "", *final, "", f"From {_link(found)}."])
 
 
@@ -157,12 +156,9 @@ def write_sweep_reports(
     """Each sweep's report and selection chart into out_dir (and the README's generated
     blocks), each file whole or not at all; records in any order give the same bytes."""
     everything = [findings(sweep_state(sweep, records)) for sweep in sweeps]
-    targets = [
-        Path(out_dir) / f"{sweep.stem}{suffix}"
-        for sweep in sweeps
-        for suffix in (".md", "_selection.png")
-    ]
-    readme_text = None
+    ends = (".md", "_selection.png")
+    reports = [Path(out_dir) / f"{sweep.stem}{end}" for sweep in sweeps for end in ends]
+    outputs = [*reports, *([readme] if readme else [])]
     if readme is not None:
         try:
             readme_text = readme.read_text()
@@ -170,17 +166,11 @@ def write_sweep_reports(
                 readme_text = replace_block(readme_text, name, body)
         except (OSError, ValueError) as error:
             raise SfaeError(f"{readme}: cannot update its results ({error})") from error
-    with staged_outputs(*targets, *([readme] if readme else [])) as staged:
-        files = list(staged)
-        reports = files[: len(targets)]
-        for found, markdown, chart in zip(everything, reports[0::2], reports[1::2], strict=True):
-            sweep = found.state.sweep
+    with staged_outputs(*outputs) as staged:
+        pairs = staged[: len(reports)]
+        for found, markdown, chart in zip(everything, pairs[0::2], pairs[1::2], strict=True):
             markdown.write_text(render(found), encoding="utf-8")
-            title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
-            title += ", squares: plateau"
-            if sweep.name != "paper":
-                title = f"{sweep.name} ({sweep.network_name}): {title}"
-            write_selection_chart(panels(found), reference_lines(found), chart, title)
-        if readme:
-            files[-1].write_text(readme_text, encoding="utf-8")
-    return [*targets, *([readme] if readme else [])]
+            write_selection_chart(found.state, chart)
+        if readme is not None:
+            staged[-1].write_text(readme_text, encoding="utf-8")
+    return outputs

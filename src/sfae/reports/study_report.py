@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,17 @@ from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
-from sfae.reports.claims import claims
-from sfae.reports.comparisons import compare_family, one_kind
+from sfae.reports.claims import Claim, claims
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
-from sfae.reports.statistics import METRIC_LABELS, group_by_variant, summary_table
+from sfae.reports.statistics import (
+    METRIC_LABELS,
+    Summary,
+    compare_family,
+    group_by_variant,
+    one_kind,
+    summary_table,
+)
 from sfae.reports.wording import METHODS, family_said, family_table, left_out_said, results_table
 
 REFERENCE = "pure"
@@ -68,8 +75,8 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
 HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
 
 
-def _claims_section(checked: list[dict]) -> list[str]:
-    rows = [[item["claim"], f"**{item['verdict']}**", item["evidence"]] for item in checked]
+def _claims_section(checked: list[Claim]) -> list[str]:
+    rows = [[item.claim, f"**{item.verdict}**", item.evidence] for item in checked]
     return [
         "## The 2018 blog post's claims, checked",
         "",
@@ -196,37 +203,6 @@ PENDING = (
 )
 
 
-def render_pending(
-    records: Sequence[RunRecord],
-    missing: dict[str, list[int]],
-    planned: int,
-    kind: str,
-    left_out: Sequence[RunRecord] = (),
-) -> str:
-    """reports/study.md while some variant has no run of the study's machine kind: what is
-    recorded (its scores), what is missing and what was left out, and how to finish it."""
-    absent = "; ".join(
-        f"{variant} (seeds {join(str(seed) for seed in seeds)})"
-        for variant, seeds in missing.items()
-    )
-    left = left_out_said(left_out, kind)
-    return "\n".join(
-        [
-            "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
-            "",
-            PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
-            "",
-            *([left, ""] if left else []),
-            "## Results per variant recorded so far",
-            "",
-            *results_table(summary_table(group_by_variant(records, POST_VARIANTS)), kind),
-            "",
-            f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
-            "",
-        ]
-    )
-
-
 def write_pending_report(
     records: Sequence[RunRecord],
     missing: dict[str, list[int]],
@@ -235,13 +211,29 @@ def write_pending_report(
     out_dir: Path,
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
-    """Write the pending study.md and, from the runs recorded so far (one or more), study.png."""
-    text = render_pending(records, missing, planned, kind, left_out)
-    targets = [Path(out_dir) / MARKDOWN, Path(out_dir) / CHART]
-    with staged_outputs(*targets) as staged:
-        staged[0].write_text(text, encoding="utf-8")
-        write_chart(summary_table(group_by_variant(records, POST_VARIANTS)), staged[1])
-    return targets
+    """study.md while some variant has no run of the study's machine kind: what is recorded
+    (its scores, and study.png of them), what is missing and what was left out, and how to
+    finish it."""
+    table = summary_table(group_by_variant(records, POST_VARIANTS))
+    absent = "; ".join(
+        f"{variant} (seeds {join(str(seed) for seed in seeds)})"
+        for variant, seeds in missing.items()
+    )
+    left = left_out_said(left_out, kind)
+    lines = [
+        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
+        "",
+        PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
+        "",
+        *([left, ""] if left else []),
+        "## Results per variant recorded so far",
+        "",
+        *results_table(table, kind),
+        "",
+        f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
+        "",
+    ]
+    return _write(out_dir, "\n".join(lines), table)
 
 
 def write_report(
@@ -253,23 +245,26 @@ def write_report(
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
     """Write study.md, study.png and, given frames and probabilities, mall_variants.gif into
-    out_dir; return their paths. Without frames the GIF already there stays. Each file
-    appears whole or not at all."""
+    out_dir; return their paths. Without frames the GIF already there stays."""
     records = list(records)
-    text = render_markdown(records, params, left_out)
-    table = summary_table(study_groups(records))
-    out_dir = Path(out_dir)
-    targets = [out_dir / MARKDOWN, out_dir / CHART]
+    text, gif = render_markdown(records, params, left_out), None
     if frames_rgb is not None:
-        targets.append(out_dir / GIF)
+        # The GIF looks like each run's own overlay video: the same render settings.
+        render = params.get("render") or {}
+        settings = {key: render[key] for key in ("fps", "alpha", "colormap") if key in render}
+        gif = partial(write_variants_gif, frames_rgb, probabilities, **settings)
+    return _write(out_dir, text, summary_table(study_groups(records)), gif)
+
+
+def _write(out_dir: Path, text: str, table: Summary, gif: partial | None = None) -> list[Path]:
+    """study.md, study.png and (given `gif`, its writer) mall_variants.gif, each whole or not
+    at all."""
+    targets = [Path(out_dir) / name for name in (MARKDOWN, CHART, GIF)[: 3 if gif else 2]]
     with staged_outputs(*targets) as staged:
         staged[0].write_text(text, encoding="utf-8")
         write_chart(table, staged[1])
-        if frames_rgb is not None:
-            # The GIF looks like each run's own overlay video: the same render settings.
-            render = params.get("render") or {}
-            settings = {key: render[key] for key in ("fps", "alpha", "colormap") if key in render}
-            write_variants_gif(frames_rgb, probabilities, staged[2], **settings)
+        if gif is not None:
+            gif(staged[2])
     return targets
 
 

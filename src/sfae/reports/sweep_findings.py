@@ -10,9 +10,15 @@ from dataclasses import dataclass
 
 from sfae.experiments.sweep import PENALTIES, SPARSE
 from sfae.experiments.sweep_state import FinalRow, Selection, SweepState
-from sfae.reports.comparisons import Comparison, Family, compare_family, one_kind
 from sfae.reports.intervals import BETTER
-from sfae.reports.statistics import Summary, summary_table
+from sfae.reports.statistics import (
+    Comparison,
+    Family,
+    Summary,
+    compare_family,
+    one_kind,
+    summary_table,
+)
 from sfae.reports.wording import family_said, gaps_said, range_said, reading
 
 GOAL_IOU = 0.70  # the test IoU the best U-Net setting is to reach (issue #13)
@@ -26,7 +32,6 @@ class Findings:
     head_family: Family | None  # the tuned sparse variant against the tuned L1/L2 one
     head_pair: tuple[Selection, Selection] | None  # (sparse, penalty) behind `head`
     candidate: Comparison | None  # the best candidate minus the leader as swept
-    candidate_table: Summary  # the best candidate's final runs
 
     @property
     def head(self) -> Comparison | None:
@@ -48,24 +53,18 @@ class Findings:
     def variant(self, label: str) -> str:
         return next(row.variant for row in self.state.rows if row.label == label)
 
-    def better(self) -> tuple[str, ...]:
-        """The variants better than the first family's reference, by name."""
-        if not self.families:
-            return ()
-        return tuple(sorted(self.variant(c.name) for c in self.families[0].with_verdict(BETTER)))
+    def better(self) -> list[Comparison]:
+        """The rows better than the first family's reference."""
+        return self.families[0].with_verdict(BETTER) if self.families else []
 
     def recommended(self) -> str | None:
         """Of the rows better than the first family's reference, the largest mean gain."""
-        found = self.families[0].with_verdict(BETTER) if self.families else []
-        return max(found, key=lambda c: c.mean).name if found else None
-
-    def recommended_variant(self) -> str | None:
-        label = self.recommended()
-        return None if label is None else self.variant(label)
+        return max(self.better(), key=lambda c: c.mean).name if self.better() else None
 
     def verdict(self) -> tuple:
         """The answer in a comparable form: who beats the reference, and sparse vs L1/L2."""
-        return self.better(), self.head.verdict if self.head else None
+        better = tuple(sorted(self.variant(c.name) for c in self.better()))
+        return better, self.head.verdict if self.head else None
 
 
 def best_by_validation(selections, variants) -> Selection | None:
@@ -84,17 +83,16 @@ def _head(state: SweepState, groups: dict) -> tuple:
     return family, (sparse, penalty)
 
 
-def _candidate(state: SweepState) -> tuple:
+def _candidate(state: SweepState) -> Comparison | None:
     finals = state.best_finals
     if finals is None:
-        return None, {}
-    table = summary_table({finals.label: finals.runs.records}) if finals.runs.records else {}
+        return None
     swept = state.row(state.leader.variant)
     if not finals.runs.complete or swept is None or not swept.runs.complete:
-        return None, table
+        return None
     swept_label = f"{state.leader.label} as swept"
     groups = {finals.label: finals.runs.records, swept_label: swept.runs.records}
-    return compare_family(groups, swept_label).comparisons.get(finals.label), table
+    return compare_family(groups, swept_label).comparisons.get(finals.label)
 
 
 def findings(state: SweepState) -> Findings:
@@ -106,8 +104,7 @@ def findings(state: SweepState) -> Findings:
         if (row := state.row(variant)) is not None
     )
     head, pair = _head(state, groups)
-    candidate, candidate_table = _candidate(state)
-    return Findings(state, table, families, head, pair, candidate, candidate_table)
+    return Findings(state, table, families, head, pair, _candidate(state))
 
 
 BEST = (
@@ -179,7 +176,8 @@ def candidate_verdict(found: Findings) -> str:
         runs = finals.runs
         recorded, planned = len(runs.records), len(runs.specs)
         return CANDIDATE_PENDING.format(label=label, recorded=recorded, planned=planned)
-    table = found.candidate_table if best.overrides else found.table
+    # The best candidate's finals are no row of the final table: summarised here.
+    table = summary_table({finals.label: finals.runs.records}) if best.overrides else found.table
     mean, std, seeds = table[finals.label]["test_iou"]
     slots = {"label": label, "mean": mean, "std": std, "n": seeds, "goal": GOAL_IOU}
     said = CANDIDATE_GOAL.format(**slots, reached=REACHED[mean >= GOAL_IOU])

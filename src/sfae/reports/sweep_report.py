@@ -15,7 +15,6 @@ import numpy as np
 
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Selection
-from sfae.reports.figures import StrengthPanel
 from sfae.reports.markdown import duration, join, markdown_table, tally
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict
 from sfae.reports.wording import (
@@ -140,10 +139,9 @@ def _final_section(found: Findings) -> list[str]:
     state = found.state
     sweep = state.sweep
     post = " beside the post's settings" if sweep.arch == "paper" else ""
-    lines = ["## Final runs: tuned strengths" + post, ""]
+    lines = ["## Final runs: tuned strengths" + post, "", *results_table(found.table, found.kind)]
     if not found.table:
-        return [*lines, "No final run is recorded yet."]
-    lines += results_table(found.table, found.kind)
+        return lines
     finals = [gap for gap in state.gaps if gap.step == "final"]
     if finals:
         lines += ["", f"Pending: {gaps_said(finals)}."]
@@ -251,24 +249,3 @@ def render(found: Findings) -> str:
     lines += _candidate_section(found)
     lines += ["", *_runs_section(found, chart)]
     return "\n".join(lines) + "\n"
-
-
-def panels(found: Findings) -> list[StrengthPanel]:
-    """The selection chart's panels: each curve as the sweep selected on it."""
-    return [
-        StrengthPanel(
-            s.variant,
-            s.key,
-            {p: (r.mean, r.std, len(r.records)) for p, r in s.points.items() if r.records},
-            s.selected,
-            s.post,
-            tuple(s.points),
-            s.plateau.plateau if s.plateau is not None and s.plateau.se is not None else (),
-        )
-        for s in found.state.selections
-    ]
-
-
-def reference_lines(found: Findings) -> dict[str, float]:
-    """Each reference's mean validation IoU, for the chart."""
-    return {r.variant: r.runs.mean for r in found.state.references if r.runs.records}

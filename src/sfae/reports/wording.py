@@ -12,10 +12,18 @@ from collections.abc import Iterable, Sequence
 
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
-from sfae.reports.comparisons import COLLAPSE_IOU, VERDICTS, Comparison, Family
 from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
 from sfae.reports.markdown import join, markdown_table
-from sfae.reports.statistics import METRIC_LABELS, SUMMARY_METRICS, Summary, metric_value
+from sfae.reports.statistics import (
+    COLLAPSE_IOU,
+    METRIC_LABELS,
+    SUMMARY_METRICS,
+    VERDICTS,
+    Comparison,
+    Family,
+    Summary,
+    metric_value,
+)
 
 RELATION = {
     BETTER: "better than",
@@ -90,6 +98,7 @@ MALL_FRAMES = (
     "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
     "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
 )
+NO_FINAL = "No final run is recorded yet."
 SPREAD = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
 
 
@@ -222,6 +231,8 @@ def mall_frames_said(frames: dict[str, int], scored: int) -> str:
 
 def results_table(table: Summary, kind: str | None) -> list[str]:
     """Every row's scores over its seeds, with the machine kind its runs trained on."""
+    if not table:
+        return [NO_FINAL]
     rows = [
         [
             f"`{label}`",
