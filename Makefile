@@ -43,7 +43,7 @@ bench: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers, whole files
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -16,6 +16,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MIRROR_ZIPS = ("PennFudanPed.zip", "mall_dataset.zip")
 # Never copied, even if git does not ignore them: outputs and the environment.
 NOT_COPIED = {".git", ".venv", "data", "models", "renders"}
+# The longest files (each well over a minute on 2 cores), run first: `make test` spreads
+# whole files over two workers (pytest-xdist), and a long file started last would run alone.
+LONGEST_FIRST = (
+    "test_pipeline_training.py",
+    "test_sharing.py",
+    "test_training_jax.py",
+    "test_no_litter.py",
+    "test_benchmark.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
 
 
 @pytest.fixture(scope="session")
