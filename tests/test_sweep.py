@@ -274,6 +274,57 @@ def test_a_candidate_that_ties_the_variant_as_swept_runs_no_new_finals(candidate
     assert state.best.overrides == {} and state.best_finals is None
 
 
+def test_plateau_seeds_run_after_the_selection_and_never_move_it(unet_sweep):
+    from dataclasses import replace
+
+    from sfae.experiments.campaign import plateau_plan
+
+    settings = replace(unet_sweep.settings, plateau_seeds=(2,))
+    config = replace(unet_sweep.config, sweep=replace(unet_sweep.config.sweep, unet=settings))
+    sweep = Sweep(config, unet_sweep.params, "unet")
+    assert plateau_plan(sweep_state(sweep, [])) == []  # nothing before the selection is fixed
+    records = selected_unet(sweep, lead="l2")
+    before = sweep_state(sweep, records)
+    planned = plateau_plan(before)
+    points = sum(len(s.points) for s in before.selections)
+    assert len(planned) == points and {spec.as_dict()["seed"] for spec in planned} == {2}
+    assert {g.step for g in before.gaps} >= {"plateau"}
+    # Seed 2 would pick another strength of l2 and lift it above the leader: neither the
+    # selection nor the leader moves; the plateau and each seed's pick read both seeds.
+    grid = sweep.settings.grids["l2"]
+    top = {"l2": grid[0]}
+    extra = [
+        record_for(
+            sweep, spec, 0.99 if spec.as_dict().get(sweep.key("l2")) == top["l2"] else 0.1, 0
+        )
+        for spec in planned
+    ]
+    after = sweep_state(sweep, records + extra)
+    l2 = after.selection("l2")
+    assert l2.selected == before.selection("l2").selected == grid[1]
+    assert after.leader == before.leader and plateau_plan(after) == planned
+    assert l2.plateau.se is not None and before.selection("l2").plateau.se is None
+    assert [(p.seed, p.strength) for p in l2.plateau.seed_picks] == [(1, grid[1]), (2, grid[0])]
+    assert l2.validation(grid[0]) == {
+        1: pytest.approx(0.9 - abs(grid[0] - grid[1]) * 1e-3),
+        2: 0.99,
+    }
+    assert not [g for g in after.gaps if g.step == "plateau"]
+
+
+def test_a_plateau_seed_that_is_a_selection_seed_is_refused(tmp_path):
+    import yaml
+
+    from sfae.errors import SfaeError
+
+    document = yaml.safe_load((REPO / "params.yaml").read_text())
+    document["sweep"]["unet"]["plateau_seeds"] = [2, 1]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    with pytest.raises(SfaeError, match=r"sweep.unet.plateau_seeds .*seed 1, already a selection"):
+        load_plans(path, REGULARISERS)
+
+
 def test_a_points_spread_is_the_sample_sd_over_its_seeds(sweep):
     import statistics
 

@@ -119,6 +119,17 @@ class SweepSettings:
     # The variants its rows are compared with, each a family of its own; the first is the
     # family the answer reads.
     compare_with: Variants = ("pure",)
+    # Seeds run at every point of a grid once its selection is fixed: they measure how much
+    # seeds move the curve (its plateau) and never move the selection, so they can be added
+    # after the finals ran at the selection seeds' pick.
+    plateau_seeds: Seeds | None = None
+
+    @field_validator("plateau_seeds")
+    @classmethod
+    def _not_a_selection_seed(cls, value, info):
+        if value and (shared := sorted(set(value) & set(info.data.get("seeds", ())))):
+            raise ValueError(f"names seed {shared[0]}, already a selection seed")
+        return value
 
     @field_validator("compare_with")
     @classmethod

@@ -4,7 +4,7 @@ runs here, pulling and pushing the others' experiments through a git remote.
 A sweep's plan is read off its state (sfae.experiments.sweep_state), step by step: the
 selection runs of every point of every grid (as extended so far) and of the references; the
 final runs of the rows the sweep plans; the candidates' runs and, once the best is known, its
-finals.
+finals; the plateau seeds' runs.
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ def selection_plan(state: SweepState) -> list[Spec]:
     return specs + [spec for reference in state.references for spec in reference.runs.specs]
 
 
+def plateau_plan(state: SweepState) -> list[Spec]:
+    """The plateau seeds' runs at every point of each selected grid (none before)."""
+    return [spec for s in state.selections for runs in s.spread.values() for spec in runs.specs]
+
+
 def final_plan(state: SweepState) -> list[Spec]:
     """Each regulariser at its selected strength and each reference, on all training
     images, for every final seed (none for a regulariser not yet selected)."""
@@ -108,3 +113,5 @@ def run_sweep(sweep: Sweep, options: CampaignOptions, records_path: Path, root: 
     for _ in range(2):
         if specs := candidate_plan(state()):
             run(specs, "candidates")
+    if specs := plateau_plan(state()):  # last: they never change what runs before them
+        run(specs, "plateau")

@@ -10,6 +10,7 @@ the reports the records of one and the same state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -66,8 +67,9 @@ class Selection:
     grid: tuple[float, ...]  # as params.yaml gives it
     points: dict[float, Runs]  # the grid as extended, strength -> its selection runs
     selected: float | None  # None until every point has all its seeds
-    plateau: Plateau | None  # once selected
+    plateau: Plateau | None  # once selected; over the plateau seeds too once they all ran
     post: tuple[float, str]  # the post's value ("post") or params.yaml's ("default")
+    spread: dict[float, Runs] = dataclasses.field(default_factory=dict)  # plateau seeds' runs
 
     @property
     def bracketed(self) -> bool:
@@ -85,6 +87,11 @@ class Selection:
     @property
     def missing(self) -> int:
         return sum(runs.missing for runs in self.points.values())
+
+    def validation(self, strength: float) -> dict[int, float]:
+        """seed -> validation IoU at a strength, the plateau seeds' after the selection's."""
+        spread = self.spread.get(strength)
+        return {**self.points[strength].validation, **(spread.validation if spread else {})}
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ class FinalRow:
 class Gap:
     """Runs still missing: `missing` of `planned` runs of one step for one label."""
 
-    step: str  # "selection" (of a regulariser), "reference", "final" or "candidate"
+    step: str  # "selection" (of a regulariser), "reference", "final", "candidate", "plateau"
     label: str
     missing: int
     planned: int
@@ -167,6 +174,7 @@ class SweepState:
     @property
     def selection_runs(self) -> tuple[RunRecord, ...]:
         runs = [r for s in self.selections for p in s.points.values() for r in p.records]
+        runs += [r for s in self.selections for p in s.spread.values() for r in p.records]
         runs += [r for ref in self.references for r in ref.runs.records]
         runs += [r for c in self.candidates for r in c.runs.records]
         return _once(runs)
@@ -220,8 +228,14 @@ def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Sele
         points = grown
     done = all(runs.complete for runs in curve.values())
     best = max(curve, key=lambda p: (curve[p].mean, -p)) if done else None
-    flat = plateau({p: runs.validation for p, runs in curve.items()}) if done else None
-    return Selection(variant, key, tuple(grid), curve, best, flat, sweep.post_mark(variant))
+    extra = (sweep.settings.plateau_seeds or ()) if done else ()
+    spread = {p: finder.seeds(extra, variant, p) for p in points} if extra else {}
+    values = {p: runs.validation for p, runs in curve.items()}
+    if spread and all(runs.complete for runs in spread.values()):  # else the selection's alone
+        values = {p: {**values[p], **spread[p].validation} for p in values}
+    flat = plateau(values) if done else None
+    post = sweep.post_mark(variant)
+    return Selection(variant, key, tuple(grid), curve, best, flat, post, spread)
 
 
 def _leader(selections, references) -> Leader | None:
@@ -302,6 +316,11 @@ def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, .
         if s.selected is None
     ]
     gaps += [Gap(step, label, runs.missing, len(runs.specs)) for step, label, runs in steps]
+    gaps += [
+        Gap("plateau", s.variant, sum(r.missing for r in s.spread.values()), len(s.spread) * n)
+        for s in selections
+        if s.spread and (n := len(next(iter(s.spread.values())).specs))
+    ]
     return tuple(gap for gap in gaps if gap.missing)
 
 

@@ -35,6 +35,11 @@ SELECTION = (
     "lies inside the grid. The final runs train on all {train} training images with the final "
     "seeds {final} (final seeds: {n_final}) and are scored on the test split."
 )
+PLATEAU_SEEDS = (
+    " Once a grid's selection was fixed, the plateau seeds {seeds} ran at its every point: "
+    "they measure how much seeds move the curve (the plateau below, over all seeds once all "
+    "ran; the table's mean and spread stay the selection seeds') and never move the selection."
+)
 PLATEAUS = (
     "The SE of a strength's mean is the seed spread pooled over the strengths (each one's "
     "sample variance over its selection seeds, weighted by its degrees of freedom) over the "
@@ -92,7 +97,10 @@ def _selection_section(found: Findings) -> list[str]:
         for s in found.state.selections
     ]
     header = ["regulariser", "strength", "grid run", "added", "bracketed", "selected"]
-    lines = ["## How the sweep was run", "", SELECTION.format(**slots), ""]
+    said = SELECTION.format(**slots)
+    if extra := sweep.settings.plateau_seeds:
+        said += PLATEAU_SEEDS.format(seeds=join(map(str, extra)))
+    lines = ["## How the sweep was run", "", said, ""]
     lines += markdown_table(header, overview)
     for s in found.state.selections:
         lines += ["", f"### {s.variant}", "", f"{s.post[1]}: {s.post[0]:g}.", ""]
@@ -105,7 +113,11 @@ def _curve_rows(s: Selection) -> list[list[str]]:
     for strength, runs in s.points.items():
         marks = ["**selected**"] * (strength == s.selected)
         marks += [s.post[1]] * math.isclose(strength, s.post[0])
-        per_seed = ", ".join(f"seed {seed}: {v:.3f}" for seed, v in runs.validation.items())
+        plateau_seeds = s.spread[strength].validation if strength in s.spread else {}
+        per_seed = ", ".join(
+            [f"seed {seed}: {v:.3f}" for seed, v in runs.validation.items()]
+            + [f"seed {seed} (plateau): {v:.3f}" for seed, v in plateau_seeds.items()]
+        )
         mean = "no run" if runs.mean is None else f"{runs.mean:.3f} ± {runs.std:.3f}"
         rows.append([f"{strength:g}", mean, per_seed or "no run", ", ".join(marks)])
     return rows

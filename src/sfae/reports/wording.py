@@ -54,6 +54,7 @@ GAP = {
     "reference": "{label}: {missing} of {planned} selection runs",
     "final": "{label}: {missing} of {planned} final runs",
     "candidate": "{label}: {missing} of {planned} candidate runs",
+    "plateau": "{label}: {missing} of {planned} plateau-seed runs",
 }
 COLLAPSED = (
     "Collapsed runs (pooled test IoU below {limit:.2f}) are seed outcomes, not accidents to "
