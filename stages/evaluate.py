@@ -1,4 +1,5 @@
-"""DVC stage: score the trained model on the Penn-Fudan test split and the Mall frames."""
+"""DVC stage: score the trained model on the Penn-Fudan test split and (final runs) the Mall
+frames."""
 
 import sfae.startup  # noqa: F401, I001  (first: TensorFlow loads quietly)
 
@@ -28,9 +29,12 @@ def main() -> None:
     scores, rows, probability = penn_fudan_scores(
         model, data, settings.threshold, settings.boundary_tolerance
     )
-    mall = mall_generalisation(
-        model, load_mall(paths.mall_prepared), settings.threshold, config.mall.person_height
-    )
+    # A selection run (validation images held out) is read for its validation IoU alone:
+    # scoring the 500 Mall frames would add seconds to each of hundreds of runs.
+    mall = {"scored": False, "why": "a selection run: Mall is scored in final runs only"}
+    if not data.val_names:
+        frames = load_mall(paths.mall_prepared)
+        mall = mall_generalisation(model, frames, settings.threshold, config.mall.person_height)
     predictions, errors = prediction_pictures(
         data, probability, settings.threshold, settings.grid_images
     )

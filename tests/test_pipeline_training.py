@@ -290,7 +290,7 @@ def test_a_small_strength_and_held_out_validation_images_through_exp_run(
     selection_run: Scored,
 ) -> None:
     """DVC writes `1e-05` for -S ...=1e-5: a float in YAML 1.2, as our loader must read it.
-    The run stops at evaluate (as sweep runs do) and scores the validation images."""
+    The run stops at evaluate (as sweep runs do) and scores the validation images, not Mall."""
     assert "regularizer_scale: 1e-05" in selection_run.params_text
     assert "render_videos" not in ran_stages(selection_run.result)
     split = selection_run.files["split.json"]
@@ -299,6 +299,8 @@ def test_a_small_strength_and_held_out_validation_images_through_exp_run(
     assert 0.0 <= scores["val"]["iou_pooled"] <= 1.0 and scores["val"]["n_images"] == 17
     logged = selection_run.files["finetune/metrics.json"]
     assert 0.0 <= logged["iou"]["val"] <= 1.0
+    # A selection run is read for its validation IoU: the Mall frames wait for the finals.
+    assert selection_run.files["mall.json"]["scored"] is False
 
 
 def test_the_unet_through_exp_run_and_sfae_predict(pipeline: Pipeline, tmp_path: Path) -> None:
