@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from sfae.errors import SfaeError
-from sfae.experiments.campaign import candidate_plan, final_plan, selection_plan
+from sfae.experiments.campaign import candidate_plan, final_plan, plateau_plan, selection_plan
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import find_record, wanted_params
 from sfae.experiments.sweep import Sweep, study_plan
@@ -82,8 +82,8 @@ def campaign(
     val_spread=0.0,
     machine=CPU,
 ) -> list[RunRecord]:
-    """Selection runs scored val_of(variant, strength) on validation, +-val_spread by seed
-    (and the opposite on test), then every final and study run with per-image test IoU
+    """Selection and plateau runs scored val_of(variant, strength) on validation,
+    +-val_spread by seed (and the opposite on test), then every final and study run with per-image test IoU
     shifted by shift_of, then the candidates' runs scored candidate_of(overrides) ->
     (validation, test shift); by default below the variant as swept."""
     records = []
@@ -93,7 +93,8 @@ def campaign(
             spec for spec in plan(sweep_state(sweep, records)) if not found(sweep, records, spec)
         ]
 
-    while new := missing(selection_plan):  # round by round, as the grids extend
+    # Round by round, as the grids extend; then the plateau seeds at every point.
+    while new := missing(selection_plan) or missing(plateau_plan):
         for spec in new:
             settings = spec.as_dict()
             variant, key = settings["variant"], sweep.key(settings["variant"])
@@ -269,12 +270,16 @@ def test_the_plateau_range_and_the_collapse_are_said_in_the_readme(sweep):
     assert f"| `l2` | {l2[2]:g} | {l2[1]:g}, {l2[2]:g}, {l2[3]:g} | 0.015 |" in render(found_)
 
 
-def test_one_selection_seed_gives_the_selected_value_alone(unet_sweep):
-    records = campaign(unet_sweep, unet_peak, lambda v, x: 0.0)
-    text, found_ = report(unet_sweep, records)
+def test_one_selection_seed_gives_the_selected_value_alone_until_the_plateau_seeds_ran(unet_sweep):
+    records = campaign(unet_sweep, unet_peak, lambda v, x: 0.0, val_spread=0.01)
+    plateau_seeds = set(unet_sweep.settings.plateau_seeds)
+    before = [r for r in records if not (r.val_count and r.seed in plateau_seeds)]
+    text, found_ = report(unet_sweep, before)
     assert found_.state.selection("l2").plateau.se is None
     said = f"l2: {UNET_GRIDS['l2'][1]:g} (one selection seed: the SE, and so a range, is not "
     assert said in answer_of(text)
+    text, found_ = report(unet_sweep, records)
+    assert found_.state.selection("l2").plateau.se > 0 and said not in answer_of(text)
 
 
 def test_best_sparse_and_best_penalty_are_picked_by_validation_not_test(sweep):
