@@ -83,9 +83,10 @@ def campaign(
     machine=CPU,
 ) -> list[RunRecord]:
     """Selection and plateau runs scored val_of(variant, strength) on validation,
-    +-val_spread by seed (and the opposite on test), then every final and study run with per-image test IoU
-    shifted by shift_of, then the candidates' runs scored candidate_of(overrides) ->
-    (validation, test shift); by default below the variant as swept."""
+    +-val_spread by seed (and the opposite on test), then every final and study run with
+    per-image test IoU shifted by shift_of, then the candidates' runs scored
+    candidate_of(overrides) -> (validation, test shift); by default below the variant as
+    swept."""
     records = []
 
     def missing(plan):
