@@ -35,7 +35,8 @@ SHORT_RUN = [
     "model.unet.pretrain_epochs=3",
     "data.val_count=17",
 ]
-STAGE = re.compile(r"^Running stage '(\w+)'|^Stage '(\w+)' didn't change")
+# A stage DVC runs, or one it skips (unchanged, or restored from its run cache).
+STAGE = re.compile(r"^Running stage '(\w+)'|^Stage '(\w+)' (?:didn't change|is cached)")
 TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training")
 
 
@@ -140,21 +141,22 @@ def main() -> None:
             "before": clone(args.before, Path(folder) / "before"),
             "after": clone("HEAD", Path(folder) / "after"),
         }
+        # Seeds no earlier invocation used: the clones share this repository's DVC cache, and
+        # a deterministic run of a seed already run would find its stages in DVC's run cache.
+        base = int(time.time()) % 100_000 * 100
         for repo in repos.values():  # the first run of a clone links its data: not timed
-            one_run(repo, 100)
+            one_run(repo, base)
         trials = {label: [] for label in repos}
         for trial in range(args.trials):
             for label, repo in repos.items():
-                trials[label].append(one_run(repo, 200 + trial))
+                trials[label].append(one_run(repo, base + 1 + trial))
         say(f"Overhead of one short queued-style run (median of {args.trials}):")
         for label, runs in trials.items():
             median = {
                 k: statistics.median(r[k] for r in runs) for k in ("wall", "training", "overhead")
             }
-            stages = {
-                s: statistics.median(r["stages"].get(s, 0.0) for r in runs)
-                for s in runs[0]["stages"]
-            }
+            names = dict.fromkeys(s for r in runs for s in r["stages"])  # every trial's
+            stages = {s: statistics.median(r["stages"].get(s, 0.0) for r in runs) for s in names}
             say(
                 f"  {label:6} wall {median['wall']:.1f} s, training {median['training']:.1f} s, "
                 f"overhead {median['overhead']:.1f} s"
@@ -163,7 +165,7 @@ def main() -> None:
         say()
         say(f"Runs per hour, {args.runs} short runs queued (pipeline after):")
         for n, jobs in enumerate(args.jobs):
-            per_hour = throughput(repos["after"], jobs, args.runs, 300 + 10 * n)
+            per_hour = throughput(repos["after"], jobs, args.runs, base + 50 + 10 * n)
             say(f"  -j {jobs}: {per_hour:.0f} runs/h")
     (ROOT / "bench" / "results" / "run_overhead.txt").write_text("\n".join(out) + "\n")
 
