@@ -87,14 +87,11 @@ def one_run(repo: Path, seed: int) -> dict:
     if process.wait() != 0:
         raise RuntimeError("".join(lines[-30:]))
     name = re.search(r"Ran experiment\(s\): (\S+)", "".join(lines)).group(1)
-    stages, previous = {}, (marks[0][0] if marks else 0.0, "start")
-    stages["dvc start"] = previous[0]
-    for at, stage in [*marks[1:], (wall, "end")]:
-        if previous[1] != "(skipped)":
-            stages[previous[1]] = stages.get(previous[1], 0.0) + at - previous[0]
-        else:
-            stages["dvc checks"] = stages.get("dvc checks", 0.0) + at - previous[0]
-        previous = (at, stage)
+    # Each stage's share runs from its own line to the next one: DVC's start, before the first.
+    stages = {"dvc start": marks[0][0] if marks else wall}
+    for (at, stage), (until, _) in zip(marks, [*marks[1:], (wall, "end")], strict=True):
+        key = "dvc checks" if stage == "(skipped)" else stage
+        stages[key] = stages.get(key, 0.0) + until - at
     training = trained_seconds(repo, "".join(lines), name)
     return {"wall": wall, "training": training, "overhead": wall - training, "stages": stages}
 
