@@ -99,7 +99,8 @@ def augment_seconds(config, images, masks, epochs: int) -> float:
     without it, so the fits stay comparable)."""
     import time
 
-    from sfae.nn.benchmark import seconds_per_epoch
+    from fit_loops import seconds_per_epoch
+
     from sfae.nn.regularisers.augment import augmenter
 
     augment = augmenter(config.variant.augment, config.seed)
@@ -113,8 +114,9 @@ def augment_seconds(config, images, masks, epochs: int) -> float:
 def measure(
     loop: str, variant: str, epochs: int, synthetic: bool, arch: str | None, settings=()
 ) -> dict:
-    from sfae.nn.benchmark import LOOPS as RUNS
-    from sfae.nn.benchmark import seconds_per_epoch, steps_per_epoch
+    from fit_loops import LOOPS as RUNS
+    from fit_loops import seconds_per_epoch, steps_per_epoch
+
     from sfae.nn.training import configure_determinism
 
     config = load_params(arch, settings)

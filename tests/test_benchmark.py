@@ -6,8 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-
-from sfae.nn.benchmark import (
+from fit_loops import (
     FitRun,
     plain_fit,
     project_fit,
@@ -15,6 +14,7 @@ from sfae.nn.benchmark import (
     steps_per_epoch,
     tuned_fit,
 )
+
 from sfae.nn.regularisers.registry import load_config
 
 LOOPS = ("plain", "tuned", "project")

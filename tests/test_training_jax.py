@@ -13,7 +13,7 @@ import dataclasses, json, sys
 from pathlib import Path
 import keras
 import numpy as np
-from sfae.nn.benchmark import plain_fit, project_fit
+from fit_loops import plain_fit, project_fit
 from sfae.nn.regularisers.registry import load_config
 
 config = load_config(Path(sys.argv[1]) / "params.yaml")
@@ -39,11 +39,15 @@ print(json.dumps(result))
 """
 
 
+def pythonpath(folder) -> str:
+    return os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
 @pytest.fixture(scope="module")
 def jax_run(repo_root):
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(repo_root)],
-        env={**os.environ, "KERAS_BACKEND": "jax"},
+        env={**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": pythonpath(repo_root / "bench")},
         capture_output=True,
         text=True,
         timeout=600,

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from fit_loops import project_fit, tuned_fit
 from PIL import Image
 from test_training import assert_shards_change_nothing
 from test_training import rectangles as training_rectangles
@@ -20,7 +21,6 @@ from sfae.data.image_io import resize_image
 from sfae.errors import SfaeError
 from sfae.inference.predict import predict_probabilities, resize_probability
 from sfae.nn import training
-from sfae.nn.benchmark import project_fit, tuned_fit
 from sfae.nn.model import build_model, encoder_model, paper_model, unet_model
 from sfae.nn.regularisers.registry import load_config
 from sfae.nn.saving import save_model_deterministic
