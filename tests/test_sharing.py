@@ -25,17 +25,27 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True)
 
 
-def study(clone: Path, mirror: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "sfae.cli", "study", *args],
-        cwd=clone,
-        env={**environment(clone, mirror), "PYTHONPATH": str(clone / "src")},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, f"sfae study {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result
+def start_study(clone: Path, mirror: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """`sfae study` in a clone, its output to a log beside it (no pipe to fill up)."""
+    log = clone.parent / f"{clone.name}-study.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sfae.cli", "study", *args],
+            cwd=clone,
+            env={**environment(clone, mirror), "PYTHONPATH": str(clone / "src")},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return process, log
+
+
+def finish(process: subprocess.Popen, log: Path) -> None:
+    process.wait(timeout=1200)
+    assert process.returncode == 0, f"{' '.join(process.args)}:\n{log.read_text()}"
+
+
+def study(clone: Path, mirror: Path, *args: str) -> None:
+    finish(*start_study(clone, mirror, *args))
 
 
 def test_a_report_built_in_one_clone_holds_the_runs_of_another(make_repo_copy, mirror, tmp_path):
@@ -58,10 +68,17 @@ def test_a_report_built_in_one_clone_holds_the_runs_of_another(make_repo_copy, m
         clones.append(tmp_path / name)
     a, b = clones
 
-    shares = {}
-    for clone, part in ((a, "1/2"), (b, "2/2")):
-        study(clone, mirror, "--share", part, "--remote", "origin", "--jobs", "1")
-        shares[clone] = {(r.variant, r.seed) for r in read_records(clone / "reports/runs.jsonl")}
+    # The two machines run their shares at the same time, as two machines would, each
+    # pushing to the same remotes.
+    running = [
+        start_study(clone, mirror, "--share", part, "--remote", "origin", "--jobs", "1")
+        for clone, part in ((a, "1/2"), (b, "2/2"))
+    ]
+    for process, log in running:
+        finish(process, log)
+    shares = {
+        c: {(r.variant, r.seed) for r in read_records(c / "reports/runs.jsonl")} for c in clones
+    }
     # Each machine ran (and recorded) only its own share, together the whole plan.
     assert shares[a] and shares[b] and not shares[a] & shares[b]
     plan = {(v, 1) for v in ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")}
