@@ -40,7 +40,10 @@ def start_study(clone: Path, mirror: Path, *args: str) -> tuple[subprocess.Popen
 
 
 def finish(process: subprocess.Popen, log: Path) -> None:
-    process.wait(timeout=1200)
+    try:
+        process.wait(timeout=1200)
+    finally:
+        process.kill()  # a no-op once it ended; else (timed out, or the other failed) it stops
     assert process.returncode == 0, f"{' '.join(process.args)}:\n{log.read_text()}"
 
 
@@ -74,8 +77,12 @@ def test_a_report_built_in_one_clone_holds_the_runs_of_another(make_repo_copy, m
         start_study(clone, mirror, "--share", part, "--remote", "origin", "--jobs", "1")
         for clone, part in ((a, "1/2"), (b, "2/2"))
     ]
-    for process, log in running:
-        finish(process, log)
+    try:
+        for process, log in running:
+            finish(process, log)
+    finally:
+        for process, _ in running:
+            process.kill()
     shares = {
         c: {(r.variant, r.seed) for r in read_records(c / "reports/runs.jsonl")} for c in clones
     }
