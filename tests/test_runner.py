@@ -318,6 +318,14 @@ if [ "$1" = exp ] && [ "$2" = show ]; then
         touch hung-once shown-once
         sleep 60
     fi
+    # With a file `lost`, it fails for good on the run it names until that run is killed,
+    # as DVC's does on a run it calls running whose info file is gone.
+    if [ -e lost ] && [ ! -e killed ]; then
+        rev=$(cat lost)
+        echo "ERROR: unexpected error - [Errno 2] No such file or directory: \
+'$PWD/.dvc/tmp/exps/run/$rev/$rev.run'" >&2
+        exit 255
+    fi
     if [ ! -e shown-once ]; then
         touch shown-once
         echo "ERROR: directory '.dvc/tmp/exps/tmpx/.dvc' does not exist" >&2
@@ -364,6 +372,17 @@ def fake_dvc(tmp_path):
         check=True,
     )
     return DvcExperiments(tmp_path, dvc=path)
+
+
+def test_a_run_called_running_without_its_info_file_is_killed_rather_than_failing_show(
+    tmp_path,
+):
+    experiments = fake_dvc(tmp_path)
+    rev = "f55f9495c1c41a7d3f92e9bd2b263046803dc37b"
+    (tmp_path / "lost").write_text(rev)
+    (tmp_path / "shown-once").touch()  # no passing failure besides
+    assert experiments.runs(pause=0) == []
+    assert (tmp_path / "killed").read_text() == rev + "\n"
 
 
 def test_starting_the_queue_does_not_wait_for_its_workers(tmp_path):

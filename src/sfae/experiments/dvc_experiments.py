@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from sfae.experiments.records import run_params
 SHOW_TIMEOUT = 300.0  # seconds; `exp show` takes under a minute even with two workers busy
 # DVC's TaskStatus of a run's info file while it prepares or runs (dvc.repo.experiments).
 ACTIVE_STATUSES = (1, 2)
+# How `exp show` fails on a run DVC calls running whose info file is gone.
+_LOST_RUN = re.compile(r"No such file or directory: '[^']*exps/run/([0-9a-f]{40})/\1\.run'")
 # Settings added after runs were recorded, at the value that keeps those runs as they were.
 LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper"}
 
@@ -115,10 +118,21 @@ class DvcExperiments:
         revs = [arg for rev in self.baselines() for arg in ("--rev", rev)]
         command = ("exp", "show", "--json", *revs, "-n", "1")
         for _ in range(tries - 1):
-            with contextlib.suppress(SfaeError):
+            try:
                 return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
+            except SfaeError as error:
+                self._kill_lost_run(str(error))
             time.sleep(pause)
         return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
+
+    def _kill_lost_run(self, error: str) -> None:
+        # A worker killed while it set up or cleaned up a run leaves DVC's queue calling the
+        # run running with no info file, and every `exp show` then fails on that file, for
+        # good (seen after a session ended): `dvc queue kill` marks it failed.
+        lost = _LOST_RUN.search(error)
+        if lost:
+            print(f"run {lost[1][:7]} had lost its worker (an ended session?); run again")
+            self._dvc("queue", "kill", lost[1])
 
     def queue(self, grid: dict[str, list], target: str | None = None) -> None:
         settings = [
