@@ -22,7 +22,8 @@ images = rng.random((10, 32, 32, 3), dtype=np.float32)
 masks = np.zeros((10, 32, 32, 1), np.float32)
 masks[:, 8:24, 12:20] = 1.0
 result = {"backend": keras.backend.backend()}
-for variant in ("pure", "l2", "sparse_elu"):
+# pure adds no code path: l2 has no sparse term, sparse_elu no penalty; each costs compiles.
+for variant in ("l2", "sparse_elu"):
     tiny = dataclasses.replace(
         config,
         variant=config.variants[variant],
@@ -60,7 +61,7 @@ def test_it_really_ran_on_jax(jax_run):
     assert jax_run["backend"] == "jax"
 
 
-@pytest.mark.parametrize("variant", ["pure", "l2", "sparse_elu"])
+@pytest.mark.parametrize("variant", ["l2", "sparse_elu"])
 def test_jax_loop_matches_plain_fit_and_learns(jax_run, variant):
     run = jax_run[variant]
     np.testing.assert_allclose(run["project"], run["plain"], rtol=2e-4)
