@@ -40,8 +40,8 @@ def main() -> None:
         with staged_outputs(paths.mall_prepared) as (prepared,):
             save_arrays(prepared, arrays)
     else:
-        raw, size, scored = paths.raw / MALL.folder, config.data.image_size, config.mall.frames
-        arrays = prepare_unlabeled(raw, size, scored)
+        raw, size = paths.raw / MALL.folder, config.data.image_size
+        arrays = prepare_unlabeled(raw, size, config.mall.unlabeled_frames)
         with staged_outputs(paths.unlabeled_prepared) as (prepared,):
             save_arrays(prepared, arrays)
 

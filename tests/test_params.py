@@ -491,25 +491,32 @@ def test_the_config_imports_no_regulariser(repo_root: Path) -> None:
     assert ours == {"sfae.errors"}
 
 
-def test_unlabeled_frames_may_not_reach_the_scored_mall_frames(tmp_path: Path, document: dict):
-    """CUHK Mall has 2000 frames; the first mall.frames are scored: the last N are free."""
-    frames = document["mall"]["frames"]
+def test_unlabeled_frames_are_prepared_ones_and_never_scored_ones(tmp_path: Path, document):
+    """CUHK Mall has 2000 frames; the first mall.frames are scored, the last
+    mall.unlabeled_frames are prepared for the variants that learn from them too."""
+    frames, prepared = document["mall"]["frames"], document["mall"]["unlabeled_frames"]
     sparse = document["variants"]["sparse_softabs_frames"]["sparse"]
-    assert (
-        load_config(write_params(tmp_path, document))
-        .variants["sparse_softabs_frames"]
-        .sparse.unlabeled_frames
-        == sparse["unlabeled_frames"]
-        <= 2000 - frames
-    )
+    config = load_config(write_params(tmp_path, document))
+    taken = config.variants["sparse_softabs_frames"].sparse.unlabeled_frames
+    assert taken == sparse["unlabeled_frames"] <= prepared == config.mall.unlabeled_frames
+    assert prepared <= 2000 - frames
+    # A variant takes at most the prepared frames.
     changed = copy.deepcopy(document)
-    changed["variants"]["sparse_softabs_frames"]["sparse"]["unlabeled_frames"] = 2001 - frames
+    changed["variants"]["sparse_softabs_frames"]["sparse"]["unlabeled_frames"] = prepared + 1
     path = write_params(tmp_path, changed)
     with pytest.raises(SfaeError) as caught:
         load_config(path)
     said = str(caught.value)
     assert said.startswith(f"{path}: variants.sparse_softabs_frames.sparse.unlabeled_frames")
-    assert "mall.frames" in said and f"= {2000 - frames}" in said
+    assert f"more than the {prepared} frames that mall.unlabeled_frames prepares" in said
+    # The prepared frames never reach the scored ones.
+    changed = copy.deepcopy(document)
+    changed["mall"]["unlabeled_frames"] = 2001 - frames
+    path = write_params(tmp_path, changed)
+    with pytest.raises(SfaeError) as caught:
+        load_config(path)
+    said = str(caught.value)
+    assert said.startswith(f"{path}: mall.unlabeled_frames") and f"= {2000 - frames}," in said
     # Fewer scored frames leave more free ones.
     changed["mall"]["frames"] = frames - 1
-    assert load_config(write_params(tmp_path, changed)).mall.frames == frames - 1
+    assert load_config(write_params(tmp_path, changed)).mall.unlabeled_frames == 2001 - frames

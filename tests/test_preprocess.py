@@ -310,11 +310,11 @@ def test_prepare_mall_on_a_tiny_dataset(tmp_path: Path) -> None:
     assert arrays["frame_size"].tolist() == [640, 480]
 
 
-def test_the_unlabeled_frames_are_those_after_the_scored_ones_exactly(tmp_path: Path) -> None:
+def test_the_unlabeled_frames_are_the_last_ones_exactly(tmp_path: Path) -> None:
     """Stored as uint8 (a quarter of the bytes), they load as exactly the float32 frames
     resize_image gives, and a run takes the last N."""
     root = write_raw_mall(tmp_path)
-    arrays = prepare_unlabeled(root, 16, scored=1, total=3)
+    arrays = prepare_unlabeled(root, 16, count=2, total=3)
     assert arrays["frames"].dtype == np.uint8 and arrays["frame_numbers"].tolist() == [2, 3]
     path = tmp_path / "unlabeled.npz"
     save_arrays(path, arrays)

@@ -91,6 +91,15 @@ class DataConfig:
 class MallConfig:
     frames: Annotated[Int, between(1, 2000)]
     person_height: Annotated[Number, between(1.0, 480.0)]
+    # The last N of the 2000 frames, for the variants that learn from unlabeled frames too.
+    unlabeled_frames: Annotated[Int, between(0, 2000)]
+
+    @field_validator("unlabeled_frames")
+    @classmethod
+    def _not_the_scored_ones(cls, count, info):
+        if count > (free := 2000 - info.data.get("frames", 0)):
+            raise ValueError(f"must be at most 2000 - mall.frames = {free}, got {count}")
+        return count
 
 
 @dataclass(frozen=True, config=STRICT)

@@ -105,11 +105,11 @@ def prepare_mall(raw: Path, image_size: int, frames: int) -> dict:
     }
 
 
-def prepare_unlabeled(raw: Path, image_size: int, scored: int, total: int = MALL_FRAMES) -> dict:
-    """The Mall frames after the `scored` first ones (they have no masks), at image_size, as
-    uint8: resize_image's values are k / 255, so the bytes hold them exactly, at a quarter of
-    the size (1500 frames at 96x96: 41 MB). A run takes the last N of them."""
-    numbers = range(scored + 1, total + 1)
+def prepare_unlabeled(raw: Path, image_size: int, count: int, total: int = MALL_FRAMES) -> dict:
+    """The last `count` Mall frames (config: none of them scored; they have no masks), at
+    image_size, as uint8: resize_image's values are k / 255, so the bytes hold them exactly,
+    at a quarter of the size (1500 frames at 96x96: 41 MB). A run takes the last N of them."""
+    numbers = range(total - count + 1, total + 1)
     size = (image_size, image_size)
     frames = [
         np.round(resize_image(read_rgb(mall_frame_path(raw, number)), size) * 255.0)

@@ -25,7 +25,7 @@ ACTIVE_STATUSES = (1, 2)
 # How `exp show` fails on a run DVC calls running whose info file is gone.
 _LOST_RUN = re.compile(r"No such file or directory: '[^']*exps/run/([0-9a-f]{40})/\1\.run'")
 # Settings added after runs were recorded, at the value that keeps those runs as they were.
-LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper"}
+LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper", "mall.unlabeled_frames": 1500}
 
 
 @dataclass

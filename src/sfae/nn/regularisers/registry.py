@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from sfae import config
-from sfae.data.sources import MALL_FRAMES
 from sfae.errors import SfaeError
 from sfae.nn.regularisers.augment import Augmentation
 from sfae.nn.regularisers.dropout import Dropout
@@ -33,12 +32,12 @@ STRENGTH_LIMITS = {unit.strength: _limit(unit) for unit in REGULARISERS if unit.
 def load_config(path: Path) -> config.Config:
     """params.yaml's run config (all but study and sweep); SfaeError names a bad key."""
     loaded = config.load_config(path, REGULARISERS)
-    free = MALL_FRAMES - loaded.mall.frames
+    prepared = loaded.mall.unlabeled_frames
     for name, variant in loaded.variants.items():
-        if variant.sparse and variant.sparse.unlabeled_frames > free:
+        if variant.sparse and variant.sparse.unlabeled_frames > prepared:
             raise SfaeError(
                 f"{path}: variants.{name}.sparse.unlabeled_frames "
-                f"({variant.sparse.unlabeled_frames}) would reach the frames that mall.frames "
-                f"({loaded.mall.frames}) scores: at most {MALL_FRAMES} - mall.frames = {free}"
+                f"({variant.sparse.unlabeled_frames}) is more than the {prepared} frames that "
+                f"mall.unlabeled_frames prepares"
             )
     return loaded
