@@ -316,6 +316,8 @@ def test_the_unlabeled_frames_are_the_last_ones_exactly(tmp_path: Path) -> None:
     root = write_raw_mall(tmp_path)
     arrays = prepare_unlabeled(root, 16, count=2, total=3)
     assert arrays["frames"].dtype == np.uint8 and arrays["frame_numbers"].tolist() == [2, 3]
+    # The last `count`, whatever comes before them: one of three frames is the third.
+    assert prepare_unlabeled(root, 16, count=1, total=3)["frame_numbers"].tolist() == [3]
     path = tmp_path / "unlabeled.npz"
     save_arrays(path, arrays)
     last = load_unlabeled(path, 1)
