@@ -662,6 +662,15 @@ def test_a_run_trained_where_its_last_training_stage_says():
     assert trained_on({pretrain: {}, finetune: {}}) == trained_on({}) == "unknown"
 
 
+def test_a_record_from_before_a_later_setting_counts_as_its_value_then():
+    from sfae.experiments.runner import fulfils
+
+    old = {"variant": "sparse_softabs_frames", "seed": 1, "mall.frames": 500}  # no such key
+    assert fulfils(old, {**old, "mall.unlabeled_frames": 1500})  # all it could prepare then
+    assert not fulfils(old, {**old, "mall.unlabeled_frames": 8})
+    assert fulfils(old, {**old, "render.fps": 10})  # no later default: any value matches
+
+
 def test_params_match_up_to_yaml_rounding_but_a_boolean_is_no_number():
     from sfae.experiments.records import matches, same_value
 

@@ -90,8 +90,9 @@ def wanted_params(current: dict, spec: Spec) -> dict:
 
 def fulfils(params: dict, wanted: dict) -> bool:
     """Whether a run's flattened params give what is wanted. A key the run does not have
-    (a setting added after it ran) counts as its default, i.e. as matching."""
-    return matches({**wanted, **params}, wanted)
+    (a setting added after it ran) counts as the value it had then (LATER_DEFAULTS), any
+    other missing key as matching."""
+    return matches({**wanted, **LATER_DEFAULTS, **params}, wanted)
 
 
 class Experiments(Protocol):
