@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from sfae.errors import SfaeError
 from sfae.experiments.records import run_params
 
@@ -66,16 +68,13 @@ class DvcExperiments:
         self.run_info = root / ".dvc" / "tmp" / "exps" / "run"  # DVC's own: <stash>/<stash>.run
 
     def _git(self, *args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SfaeError(f"`git {' '.join(args)}` failed: {done.stderr.strip()}")
-        return done.stdout
+        return self._dvc(*args, tool="git")
 
-    def _dvc(self, *args: str, timeout: float | None = None) -> str:
+    def _dvc(self, *args: str, timeout: float | None = None, tool: str = "dvc") -> str:
         # With a timeout the command gets a process group of its own, so that killing it
         # also kills whatever it started, which would otherwise hold our pipes open.
         with subprocess.Popen(
-            [self.dvc, *args],
+            [self.dvc if tool == "dvc" else tool, *args],
             cwd=self.root,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -88,16 +87,16 @@ class DvcExperiments:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
                 raise SfaeError(
-                    f"`dvc {' '.join(args)}` gave no answer in {timeout:g} s and was stopped"
+                    f"`{tool} {' '.join(args)}` gave no answer in {timeout:g} s and was stopped"
                 ) from None
         if process.returncode != 0:
-            raise SfaeError(f"`dvc {' '.join(args)}` failed: {stderr.strip()[-2000:]}")
+            raise SfaeError(f"`{tool} {' '.join(args)}` failed: {stderr.strip()[-2000:]}")
         return stdout
 
     def baselines(self) -> list[str]:
-        """The pinned base and every commit an experiment here derives from: finished ones
-        (refs/exps/ab/cdef.../name), queued ones (the queue's stash) and running ones (their
-        info files). Showing only these is ~8x faster than `exp show -n 100`."""
+        """The pinned base and every commit a finished (refs/exps/ab/cdef.../name), queued (the
+        queue's stash) or running (its info file) experiment derives from: showing only these
+        is ~8x faster than `exp show -n 100`."""
         found = {self.base}
         for ref in self._git("for-each-ref", "--format=%(refname)", "refs/exps/").split():
             parts = ref.split("/")
@@ -121,18 +120,14 @@ class DvcExperiments:
             try:
                 return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
             except SfaeError as error:
-                self._kill_lost_run(str(error))
+                # A worker killed while it set up or cleaned up a run leaves DVC's queue calling
+                # the run running with no info file, and every `exp show` then fails on that
+                # file, for good (seen after a session ended): `dvc queue kill` marks it failed.
+                if lost := _LOST_RUN.search(str(error)):
+                    print(f"run {lost[1][:7]} had lost its worker (an ended session?); run again")
+                    self._dvc("queue", "kill", lost[1])
             time.sleep(pause)
         return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
-
-    def _kill_lost_run(self, error: str) -> None:
-        # A worker killed while it set up or cleaned up a run leaves DVC's queue calling the
-        # run running with no info file, and every `exp show` then fails on that file, for
-        # good (seen after a session ended): `dvc queue kill` marks it failed.
-        lost = _LOST_RUN.search(error)
-        if lost:
-            print(f"run {lost[1][:7]} had lost its worker (an ended session?); run again")
-            self._dvc("queue", "kill", lost[1])
 
     def queue(self, grid: dict[str, list], target: str | None = None) -> None:
         settings = [
@@ -156,16 +151,15 @@ class DvcExperiments:
         self._dvc("queue", "remove", "--failed")
 
     def reap_orphans(self) -> list[str]:
-        """Mark failed (`dvc queue kill`) the runs DVC still calls running whose process is
-        gone: after a reboot or an ended session DVC would report them running forever, and
-        a resumed campaign would wait for them forever. Returns the names killed."""
+        """`dvc queue kill` the runs DVC still calls running whose process is gone (a reboot, an
+        ended session), which a resumed campaign would wait for forever; their names."""
         orphans = []
         for info in sorted(self.run_info.glob("*/*.run")):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 run = json.loads(info.read_text())
                 # dvc-task writes the pid alone in <stash>.pid (its .json holds it too).
                 pid = int(info.with_suffix(".pid").read_text())
-                if run["status"] in ACTIVE_STATUSES and not process_alive(pid):
+                if run["status"] in ACTIVE_STATUSES and not psutil.pid_exists(pid):
                     orphans.append(run["name"])
         killed = []
         for name in orphans:  # one at a time: one name DVC rejects fails the whole call
@@ -181,8 +175,7 @@ class DvcExperiments:
         return self._git("show", f"{rev}:{path}")
 
     def log_text(self, run: Run) -> str | None:
-        """What a queued run printed (`dvc queue logs`); None for a run without a log here
-        (run in the workspace, or pulled from another machine)."""
+        """What a queued run printed (`dvc queue logs`); None without a log here."""
         with contextlib.suppress(SfaeError):
             return self._dvc("queue", "logs", run.name, timeout=self.show_timeout)
         return None
@@ -193,16 +186,6 @@ class DvcExperiments:
 
     def pull(self, remote: str) -> None:
         self._dvc("exp", "pull", "--rev", self.base, "-n", str(self.commits), remote)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def _params_and_metrics(data: dict) -> tuple[dict, dict]:

@@ -1,10 +1,7 @@
 """Run records: one line of JSON per finished training run, committed under reports/.
 
-The study and the sweep write them as their runs finish, and their reports are built from
-them alone, so a fresh clone rebuilds every report without the experiments that made it.
-A record keeps what a run was (its params, flattened to dotted keys, and which of them it
-overrode), where it came from (the commit its code came from, its experiment) and what it
-gave (every metrics file, the per-image test IoU, training seconds).
+The study and the sweeps write them as their runs finish; every report is built from them
+alone, so a fresh clone rebuilds every report without the experiments that made it.
 """
 
 from __future__ import annotations
@@ -60,8 +57,8 @@ class RunRecord:
 
 
 def trained_on(metrics: dict) -> str:
-    """Where a run trained, as its training stage noted it in its metrics ("unknown" where it
-    did not: the machine that recorded a run need not be the one that trained it)."""
+    """Where a run trained, as its last training stage noted it in its metrics (else unknown:
+    the machine that recorded a run need not be the one that trained it)."""
     for path in reversed(TRAINING_JSONS):
         if machine := (metrics.get(path) or {}).get("machine"):
             return str(machine)
@@ -69,10 +66,9 @@ def trained_on(metrics: dict) -> str:
 
 
 def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
-    """Records whose machine is where they trained, by their own metrics; a record whose
-    training stage said nothing is "unknown", unless a run of the same params reproduced it
-    bit for bit (the same per-image IoU and scores) on a machine of a known kind: another
-    kind rounds otherwise, so the reproduction shows the kind. Idempotent."""
+    """Records whose machine is where they trained, by their own metrics, else "unknown", unless
+    a run of the same params on a known kind reproduced it bit for bit (another kind rounds
+    otherwise). Idempotent."""
     known = [r for r in records if trained_on(r.metrics) != UNKNOWN]
     corrected = []
     for record in records:
@@ -124,15 +120,13 @@ def matches(params: dict, wanted: dict) -> bool:
 
 
 def _key(record: RunRecord) -> str:
-    """A record's identity: its params and the kind of machine it trained on (a run of the
-    same params on another kind rounds otherwise, so it is another run)."""
+    """A record's identity: its params and its machine kind (another kind rounds otherwise)."""
     return json.dumps([record.params, record.machine_kind], sort_keys=True)
 
 
 def read_records(path: Path) -> list[RunRecord]:
-    """Every record of a JSON Lines file (none when the file does not exist), machines
-    corrected (corrected_machines), so that a file written before the correction reads the
-    same as one written after it."""
+    """Every record of a JSON Lines file (none without the file), machines corrected, so that
+    a file written before the correction reads as one written after it."""
     if not path.exists():
         return []
     records = []
@@ -147,12 +141,8 @@ def read_records(path: Path) -> list[RunRecord]:
 
 
 def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
-    """Add the records whose params no record has yet; rewrite the file sorted, whole.
-
-    Returns the records that were added. One line per run, in a stable order (by variant,
-    then params), so that the committed file changes only where runs were added. Machines
-    are corrected on the way (corrected_machines): the recorder's guesses become unknown.
-    """
+    """Add (and return) the records whose key no record has yet; rewrite the file whole, machines
+    corrected, in a stable order so that it changes only where runs were added."""
     records = read_records(path)
     known = {_key(record) for record in records}
     added = []

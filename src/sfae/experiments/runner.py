@@ -1,10 +1,8 @@
 """The resumable runner behind `make study` and `make sweep`: DVC experiments in, records out.
 
-A plan is a list of runs, each a few params set on top of params.yaml (a `Spec`). The
-runner skips the runs a record already holds, waits for those still queued or running,
-queues the rest with DVC's grid syntax (`-S 'seed=1,2'`), runs the queue with a progress
-bar and writes each run's record the moment it finishes, so that an interrupted campaign
-loses nothing and a restarted one picks up where it stopped.
+A plan is a list of `Spec`s (params set on top of params.yaml). The runner skips what a record
+holds, waits for what is queued or running, queues the rest as DVC grids (`-S 'seed=1,2'`) and
+records each run as it finishes: a restarted campaign picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -89,9 +87,8 @@ def wanted_params(current: dict, spec: Spec) -> dict:
 
 
 def fulfils(params: dict, wanted: dict) -> bool:
-    """Whether a run's flattened params give what is wanted. A key the run does not have
-    (a setting added after it ran) counts as the value it had then (LATER_DEFAULTS), any
-    other missing key as matching."""
+    """Whether a run's flattened params give what is wanted; a setting added after it ran
+    counts as the value it had then (LATER_DEFAULTS), any other missing key as matching."""
     return matches({**wanted, **LATER_DEFAULTS, **params}, wanted)
 
 
@@ -107,13 +104,9 @@ class Experiments(Protocol):
     def log_text(self, run: Run) -> str | None: ...
 
 
-def has_results(run: Run) -> bool:
-    return run.state == "success" and EVALUATE_JSON in run.metrics and MALL_JSON in run.metrics
-
-
 def training_seconds(experiments: Experiments, run: Run) -> float | None:
-    """Seconds a run spent training: from its training stage's line in its log (the clock is
-    kept out of tracked outputs), or from the metrics of runs recorded before that."""
+    """Seconds a run spent training: from its log (the clock is kept out of tracked outputs),
+    or from the metrics of runs made before that."""
     summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
     if any("seconds" in summary for summary in summaries):
         return sum(float(summary.get("seconds", 0.0)) for summary in summaries)
@@ -147,11 +140,8 @@ def make_record(experiments: Experiments, run: Run) -> RunRecord:
 
 
 def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
-    """Few `-S key=a,b,c` grids whose products are exactly the given specs.
-
-    Specs that differ only in one key merge into one grid over that key's values, first
-    over seeds, then over any other key (a strength), while the result stays a product.
-    """
+    """Few `-S key=a,b,c` grids whose products are exactly the given specs: two grids that
+    differ in one key's values alone merge, until none do."""
     merged = [{key: [value] for key, value in spec.overrides} for spec in specs]
     while _merge_a_pair(merged):
         pass
@@ -173,8 +163,8 @@ def _merge_a_pair(merged: list[dict]) -> bool:
 
 
 def share(specs: list[Spec], part: int, parts: int) -> list[Spec]:
-    """The `part`-th of `parts` deterministic shares (1-based): every parts-th spec in label
-    order, so N machines with the same plan split it without talking to each other."""
+    """The `part`-th of `parts` shares (1-based): every parts-th spec in label order, so N
+    machines with the same plan split it without talking to each other."""
     if not 1 <= part <= parts:
         raise SfaeError(f"--share {part}/{parts}: the part must lie in 1..{parts}")
     ordered = sorted(specs, key=lambda spec: spec.label)
@@ -200,12 +190,11 @@ def find_record(
 def record_finished(
     experiments: Experiments, runs: list[Run], records_path: Path, wanted: list[dict]
 ) -> None:
-    """Write records for finished runs that give a wanted spec and have none yet (of the
-    machine kind they trained on)."""
+    """Record the finished runs that give a wanted spec and have no record of their kind."""
     known = read_records(records_path)
     new = []
     for run in runs:
-        if not has_results(run):
+        if run.state != "success" or not {EVALUATE_JSON, MALL_JSON} <= run.metrics.keys():
             continue
         flat = scored_params(run.flat)
         kind = machine_kind(trained_on(run.metrics))
@@ -228,8 +217,7 @@ def run_plan(
     desc: str = "runs",
     kind: str | None = None,
 ) -> Outcome:
-    """Run whatever of `specs` has no record yet (of a machine of `kind`, when given: runs
-    of another kind do not count); return every spec's record and failures."""
+    """Run whatever of `specs` has no record of a machine of `kind` (None: any) yet."""
     wanted = {spec: wanted_params(current, spec) for spec in specs}
 
     def recorded() -> dict[Spec, RunRecord]:

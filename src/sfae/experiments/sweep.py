@@ -1,27 +1,14 @@
 """A sweep: every regulariser at its best strength, chosen on validation images, then compared.
 
-`make sweep` (`sfae sweep`) runs the paper net's sweep (params.yaml `sweep`), `make sweep-unet`
-(`sfae sweep --arch unet`) the U-Net's, `sfae sweep --name NAME` any named sweep under `sweep`
-(sweep.unet_stacked, ...): each its network, grids, seeds, references and comparisons. Four
-steps, all through the resumable runner (sfae.experiments.campaign):
-
-1. Selection: each regulariser at every strength of its grid and the references, with
-   `val_count` training images held out, for each selection seed, scored up to `evaluate`.
-2. Bracketing: where the best mean validation IoU lies at an end of a grid, the grid grows
-   one step beyond that end and those runs are added, until every optimum is bracketed.
-3. Final: every regulariser at its selected strength and the references, trained on all
-   training images (val_count 0), for each final seed, scored on the test split.
-4. Candidates (where the sweep lists any): other settings of the variant with the best
-   validation IoU of all, each run like its selection runs; the best of them, if better than
-   the variant as swept, then runs the final seeds.
-
-This module says what a sweep is and which runs make it (`Spec`s); what the records hold of
-them is its state (sfae.experiments.sweep_state), computed once and read by the plan and the
-reports. Nothing is selected on the test split: selection reads validation IoU alone.
-
-The study (`make study`, `sfae study`) is the plan beside the sweeps: the post's five variants x
-every study seed; runs that have a record in reports/runs.jsonl are skipped (the committed
-baseline among them).
+`sfae sweep` runs the paper net's (params.yaml `sweep`), `--arch unet` the U-Net's, `--name NAME`
+a named one (sweep.unet_stacked, ...), all through the resumable runner, in four steps:
+selection (each grid and reference on `val_count` held-out images, per selection seed, scored
+up to `evaluate`); bracketing (a grid whose best lies at an end grows one step there);
+finals (each at its selected strength on all training images, per final seed, on the test
+split); candidates (other settings of the leader on validation, the best then runs its finals).
+Nothing is selected on the test split. This module says which runs (`Spec`s) make a sweep;
+what the records hold of them is its state (sfae.experiments.sweep_state). The study is the
+plan beside: the post's five variants x every study seed.
 """
 
 from __future__ import annotations
@@ -47,19 +34,14 @@ def study_plan(config: Config) -> list[Spec]:
     return [Spec.of(variant=v, seed=s) for v in POST_VARIANTS for s in config.study.seeds]
 
 
-def study_records(
-    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None = None
-) -> list[RunRecord]:
+def study_records(records: list[RunRecord], specs: list[Spec], params: dict, kind=None) -> list:
     """The record of every planned run that has one (of a machine of `kind`), in plan order."""
     found = [find_record(records, wanted_params(params, spec), kind) for spec in specs]
     return [record for record in found if record is not None]
 
 
-def other_kinds(
-    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None
-) -> list[RunRecord]:
-    """The records of planned runs that trained on another machine kind than `kind` (what a
-    report of `kind` leaves out), in the records' order."""
+def other_kinds(records: list[RunRecord], specs: list[Spec], params: dict, kind) -> list:
+    """The records of planned runs that trained on another machine kind than `kind`."""
     if kind is None:
         return []
     wanted = [wanted_params(params, spec) for spec in specs]
@@ -68,21 +50,8 @@ def other_kinds(
     ]
 
 
-def val_iou(record: RunRecord) -> float:
-    """What selection looks at: pooled IoU of the held-out validation images."""
-    try:
-        return float(record.evaluate["val"]["iou_pooled"])
-    except (KeyError, TypeError) as error:
-        raise SfaeError(f"run {record.name}: evaluate.json has no val.iou_pooled") from error
-
-
-def _round(value: float) -> float:
-    return float(f"{value:.3g}")
-
-
 def extended_grid(grid: tuple[float, ...], curve: dict[float, float], limit: float) -> list:
-    """The grid, plus one log step beyond each end where the curve's best lies at that end
-    (and the step stays within the strength's limit), repeatedly, as the curve allows."""
+    """The grid, plus a log step beyond an end where the curve's best lies (within `limit`)."""
     points = sorted(grid)
     ratio = points[1] / points[0]
     for _ in range(MAX_EXTENSIONS):
@@ -91,19 +60,16 @@ def extended_grid(grid: tuple[float, ...], curve: dict[float, float], limit: flo
             break  # an unmeasured point: decide once it is
         best = max(measured, key=lambda p: (curve[p], -p))
         if best == points[0]:
-            points.insert(0, _round(points[0] / ratio))
+            points.insert(0, float(f"{points[0] / ratio:.3g}"))
         elif best == points[-1] and points[-1] * ratio <= limit:
-            points.append(_round(points[-1] * ratio))
+            points.append(float(f"{points[-1] * ratio:.3g}"))
         else:
             break
     return points
 
 
 class Sweep:
-    """One sweep as params.yaml sets it: its settings, its network and the runs it is made of.
-
-    `name`: "paper" (params.yaml's `sweep`) or a named sweep (`unet`, `unet_stacked`, ...);
-    `kind`: the machine kind whose runs it reads (None: any)."""
+    """A sweep of params.yaml ("paper" or a named one); `kind`: whose runs it reads (None: any)."""
 
     def __init__(self, config: Config, params: dict, name: str = MAIN, kind: str | None = None):
         if config.sweep is None:
@@ -129,7 +95,6 @@ class Sweep:
 
     @property
     def stem(self) -> str:
-        """Its reports' file stem: sweep (the paper net's), sweep_unet, sweep_unet_stacked."""
         return "sweep" if self.name == MAIN else f"sweep_{self.name}"
 
     @property
@@ -145,8 +110,7 @@ class Sweep:
         return strength_key(self.config.variants[variant])
 
     def post_mark(self, variant: str) -> tuple[float, str] | None:
-        """The post's own strength of a variant ("post"); one the post lacks has its
-        params.yaml value ("default"); None for a variant without a strength."""
+        """The post's strength of a variant ("post"), else params.yaml's ("default"); or None."""
         key = self.key(variant)
         if key is None:
             return None
@@ -165,8 +129,7 @@ class Sweep:
         final: bool = False,
         overrides: dict | None = None,
     ) -> Spec:
-        """A run of a variant (at `strength`, where it has one) on the selection split, or on
-        all training images for a final run; a candidate's `overrides` (dotted keys) on top."""
+        """A run of a variant on the selection split (a final: all training images)."""
         spec = {"variant": variant, "seed": seed, **self.network}
         spec["data.val_count"] = 0 if final else self.settings.val_count
         if strength is not None:
@@ -175,8 +138,7 @@ class Sweep:
 
 
 def records_kind(records: list[RunRecord], arch: str) -> str | None:
-    """The machine kind that trained most of a network's runs (ties: the first by name;
-    None when none is known): the one kind a report of that network reads."""
+    """The machine kind that trained most of a network's runs (ties: the first by name)."""
     kinds = Counter(
         r.machine_kind
         for r in records
@@ -186,8 +148,7 @@ def records_kind(records: list[RunRecord], arch: str) -> str | None:
 
 
 def sweeps(config: Config, params: dict, records: list[RunRecord]) -> list[Sweep]:
-    """Every sweep of params.yaml, the paper net's first, then the named ones in its order;
-    each reads only the runs of its network's main machine kind in `records`."""
+    """Every sweep of params.yaml in order, each reading its network's main machine kind."""
     names = [MAIN, *(config.sweep.named if config.sweep else ())]
     found = [Sweep(config, params, name) for name in names]
     return [Sweep(config, params, s.name, records_kind(records, s.arch)) for s in found]

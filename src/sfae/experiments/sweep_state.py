@@ -1,11 +1,5 @@
-"""What the records hold of a sweep, computed once: the selections with each seed's values and
-their plateaus, the references, the leader, the candidates and the best one, the final rows,
-what is missing and which records of other machine kinds were left out.
-
-`sweep_state(sweep, records)` is the one place that reads the records for a sweep; the plan
-(sfae.experiments.campaign) and the reports (sfae.reports.sweep_*) read the state. Every
-planned run is a `Spec` held next to the record found for it, so the plan lists the specs and
-the reports the records of one and the same state.
+"""What the records hold of a sweep, computed once and read by the plan (campaign) and the
+reports: every planned run is a `Spec` held next to the record found for it.
 """
 
 from __future__ import annotations
@@ -16,11 +10,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sfae.errors import SfaeError
 from sfae.experiments.plateau import Plateau, plateau
 from sfae.experiments.records import RunRecord
 from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
-from sfae.experiments.sweep import Sweep, extended_grid, study_plan, val_iou
+from sfae.experiments.sweep import Sweep, extended_grid, study_plan
 from sfae.nn.regularisers.registry import STRENGTH_LIMITS
+
+
+def val_iou(record: RunRecord) -> float:
+    """What selection looks at: pooled IoU of the held-out validation images."""
+    try:
+        return float(record.evaluate["val"]["iou_pooled"])
+    except (KeyError, TypeError) as error:
+        raise SfaeError(f"run {record.name}: evaluate.json has no val.iou_pooled") from error
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,6 @@ class _Finder:
         return Runs(tuple(specs), tuple(found))
 
     def seeds(self, seeds, variant: str, strength=None, final=False, overrides=None) -> Runs:
-        """A variant's runs (Sweep.spec), one per seed."""
         return self.runs([self.sweep.spec(variant, s, strength, final, overrides) for s in seeds])
 
 
@@ -266,7 +268,7 @@ def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[C
 
 def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
     """Each variant at its selected strength (references by name) and, where those are other
-    runs, the study's at the post's settings (the study trained the paper net only)."""
+    runs, the study's at the post's settings."""
     chosen = {s.variant: s.selected for s in selections}
     study = study_plan(sweep.config)
     rows = []
@@ -276,9 +278,8 @@ def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
         in_study = sweep.in_study(variant)
         x = chosen.get(variant)
         if variant in chosen and x is None:
-            rows.append(
-                FinalRow(variant, f"{variant} (not selected)", None, Runs((), ()), True, False)
-            )
+            unselected = f"{variant} (not selected)"
+            rows.append(FinalRow(variant, unselected, None, Runs((), ()), True, False))
         elif variant in chosen:
             same = in_study and post is not None and bool(np.isclose(x, post[0]))
             label = at_post if same else f"{variant} @ {x:g}"
@@ -294,32 +295,17 @@ def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
     return rows
 
 
-def _best(candidates) -> Candidate | None:
-    """Of best mean validation IoU once all are measured (ties: the earlier, so the variant
-    as swept wins a tie); None before."""
-    if not candidates or not all(c.runs.complete for c in candidates):
-        return None
-    return max(candidates, key=lambda c: c.runs.mean)
-
-
 def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, ...]:
-    """What is missing, step by step: an unselected regulariser's selection runs (its finals
-    come after), the references' selection runs, the planned finals, the candidates' runs."""
-    finals = [row for row in rows if row.planned and row.selected]
-    steps = [("reference", r.variant, r.runs) for r in references]
-    steps += [("final", row.label, row.runs) for row in finals]
-    steps += [("candidate", c.label, c.runs) for c in candidates]
-    steps += [("final", best_finals.label, best_finals.runs)] if best_finals else []
+    """What is missing, step by step (an unselected regulariser's finals come after)."""
+    steps = [("selection", s.variant, s.points.values()) for s in selections if s.selected is None]
+    steps += [("reference", r.variant, [r.runs]) for r in references]
+    steps += [("final", row.label, [row.runs]) for row in rows if row.planned and row.selected]
+    steps += [("candidate", c.label, [c.runs]) for c in candidates]
+    steps += [("final", best_finals.label, [best_finals.runs])] if best_finals else []
+    steps += [("plateau", s.variant, s.spread.values()) for s in selections if s.spread]
     gaps = [
-        Gap("selection", s.variant, s.missing, sum(len(r.specs) for r in s.points.values()))
-        for s in selections
-        if s.selected is None
-    ]
-    gaps += [Gap(step, label, runs.missing, len(runs.specs)) for step, label, runs in steps]
-    gaps += [
-        Gap("plateau", s.variant, sum(r.missing for r in s.spread.values()), len(s.spread) * n)
-        for s in selections
-        if s.spread and (n := len(next(iter(s.spread.values())).specs))
+        Gap(step, label, sum(r.missing for r in runs), sum(len(r.specs) for r in runs))
+        for step, label, runs in steps
     ]
     return tuple(gap for gap in gaps if gap.missing)
 
@@ -335,7 +321,9 @@ def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
     )
     leader = _leader(selections, references)
     candidates = _candidates(sweep, finder, leader)
-    best = _best(candidates)
+    # Of best mean validation IoU once all are measured (ties: the earlier, as swept).
+    measured = candidates and all(c.runs.complete for c in candidates)
+    best = max(candidates, key=lambda c: c.runs.mean) if measured else None
     best_finals = None
     if best is not None and best.overrides:
         overrides = {**leader.strength, **best.overrides}
