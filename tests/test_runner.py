@@ -172,12 +172,12 @@ def test_grids_cover_exactly_the_specs_when_they_are_no_product():
 
 def test_shares_split_the_plan_without_overlap():
     specs = plan(("pure", "l1", "l2"), (1, 2, 3))
-    parts = [share(specs, k, 3) for k in (1, 2, 3)]
+    parts = [share(specs, f"{k}/3") for k in (1, 2, 3)]
     assert sorted(s.label for part in parts for s in part) == sorted(s.label for s in specs)
     assert all(len(part) == 3 for part in parts)
-    assert share(list(reversed(specs)), 2, 3) == parts[1]
+    assert share(list(reversed(specs)), "2/3") == parts[1]
     with pytest.raises(SfaeError, match="1..3"):
-        share(specs, 4, 3)
+        share(specs, "4/3")
 
 
 def test_a_failed_run_is_reported_and_the_others_still_count(tmp_path):

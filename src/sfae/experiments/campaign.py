@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sfae.errors import SfaeError
 from sfae.experiments.dvc_experiments import DvcExperiments
 from sfae.experiments.records import read_records
 from sfae.experiments.runner import Spec, record_finished, run_plan, share, wanted_params
@@ -28,16 +27,6 @@ class CampaignOptions:
     report_only: bool = False
     share: str = "1/1"
     remote: str | None = None
-
-
-def parse_share(text: str) -> tuple[int, int]:
-    try:
-        part, parts = (int(value) for value in text.split("/"))
-    except ValueError as error:
-        raise SfaeError(f"--share {text}: expected K/N, e.g. 2/3") from error
-    if parts < 1:
-        raise SfaeError(f"--share {text}: N must be at least 1")
-    return part, parts
 
 
 def collect(
@@ -59,7 +48,7 @@ def collect(
         wanted = [wanted_params(params, spec) for spec in specs]
         record_finished(experiments, experiments.runs(), records_path, wanted)
         return
-    mine = share(specs, *parse_share(options.share))
+    mine = share(specs, options.share)
     run_plan(experiments, mine, params, records_path, options.jobs, target, desc=desc, kind=kind)
     if options.remote:
         experiments.push(options.remote)

@@ -7,6 +7,7 @@ records each run as it finishes: a restarted campaign picks up where it stopped.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import time
@@ -143,28 +144,27 @@ def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
     """Few `-S key=a,b,c` grids whose products are exactly the given specs: two grids that
     differ in one key's values alone merge, until none do."""
     merged = [{key: [value] for key, value in spec.overrides} for spec in specs]
-    while _merge_a_pair(merged):
-        pass
-    return merged
-
-
-def _merge_a_pair(merged: list[dict]) -> bool:
-    """Merge the first two grids that differ in the values of one key alone; False: none."""
-    for i, a in enumerate(merged):
-        for j in range(i + 1, len(merged)):
-            b = merged[j]
+    while True:
+        for a, b in itertools.combinations(merged, 2):
             differing = [key for key in a if a[key] != b[key]] if a.keys() == b.keys() else []
             if len(differing) == 1:
-                key = differing[0]
+                (key,) = differing
                 a[key] = sorted(set(a[key]) | set(b[key]), key=lambda v: (str(type(v)), v))
-                del merged[j]
-                return True
-    return False
+                merged = [grid for grid in merged if grid is not b]
+                break
+        else:
+            return merged
 
 
-def share(specs: list[Spec], part: int, parts: int) -> list[Spec]:
-    """The `part`-th of `parts` shares (1-based): every parts-th spec in label order, so N
-    machines with the same plan split it without talking to each other."""
+def share(specs: list[Spec], text: str) -> list[Spec]:
+    """The K-th of N shares (`text` "K/N"): every N-th spec in label order, so N machines
+    with the same plan split it without talking to each other."""
+    try:
+        part, parts = (int(value) for value in text.split("/"))
+    except ValueError as error:
+        raise SfaeError(f"--share {text}: expected K/N, e.g. 2/3") from error
+    if parts < 1:
+        raise SfaeError(f"--share {text}: N must be at least 1")
     if not 1 <= part <= parts:
         raise SfaeError(f"--share {part}/{parts}: the part must lie in 1..{parts}")
     ordered = sorted(specs, key=lambda spec: spec.label)
@@ -229,12 +229,12 @@ def run_plan(
     runs = experiments.runs()
     record_finished(experiments, runs, records_path, list(wanted.values()))
     done = recorded()
-    in_flight = [run for run in runs if run.state in IN_FLIGHT]
-    pending = [
-        spec
-        for spec in specs
-        if spec not in done and any(fulfils(scored_params(r.flat), wanted[spec]) for r in in_flight)
-    ]
+
+    def runs_of(spec: Spec) -> list[Run]:
+        return [r for r in runs if fulfils(scored_params(r.flat), wanted[spec])]
+
+    in_flight = [s for s in specs if any(r.state in IN_FLIGHT for r in runs_of(s))]
+    pending = [spec for spec in in_flight if spec not in done]
     missing = [spec for spec in specs if spec not in done and spec not in pending]
     print(
         f"{desc}: {len(specs)} runs, {len(done)} recorded, {len(pending)} queued or running, "
@@ -259,8 +259,7 @@ def run_plan(
             for spec in waiting:
                 if spec in done:
                     continue
-                matching = [r for r in runs if fulfils(scored_params(r.flat), wanted[spec])]
-                if matching and all(r.state == "failed" for r in matching):
+                if (matching := runs_of(spec)) and all(r.state == "failed" for r in matching):
                     failed[spec] = matching[-1].log or "no log"
             finished = [spec for spec in waiting if spec in done or spec in failed]
             bar.n = len(finished)
@@ -281,10 +280,8 @@ def run_plan(
                 stalled_polls = 0
             sleep(poll_seconds)
     done = recorded()
-    failures = []
-    for spec in waiting:
-        if spec not in done:
-            where = f"its log: {failed[spec]}" if spec in failed else "it left the queue"
-            failures.append(spec.label)
-            print(f"{desc}: run {spec.label} failed; {where}", file=sys.stderr)
-    return Outcome(records=done, failed=failures)
+    failures = [spec for spec in waiting if spec not in done]
+    for spec in failures:
+        where = f"its log: {failed[spec]}" if spec in failed else "it left the queue"
+        print(f"{desc}: run {spec.label} failed; {where}", file=sys.stderr)
+    return Outcome(records=done, failed=[spec.label for spec in failures])
