@@ -66,25 +66,18 @@ def trained_on(metrics: dict) -> str:
 
 
 def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
-    """Records whose machine is where they trained, by their own metrics, else "unknown", unless
-    a run of the same params on a known kind reproduced it bit for bit (another kind rounds
+    """The records, each whose training stage did not say where it trained taking the kind of a
+    run of the same params on a known kind that reproduced it bit for bit (another kind rounds
     otherwise). Idempotent."""
     known = [r for r in records if trained_on(r.metrics) != UNKNOWN]
     corrected = []
     for record in records:
-        if trained_on(record.metrics) != UNKNOWN:
-            corrected.append(record)
-            continue
         results = record.params, record.per_image_iou, record.evaluate
-        twin = next((k for k in known if (k.params, k.per_image_iou, k.evaluate) == results), None)
-        if twin is not None:
+        twins = (k for k in known if (k.params, k.per_image_iou, k.evaluate) == results)
+        if trained_on(record.metrics) == UNKNOWN and (twin := next(twins, None)):
             note = f"reproduced bit for bit by run {twin.name} on a {twin.machine_kind}"
-            corrected.append(replace(record, machine=twin.machine_kind, machine_note=note))
-        elif record.machine == UNKNOWN:
-            corrected.append(record)  # already marked, and still no reproduction
-        else:
-            note = f"recorded as {record.machine!r}: the recorder's machine, not the run's"
-            corrected.append(replace(record, machine=UNKNOWN, machine_note=note))
+            record = replace(record, machine=twin.machine_kind, machine_note=note)
+        corrected.append(record)
     return corrected
 
 
@@ -125,8 +118,7 @@ def _key(record: RunRecord) -> str:
 
 
 def read_records(path: Path) -> list[RunRecord]:
-    """Every record of a JSON Lines file (none without the file), machines corrected, so that
-    a file written before the correction reads as one written after it."""
+    """Every record of a JSON Lines file (none without the file); add_records corrected them."""
     if not path.exists():
         return []
     records = []
@@ -137,7 +129,7 @@ def read_records(path: Path) -> list[RunRecord]:
             records.append(RunRecord(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as error:
             raise SfaeError(f"{path}:{number}: not a run record ({error})") from error
-    return corrected_machines(records)
+    return records
 
 
 def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
