@@ -303,7 +303,7 @@ def test_plateau_seeds_run_after_the_selection_and_never_move_it(unet_sweep):
     assert after.leader == before.leader and plateau_plan(after) == planned
     assert l2.plateau.se is not None and before.selection("l2").plateau.se is None
     assert [(p.seed, p.strength) for p in l2.plateau.seed_picks] == [(1, grid[1]), (2, grid[0])]
-    assert l2.validation(grid[0]) == {
+    assert {**l2.points[grid[0]].validation, **l2.spread[grid[0]].validation} == {
         1: pytest.approx(0.9 - abs(grid[0] - grid[1]) * 1e-3),
         2: 0.99,
     }

@@ -1,9 +1,7 @@
 """The planning sections of params.yaml (`study`, `sweep`): they plan runs and change none.
 
-Read apart from the run config (sfae.config), which every stage reads: no stage depends on
-this module, so a change here re-runs nothing. The sweep's grids and references name variants
-of the run config, which `load_plans` is given. Beside the paper net's sweep, `sweep` holds
-named sweeps of their own (sweep.unet, sweep.unet_stacked, ...): each a section with its `arch`.
+Read apart from the run config (sfae.config): no stage depends on this module, so a change here
+re-runs nothing. Beside the paper net's sweep, `sweep` holds named sweeps (sweep.unet, ...).
 """
 
 from __future__ import annotations
@@ -142,8 +140,7 @@ class SweepSettings:
 
 @dataclass(frozen=True, config=STRICT)
 class NamedSweep(SweepSettings):
-    """A sweep of its own under `sweep` (sweep.unet, sweep.unet_stacked): it says which
-    network it trains; sweep.unet may leave that out (its name says it)."""
+    """A sweep of its own under `sweep`: it says its network (sweep.unet's name says it)."""
 
     arch: Literal[ARCHS] = "paper"
 
@@ -157,8 +154,7 @@ class SweepConfig(SweepSettings):
     @model_validator(mode="before")
     @classmethod
     def _named_share(cls, data):
-        """A named sweep may leave out val_count and references: it then shares the paper
-        net's; sweep.unet may leave out its arch."""
+        """A named sweep left without val_count or references shares the paper net's."""
         if not isinstance(data, dict):
             return data
         shared = {key: data[key] for key in ("val_count", "references") if key in data}
@@ -180,8 +176,7 @@ def _named_fields(schema) -> list[str]:
 
 
 def _named_in(sweep) -> tuple[str, ...]:
-    """The sections of a raw `sweep` mapping that are sweeps of their own: those that say
-    their `arch` (any other unknown key stays unknown, so a typo like `grid` is named)."""
+    """The sections of a raw `sweep` that say their `arch` (a typo like `grid` stays unknown)."""
     if not isinstance(sweep, dict):
         return ()
     fields = {field.name for field in dataclasses.fields(SweepConfig)}
@@ -194,13 +189,11 @@ def _named_in(sweep) -> tuple[str, ...]:
 
 @functools.cache
 def _plans_schema(named: tuple[str, ...]) -> type:
-    """The planning sections' schema, with a field for each named sweep of this file (so an
-    error inside one names it: `sweep.unet_stacked.grids.l3 is not a variant`)."""
+    """The planning sections' schema, with a field for each named sweep (so an error inside
+    one names it: `sweep.unet_stacked.grids.l3 is not a variant`)."""
     fields = {name: NamedSweep | None for name in named}
-    sweep = SweepConfig
-    if named:
-        body = {"__annotations__": fields, **dict.fromkeys(named), "__module__": __name__}
-        sweep = dataclass(type("SweepConfig", (SweepConfig,), body), frozen=True, config=STRICT)
+    body = {"__annotations__": fields, **dict.fromkeys(named), "__module__": __name__}
+    sweep = dataclass(type("SweepConfig", (SweepConfig,), body), frozen=True, config=STRICT)
     body = {"__annotations__": {"study": StudyConfig, "sweep": sweep | None}, "sweep": None}
     return dataclass(
         type("Plans", (), {**body, "__module__": __name__}), frozen=True, config=STRICT
@@ -208,8 +201,7 @@ def _plans_schema(named: tuple[str, ...]) -> type:
 
 
 def load_plans(path: Path, regularisers: tuple) -> Config:
-    """params.yaml's run config with the planning sections read and checked too
-    (`regularisers`: the registry, sfae.nn.regularisers.registry.REGULARISERS)."""
+    """params.yaml's run config with the planning sections read and checked too."""
     config = load_config(path, regularisers)
     plans = {key: value for key, value in read_params(path).items() if key in PLANNING}
     schema = _plans_schema(_named_in(plans.get("sweep")))

@@ -87,15 +87,6 @@ class Selection:
     def best_mean(self) -> float | None:
         return None if self.selected is None else self.points[self.selected].mean
 
-    @property
-    def missing(self) -> int:
-        return sum(runs.missing for runs in self.points.values())
-
-    def validation(self, strength: float) -> dict[int, float]:
-        """seed -> validation IoU at a strength, the plateau seeds' after the selection's."""
-        spread = self.spread.get(strength)
-        return {**self.points[strength].validation, **(spread.validation if spread else {})}
-
 
 @dataclass(frozen=True)
 class Reference:
