@@ -84,17 +84,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _campaign(args: argparse.Namespace):
-    """This project's paths, its config with the plans, params.yaml, and the campaign's options."""
+    """This project's paths, its config with the plans, and params.yaml."""
     from sfae.config import read_yaml
-    from sfae.experiments.campaign import CampaignOptions
     from sfae.nn.regularisers.registry import REGULARISERS
     from sfae.paths import ProjectPaths
     from sfae.plans import load_plans
 
     paths = ProjectPaths.here()
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
-    options = CampaignOptions(args.jobs, args.report_only, args.share, args.remote)
-    return paths, config, params, options
+    return paths, config, params
 
 
 def study_command(args: argparse.Namespace) -> list[Path]:
@@ -103,11 +101,11 @@ def study_command(args: argparse.Namespace) -> list[Path]:
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_study_report
 
-    paths, config, params, options = _campaign(args)
-    if options.remote or not options.report_only:
+    paths, config, params = _campaign(args)
+    if args.remote or not args.report_only:
         specs, kind = study_plan(config), local_machine_kind()
-        collect(options, specs, params, paths.run_records, paths.root, "study", kind=kind)
-    if options.share != "1/1" and not options.report_only:
+        collect(args, specs, params, paths.run_records, paths.root, "study", kind=kind)
+    if args.share != "1/1" and not args.report_only:
         # Other machines' shares hold the rest: the report waits for `--report-only --remote`.
         print("study: this machine's share is done; `sfae study --report-only --remote` reports")
         return []
@@ -120,14 +118,14 @@ def sweep_command(args: argparse.Namespace) -> list[Path]:
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_all_sweep_reports
 
-    paths, config, params, options = _campaign(args)
+    paths, config, params = _campaign(args)
     name = args.name or args.arch or MAIN
     Sweep(config, params, name)  # a sweep params.yaml lacks stops here, naming the ones it has
-    if options.remote or not options.report_only:
+    if args.remote or not args.report_only:
         # Runs of other machine kinds round otherwise: this machine runs the sweep's own.
         sweep = Sweep(config, params, name, kind=local_machine_kind())
         print(f"sweep: runs on this machine's kind ({sweep.kind}) count, others do not")
-        run_sweep(sweep, options, paths.run_records, paths.root)
+        run_sweep(sweep, args, paths.run_records, paths.root)
     return write_all_sweep_reports(paths)
 
 

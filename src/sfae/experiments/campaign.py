@@ -1,15 +1,11 @@
 """A campaign (the study, a sweep) on this machine or on N machines: which share of the plan
-runs here, pulling and pushing the others' experiments through a git remote.
-
-A sweep's plan is read off its state (sfae.experiments.sweep_state), step by step: the
-selection runs of every point of every grid (as extended so far) and of the references; the
-final runs of the rows the sweep plans; the candidates' runs and, once the best is known, its
-finals; the plateau seeds' runs.
+runs here, pulling and pushing the others' experiments through a git remote. A sweep's plan
+is read off its state (sfae.experiments.sweep_state), step by step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from argparse import Namespace
 from pathlib import Path
 
 from sfae.experiments.dvc_experiments import DvcExperiments
@@ -19,18 +15,8 @@ from sfae.experiments.sweep import MAIN, SCORED_STAGE, Sweep
 from sfae.experiments.sweep_state import SweepState, sweep_state
 
 
-@dataclass(frozen=True)
-class CampaignOptions:
-    """How a campaign runs: --jobs, --report-only, --share K/N and --remote."""
-
-    jobs: int = 1
-    report_only: bool = False
-    share: str = "1/1"
-    remote: str | None = None
-
-
 def collect(
-    options: CampaignOptions,
+    options: Namespace,  # the command line's --jobs, --report-only, --share K/N and --remote
     specs: list[Spec],
     params: dict,
     records_path: Path,
@@ -66,19 +52,17 @@ def plateau_plan(state: SweepState) -> list[Spec]:
 
 
 def final_plan(state: SweepState) -> list[Spec]:
-    """Each regulariser at its selected strength and each reference, on all training
-    images, for every final seed (none for a regulariser not yet selected)."""
+    """The final runs of every selected regulariser and every reference."""
     return [spec for row in state.rows if row.planned for spec in row.runs.specs]
 
 
 def candidate_plan(state: SweepState) -> list[Spec]:
-    """The candidates' runs on validation, and once all are measured, the final runs of
-    the best if it is not the variant as swept (whose finals the final plan holds)."""
+    """The candidates' runs on validation, then the best's finals if it is not as swept."""
     specs = [spec for candidate in state.candidates[1:] for spec in candidate.runs.specs]
     return specs + list(state.best_finals.runs.specs if state.best_finals else ())
 
 
-def run_sweep(sweep: Sweep, options: CampaignOptions, records_path: Path, root: Path) -> None:
+def run_sweep(sweep: Sweep, options: Namespace, records_path: Path, root: Path) -> None:
     """Every run the sweep calls for, round after round, as the records call for them."""
     desc = "sweep" if sweep.name == MAIN else f"sweep {sweep.name}"
 
