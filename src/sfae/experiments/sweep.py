@@ -121,14 +121,7 @@ class Sweep:
         study = self.arch == "paper" and variant in POST_VARIANTS
         return study and variant not in self.settings.references
 
-    def spec(
-        self,
-        variant: str,
-        seed: int,
-        strength: float | None = None,
-        final: bool = False,
-        overrides: dict | None = None,
-    ) -> Spec:
+    def spec(self, variant: str, seed: int, strength=None, final=False, overrides=None) -> Spec:
         """A run of a variant on the selection split (a final: all training images)."""
         spec = {"variant": variant, "seed": seed, **self.network}
         spec["data.val_count"] = 0 if final else self.settings.val_count

@@ -212,13 +212,11 @@ def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Sele
     key, seeds = sweep.key(variant), sweep.settings.seeds
     limit = STRENGTH_LIMITS[key.rsplit(".", 1)[1]]
 
-    points = list(grid)
-    while True:  # the extension depends on the points measured so far
+    curve: dict[float, Runs] = {}  # measured at the grid as the points measured so far extend it
+    while list(curve) != (
+        points := extended_grid(grid, {p: r.mean for p, r in curve.items() if r.complete}, limit)
+    ):
         curve = {p: finder.seeds(seeds, variant, p) for p in points}
-        grown = extended_grid(grid, {p: r.mean for p, r in curve.items() if r.complete}, limit)
-        if grown == points:
-            break
-        points = grown
     done = all(runs.complete for runs in curve.values())
     best = max(curve, key=lambda p: (curve[p].mean, -p)) if done else None
     extra = (sweep.settings.plateau_seeds or ()) if done else ()
@@ -227,8 +225,7 @@ def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Sele
     if spread and all(runs.complete for runs in spread.values()):  # else the selection's alone
         values = {p: {**values[p], **spread[p].validation} for p in values}
     flat = plateau(values) if done else None
-    post = sweep.post_mark(variant)
-    return Selection(variant, key, tuple(grid), curve, best, flat, post, spread)
+    return Selection(variant, key, tuple(grid), curve, best, flat, sweep.post_mark(variant), spread)
 
 
 def _leader(selections, references) -> Leader | None:
