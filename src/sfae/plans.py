@@ -111,15 +111,11 @@ class SweepSettings:
     ]
     references: Variants  # variants without a strength, run beside the grids
     final_seeds: Seeds | None = None  # None: the study's seeds
-    # Other settings of the variant that leads on validation, each a {dotted key: value}
-    # tried beside it on validation; the best runs the final seeds.
+    # {dotted key: value} settings of the validation leader tried beside it; the best runs finals.
     candidates: Annotated[tuple, BeforeValidator(_candidates)] = ()
-    # The variants its rows are compared with, each a family of its own; the first is the
-    # family the answer reads.
-    compare_with: Variants = ("pure",)
-    # Seeds run at every point of a grid once its selection is fixed: they measure how much
-    # seeds move the curve (its plateau) and never move the selection, so they can be added
-    # after the finals ran at the selection seeds' pick.
+    compare_with: Variants = ("pure",)  # each a family of its own; the answer reads the first
+    # Seeds run at every point once the selection is fixed: they measure the curve's plateau
+    # and never move the selection, so they can run after the finals.
     plateau_seeds: Seeds | None = None
 
     @field_validator("plateau_seeds")

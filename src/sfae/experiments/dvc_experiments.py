@@ -61,9 +61,8 @@ class DvcExperiments:
         self.dvc = str(dvc or (venv_dvc if venv_dvc.exists() else "dvc"))
         self.commits = commits
         self.show_timeout = SHOW_TIMEOUT
-        # Pin the commit the experiments derive from: a commit made while a campaign runs
-        # must not hide them. Earlier commits' experiments are listed too (`-n`), so runs
-        # queued before a commit are still waited for rather than queued again.
+        # Pinned: a commit made while a campaign runs must not hide its experiments (runs
+        # queued before a commit are listed too, and waited for rather than queued again).
         self.base = self._git("rev-parse", base).strip()
         self.run_info = root / ".dvc" / "tmp" / "exps" / "run"  # DVC's own: <stash>/<stash>.run
 
@@ -111,18 +110,16 @@ class DvcExperiments:
         return sorted(found)
 
     def runs(self, tries: int = 3, pause: float = 5.0) -> list[Run]:
-        # `exp show` fails now and then while a queue worker sets up its temporary
-        # workspace ("directory ... does not exist"), and now and then hangs on a lock
-        # forever (seen for 12 min with two workers busy): ask again before giving up.
+        # `exp show` fails now and then while a worker sets up its workspace ("directory ...
+        # does not exist") or hangs on a lock (12 min seen): ask again before giving up.
         revs = [arg for rev in self.baselines() for arg in ("--rev", rev)]
         command = ("exp", "show", "--json", *revs, "-n", "1")
         for _ in range(tries - 1):
             try:
                 return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
             except SfaeError as error:
-                # A worker killed while it set up or cleaned up a run leaves DVC's queue calling
-                # the run running with no info file, and every `exp show` then fails on that
-                # file, for good (seen after a session ended): `dvc queue kill` marks it failed.
+                # A worker killed while setting up or cleaning up a run leaves it "running" with
+                # no info file, and every `exp show` fails on it: `dvc queue kill` ends it.
                 if lost := _LOST_RUN.search(str(error)):
                     print(f"run {lost[1][:7]} had lost its worker (an ended session?); run again")
                     self._dvc("queue", "kill", lost[1])

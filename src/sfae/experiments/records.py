@@ -144,8 +144,7 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
             added.append(record)
     if not added:
         return added
-    # One record per key: of a record and its bit-for-bit reproduction, the one whose metrics
-    # say where it trained.
+    # One record per key: of a run and its bit-for-bit reproduction, the one that says where.
     chosen: dict[str, RunRecord] = {}
     corrected = corrected_machines([*records, *added])
     for record in sorted(corrected, key=lambda r: trained_on(r.metrics) == UNKNOWN):

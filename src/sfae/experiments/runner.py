@@ -37,10 +37,9 @@ from sfae.machine import machine_kind, package_versions
 PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
-# Polls with runs queued and none running before the workers are started again: a DVC
-# queue worker dies now and then (kombu's file broker reads a message half-written) and
-# leaves its queued runs to wait forever. Between two runs a worker shows none running for
-# a moment only; starting workers again keeps those that live.
+# Polls with runs queued and none running before the workers are started again: a worker dies
+# now and then (kombu's file broker reads a message half-written), leaving its queued runs to
+# wait forever; starting workers again keeps those that live.
 STALLED_AFTER_POLLS = 4
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
