@@ -268,15 +268,12 @@ def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
         if variant in chosen and x is None:
             unselected = f"{variant} (not selected)"
             rows.append(FinalRow(variant, unselected, None, Runs((), ()), True, False))
-        elif variant in chosen:
+        elif variant in chosen or variant in sweep.settings.references:  # a reference: x None
             same = in_study and post is not None and bool(np.isclose(x, post[0]))
-            label = at_post if same else f"{variant} @ {x:g}"
+            label = at_post if same else variant if x is None else f"{variant} @ {x:g}"
             finals = finder.seeds(sweep.final_seeds, variant, x, final=True)
             rows.append(FinalRow(variant, label, x, finals, True))
             in_study = in_study and not same  # the same runs: one row
-        elif variant in sweep.settings.references:
-            finals = finder.seeds(sweep.final_seeds, variant, final=True)
-            rows.append(FinalRow(variant, variant, None, finals, True))
         if in_study:
             specs = [spec for spec in study if spec.as_dict()["variant"] == variant]
             rows.append(FinalRow(variant, at_post, post and post[0], finder.runs(specs), False))
