@@ -13,8 +13,8 @@ import numpy as np
 from sfae.errors import SfaeError
 from sfae.experiments.plateau import Plateau, plateau
 from sfae.experiments.records import RunRecord
-from sfae.experiments.runner import Spec, find_record, fulfils, wanted_params
-from sfae.experiments.sweep import Sweep, extended_grid, study_plan
+from sfae.experiments.runner import Spec, find_record, wanted_params
+from sfae.experiments.sweep import Sweep, extended_grid, other_kinds, study_plan
 from sfae.nn.regularisers.registry import STRENGTH_LIMITS
 
 
@@ -184,25 +184,21 @@ def _once(runs) -> tuple[RunRecord, ...]:
 
 
 class _Finder:
-    """Records for specs, of the sweep's machine kind; records of other kinds are noted."""
+    """Records for specs, of the sweep's machine kind; the specs asked for are noted."""
 
     def __init__(self, sweep: Sweep, records: list[RunRecord]):
         # find_record takes the first match: a fixed order makes the state order-free.
         self.records = sorted(
             records, key=lambda r: (r.variant, json.dumps(r.params, sort_keys=True), r.rev, r.name)
         )
-        self.sweep, self.others = sweep, {}
+        self.sweep, self.asked = sweep, []
 
     def runs(self, specs) -> Runs:
-        found = []
-        for spec in specs:
-            wanted = wanted_params(self.sweep.params, spec)
-            found.append(find_record(self.records, wanted, self.sweep.kind))
-            if self.sweep.kind is not None:
-                for record in self.records:
-                    if record.machine_kind != self.sweep.kind and fulfils(record.params, wanted):
-                        self.others[id(record)] = record
-        return Runs(tuple(specs), tuple(found))
+        self.asked += specs
+        wanted = [wanted_params(self.sweep.params, spec) for spec in specs]
+        return Runs(
+            tuple(specs), tuple(find_record(self.records, w, self.sweep.kind) for w in wanted)
+        )
 
     def seeds(self, seeds, variant: str, strength=None, final=False, overrides=None) -> Runs:
         return self.runs([self.sweep.spec(variant, s, strength, final, overrides) for s in seeds])
@@ -316,7 +312,7 @@ def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
         best_finals = FinalRow(leader.variant, f"{leader.label}, {best.label}", None, finals, False)
     rows = tuple(_rows(sweep, finder, selections))
     gaps = _gaps(selections, references, rows, candidates, best_finals)
-    left_out = tuple(finder.others.values())
+    left_out = tuple(other_kinds(finder.records, finder.asked, sweep.params, sweep.kind))
     return SweepState(
         sweep, selections, references, leader, candidates, best, best_finals, rows, gaps, left_out,
     )  # fmt: skip
