@@ -76,8 +76,7 @@ class Selection:
 
     @property
     def bracketed(self) -> bool:
-        strengths = list(self.points)
-        return self.selected is not None and strengths[0] < self.selected < strengths[-1]
+        return self.selected is not None and min(self.points) < self.selected < max(self.points)
 
     @property
     def added(self) -> tuple[float, ...]:
@@ -118,9 +117,8 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in self.overrides.items()) or (
-            "as swept"
-        )
+        settings = [f"{key.rsplit('.', 1)[-1]} {value}" for key, value in self.overrides.items()]
+        return ", ".join(settings) or "as swept"
 
 
 @dataclass(frozen=True)
