@@ -36,8 +36,7 @@ def study_plan(config: Config) -> list[Spec]:
 
 def study_records(records: list[RunRecord], specs: list[Spec], params: dict, kind=None) -> list:
     """The record of every planned run that has one (of a machine of `kind`), in plan order."""
-    found = [find_record(records, wanted_params(params, spec), kind) for spec in specs]
-    return [record for record in found if record is not None]
+    return [r for spec in specs if (r := find_record(records, wanted_params(params, spec), kind))]
 
 
 def other_kinds(records: list[RunRecord], specs: list[Spec], params: dict, kind) -> list:
