@@ -197,10 +197,8 @@ def record_finished(
             continue
         flat = scored_params(run.flat)
         kind = machine_kind(trained_on(run.metrics))
-        if any(fulfils(flat, w) for w in wanted) and not find_record(known, flat, kind):
-            record = make_record(experiments, run)
-            new.append(record)
-            known.append(record)
+        if any(fulfils(flat, w) for w in wanted) and not find_record([*known, *new], flat, kind):
+            new.append(make_record(experiments, run))
     add_records(records_path, new)
 
 
