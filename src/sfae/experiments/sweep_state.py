@@ -206,7 +206,7 @@ def _selection(sweep: Sweep, finder: _Finder, variant: str, grid: tuple) -> Sele
     key, seeds = sweep.key(variant), sweep.settings.seeds
     limit = STRENGTH_LIMITS[key.rsplit(".", 1)[1]]
 
-    curve: dict[float, Runs] = {}  # measured at the grid as the points measured so far extend it
+    curve: dict[float, Runs] = {}  # the grid, grown while what is measured extends it
     while list(curve) != (
         points := extended_grid(grid, {p: r.mean for p, r in curve.items() if r.complete}, limit)
     ):
