@@ -1,14 +1,7 @@
-"""A sweep: every regulariser at its best strength, chosen on validation images, then compared.
-
-`sfae sweep` runs the paper net's (params.yaml `sweep`), `--arch unet` the U-Net's, `--name NAME`
-a named one (sweep.unet_stacked, ...), all through the resumable runner, in four steps:
-selection (each grid and reference on `val_count` held-out images, per selection seed, scored
-up to `evaluate`); bracketing (a grid whose best lies at an end grows one step there);
-finals (each at its selected strength on all training images, per final seed, on the test
-split); candidates (other settings of the leader on validation, the best then runs its finals).
-Nothing is selected on the test split. This module says which runs (`Spec`s) make a sweep;
-what the records hold of them is its state (sfae.experiments.sweep_state). The study is the
-plan beside: the post's five variants x every study seed.
+"""A sweep: every regulariser at its best strength, chosen on validation images, then compared
+(selection, bracketing, finals, candidates: README.md, "make sweep"). Nothing is selected on
+the test split. This module says which runs (`Spec`s) make a sweep; what the records hold of
+them is its state (sfae.experiments.sweep_state). The study is the plan beside it.
 """
 
 from __future__ import annotations
