@@ -1,11 +1,6 @@
-"""The study report: reports/study.md with every variant's scores over seeds, the paired
-comparisons with pure and the 2018 blog post's claims checked, beside study.png and the
-side-by-side Mall GIF.
-
-study.md and study.png are a pure function of the run records and params.yaml, so a fresh
-clone rebuilds them byte for byte from reports/runs.jsonl. Every number in them, the claims'
-verdicts included, is computed from the records; none is typed by hand.
-"""
+"""The study report: reports/study.md (every variant's scores over seeds, the comparisons with
+pure, the 2018 blog post's claims checked), study.png and the side-by-side Mall GIF; a pure
+function of the run records and params.yaml, so a fresh clone rebuilds it byte for byte."""
 
 from __future__ import annotations
 
@@ -22,7 +17,7 @@ from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
-from sfae.reports.claims import Claim, claims
+from sfae.reports.claims import claims
 from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
 from sfae.reports.statistics import (
@@ -72,29 +67,9 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     return groups
 
 
+TITLE = "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study"
 HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
-
-
-def _claims_section(checked: list[Claim]) -> list[str]:
-    rows = [[item.claim, f"**{item.verdict}**", item.evidence] for item in checked]
-    return [
-        "## The 2018 blog post's claims, checked",
-        "",
-        "The original post judged the networks by eye only. Verdicts compare means over seeds;",
-        "the ± values show how far the seeds move them.",
-        "",
-        *markdown_table(["claim and test", "verdict", "evidence"], rows),
-    ]
-
-
-def _metrics_section() -> list[str]:
-    return [
-        "## Metrics",
-        "",
-        *(f"- **{METRIC_LABELS[metric]}**: {text}" for metric, text in METRIC_DEFINITIONS.items()),
-        "",
-        "Full definitions: [README, Metrics](../README.md#metrics).",
-    ]
+CHART_LINE = f"![Per-variant scores, mean over seeds with std error bars]({CHART})"
 
 
 def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | None) -> list[str]:
@@ -161,8 +136,9 @@ def render_markdown(
     mean, std, seeds = table[best]["test_iou"]
     test_images = {len(record.per_image_iou) for record in records}
     mall_frames = {record.mall.get("frames") for record in records}
+    checked = [[c.claim, f"**{c.verdict}**", c.evidence] for c in claims(table, family.comparisons)]
     lines = [
-        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
+        TITLE,
         "",
         HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family)),
         "",
@@ -181,14 +157,23 @@ def render_markdown(
         "",
         *family_table(family),
         "",
-        f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
+        CHART_LINE,
         "",
         f"![Mall frames, each variant's predicted foreground side by side "
         f"({join(POST_VARIANTS)})]({GIF})",
         "",
-        *_claims_section(claims(table, family.comparisons)),
+        "## The 2018 blog post's claims, checked",
         "",
-        *_metrics_section(),
+        "The original post judged the networks by eye only. Verdicts compare means over seeds;",
+        "the ± values show how far the seeds move them.",
+        "",
+        *markdown_table(["claim and test", "verdict", "evidence"], checked),
+        "",
+        "## Metrics",
+        "",
+        *(f"- **{METRIC_LABELS[metric]}**: {text}" for metric, text in METRIC_DEFINITIONS.items()),
+        "",
+        "Full definitions: [README, Metrics](../README.md#metrics).",
         "",
         *_cost_section(groups, params, left_out_said(left_out, kind)),
     ]
@@ -221,7 +206,7 @@ def write_pending_report(
     )
     left = left_out_said(left_out, kind)
     lines = [
-        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
+        TITLE,
         "",
         PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
         "",
@@ -230,7 +215,7 @@ def write_pending_report(
         "",
         *results_table(table, kind),
         "",
-        f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
+        CHART_LINE,
         "",
     ]
     return _write(out_dir, "\n".join(lines), table)
@@ -278,9 +263,7 @@ def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
 
     first_seed = min(record.seed for record in records)
     probabilities = {}
-    for record in records:
-        if record.seed != first_seed:
-            continue
+    for record in [record for record in records if record.seed == first_seed]:
         try:
             data = dvc.api.read(MALL_PROBABILITY, repo=str(paths.root), rev=record.rev, mode="rb")
         except Exception:  # noqa: BLE001  (any miss: no rev, no cache, no file)
