@@ -1,11 +1,6 @@
-"""One sweep's report (reports/sweep.md, sweep_unet.md, sweep_<name>.md), from its findings
-(sfae.reports.sweep_findings) alone: the answer, how the strengths were selected and how sure,
-the final runs, the comparisons, the candidates, the runs.
-
-Strengths are selected on validation IoU alone; test IoU is read only from the final runs.
-Every number and every verdict in words is computed from the records, and a partial sweep
-still gives a report, which then says what is missing.
-"""
+"""One sweep's report (reports/sweep.md, sweep_unet.md, sweep_<name>.md) from its findings
+alone: the answer, the selection and how sure, the final runs, the verdicts, the candidates,
+the runs. A partial sweep still gives a report, which says what is missing."""
 
 from __future__ import annotations
 
@@ -52,15 +47,15 @@ PLATEAUS = (
     "selected value stands alone."
 )
 CANDIDATES = (
-    "{leader} has the best validation IoU of all tuned variants and references. Each setting "
+    "{leader.label} has the best validation IoU of all tuned variants and references. Each setting "
     "below changes it and trains on the same split and selection seeds (selection seeds: {n}); "
     "the best by validation IoU runs the final seeds (the variant as swept already has them). "
     "Training minutes are the records' own."
 )
 HEAD = (
     "The sparse variant and the L1/L2 one are each the better of their kind by mean "
-    "validation IoU at the selected strength ({sparse} {sparse_val:.3f}, {penalty} "
-    "{penalty_val:.3f}), never by test IoU."
+    "validation IoU at the selected strength ({sparse.variant} {sparse.best_mean:.3f}, "
+    "{penalty.variant} {penalty.best_mean:.3f}), never by test IoU."
 )
 STUDY_ROWS = (
     "The rows at the post's settings are the study's runs; the study compares them with pure "
@@ -78,14 +73,10 @@ def _strengths(values) -> str:
 
 def _selection_section(found: Findings) -> list[str]:
     sweep = found.state.sweep
-    slots = {
-        "val": sweep.settings.val_count,
-        "train": sweep.config.data.train_count,
-        "seeds": join(map(str, sweep.settings.seeds)),
-        "n": len(sweep.settings.seeds),
-        "final": join(map(str, sweep.final_seeds)),
-        "n_final": len(sweep.final_seeds),
-    }
+    seeds, final = sweep.settings.seeds, sweep.final_seeds
+    slots = {"val": sweep.settings.val_count, "train": sweep.config.data.train_count}
+    slots |= {"seeds": join(map(str, seeds)), "n": len(seeds)}
+    slots |= {"final": join(map(str, final)), "n_final": len(final)}
     overview = [
         [
             f"`{s.variant}`",
@@ -101,8 +92,7 @@ def _selection_section(found: Findings) -> list[str]:
     said = SELECTION.format(**slots)
     if extra := sweep.settings.plateau_seeds:
         said += PLATEAU_SEEDS.format(seeds=join(map(str, extra)))
-    lines = ["## How the sweep was run", "", said, ""]
-    lines += markdown_table(header, overview)
+    lines = ["## How the sweep was run", "", said, "", *markdown_table(header, overview)]
     for s in found.state.selections:
         lines += ["", f"### {s.variant}", "", f"{s.post[1]}: {s.post[0]:g}.", ""]
         lines += markdown_table(["strength", "validation IoU", "per seed", ""], _curve_rows(s))
@@ -143,16 +133,16 @@ def _plateau_section(found: Findings) -> list[str]:
             ]
         )
     header = ["regulariser", "selected", "plateau (within 1 SE)", "SE", "each seed's pick"]
-    lines = ["## How much: the plateaus", "", PLATEAUS, ""]
-    lines += markdown_table([*header, "collapses at (over 3 SE below)"], rows)
-    return [*lines, "", *(f"- {range_said(s)}." for s in found.state.selections)]
+    header.append("collapses at (over 3 SE below)")
+    lines = ["## How much: the plateaus", "", PLATEAUS, "", *markdown_table(header, rows), ""]
+    return lines + [f"- {range_said(s)}." for s in found.state.selections]
 
 
 def _final_section(found: Findings) -> list[str]:
     state = found.state
     sweep = state.sweep
     post = " beside the post's settings" if sweep.arch == "paper" else ""
-    lines = ["## Final runs: tuned strengths" + post, "", *results_table(found.table, found.kind)]
+    lines = [f"## Final runs: tuned strengths{post}", "", *results_table(found.table, found.kind)]
     if not found.table:
         return lines
     finals = [gap for gap in state.gaps if gap.step == "final"]
@@ -166,7 +156,7 @@ def _final_section(found: Findings) -> list[str]:
     }
     if frames:
         lines += ["", mall_frames_said(frames, sweep.config.mall.frames)]
-    if any(not row.planned for row in state.rows):
+    if found.in_study:
         lines += ["", STUDY_ROWS]
     return lines
 
@@ -180,10 +170,8 @@ def _verdict_sections(found: Findings) -> list[str]:
         lines += family_table(family)
     if found.head is not None:
         sparse, penalty = found.head_pair
-        slots = {"sparse": sparse.variant, "sparse_val": sparse.best_mean}
-        slots |= {"penalty": penalty.variant, "penalty_val": penalty.best_mean}
         lines += ["", "### Sparse filtering against L1/L2, each tuned", ""]
-        lines += [*family_table(found.head_family), "", HEAD.format(**slots)]
+        lines += [*family_table(found.head_family), "", HEAD.format(sparse=sparse, penalty=penalty)]
     return lines
 
 
@@ -210,8 +198,7 @@ def _candidate_section(found: Findings) -> list[str]:
         ]
         for c in state.candidates
     ]
-    slots = {"leader": state.leader.label, "n": len(state.sweep.settings.seeds)}
-    lines += [CANDIDATES.format(**slots), ""]
+    lines += [CANDIDATES.format(leader=state.leader, n=len(state.sweep.settings.seeds)), ""]
     lines += markdown_table(["setting", "validation IoU", "training min", ""], rows)
     return [*lines, "", candidate_verdict(found)]
 
@@ -219,11 +206,10 @@ def _candidate_section(found: Findings) -> list[str]:
 def _runs_section(found: Findings, chart: str) -> list[str]:
     state = found.state
     used: list[RunRecord] = [*state.selection_runs, *state.final_runs]
-    in_study = any(not row.planned for row in state.rows)
     slots = {
         "selection": len(state.selection_runs),
         "final": len(state.final_runs),
-        "study": " (those at the post's settings are the study's)" if in_study else "",
+        "study": " (those at the post's settings are the study's)" if found.in_study else "",
         "hours": duration(sum(r.train_seconds or 0.0 for r in used)),
         "kind": found.kind,
     }
@@ -233,7 +219,7 @@ def _runs_section(found: Findings, chart: str) -> list[str]:
         lines.append(f"- Runs per machine: {tally(r.machine for r in used)}.")
     if left := left_out_said(state.left_out, found.kind):
         lines.append(f"- {left}")
-    post = "; the study's post settings in detail: [study.md](study.md)" if in_study else ""
+    post = "; the study's post settings in detail: [study.md](study.md)" if found.in_study else ""
     return [*lines, "", f"Pictures: [{chart}]({chart}){post}."]
 
 
