@@ -19,7 +19,7 @@ from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
 from sfae.reports.claims import claims
 from sfae.reports.figures import write_chart, write_variants_gif
-from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
+from sfae.reports.markdown import counted, duration, join, markdown_table, paragraphs, tally
 from sfae.reports.statistics import (
     METRIC_LABELS,
     Summary,
@@ -77,11 +77,13 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
     seeds = sorted({record.seed for record in records})
     # One unit for every single-run cell, so the cells compare at a glance.
     timed = [record for record in records if record.train_seconds is not None]
-    unit = time_unit(max((record.train_seconds for record in timed), default=0.0))
+    longest = max((record.train_seconds for record in timed), default=0.0)
     rows = []
     for variant, runs in groups.items():
         seconds = {run.seed: run.train_seconds for run in runs if run.train_seconds is not None}
-        cells = [duration(seconds[seed], unit) if seed in seconds else "no run" for seed in seeds]
+        cells = [
+            duration(seconds[seed], longest) if seed in seconds else "no run" for seed in seeds
+        ]
         rows.append([f"`{variant}`", *cells, duration(sum(seconds.values()))])
     packages = dict.fromkeys(name for record in records for name in record.packages)
     package_rows = [
@@ -92,34 +94,25 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
         [f"`{record.variant}`", record.seed, f"`{record.name}`", f"`{record.rev}`"]
         for record in records
     ]
-    return [
+    return paragraphs(
         "## What it took",
-        "",
         "Training wall time per run (sparse pretraining plus fine-tuning):",
-        "",
-        *markdown_table(["variant", *(f"seed {seed}" for seed in seeds), "all seeds"], rows),
-        "",
-        f"- Training time of all {len(records)} runs: "
-        f"{duration(sum(record.train_seconds for record in timed))}.",
-        f"- Runs per machine: {tally(r.machine for r in records)}.",
-        f"- Runs per git commit (the one each experiment derives from): "
-        f"{tally((r.commit for r in records), code=True)}.",
-        *([f"- {left}"] if left else []),
-        "",
+        markdown_table(["variant", *(f"seed {seed}" for seed in seeds), "all seeds"], rows),
+        [
+            f"- Training time of all {len(records)} runs: "
+            f"{duration(sum(record.train_seconds for record in timed))}.",
+            f"- Runs per machine: {tally(r.machine for r in records)}.",
+            f"- Runs per git commit (the one each experiment derives from): "
+            f"{tally((r.commit for r in records), code=True)}.",
+            *([f"- {left}"] if left else []),
+        ],
         "Runs:",
-        "",
-        *markdown_table(["variant", "seed", "experiment", "commit"], run_rows),
-        "",
+        markdown_table(["variant", "seed", "experiment", "commit"], run_rows),
         "Package versions:",
-        "",
-        *markdown_table(["package", "version"], package_rows),
-        "",
+        markdown_table(["package", "version"], package_rows),
         "Parameters (`params.yaml`; each run overrides `variant` and `seed`):",
-        "",
-        "```yaml",
-        yaml.safe_dump(params, sort_keys=False).rstrip(),
-        "```",
-    ]
+        ["```yaml", yaml.safe_dump(params, sort_keys=False).rstrip(), "```"],
+    )
 
 
 def render_markdown(
@@ -137,46 +130,32 @@ def render_markdown(
     test_images = {len(record.per_image_iou) for record in records}
     mall_frames = {record.mall.get("frames") for record in records}
     checked = [[c.claim, f"**{c.verdict}**", c.evidence] for c in claims(table, family.comparisons)]
-    lines = [
+    lines = paragraphs(
         TITLE,
-        "",
         HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family)),
-        "",
         f"{len(table)} variants ({join(table)}), trained with the seeds "
         f"{join(str(seed) for seed in sorted({r.seed for r in records}))}: {len(records)} "
         f"runs, each scored on {counted(test_images, 'Penn-Fudan test images')} and "
         f"{counted(mall_frames, 'CUHK Mall frames')}.",
-        "",
         "## Results per variant",
-        "",
-        *results_table(table, kind),
-        "",
+        results_table(table, kind),
         f"## Compared with {family.reference}, image by image",
-        "",
         METHODS.format(alpha=family.alpha),
-        "",
-        *family_table(family),
-        "",
+        family_table(family),
         CHART_LINE,
-        "",
         f"![Mall frames, each variant's predicted foreground side by side "
         f"({join(POST_VARIANTS)})]({GIF})",
-        "",
         "## The 2018 blog post's claims, checked",
-        "",
-        "The original post judged the networks by eye only. Verdicts compare means over seeds;",
-        "the ± values show how far the seeds move them.",
-        "",
-        *markdown_table(["claim and test", "verdict", "evidence"], checked),
-        "",
+        [
+            "The original post judged the networks by eye only. Verdicts compare means over seeds;",
+            "the ± values show how far the seeds move them.",
+        ],
+        markdown_table(["claim and test", "verdict", "evidence"], checked),
         "## Metrics",
-        "",
-        *(f"- **{METRIC_LABELS[metric]}**: {text}" for metric, text in METRIC_DEFINITIONS.items()),
-        "",
+        [f"- **{METRIC_LABELS[metric]}**: {text}" for metric, text in METRIC_DEFINITIONS.items()],
         "Full definitions: [README, Metrics](../README.md#metrics).",
-        "",
-        *_cost_section(groups, params, left_out_said(left_out, kind)),
-    ]
+        _cost_section(groups, params, left_out_said(left_out, kind)),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -205,20 +184,15 @@ def write_pending_report(
         for variant, seeds in missing.items()
     )
     left = left_out_said(left_out, kind)
-    lines = [
+    lines = paragraphs(
         TITLE,
-        "",
         PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
-        "",
-        *([left, ""] if left else []),
+        left,
         "## Results per variant recorded so far",
-        "",
-        *results_table(table, kind),
-        "",
+        results_table(table, kind),
         CHART_LINE,
-        "",
-    ]
-    return _write(out_dir, "\n".join(lines), table)
+    )
+    return _write(out_dir, "\n".join(lines) + "\n", table)
 
 
 def write_report(

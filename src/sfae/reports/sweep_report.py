@@ -10,7 +10,7 @@ import numpy as np
 
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Selection
-from sfae.reports.markdown import duration, join, markdown_table, tally
+from sfae.reports.markdown import duration, join, markdown_table, paragraphs, tally
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict
 from sfae.reports.wording import (
     METHODS,
@@ -146,19 +146,18 @@ def _final_section(found: Findings) -> list[str]:
     if not found.table:
         return lines
     finals = [gap for gap in state.gaps if gap.step == "final"]
-    if finals:
-        lines += ["", f"Pending: {gaps_said(finals)}."]
     frames = {
         row.variant: unlabeled
         for row in found.compared
         if (sparse := sweep.config.variants[row.variant].sparse)
         and (unlabeled := sparse.unlabeled_frames)
     }
-    if frames:
-        lines += ["", mall_frames_said(frames, sweep.config.mall.frames)]
-    if found.in_study:
-        lines += ["", STUDY_ROWS]
-    return lines
+    return paragraphs(
+        lines,
+        f"Pending: {gaps_said(finals)}." if finals else None,
+        mall_frames_said(frames, sweep.config.mall.frames) if frames else None,
+        STUDY_ROWS if found.in_study else None,
+    )
 
 
 def _verdict_sections(found: Findings) -> list[str]:
@@ -184,7 +183,7 @@ def _candidate_section(found: Findings) -> list[str]:
     state = found.state
     if not state.sweep.settings.candidates:
         return []
-    lines = ["", "## Beyond the regularisers: other settings of the leading variant", ""]
+    lines = ["## Beyond the regularisers: other settings of the leading variant", ""]
     if state.leader is None:
         return lines + [
             "The candidates run once every strength is selected and the references are measured."
@@ -230,21 +229,15 @@ def render(found: Findings) -> str:
     network = "" if sweep.name == "paper" else f" ({sweep.network_name})"
     if not sweep.is_network:
         network = f" {sweep.name} ({sweep.network_name})"
-    lines = [
+    lines = paragraphs(
         f"# Every regulariser at its best strength: the sweep{network}",
-        "",
         answer(found),
-        "",
-        *_selection_section(found),
-        "",
-        *_plateau_section(found),
-        "",
+        _selection_section(found),
+        _plateau_section(found),
         f"![Validation IoU against strength, per regulariser]({chart})",
-        "",
-        *_final_section(found),
-    ]
-    if verdicts := _verdict_sections(found):
-        lines += ["", *verdicts]
-    lines += _candidate_section(found)
-    lines += ["", *_runs_section(found, chart)]
+        _final_section(found),
+        _verdict_sections(found),
+        _candidate_section(found),
+        _runs_section(found, chart),
+    )
     return "\n".join(lines) + "\n"
