@@ -106,22 +106,23 @@ def _claim_softabs_clearest(table: Summary) -> Claim:
     return _above_all(table, "sparse_softabs", others, "boundary_f1", claim)
 
 
+ELU_SAID = {
+    "agrees": "sparse_elu has the highest boundary F1",
+    "mixed": "sparse_elu beats every non-sparse variant but not sparse_softabs",
+    "disagrees": "sparse_elu is below a non-sparse variant",
+}
+
+
 def _claim_elu_sharpest(table: Summary) -> Claim:
     non_sparse = (PURE, *PENALTY_VARIANTS)
     highest = _highest(table, "boundary_f1") == "sparse_elu"
     above_non_sparse = _above(table, "sparse_elu", non_sparse, "boundary_f1") == list(non_sparse)
-    if highest:
-        verdict, summary = "agrees", "sparse_elu has the highest boundary F1"
-    elif above_non_sparse:
-        verdict = "mixed"
-        summary = "sparse_elu beats every non-sparse variant but not sparse_softabs"
-    else:
-        verdict, summary = "disagrees", "sparse_elu is below a non-sparse variant"
+    verdict = "agrees" if highest else "mixed" if above_non_sparse else "disagrees"
     return Claim(
         "sparse + ELU has the sharpest, most confident outlines. Tested: sparse_elu has "
         "the highest boundary F1 of all variants (mixed if it beats only the non-sparse ones).",
         verdict,
-        f"{summary}. " + _ranked(table, "boundary_f1") + ".",
+        f"{ELU_SAID[verdict]}. " + _ranked(table, "boundary_f1") + ".",
     )
 
 

@@ -10,7 +10,7 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import sweep_state
 from sfae.reports.figures import write_selection_chart
-from sfae.reports.markdown import join, markdown_table, replace_block
+from sfae.reports.markdown import join, markdown_table, paragraphs, replace_block
 from sfae.reports.statistics import VERDICTS
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
 from sfae.reports.sweep_report import render
@@ -120,7 +120,7 @@ def _changed(networks: list[Findings]) -> str:
 def main_block(found: Findings) -> str:
     """The paper net's answer and its final table, for the README."""
     final = results_table(found.table, found.kind)
-    return "\n".join([answer(found), "", *final, "", f"From {_link(found)}."])
+    return "\n".join(paragraphs(answer(found), final, f"From {_link(found)}."))
 
 
 def named_block(found: Findings) -> str:

@@ -36,15 +36,14 @@ PLATEAU_SEEDS = (
     "ran; the table's mean and spread stay the selection seeds') and never move the selection."
 )
 PLATEAUS = (
-    "The SE of a strength's mean is the seed spread pooled over the strengths (each one's "
-    "sample variance over its seeds, selection and plateau seeds alike, weighted by its degrees "
-    "of freedom) over the "
-    "seeds at the best strength, square-rooted: one strength has too few seeds to say how much "
-    "seeds move a mean, and training noise is about the same along the curve. The plateau "
-    "holds the strengths whose mean validation IoU lies within one SE of the best's (what a "
-    "seed's luck could have made best); a strength collapses where its mean lies more than "
-    "3 SE below. With one selection seed and no plateau seeds the SE is not estimable, and the "
-    "selected value stands alone."
+    "The SE of a strength's mean is the seed spread pooled over the strengths (each one's sample "
+    "variance over its seeds, selection and plateau seeds alike, weighted by its degrees of "
+    "freedom) over the seeds at the best strength, square-rooted: one strength has too few seeds "
+    "to say how much seeds move a mean, and training noise is about the same along the curve. The "
+    "plateau holds the strengths whose mean validation IoU lies within one SE of the best's (what "
+    "a seed's luck could have made best); a strength collapses where its mean lies more than 3 SE "
+    "below. With one selection seed and no plateau seeds the SE is not estimable, and the selected "
+    "value stands alone."
 )
 CANDIDATES = (
     "{leader.label} has the best validation IoU of all tuned variants and references. Each setting "

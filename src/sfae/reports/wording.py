@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
 from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
-from sfae.reports.markdown import join, markdown_table
+from sfae.reports.markdown import join, markdown_table, paragraphs
 from sfae.reports.statistics import (
     COLLAPSE_IOU,
     METRIC_LABELS,
@@ -66,20 +66,19 @@ LEFT_OUT = (
 LEFT_OUT_KIND = "{kind}: {count} ({runs})"
 LEFT_OUT_RUN = "{variant} seed {seed} {step}"
 METHODS = (
-    "**How the verdicts are made.** A comparison is the mean over the test images of the "
-    "per-image test IoU difference, each side averaged over its seeds. Its interval is a "
-    "t interval that carries both kinds of noise: the training seeds (runs with one seed share "
-    "their initial weights and shuffles, so the sides are paired by seed where both have it, "
-    "else compared as independent seeds, Welch) and the test images, which are a sample too; the "
-    "variance is the seed part plus the image part less the seed-by-image residual they both "
-    "hold, with Satterthwaite's degrees of freedom (`sfae.reports.intervals`). The comparisons "
-    "with one reference form a family: Holm's step-down correction holds the chance of any "
-    "false verdict in it at {alpha:.0%}, and each interval is shown at its Holm level, so it "
-    "excludes zero exactly when Holm rejects. A row is better or worse only then; otherwise its "
-    "interval's ends are the largest gain and loss it still allows. This replaces the "
-    "percentile bootstrap of earlier reports, which undercovers with few seeds; the coverage "
-    "of both in a simulation with this study's noise sizes: see "
-    "bench/results/interval_coverage.txt."
+    "**How the verdicts are made.** A comparison is the mean over the test images of the per-image "
+    "test IoU difference, each side averaged over its seeds. Its interval is a t interval that "
+    "carries both kinds of noise: the training seeds (runs with one seed share their initial "
+    "weights and shuffles, so the sides are paired by seed where both have it, else compared as "
+    "independent seeds, Welch) and the test images, which are a sample too; the variance is the "
+    "seed part plus the image part less the seed-by-image residual they both hold, with "
+    "Satterthwaite's degrees of freedom (`sfae.reports.intervals`). The comparisons with one "
+    "reference form a family: Holm's step-down correction holds the chance of any false verdict in "
+    "it at {alpha:.0%}, and each interval is shown at its Holm level, so it excludes zero exactly "
+    "when Holm rejects. A row is better or worse only then; otherwise its interval's ends are the "
+    "largest gain and loss it still allows. This replaces the percentile bootstrap of earlier "
+    "reports, which undercovers with few seeds; the coverage of both in a simulation with this "
+    "study's noise sizes: see bench/results/interval_coverage.txt."
 )
 ONE_SEED = "{variant}: {selected:g} (one selection seed: the SE, and so a range, is not estimable)"
 RANGE = "{variant}: anything from {low:g} to {high:g} does as well as {selected:g}"
@@ -250,7 +249,5 @@ def family_table(family: Family) -> list[str]:
         *("variant", f"minus {family.reference}", "Holm-corrected interval (level)"),
         *(f"uncorrected {1 - family.alpha:.0%} interval", "Holm p", "images", "seeds", "verdict"),
     ]
-    lines = [family_said(family), ""]
-    if rows:
-        lines += [*markdown_table(header, rows), ""]
-    return [*lines, collapsed_said(family.collapsed)]
+    table = markdown_table(header, rows) if rows else None
+    return paragraphs(family_said(family), table, collapsed_said(family.collapsed))
