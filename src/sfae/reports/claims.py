@@ -161,11 +161,8 @@ def _claim_sparse_regularises_better(table: Summary, comparisons: dict[str, Comp
 
 
 def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
-    """The blog post's by-eye claims checked against the numbers, in this order: (1) pure marks
-    nearly everything on Mall, (2) L1 is "redder", (3) L2 has sharper borders than L1,
-    (4) sparse softabs has the clearest boundary, (5) sparse ELU the sharpest outlines,
-    (6) sparse filtering regularises better than L1/L2. Verdicts compare means over seeds (the
-    sixth also the comparisons with pure, `comparisons`: variant -> its Comparison)."""
+    """The blog post's six by-eye claims, in its order, checked on means over seeds (the sixth
+    also on `comparisons`: variant -> its Comparison with pure)."""
     missing = [variant for variant in POST_VARIANTS if variant not in table]
     if missing:
         raise SfaeError(f"the claims need every variant; the table lacks {', '.join(missing)}")

@@ -93,21 +93,15 @@ VERDICTS = (BETTER, WORSE, NOT_DISTINGUISHABLE)
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(HolmComparison):
     """One group's mean per-image test IoU minus the reference's, Holm-corrected in its family."""
 
-    name: str
     reference: str
     kind: str  # the machine kind every run of both sides trained on
-    holm: HolmComparison
-
-    @property
-    def verdict(self) -> str:
-        return self.holm.verdict
 
     @property
     def difference(self) -> Difference:
-        return self.holm.uncorrected
+        return self.uncorrected
 
     @property
     def mean(self) -> float:
@@ -192,7 +186,8 @@ def compare_family(
         differences[name] = difference(name, runs, reference, theirs)
     corrected = holm(differences, alpha, family_size=len(groups) - 1) if differences else {}
     comparisons = {
-        name: Comparison(name, reference, kinds[name], result) for name, result in corrected.items()
+        name: Comparison(**vars(result), reference=reference, kind=kinds[name])
+        for name, result in corrected.items()
     }
     fallen = [
         r for runs in groups.values() for r in runs if metric_value(r, "test_iou") < COLLAPSE_IOU

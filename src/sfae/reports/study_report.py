@@ -175,9 +175,8 @@ def write_pending_report(
     out_dir: Path,
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
-    """study.md while some variant has no run of the study's machine kind: what is recorded
-    (its scores, and study.png of them), what is missing and what was left out, and how to
-    finish it."""
+    """study.md and study.png while some variant has no run of the study's machine kind: the
+    scores recorded, the runs missing and left out, and how to finish it."""
     table = summary_table(group_by_variant(records, POST_VARIANTS))
     absent = "; ".join(
         f"{variant} (seeds {join(str(seed) for seed in seeds)})"
@@ -216,8 +215,7 @@ def write_report(
 
 
 def _write(out_dir: Path, text: str, table: Summary, gif: partial | None = None) -> list[Path]:
-    """study.md, study.png and (given `gif`, its writer) mall_variants.gif, each whole or not
-    at all."""
+    """study.md, study.png and (given `gif`, its writer) the GIF, each whole or not at all."""
     targets = [Path(out_dir) / name for name in (MARKDOWN, CHART, GIF)[: 3 if gif else 2]]
     with staged_outputs(*targets) as staged:
         staged[0].write_text(text, encoding="utf-8")

@@ -107,10 +107,9 @@ def seeds_said(comparison: Comparison) -> str:
 
 
 def _slots(c: Comparison) -> dict:
-    """The Holm comparison's fields (name, level, low, high, ...) and what the templates add."""
-    loss = c.holm.largest_loss
-    return vars(c.holm) | {
-        "reference": c.reference,
+    """The comparison's fields (name, reference, level, low, ...) and what the templates add."""
+    loss = c.largest_loss
+    return vars(c) | {
         "mean": c.mean,
         "seeds": seeds_said(c),
         "images": c.difference.n_images,
@@ -236,9 +235,9 @@ def family_table(family: Family) -> list[str]:
         [
             f"`{c.name}`",
             f"{c.mean:+.3f}",
-            f"{c.holm.low:+.3f} to {c.holm.high:+.3f} ({c.holm.level:.1%})",
+            f"{c.low:+.3f} to {c.high:+.3f} ({c.level:.1%})",
             f"{c.difference.low:+.3f} to {c.difference.high:+.3f}",
-            f"{c.holm.adjusted_p:.3g}",
+            f"{c.adjusted_p:.3g}",
             c.difference.n_images,
             seeds_said(c),
             verdict_cell(c),
