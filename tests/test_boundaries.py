@@ -102,13 +102,13 @@ def test_an_interval_that_reaches_zero_is_not_distinguishable(sign):
     pure = [record("pure", seed, {name: 0.5 for name in images}) for seed in (1, 2, 3)]
     same = [record("l2", run.seed, dict(run.per_image_iou)) for run in pure]
     (comparison,) = compare_family({"pure": pure, "l2": same}, "pure").comparisons.values()
-    assert (comparison.holm.low, comparison.holm.high) == (0.0, 0.0)
+    assert (comparison.low, comparison.high) == (0.0, 0.0)
     assert comparison.verdict == NOT_DISTINGUISHABLE
     # A positive (negative) mean whose interval is that same point is a verdict.
     moved = [record("l2", run.seed, {name: 0.5 + sign * 0.01 for name in images}) for run in pure]
     (comparison,) = compare_family({"pure": pure, "l2": moved}, "pure").comparisons.values()
     assert comparison.verdict != NOT_DISTINGUISHABLE
-    assert (comparison.holm.low > 0) if sign > 0 else (comparison.holm.high < 0)
+    assert (comparison.low > 0) if sign > 0 else (comparison.high < 0)
 
 
 # ---------------------------------------------------------------- the sweep's selection

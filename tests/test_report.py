@@ -157,7 +157,7 @@ def comparison(verdict: str = "not distinguishable", name: str = "l1") -> Compar
     difference = Difference(mean, mean, mean, 0.01, 10.0, 0.95, 0.5, 10, seeds, seeds, True)
     p_value = 1e-4 if mean else 0.9
     difference = replace(difference, p_value=p_value).at_level(0.95)
-    return Comparison(name, "pure", "unknown", holm({name: difference})[name])
+    return Comparison(**vars(holm({name: difference})[name]), reference="pure", kind="unknown")
 
 
 def comparisons(**verdicts: str) -> dict:
@@ -221,13 +221,13 @@ def test_compare_to_pure_says_which_variants_differ():
     compared = compare_to_pure(study_records())
     assert list(compared) == list(VARIANTS[1:])
     elu, l1, l2 = compared["sparse_elu"], compared["l1"], compared["l2"]
-    assert elu.mean == pytest.approx(0.1, abs=0.01) and elu.holm.low > 0
-    assert elu.verdict == "better" and elu.holm.family_size == 4
+    assert elu.mean == pytest.approx(0.1, abs=0.01) and elu.low > 0
+    assert elu.verdict == "better" and elu.family_size == 4
     assert reading(elu).endswith(
         "(Holm, a family of 4; seeds: 2 paired; images: 10): better than pure."
     )
     assert l1.verdict == "worse" and reading(l1).endswith("worse than pure.")
-    assert l2.mean == pytest.approx(0.0, abs=1e-12) and l2.holm.low < 0 < l2.holm.high
+    assert l2.mean == pytest.approx(0.0, abs=1e-12) and l2.low < 0 < l2.high
     assert l2.verdict == "not distinguishable"
     assert "not distinguishable from pure; it allows no more than +" in reading(l2)
     assert l2.difference.n_images == len(IMAGES) and l2.difference.ours_seeds == SEEDS
@@ -262,8 +262,8 @@ def test_holm_turns_a_borderline_verdict_into_a_null_in_a_larger_family():
     family = compare_family({"pure": pure, "l1": shifted, **others}, "pure")
     in_family = family.comparisons["l1"]
     assert in_family.difference == alone.difference  # the same estimate ...
-    assert in_family.holm.family_size == 4 and in_family.verdict == "not distinguishable"
-    assert in_family.holm.low < 0 < in_family.holm.high  # ... at a stricter level
+    assert in_family.family_size == 4 and in_family.verdict == "not distinguishable"
+    assert in_family.low < 0 < in_family.high  # ... at a stricter level
 
 
 def test_a_comparison_refuses_to_mix_machine_kinds():
@@ -299,7 +299,7 @@ def test_a_group_with_one_run_is_pending_and_counts_in_the_family():
     groups["l2"] = groups["l2"][:1]
     family = compare_family(groups, "pure")
     assert family.pending == ("l2",) and family.size == 2
-    assert family.comparisons["l1"].holm.family_size == 2
+    assert family.comparisons["l1"].family_size == 2
 
 
 def test_a_reference_with_one_run_leaves_every_comparison_pending():

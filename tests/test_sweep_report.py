@@ -182,7 +182,7 @@ def test_a_clearly_better_tuned_l2_is_called_better_and_recommended(sweep):
     answer = answer_of(text)
     label = f"l2 @ {SWEEP_GRIDS['l2'][2]:g}"
     comparison = found_.families[0].comparisons[label]
-    assert comparison.verdict == "better" and comparison.holm.family_size == 6
+    assert comparison.verdict == "better" and comparison.family_size == 6
     assert comparison.mean == pytest.approx(0.1, abs=0.02)
     assert "Against pure (unknown CPU" not in answer  # the kind is the records' own
     assert "Against pure (2-core x86_64 CPU; Holm-corrected intervals" in answer
@@ -204,8 +204,8 @@ def test_noise_alone_is_called_not_distinguishable_with_the_effect_it_still_allo
     family = found_.families[0]
     assert all(c.verdict == "not distinguishable" for c in family.comparisons.values())
     l2 = family.comparisons[f"l2 @ {SWEEP_GRIDS['l2'][2]:g}"]
-    gain, loss = l2.holm.largest_gain, l2.holm.largest_loss
-    assert loss < 0 < gain and gain == pytest.approx(l2.holm.high)
+    gain, loss = l2.largest_gain, l2.largest_loss
+    assert loss < 0 < gain and gain == pytest.approx(l2.high)
     answer = answer_of(text)
     assert f"no more than {gain:+.3f} IoU better, no more than {-loss:.3f} worse" in answer
     assert "better: " not in answer and "worse: " not in answer
@@ -224,7 +224,7 @@ def test_holm_turns_a_borderline_single_verdict_into_a_null_in_the_family(sweep)
     alone = found_.families[0].comparisons[label].difference
     assert alone.low > 0  # uncorrected, a family of one: better
     in_family = found_.families[0].comparisons[label]
-    assert in_family.holm.family_size == 6 and in_family.verdict == "not distinguishable"
+    assert in_family.family_size == 6 and in_family.verdict == "not distinguishable"
 
 
 def test_the_readme_block_is_replaced_and_nothing_else(sweep, tmp_path):
@@ -297,7 +297,7 @@ def test_best_sparse_and_best_penalty_are_picked_by_validation_not_test(sweep):
     assert best_by_validation(selections, ("l1", "l2")).variant == "l1"
     elu, l1 = SWEEP_GRIDS["sparse_elu"][2], SWEEP_GRIDS["l1"][2]
     assert found_.head.name == f"sparse_elu @ {elu:g}" and found_.head.reference == f"l1 @ {l1:g}"
-    assert found_.head.holm.family_size == 1  # a family of its own
+    assert found_.head.family_size == 1  # a family of its own
     assert (
         f"each tuned and each the better of its kind on validation: sparse_elu @ {elu:g} minus l1"
         in text

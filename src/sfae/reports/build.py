@@ -1,8 +1,5 @@
-"""Every report from the run records: `sfae reports` (`make reports`).
-
-The study's report (study.md, study.png, the side-by-side Mall GIF where this clone has the
-runs' Mall predictions), each network's sweep report and the README's generated blocks.
-"""
+"""Every report from the run records (`sfae reports`): the study's (study.md, study.png, the
+Mall GIF where this clone has the runs' Mall predictions), each sweep's, the README's blocks."""
 
 from __future__ import annotations
 
@@ -45,10 +42,9 @@ def missing_runs(records: list[RunRecord], specs: list) -> dict[str, list[int]]:
     """variant -> the seeds of its planned runs that have no record, in plan order."""
     have = {(record.variant, record.seed) for record in records}
     missing: dict[str, list[int]] = {}
-    for spec in specs:
-        wanted = spec.as_dict()
-        if (wanted["variant"], wanted["seed"]) not in have:
-            missing.setdefault(wanted["variant"], []).append(wanted["seed"])
+    for variant, seed in ((spec.as_dict()["variant"], spec.as_dict()["seed"]) for spec in specs):
+        if (variant, seed) not in have:
+            missing.setdefault(variant, []).append(seed)
     return missing
 
 

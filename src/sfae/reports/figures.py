@@ -152,11 +152,5 @@ def write_variants_gif(
             for variant in variants
         ]
         gif_frames.append(np.concatenate(panels, axis=1))
-    iio.imwrite(
-        path,
-        np.stack(gif_frames),
-        plugin="pillow",
-        extension=".gif",
-        duration=1000.0 / fps,
-        loop=0,
-    )
+    gif = np.stack(gif_frames)
+    iio.imwrite(path, gif, plugin="pillow", extension=".gif", duration=1000.0 / fps, loop=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -14,6 +15,15 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
 
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return lines + ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+
+
+def paragraphs(*blocks: str | Sequence[str] | None) -> list[str]:
+    """The lines of the blocks (a line, or a list of lines; an empty or None one is left out),
+    a blank line between any two."""
+    lines: list[str] = []
+    for block in filter(None, blocks):
+        lines += [*([""] if lines else []), *([block] if isinstance(block, str) else block)]
+    return lines
 
 
 def join(items: Iterable[str]) -> str:
@@ -44,17 +54,15 @@ def tally(values: Iterable[str], code: bool = False) -> str:
     return "; ".join(f"{shown(value)} (runs: {n})" for value, n in counts)
 
 
-def time_unit(seconds: float) -> tuple[float, str, int]:
-    """(seconds per unit, unit name, decimals) that reads best for a duration this long."""
-    if seconds < 120:
-        return 1.0, "s", 0
-    if seconds < 7200:
-        return 60.0, "min", 1
-    return 3600.0, "h", 2
+# Durations below `limit` seconds: (limit, seconds per unit, unit, decimals).
+UNITS = ((120, 1.0, "s", 0), (7200, 60.0, "min", 1), (math.inf, 3600.0, "h", 2))
 
 
-def duration(seconds: float, unit: tuple[float, str, int] | None = None) -> str:
-    size, name, decimals = unit or time_unit(seconds)
+def duration(seconds: float, longest: float | None = None) -> str:
+    """seconds in the unit that reads best for `longest` (default: seconds itself): the cells
+    of one table share a unit."""
+    longest = seconds if longest is None else longest
+    size, name, decimals = next(unit for limit, *unit in UNITS if longest < limit)
     return f"{seconds / size:.{decimals}f} {name}"
 
 

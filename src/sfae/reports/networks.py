@@ -1,6 +1,5 @@
-"""Every sweep's files and the README's generated blocks: the paper net's answer
-(`sweep-results`), the networks side by side (`networks`) and each follow-up sweep's answer
-(`sweep-<name>`), all from the sweeps' findings."""
+"""Every sweep's files and the README's generated blocks, from the sweeps' findings: the paper
+net's answer (`sweep-results`), the networks side by side, each follow-up's (`sweep-<name>`)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import sweep_state
 from sfae.reports.figures import write_selection_chart
-from sfae.reports.markdown import join, markdown_table, replace_block
+from sfae.reports.markdown import join, markdown_table, paragraphs, replace_block
 from sfae.reports.statistics import VERDICTS
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
 from sfae.reports.sweep_report import render
@@ -32,10 +31,10 @@ NO_USE = "The answer changed with the network, but no network recommends anythin
 CHANGED = "The answer changed with the network, and so did the recommendation ({picks})."
 OPEN = "Whether the answer holds for every network is open: sweeps not complete yet: {sweeps}."
 HOW_MUCH = "How much on the {network}: {ranges}."
-CANDIDATES = "Other settings of {leader} for the {network} ({link}). {verdict}"
+CANDIDATES = "Other settings of {leader.label} for the {network} ({link}). {verdict}"
 NAMED = (
-    "**`sweep.{name}`** ({network}: {grids}, each at its strength selected on validation, "
-    "compared with {references}; {link}). {answer}"
+    "**`sweep.{sweep.name}`** ({sweep.network_name}: {grids}, each at its strength selected "
+    "on validation, compared with {references}; {link}). {answer}"
 )
 
 
@@ -97,7 +96,7 @@ def networks_block(networks: list[Findings]) -> str:
         lines += ["", HOW_MUCH.format(network=f.state.sweep.network_name, ranges=ranges)]
     for f in networks:
         if f.state.sweep.settings.candidates and f.state.leader is not None:
-            slots = {"leader": f.state.leader.label, "network": f.state.sweep.network_name}
+            slots = {"leader": f.state.leader, "network": f.state.sweep.network_name}
             lines += ["", CANDIDATES.format(**slots, link=_link(f), verdict=candidate_verdict(f))]
     return "\n".join(lines)
 
@@ -121,19 +120,13 @@ def _changed(networks: list[Findings]) -> str:
 def main_block(found: Findings) -> str:
     """The paper net's answer and its final table, for the README."""
     final = results_table(found.table, found.kind)
-    return "\n".join([answer(found), "", *final, "", f"From {_link(found)}."])
+    return "\n".join(paragraphs(answer(found), final, f"From {_link(found)}."))
 
 
 def named_block(found: Findings) -> str:
     sweep = found.state.sweep
-    slots = {
-        "name": sweep.name,
-        "network": sweep.network_name,
-        "grids": join(sweep.settings.grids),
-        "references": join(sweep.compare_with),
-        "link": _link(found),
-    }
-    return NAMED.format(**slots, answer=answer(found))
+    slots = {"grids": join(sweep.settings.grids), "references": join(sweep.compare_with)}
+    return NAMED.format(sweep=sweep, **slots, link=_link(found), answer=answer(found))
 
 
 def readme_blocks(everything: list[Findings]) -> dict[str, str]:

@@ -1,14 +1,7 @@
-"""Statistics over run records: scores summarised over seeds, and verdicts: groups of runs
-compared with a reference group, image by image, one Holm family at a time
-(sfae.reports.intervals does the interval arithmetic).
-
-Groups are named lists of runs (one run per seed): the study's are its variants, but any
-grouping works, e.g. the sweep's rows. A family is the set of comparisons that share one
-reference and one question (a sweep's rows against pure, the study's variants against pure, the
-tuned sparse variant against the tuned L1/L2 one). Every run of a comparison trained on one
-machine kind: mixing kinds is refused. Collapsed runs (test IoU below COLLAPSE_IOU) are not
-dropped: a seed that collapses is an outcome of that variant, and the interval carries it.
-"""
+"""Scores over seeds, and verdicts: named groups of runs (one per seed: the study's variants, a
+sweep's rows) compared with a reference group image by image, one Holm family per reference
+and question (sfae.reports.intervals does the arithmetic). A comparison reads one machine kind.
+Collapsed runs (test IoU below COLLAPSE_IOU) stay: a seed that collapses is an outcome too."""
 
 from __future__ import annotations
 
@@ -52,8 +45,7 @@ def group_by_variant(
 ) -> dict[str, list[RunRecord]]:
     """Records grouped by variant, in `variants` order, each group sorted by seed; a record
     of another variant, or a second record of a variant and seed, is an error."""
-    grouped: dict[str, list[RunRecord]] = {}
-    seen: set[tuple[str, int]] = set()
+    grouped: dict[str, dict[int, RunRecord]] = {}
     for record in records:
         if record.variant not in variants:
             raise SfaeError(
@@ -61,17 +53,12 @@ def group_by_variant(
                 f"expected one of {', '.join(variants)}"
             )
         # Two records of one variant and seed would count that seed twice in every mean.
-        if (record.variant, record.seed) in seen:
+        if record.seed in grouped.setdefault(record.variant, {}):
             raise SfaeError(
                 f"run {record.name}: a second run of {record.variant} with seed {record.seed}"
             )
-        seen.add((record.variant, record.seed))
-        grouped.setdefault(record.variant, []).append(record)
-    return {
-        variant: sorted(grouped[variant], key=lambda record: record.seed)
-        for variant in variants
-        if variant in grouped
-    }
+        grouped[record.variant][record.seed] = record
+    return {v: [grouped[v][seed] for seed in sorted(grouped[v])] for v in variants if v in grouped}
 
 
 def metric_value(record: RunRecord, metric: str) -> float:
@@ -106,21 +93,15 @@ VERDICTS = (BETTER, WORSE, NOT_DISTINGUISHABLE)
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(HolmComparison):
     """One group's mean per-image test IoU minus the reference's, Holm-corrected in its family."""
 
-    name: str
     reference: str
     kind: str  # the machine kind every run of both sides trained on
-    holm: HolmComparison
-
-    @property
-    def verdict(self) -> str:
-        return self.holm.verdict
 
     @property
     def difference(self) -> Difference:
-        return self.holm.uncorrected
+        return self.uncorrected
 
     @property
     def mean(self) -> float:
@@ -205,7 +186,8 @@ def compare_family(
         differences[name] = difference(name, runs, reference, theirs)
     corrected = holm(differences, alpha, family_size=len(groups) - 1) if differences else {}
     comparisons = {
-        name: Comparison(name, reference, kinds[name], result) for name, result in corrected.items()
+        name: Comparison(**vars(result), reference=reference, kind=kinds[name])
+        for name, result in corrected.items()
     }
     fallen = [
         r for runs in groups.values() for r in runs if metric_value(r, "test_iou") < COLLAPSE_IOU

@@ -1,11 +1,6 @@
-"""The study report: reports/study.md with every variant's scores over seeds, the paired
-comparisons with pure and the 2018 blog post's claims checked, beside study.png and the
-side-by-side Mall GIF.
-
-study.md and study.png are a pure function of the run records and params.yaml, so a fresh
-clone rebuilds them byte for byte from reports/runs.jsonl. Every number in them, the claims'
-verdicts included, is computed from the records; none is typed by hand.
-"""
+"""The study report: reports/study.md (every variant's scores over seeds, the comparisons with
+pure, the 2018 blog post's claims checked), study.png and the side-by-side Mall GIF; a pure
+function of the run records and params.yaml, so a fresh clone rebuilds it byte for byte."""
 
 from __future__ import annotations
 
@@ -22,9 +17,9 @@ from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import IN_REPO, RunRecord
 from sfae.paths import ProjectPaths
-from sfae.reports.claims import Claim, claims
+from sfae.reports.claims import claims
 from sfae.reports.figures import write_chart, write_variants_gif
-from sfae.reports.markdown import counted, duration, join, markdown_table, tally, time_unit
+from sfae.reports.markdown import counted, duration, join, markdown_table, paragraphs, tally
 from sfae.reports.statistics import (
     METRIC_LABELS,
     Summary,
@@ -72,29 +67,9 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     return groups
 
 
+TITLE = "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study"
 HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
-
-
-def _claims_section(checked: list[Claim]) -> list[str]:
-    rows = [[item.claim, f"**{item.verdict}**", item.evidence] for item in checked]
-    return [
-        "## The 2018 blog post's claims, checked",
-        "",
-        "The original post judged the networks by eye only. Verdicts compare means over seeds;",
-        "the ± values show how far the seeds move them.",
-        "",
-        *markdown_table(["claim and test", "verdict", "evidence"], rows),
-    ]
-
-
-def _metrics_section() -> list[str]:
-    return [
-        "## Metrics",
-        "",
-        *(f"- **{METRIC_LABELS[metric]}**: {text}" for metric, text in METRIC_DEFINITIONS.items()),
-        "",
-        "Full definitions: [README, Metrics](../README.md#metrics).",
-    ]
+CHART_LINE = f"![Per-variant scores, mean over seeds with std error bars]({CHART})"
 
 
 def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | None) -> list[str]:
@@ -102,11 +77,13 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
     seeds = sorted({record.seed for record in records})
     # One unit for every single-run cell, so the cells compare at a glance.
     timed = [record for record in records if record.train_seconds is not None]
-    unit = time_unit(max((record.train_seconds for record in timed), default=0.0))
+    longest = max((record.train_seconds for record in timed), default=0.0)
     rows = []
     for variant, runs in groups.items():
         seconds = {run.seed: run.train_seconds for run in runs if run.train_seconds is not None}
-        cells = [duration(seconds[seed], unit) if seed in seconds else "no run" for seed in seeds]
+        cells = [
+            duration(seconds[seed], longest) if seed in seconds else "no run" for seed in seeds
+        ]
         rows.append([f"`{variant}`", *cells, duration(sum(seconds.values()))])
     packages = dict.fromkeys(name for record in records for name in record.packages)
     package_rows = [
@@ -117,34 +94,25 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
         [f"`{record.variant}`", record.seed, f"`{record.name}`", f"`{record.rev}`"]
         for record in records
     ]
-    return [
+    return paragraphs(
         "## What it took",
-        "",
         "Training wall time per run (sparse pretraining plus fine-tuning):",
-        "",
-        *markdown_table(["variant", *(f"seed {seed}" for seed in seeds), "all seeds"], rows),
-        "",
-        f"- Training time of all {len(records)} runs: "
-        f"{duration(sum(record.train_seconds for record in timed))}.",
-        f"- Runs per machine: {tally(r.machine for r in records)}.",
-        f"- Runs per git commit (the one each experiment derives from): "
-        f"{tally((r.commit for r in records), code=True)}.",
-        *([f"- {left}"] if left else []),
-        "",
+        markdown_table(["variant", *(f"seed {seed}" for seed in seeds), "all seeds"], rows),
+        [
+            f"- Training time of all {len(records)} runs: "
+            f"{duration(sum(record.train_seconds for record in timed))}.",
+            f"- Runs per machine: {tally(r.machine for r in records)}.",
+            f"- Runs per git commit (the one each experiment derives from): "
+            f"{tally((r.commit for r in records), code=True)}.",
+            *([f"- {left}"] if left else []),
+        ],
         "Runs:",
-        "",
-        *markdown_table(["variant", "seed", "experiment", "commit"], run_rows),
-        "",
+        markdown_table(["variant", "seed", "experiment", "commit"], run_rows),
         "Package versions:",
-        "",
-        *markdown_table(["package", "version"], package_rows),
-        "",
+        markdown_table(["package", "version"], package_rows),
         "Parameters (`params.yaml`; each run overrides `variant` and `seed`):",
-        "",
-        "```yaml",
-        yaml.safe_dump(params, sort_keys=False).rstrip(),
-        "```",
-    ]
+        ["```yaml", yaml.safe_dump(params, sort_keys=False).rstrip(), "```"],
+    )
 
 
 def render_markdown(
@@ -161,37 +129,33 @@ def render_markdown(
     mean, std, seeds = table[best]["test_iou"]
     test_images = {len(record.per_image_iou) for record in records}
     mall_frames = {record.mall.get("frames") for record in records}
-    lines = [
-        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
-        "",
+    checked = [[c.claim, f"**{c.verdict}**", c.evidence] for c in claims(table, family.comparisons)]
+    lines = paragraphs(
+        TITLE,
         HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family)),
-        "",
         f"{len(table)} variants ({join(table)}), trained with the seeds "
         f"{join(str(seed) for seed in sorted({r.seed for r in records}))}: {len(records)} "
         f"runs, each scored on {counted(test_images, 'Penn-Fudan test images')} and "
         f"{counted(mall_frames, 'CUHK Mall frames')}.",
-        "",
         "## Results per variant",
-        "",
-        *results_table(table, kind),
-        "",
+        results_table(table, kind),
         f"## Compared with {family.reference}, image by image",
-        "",
         METHODS.format(alpha=family.alpha),
-        "",
-        *family_table(family),
-        "",
-        f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
-        "",
+        family_table(family),
+        CHART_LINE,
         f"![Mall frames, each variant's predicted foreground side by side "
         f"({join(POST_VARIANTS)})]({GIF})",
-        "",
-        *_claims_section(claims(table, family.comparisons)),
-        "",
-        *_metrics_section(),
-        "",
-        *_cost_section(groups, params, left_out_said(left_out, kind)),
-    ]
+        "## The 2018 blog post's claims, checked",
+        [
+            "The original post judged the networks by eye only. Verdicts compare means over seeds;",
+            "the ± values show how far the seeds move them.",
+        ],
+        markdown_table(["claim and test", "verdict", "evidence"], checked),
+        "## Metrics",
+        [f"- **{METRIC_LABELS[metric]}**: {text}" for metric, text in METRIC_DEFINITIONS.items()],
+        "Full definitions: [README, Metrics](../README.md#metrics).",
+        _cost_section(groups, params, left_out_said(left_out, kind)),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -211,29 +175,23 @@ def write_pending_report(
     out_dir: Path,
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
-    """study.md while some variant has no run of the study's machine kind: what is recorded
-    (its scores, and study.png of them), what is missing and what was left out, and how to
-    finish it."""
+    """study.md and study.png while some variant has no run of the study's machine kind: the
+    scores recorded, the runs missing and left out, and how to finish it."""
     table = summary_table(group_by_variant(records, POST_VARIANTS))
     absent = "; ".join(
         f"{variant} (seeds {join(str(seed) for seed in seeds)})"
         for variant, seeds in missing.items()
     )
     left = left_out_said(left_out, kind)
-    lines = [
-        "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study",
-        "",
+    lines = paragraphs(
+        TITLE,
         PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
-        "",
-        *([left, ""] if left else []),
+        left,
         "## Results per variant recorded so far",
-        "",
-        *results_table(table, kind),
-        "",
-        f"![Per-variant scores, mean over seeds with std error bars]({CHART})",
-        "",
-    ]
-    return _write(out_dir, "\n".join(lines), table)
+        results_table(table, kind),
+        CHART_LINE,
+    )
+    return _write(out_dir, "\n".join(lines) + "\n", table)
 
 
 def write_report(
@@ -257,8 +215,7 @@ def write_report(
 
 
 def _write(out_dir: Path, text: str, table: Summary, gif: partial | None = None) -> list[Path]:
-    """study.md, study.png and (given `gif`, its writer) mall_variants.gif, each whole or not
-    at all."""
+    """study.md, study.png and (given `gif`, its writer) the GIF, each whole or not at all."""
     targets = [Path(out_dir) / name for name in (MARKDOWN, CHART, GIF)[: 3 if gif else 2]]
     with staged_outputs(*targets) as staged:
         staged[0].write_text(text, encoding="utf-8")
@@ -278,9 +235,7 @@ def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
 
     first_seed = min(record.seed for record in records)
     probabilities = {}
-    for record in records:
-        if record.seed != first_seed:
-            continue
+    for record in [record for record in records if record.seed == first_seed]:
         try:
             data = dvc.api.read(MALL_PROBABILITY, repo=str(paths.root), rev=record.rev, mode="rb")
         except Exception:  # noqa: BLE001  (any miss: no rev, no cache, no file)

@@ -1,8 +1,6 @@
-"""What a sweep's state says, in numbers: the final table, one Holm family per variant it is
-compared with, the tuned sparse variant against the tuned L1/L2 one, the best candidate against
-the leader as swept; read off the state (sfae.experiments.sweep_state) alone. Then in words: the
-sweep's answer in one paragraph (its report's first, the README's), and the candidates' verdict.
-"""
+"""What a sweep's state says, in numbers (the final table, one Holm family per reference, the
+tuned sparse variant against the tuned L1/L2 one, the best candidate against the leader as
+swept), then in words: the sweep's answer in one paragraph, and the candidates' verdict."""
 
 from __future__ import annotations
 
@@ -44,6 +42,11 @@ class Findings:
         """The machine kind of every run it reads: the sweep's, else its runs' one kind."""
         runs = [*self.state.selection_runs, *self.state.final_runs]
         return self.state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
+
+    @property
+    def in_study(self) -> bool:
+        """Whether some rows are the study's runs (at the post's settings)."""
+        return any(not row.planned for row in self.state.rows)
 
     @property
     def compared(self) -> tuple[FinalRow, ...]:
@@ -173,8 +176,7 @@ def candidate_verdict(found: Findings) -> str:
     finals = state.best_finals if best.overrides else state.row(state.leader.variant)
     label = finals.label if best.overrides else f"{state.leader.label} as swept"
     if not finals.runs.complete:
-        runs = finals.runs
-        recorded, planned = len(runs.records), len(runs.specs)
+        recorded, planned = len(finals.runs.records), len(finals.runs.specs)
         return CANDIDATE_PENDING.format(label=label, recorded=recorded, planned=planned)
     # The best candidate's finals are no row of the final table: summarised here.
     table = summary_table({finals.label: finals.runs.records}) if best.overrides else found.table

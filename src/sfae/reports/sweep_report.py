@@ -1,11 +1,6 @@
-"""One sweep's report (reports/sweep.md, sweep_unet.md, sweep_<name>.md), from its findings
-(sfae.reports.sweep_findings) alone: the answer, how the strengths were selected and how sure,
-the final runs, the comparisons, the candidates, the runs.
-
-Strengths are selected on validation IoU alone; test IoU is read only from the final runs.
-Every number and every verdict in words is computed from the records, and a partial sweep
-still gives a report, which then says what is missing.
-"""
+"""One sweep's report (reports/sweep.md, sweep_unet.md, sweep_<name>.md) from its findings
+alone: the answer, the selection and how sure, the final runs, the verdicts, the candidates,
+the runs. A partial sweep still gives a report, which says what is missing."""
 
 from __future__ import annotations
 
@@ -15,7 +10,7 @@ import numpy as np
 
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Selection
-from sfae.reports.markdown import duration, join, markdown_table, tally
+from sfae.reports.markdown import duration, join, markdown_table, paragraphs, tally
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict
 from sfae.reports.wording import (
     METHODS,
@@ -41,26 +36,25 @@ PLATEAU_SEEDS = (
     "ran; the table's mean and spread stay the selection seeds') and never move the selection."
 )
 PLATEAUS = (
-    "The SE of a strength's mean is the seed spread pooled over the strengths (each one's "
-    "sample variance over its seeds, selection and plateau seeds alike, weighted by its degrees "
-    "of freedom) over the "
-    "seeds at the best strength, square-rooted: one strength has too few seeds to say how much "
-    "seeds move a mean, and training noise is about the same along the curve. The plateau "
-    "holds the strengths whose mean validation IoU lies within one SE of the best's (what a "
-    "seed's luck could have made best); a strength collapses where its mean lies more than "
-    "3 SE below. With one selection seed and no plateau seeds the SE is not estimable, and the "
-    "selected value stands alone."
+    "The SE of a strength's mean is the seed spread pooled over the strengths (each one's sample "
+    "variance over its seeds, selection and plateau seeds alike, weighted by its degrees of "
+    "freedom) over the seeds at the best strength, square-rooted: one strength has too few seeds "
+    "to say how much seeds move a mean, and training noise is about the same along the curve. The "
+    "plateau holds the strengths whose mean validation IoU lies within one SE of the best's (what "
+    "a seed's luck could have made best); a strength collapses where its mean lies more than 3 SE "
+    "below. With one selection seed and no plateau seeds the SE is not estimable, and the selected "
+    "value stands alone."
 )
 CANDIDATES = (
-    "{leader} has the best validation IoU of all tuned variants and references. Each setting "
+    "{leader.label} has the best validation IoU of all tuned variants and references. Each setting "
     "below changes it and trains on the same split and selection seeds (selection seeds: {n}); "
     "the best by validation IoU runs the final seeds (the variant as swept already has them). "
     "Training minutes are the records' own."
 )
 HEAD = (
     "The sparse variant and the L1/L2 one are each the better of their kind by mean "
-    "validation IoU at the selected strength ({sparse} {sparse_val:.3f}, {penalty} "
-    "{penalty_val:.3f}), never by test IoU."
+    "validation IoU at the selected strength ({sparse.variant} {sparse.best_mean:.3f}, "
+    "{penalty.variant} {penalty.best_mean:.3f}), never by test IoU."
 )
 STUDY_ROWS = (
     "The rows at the post's settings are the study's runs; the study compares them with pure "
@@ -78,14 +72,10 @@ def _strengths(values) -> str:
 
 def _selection_section(found: Findings) -> list[str]:
     sweep = found.state.sweep
-    slots = {
-        "val": sweep.settings.val_count,
-        "train": sweep.config.data.train_count,
-        "seeds": join(map(str, sweep.settings.seeds)),
-        "n": len(sweep.settings.seeds),
-        "final": join(map(str, sweep.final_seeds)),
-        "n_final": len(sweep.final_seeds),
-    }
+    seeds, final = sweep.settings.seeds, sweep.final_seeds
+    slots = {"val": sweep.settings.val_count, "train": sweep.config.data.train_count}
+    slots |= {"seeds": join(map(str, seeds)), "n": len(seeds)}
+    slots |= {"final": join(map(str, final)), "n_final": len(final)}
     overview = [
         [
             f"`{s.variant}`",
@@ -101,8 +91,7 @@ def _selection_section(found: Findings) -> list[str]:
     said = SELECTION.format(**slots)
     if extra := sweep.settings.plateau_seeds:
         said += PLATEAU_SEEDS.format(seeds=join(map(str, extra)))
-    lines = ["## How the sweep was run", "", said, ""]
-    lines += markdown_table(header, overview)
+    lines = ["## How the sweep was run", "", said, "", *markdown_table(header, overview)]
     for s in found.state.selections:
         lines += ["", f"### {s.variant}", "", f"{s.post[1]}: {s.post[0]:g}.", ""]
         lines += markdown_table(["strength", "validation IoU", "per seed", ""], _curve_rows(s))
@@ -143,32 +132,31 @@ def _plateau_section(found: Findings) -> list[str]:
             ]
         )
     header = ["regulariser", "selected", "plateau (within 1 SE)", "SE", "each seed's pick"]
-    lines = ["## How much: the plateaus", "", PLATEAUS, ""]
-    lines += markdown_table([*header, "collapses at (over 3 SE below)"], rows)
-    return [*lines, "", *(f"- {range_said(s)}." for s in found.state.selections)]
+    header.append("collapses at (over 3 SE below)")
+    lines = ["## How much: the plateaus", "", PLATEAUS, "", *markdown_table(header, rows), ""]
+    return lines + [f"- {range_said(s)}." for s in found.state.selections]
 
 
 def _final_section(found: Findings) -> list[str]:
     state = found.state
     sweep = state.sweep
     post = " beside the post's settings" if sweep.arch == "paper" else ""
-    lines = ["## Final runs: tuned strengths" + post, "", *results_table(found.table, found.kind)]
+    lines = [f"## Final runs: tuned strengths{post}", "", *results_table(found.table, found.kind)]
     if not found.table:
         return lines
     finals = [gap for gap in state.gaps if gap.step == "final"]
-    if finals:
-        lines += ["", f"Pending: {gaps_said(finals)}."]
     frames = {
         row.variant: unlabeled
         for row in found.compared
         if (sparse := sweep.config.variants[row.variant].sparse)
         and (unlabeled := sparse.unlabeled_frames)
     }
-    if frames:
-        lines += ["", mall_frames_said(frames, sweep.config.mall.frames)]
-    if any(not row.planned for row in state.rows):
-        lines += ["", STUDY_ROWS]
-    return lines
+    return paragraphs(
+        lines,
+        f"Pending: {gaps_said(finals)}." if finals else None,
+        mall_frames_said(frames, sweep.config.mall.frames) if frames else None,
+        STUDY_ROWS if found.in_study else None,
+    )
 
 
 def _verdict_sections(found: Findings) -> list[str]:
@@ -180,10 +168,8 @@ def _verdict_sections(found: Findings) -> list[str]:
         lines += family_table(family)
     if found.head is not None:
         sparse, penalty = found.head_pair
-        slots = {"sparse": sparse.variant, "sparse_val": sparse.best_mean}
-        slots |= {"penalty": penalty.variant, "penalty_val": penalty.best_mean}
         lines += ["", "### Sparse filtering against L1/L2, each tuned", ""]
-        lines += [*family_table(found.head_family), "", HEAD.format(**slots)]
+        lines += [*family_table(found.head_family), "", HEAD.format(sparse=sparse, penalty=penalty)]
     return lines
 
 
@@ -196,7 +182,7 @@ def _candidate_section(found: Findings) -> list[str]:
     state = found.state
     if not state.sweep.settings.candidates:
         return []
-    lines = ["", "## Beyond the regularisers: other settings of the leading variant", ""]
+    lines = ["## Beyond the regularisers: other settings of the leading variant", ""]
     if state.leader is None:
         return lines + [
             "The candidates run once every strength is selected and the references are measured."
@@ -210,8 +196,7 @@ def _candidate_section(found: Findings) -> list[str]:
         ]
         for c in state.candidates
     ]
-    slots = {"leader": state.leader.label, "n": len(state.sweep.settings.seeds)}
-    lines += [CANDIDATES.format(**slots), ""]
+    lines += [CANDIDATES.format(leader=state.leader, n=len(state.sweep.settings.seeds)), ""]
     lines += markdown_table(["setting", "validation IoU", "training min", ""], rows)
     return [*lines, "", candidate_verdict(found)]
 
@@ -219,11 +204,10 @@ def _candidate_section(found: Findings) -> list[str]:
 def _runs_section(found: Findings, chart: str) -> list[str]:
     state = found.state
     used: list[RunRecord] = [*state.selection_runs, *state.final_runs]
-    in_study = any(not row.planned for row in state.rows)
     slots = {
         "selection": len(state.selection_runs),
         "final": len(state.final_runs),
-        "study": " (those at the post's settings are the study's)" if in_study else "",
+        "study": " (those at the post's settings are the study's)" if found.in_study else "",
         "hours": duration(sum(r.train_seconds or 0.0 for r in used)),
         "kind": found.kind,
     }
@@ -233,7 +217,7 @@ def _runs_section(found: Findings, chart: str) -> list[str]:
         lines.append(f"- Runs per machine: {tally(r.machine for r in used)}.")
     if left := left_out_said(state.left_out, found.kind):
         lines.append(f"- {left}")
-    post = "; the study's post settings in detail: [study.md](study.md)" if in_study else ""
+    post = "; the study's post settings in detail: [study.md](study.md)" if found.in_study else ""
     return [*lines, "", f"Pictures: [{chart}]({chart}){post}."]
 
 
@@ -244,21 +228,15 @@ def render(found: Findings) -> str:
     network = "" if sweep.name == "paper" else f" ({sweep.network_name})"
     if not sweep.is_network:
         network = f" {sweep.name} ({sweep.network_name})"
-    lines = [
+    lines = paragraphs(
         f"# Every regulariser at its best strength: the sweep{network}",
-        "",
         answer(found),
-        "",
-        *_selection_section(found),
-        "",
-        *_plateau_section(found),
-        "",
+        _selection_section(found),
+        _plateau_section(found),
         f"![Validation IoU against strength, per regulariser]({chart})",
-        "",
-        *_final_section(found),
-    ]
-    if verdicts := _verdict_sections(found):
-        lines += ["", *verdicts]
-    lines += _candidate_section(found)
-    lines += ["", *_runs_section(found, chart)]
+        _final_section(found),
+        _verdict_sections(found),
+        _candidate_section(found),
+        _runs_section(found, chart),
+    )
     return "\n".join(lines) + "\n"

@@ -1,9 +1,6 @@
 """The reports' sentences: templates with slots, filled from typed results (a Comparison, a
-Family, a Selection's plateau, a Gap). Each template is phrased so that no count changes its
-grammar ("final seeds: 5", "3 of 5 final runs"), and a list reads the same with one item.
-Beside them, the tables that the study's and the sweeps' reports share: the scores over seeds,
-a family of comparisons.
-"""
+Family, a Selection's plateau, a Gap), phrased so that no count changes their grammar ("final
+seeds: 5"); and the two tables both reports share: the scores over seeds, a family."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
 from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
-from sfae.reports.markdown import join, markdown_table
+from sfae.reports.markdown import join, markdown_table, paragraphs
 from sfae.reports.statistics import (
     COLLAPSE_IOU,
     METRIC_LABELS,
@@ -32,11 +29,11 @@ RELATION = {
 }
 INTERVAL = "{low:+.3f} to {high:+.3f}"
 # A null says how large an effect it still allows: the corrected interval's ends.
-ALLOWS = "no more than {gain:+.3f} IoU better, no more than {loss:.3f} worse"
+ALLOWS = "no more than {largest_gain:+.3f} IoU better, no more than {loss:.3f} worse"
 READING = (
     "{name} minus {reference}: {mean:+.3f} per-image test IoU, {level:.1%} interval "
     + INTERVAL
-    + " (Holm, a family of {size}; seeds: {seeds}; images: {images}): {relation} {reference}"
+    + " (Holm, a family of {family_size}; seeds: {seeds}; images: {images}): {relation} {reference}"
 )
 SHORT = {
     BETTER: "{name} ({mean:+.3f}; " + INTERVAL + ")",
@@ -69,20 +66,19 @@ LEFT_OUT = (
 LEFT_OUT_KIND = "{kind}: {count} ({runs})"
 LEFT_OUT_RUN = "{variant} seed {seed} {step}"
 METHODS = (
-    "**How the verdicts are made.** A comparison is the mean over the test images of the "
-    "per-image test IoU difference, each side averaged over its seeds. Its interval is a "
-    "t interval that carries both kinds of noise: the training seeds (runs with one seed share "
-    "their initial weights and shuffles, so the sides are paired by seed where both have it, "
-    "else compared as independent seeds, Welch) and the test images, which are a sample too; the "
-    "variance is the seed part plus the image part less the seed-by-image residual they both "
-    "hold, with Satterthwaite's degrees of freedom (`sfae.reports.intervals`). The comparisons "
-    "with one reference form a family: Holm's step-down correction holds the chance of any "
-    "false verdict in it at {alpha:.0%}, and each interval is shown at its Holm level, so it "
-    "excludes zero exactly when Holm rejects. A row is better or worse only then; otherwise its "
-    "interval's ends are the largest gain and loss it still allows. This replaces the "
-    "percentile bootstrap of earlier reports, which undercovers with few seeds; the coverage "
-    "of both in a simulation with this study's noise sizes: see "
-    "bench/results/interval_coverage.txt."
+    "**How the verdicts are made.** A comparison is the mean over the test images of the per-image "
+    "test IoU difference, each side averaged over its seeds. Its interval is a t interval that "
+    "carries both kinds of noise: the training seeds (runs with one seed share their initial "
+    "weights and shuffles, so the sides are paired by seed where both have it, else compared as "
+    "independent seeds, Welch) and the test images, which are a sample too; the variance is the "
+    "seed part plus the image part less the seed-by-image residual they both hold, with "
+    "Satterthwaite's degrees of freedom (`sfae.reports.intervals`). The comparisons with one "
+    "reference form a family: Holm's step-down correction holds the chance of any false verdict in "
+    "it at {alpha:.0%}, and each interval is shown at its Holm level, so it excludes zero exactly "
+    "when Holm rejects. A row is better or worse only then; otherwise its interval's ends are the "
+    "largest gain and loss it still allows. This replaces the percentile bootstrap of earlier "
+    "reports, which undercovers with few seeds; the coverage of both in a simulation with this "
+    "study's noise sizes: see bench/results/interval_coverage.txt."
 )
 ONE_SEED = "{variant}: {selected:g} (one selection seed: the SE, and so a range, is not estimable)"
 RANGE = "{variant}: anything from {low:g} to {high:g} does as well as {selected:g}"
@@ -110,21 +106,15 @@ def seeds_said(comparison: Comparison) -> str:
     return f"{len(difference.ours_seeds)} vs {len(difference.reference_seeds)}, Welch"
 
 
-def _slots(comparison: Comparison) -> dict:
-    holm = comparison.holm
-    return {
-        "name": comparison.name,
-        "reference": comparison.reference,
-        "mean": comparison.mean,
-        "level": holm.level,
-        "low": holm.low,
-        "high": holm.high,
-        "size": holm.family_size,
-        "seeds": seeds_said(comparison),
-        "images": comparison.difference.n_images,
-        "relation": RELATION[comparison.verdict],
-        "gain": holm.largest_gain,
-        "loss": -holm.largest_loss if holm.largest_loss is not None else None,
+def _slots(c: Comparison) -> dict:
+    """The comparison's fields (name, reference, level, low, ...) and what the templates add."""
+    loss = c.largest_loss
+    return vars(c) | {
+        "mean": c.mean,
+        "seeds": seeds_said(c),
+        "images": c.difference.n_images,
+        "relation": RELATION[c.verdict],
+        "loss": None if loss is None else -loss,
     }
 
 
@@ -172,10 +162,7 @@ def collapsed_said(runs: Sequence[RunRecord]) -> str:
         return NONE_COLLAPSED.format(limit=COLLAPSE_IOU)
     ordered = sorted({id(r): r for r in runs}.values(), key=lambda r: (r.variant, r.seed))
     named = "; ".join(
-        COLLAPSED_RUN.format(
-            variant=r.variant, seed=r.seed, name=r.name, iou=metric_value(r, "test_iou")
-        )
-        for r in ordered
+        COLLAPSED_RUN.format(**vars(r), iou=metric_value(r, "test_iou")) for r in ordered
     )
     return COLLAPSED.format(limit=COLLAPSE_IOU, runs=named)
 
@@ -184,20 +171,13 @@ def left_out_said(runs: Sequence[RunRecord], kind: str | None) -> str | None:
     """Which records of other machine kinds a report left out (None: none)."""
     by_kind: dict[str, list[str]] = {}
     for r in sorted(runs, key=lambda r: (r.machine_kind, r.variant, r.val_count > 0, r.seed)):
-        step = "selection" if r.val_count else "final"
-        run = LEFT_OUT_RUN.format(variant=r.variant, seed=r.seed, step=step)
+        run = LEFT_OUT_RUN.format(**vars(r), step="selection" if r.val_count else "final")
         by_kind.setdefault(r.machine_kind, []).append(run)
     groups = [
         LEFT_OUT_KIND.format(kind=other, count=len(found), runs=", ".join(found))
         for other, found in by_kind.items()
     ]
     return LEFT_OUT.format(kind=kind, groups="; ".join(groups)) if groups else None
-
-
-def _contiguous(selection: Selection, strengths: Sequence[float]) -> bool:
-    points = list(selection.points)
-    first, last = points.index(strengths[0]), points.index(strengths[-1])
-    return points[first : last + 1] == list(strengths)
 
 
 def range_said(selection: Selection) -> str:
@@ -209,9 +189,11 @@ def range_said(selection: Selection) -> str:
     slots = {"variant": variant, "selected": flat.best}
     if flat.se is None:
         return ONE_SEED.format(**slots)
-    if len(flat.plateau) == 1:
+    points, plateau = list(selection.points), list(flat.plateau)
+    first = points.index(plateau[0])
+    if len(plateau) == 1:
         text = ALONE.format(**slots)
-    elif _contiguous(selection, flat.plateau):
+    elif points[first : first + len(plateau)] == plateau:  # no strength between left out
         text = RANGE.format(**slots, low=flat.plateau_low, high=flat.plateau_high)
     else:
         text = SCATTERED.format(**slots, strengths=join(f"{x:g}" for x in flat.plateau))
@@ -253,9 +235,9 @@ def family_table(family: Family) -> list[str]:
         [
             f"`{c.name}`",
             f"{c.mean:+.3f}",
-            f"{c.holm.low:+.3f} to {c.holm.high:+.3f} ({c.holm.level:.1%})",
+            f"{c.low:+.3f} to {c.high:+.3f} ({c.level:.1%})",
             f"{c.difference.low:+.3f} to {c.difference.high:+.3f}",
-            f"{c.holm.adjusted_p:.3g}",
+            f"{c.adjusted_p:.3g}",
             c.difference.n_images,
             seeds_said(c),
             verdict_cell(c),
@@ -266,7 +248,5 @@ def family_table(family: Family) -> list[str]:
         *("variant", f"minus {family.reference}", "Holm-corrected interval (level)"),
         *(f"uncorrected {1 - family.alpha:.0%} interval", "Holm p", "images", "seeds", "verdict"),
     ]
-    lines = [family_said(family), ""]
-    if rows:
-        lines += [*markdown_table(header, rows), ""]
-    return [*lines, collapsed_said(family.collapsed)]
+    table = markdown_table(header, rows) if rows else None
+    return paragraphs(family_said(family), table, collapsed_said(family.collapsed))
