@@ -326,6 +326,15 @@ if [ "$1" = exp ] && [ "$2" = show ]; then
 '$PWD/.dvc/tmp/exps/run/$rev/$rev.run'" >&2
         exit 255
     fi
+    # With a file `initializing`, it fails so on the run it names once, as DVC's does while a
+    # live worker sets that run up (its info file not yet written).
+    if [ -e initializing ]; then
+        rev=$(cat initializing)
+        mv initializing setting-up
+        echo "ERROR: unexpected error - [Errno 2] No such file or directory: \
+'$PWD/.dvc/tmp/exps/run/$rev/$rev.run'" >&2
+        exit 255
+    fi
     if [ ! -e shown-once ]; then
         touch shown-once
         echo "ERROR: directory '.dvc/tmp/exps/tmpx/.dvc' does not exist" >&2
@@ -338,6 +347,11 @@ fi
 # running (a leftover info file) fails the whole call, as DVC's does.
 if [ "$1" = queue ] && [ "$2" = kill ]; then
     shift 2
+    if [ -e setting-up ]; then
+        echo "ERROR: Task '$(cat setting-up)' is initializing, please wait a few seconds until \
+the experiments start running to retry the kill operation." >&2
+        exit 255
+    fi
     case " $* " in *" stale-run "*)
         echo "ERROR: 'stale-run' is not a valid running experiment name" >&2
         exit 255
@@ -383,6 +397,15 @@ def test_a_run_called_running_without_its_info_file_is_killed_rather_than_failin
     (tmp_path / "shown-once").touch()  # no passing failure besides
     assert experiments.runs(pause=0) == []
     assert (tmp_path / "killed").read_text() == rev + "\n"
+
+
+def test_a_run_a_live_worker_still_sets_up_is_waited_for_not_killed(tmp_path):
+    experiments = fake_dvc(tmp_path)
+    rev = "0c055368f489f8220e4815a16462a001b6da18f7"
+    (tmp_path / "initializing").write_text(rev)
+    (tmp_path / "shown-once").touch()
+    assert experiments.runs(pause=0) == []  # DVC refused the kill: a worker holds the run
+    assert not (tmp_path / "killed").exists()
 
 
 def test_starting_the_queue_does_not_wait_for_its_workers(tmp_path):

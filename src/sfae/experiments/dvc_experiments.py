@@ -119,10 +119,16 @@ class DvcExperiments:
                 return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
             except SfaeError as error:
                 # A worker killed while setting up or cleaning up a run leaves it "running" with
-                # no info file, and every `exp show` fails on it: `dvc queue kill` ends it.
+                # no info file, and every `exp show` fails on it: `dvc queue kill` ends it. A
+                # live worker's run fails so too while it is set up; DVC refuses to kill that.
                 if lost := _LOST_RUN.search(str(error)):
-                    print(f"run {lost[1][:7]} had lost its worker (an ended session?); run again")
-                    self._dvc("queue", "kill", lost[1])
+                    try:
+                        self._dvc("queue", "kill", lost[1])
+                    except SfaeError as refused:
+                        if "is initializing" not in str(refused):
+                            raise
+                    else:
+                        print(f"run {lost[1][:7]} had lost its worker (an ended session?); rerun")
             time.sleep(pause)
         return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
 
