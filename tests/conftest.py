@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIRROR_ZIPS = ("PennFudanPed.zip", "mall_dataset.zip")
@@ -163,3 +164,47 @@ def dvc(root: Path, mirror: Path, *args: str, check: bool = True) -> subprocess.
 
 def output(result: subprocess.CompletedProcess) -> str:
     return result.stdout + result.stderr
+
+
+PREPARING_STAGES = (
+    "download_pennfudan",
+    "download_mall",
+    "preprocess_pennfudan",
+    "preprocess_mall",
+    "preprocess_unlabeled",
+)
+
+
+@pytest.fixture(scope="session")
+def make_prepared_copy(
+    make_repo_copy, mirror: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str
+) -> Callable[[], Path]:
+    """A factory of repository copies on tiny params whose data stages have run and are
+    committed (their outputs, dvc.lock and DVC's cache, run cache included, come along).
+
+    The tests of training, faults and the queue start there instead of preparing the data
+    again each (~25 s a copy); the data stages themselves are tested from scratch
+    (test_pipeline_data.py, and the `dvc repro` of test_pipeline_training.py). Built once for
+    the whole session: under pytest-xdist the workers share it, the first builds it."""
+    # Under xdist each worker has its own basetemp, in one folder of this session's run.
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+    template = shared / "tiny-prepared"
+    with FileLock(str(shared / "tiny-prepared.lock")):
+        if not (template / ".git").is_dir():
+            root = make_repo_copy()
+            tiny_params(root)
+            dvc(root, mirror, "repro", *PREPARING_STAGES)
+            git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+            for command in (["add", "-A"], ["commit", "-qm", "tiny params, data prepared"]):
+                subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
+            shutil.copytree(root, template.with_suffix(".partial"), symlinks=True)
+            template.with_suffix(".partial").rename(template)  # whole, or not there at all
+
+    def make() -> Path:
+        copy = tmp_path_factory.mktemp("prepared")
+        shutil.copytree(template, copy, symlinks=True, dirs_exist_ok=True)
+        return copy
+
+    return make

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
-from conftest import dvc, environment, output, tiny_params
+from conftest import dvc, environment, output
 from test_no_litter import shared_staging, staging_names, training_stage
 
 import sfae.nn.training
@@ -384,13 +384,9 @@ def results(root: Path) -> tuple[bytes, dict, str, dict]:
 
 
 @pytest.fixture(scope="module")
-def trained(make_repo_copy, mirror: Path) -> Trained:
+def trained(make_prepared_copy, mirror: Path) -> Trained:
     """A clean `dvc repro` of the training on tiny params: what every fault must lead back to."""
-    root = make_repo_copy()
-    tiny_params(root)
-    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
-    for command in (["add", "params.yaml"], ["commit", "-qm", "tiny params"]):
-        subprocess.run([*git, *command], cwd=root, check=True, capture_output=True)
+    root = make_prepared_copy()
     dvc(root, mirror, "repro", TRAINING)
     return Trained(root, mirror, *results(root))
 

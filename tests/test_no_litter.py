@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, dvc, environment, output, tiny_params
+from conftest import REPO_ROOT, dvc, environment, output
 
 from sfae.atomic import SHARED_STAGING
 
@@ -123,10 +123,9 @@ def kill_while_writing(root: Path, mirror: Path, stage: str, paths: list[str], s
 
 @pytest.mark.slow
 def test_a_stage_killed_while_it_writes_leaves_no_litter_once_dvc_repro_restores_it(
-    make_repo_copy, mirror: Path, tmp_path: Path
+    make_prepared_copy, mirror: Path, tmp_path: Path
 ):
-    root = make_repo_copy()
-    tiny_params(root)
+    root = make_prepared_copy()
     dvc(root, mirror, "repro")  # every stage once: the run cache holds them all
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     # download_mall and evaluate are restored from the run cache, without running them.

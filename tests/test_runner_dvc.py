@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dvc, environment, tiny_params
+from conftest import dvc, environment
 
 from sfae.experiments.dvc_experiments import DvcExperiments
 
@@ -37,10 +37,8 @@ def processes_in(root: Path) -> list[int]:
     return found
 
 
-def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_repo_copy, mirror):
-    root = make_repo_copy()
-    tiny_params(root)
-    subprocess.run([*GIT, "commit", "-qam", "tiny"], cwd=root, check=True)
+def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_prepared_copy, mirror):
+    root = make_prepared_copy()
     base = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
     ).stdout.strip()
