@@ -71,13 +71,9 @@ def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> li
     seen: set[Path] = set()
     for given in map(Path, inputs):
         if given.is_dir():
+            # Sorted by name: paths of one folder compare by their last part.
             images = sorted(
-                (
-                    p
-                    for p in given.iterdir()
-                    if p.is_file() and KINDS.get(p.suffix.lower()) == "image"
-                ),
-                key=lambda p: p.name,
+                p for p in given.iterdir() if p.is_file() and KINDS.get(p.suffix.lower()) == "image"
             )
             if not images:
                 report.error(f"{given}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
@@ -184,7 +180,7 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
                 f"{source}: cannot open it as a video (unreadable, truncated or damaged)"
             )
         fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps and fps > 0 and fps == fps else FALLBACK_FPS
+        fps = fps if fps > 0 else FALLBACK_FPS  # NaN too
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         decoded = 0
         with (
