@@ -52,13 +52,8 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
 
 def write_table(path: Path, rows: list[dict]) -> None:
     """Tab-separated, one row per image, a header line."""
-    header = list(rows[0])
-    lines = ["\t".join(header)]
-    for row in rows:
-        lines.append(
-            "\t".join(f"{row[k]:.6f}" if isinstance(row[k], float) else str(row[k]) for k in header)
-        )
-    path.write_text("\n".join(lines) + "\n")
+    cells = [[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
+    path.write_text("".join("\t".join(line) + "\n" for line in [list(rows[0]), *cells]))
 
 
 def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: int):
@@ -73,17 +68,10 @@ def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: i
 
 
 def mall_generalisation(model, mall: MallArrays, threshold: float, person_height: float):
-    predicted = predict_probabilities(model, mall.frames) >= threshold
+    masks = predict_probabilities(model, mall.frames) >= threshold
     scores = mall_scores(
-        predicted,
-        mall.heads,
-        mall.roi,
-        mall.perspective,
-        mall.counts,
-        mall.frame_size,
-        person_height,
+        masks, mall.heads, mall.roi, mall.perspective, mall.counts, mall.frame_size, person_height
     )
     # How "red" the overlay is: the share of ROI pixels called foreground, all frames pooled.
-    inside = mall.roi.astype(bool)
-    scores["foreground_share"] = float(predicted[:, inside].mean())
+    scores["foreground_share"] = float(masks[:, mall.roi.astype(bool)].mean())
     return scores

@@ -88,10 +88,7 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
             raise SfaeError(
                 f"frame {index}: head points must have shape (k, 2), got {points.shape}"
             )
-        x, y = points[:, 0], points[:, 1]
-        inside = (
-            np.isfinite(points).all(axis=1) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
-        )
+        inside = ((points >= 0) & (points <= (width, height))).all(axis=1)  # NaN is not
         if not inside.all():
             raise SfaeError(
                 f"frame {index}: head point {points[~inside][0].tolist()} lies outside the "
@@ -107,15 +104,7 @@ def _pixel_of(coordinate: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.floor(coordinate).astype(np.int64), 0, size - 1)
 
 
-def _box_shares(
-    predicted: np.ndarray,
-    frame_of_head: np.ndarray,
-    head_x: np.ndarray,
-    head_y: np.ndarray,
-    head_height: np.ndarray,
-    scale_x: float,
-    scale_y: float,
-) -> np.ndarray:
+def _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, scale_y):
     """Foreground share of each head's body box (full-frame coordinates in, one share out)."""
     _, height, width = predicted.shape
     # First and last model pixel whose centre (i + 0.5) * scale lies in [low, high].
