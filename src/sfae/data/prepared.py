@@ -47,15 +47,9 @@ def _require(path: Path, arrays: dict, keys, what: str, stage: str) -> None:
 def load_mall(path: Path) -> MallArrays:
     arrays = load_arrays(path)
     _require(path, arrays, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
-    offsets = arrays["head_offsets"]
-    points = arrays["head_points"]
     return MallArrays(
-        frames=arrays["frames"],
-        frame_numbers=arrays["frame_numbers"],
-        heads=[points[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
-        counts=arrays["counts"],
-        roi=arrays["roi"],
-        perspective=arrays["perspective"],
+        **{key: arrays[key] for key in ("frames", "frame_numbers", "counts", "roi", "perspective")},
+        heads=np.split(arrays["head_points"], arrays["head_offsets"][1:-1]),
         frame_size=tuple(int(v) for v in arrays["frame_size"]),
     )
 
@@ -79,20 +73,13 @@ def load_pennfudan(path: Path) -> PennFudanSplits:
         f"{split}_{kind}" for split in ("train", "test") for kind in ("images", "masks", "names")
     ]
     _require(path, arrays, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
-    images, masks = arrays["train_images"], arrays["train_masks"]
-    val_images = arrays.get("val_images", images[:0])
-    val_masks = arrays.get("val_masks", masks[:0])
-    return PennFudanSplits(
-        train_images=images,
-        train_masks=masks[..., None].astype(np.float32),
-        test_images=arrays["test_images"],
-        test_masks=arrays["test_masks"][..., None].astype(np.float32),
-        train_names=arrays["train_names"].tolist(),
-        test_names=arrays["test_names"].tolist(),
-        val_images=val_images,
-        val_masks=val_masks[..., None].astype(np.float32),
-        val_names=arrays["val_names"].tolist() if "val_names" in arrays else [],
-    )
+    fields = {}
+    for split in ("train", "val", "test"):  # val: empty arrays where none are held out
+        fields[f"{split}_images"] = arrays.get(f"{split}_images", arrays["train_images"][:0])
+        masks = arrays.get(f"{split}_masks", arrays["train_masks"][:0])
+        fields[f"{split}_masks"] = masks[..., None].astype(np.float32)
+        fields[f"{split}_names"] = arrays.get(f"{split}_names", np.array([])).tolist()
+    return PennFudanSplits(**fields)
 
 
 def load_unlabeled(path: Path, count: int) -> np.ndarray:
