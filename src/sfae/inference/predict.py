@@ -106,7 +106,7 @@ class Segmenter:
                 f"(None, {height}, {width}, 1) at its input size"
             )
         self.size = (width, height)  # of the network's input, from the model, not params.yaml
-        self.model, self.source, self.batch_size = model, source, batch_size
+        self.model, self.batch_size = model, batch_size
 
     @classmethod
     def load(cls, path: str | Path, batch_size: int = 64) -> Segmenter:
