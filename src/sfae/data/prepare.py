@@ -121,8 +121,5 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 def split_record(arrays: dict) -> str:
     """The split as reviewable JSON: the image names of each split (val may be empty)."""
-    record = {
-        split: arrays[f"{split}_names"].tolist() if f"{split}_names" in arrays else []
-        for split in ("train", "val", "test")
-    }
-    return json.dumps(record, indent=2) + "\n"
+    record = {split: arrays.get(f"{split}_names", []) for split in ("train", "val", "test")}
+    return json.dumps({split: list(names) for split, names in record.items()}, indent=2) + "\n"

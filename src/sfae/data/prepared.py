@@ -11,14 +11,19 @@ import numpy as np
 from sfae.errors import SfaeError
 
 
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
+def load_arrays(path: Path, keys=(), what: str = "", stage: str = "") -> dict[str, np.ndarray]:
+    """The arrays saved at path, which must hold `keys` (else: not `what`; run `stage`)."""
     try:
         with np.load(path, allow_pickle=False) as bundle:
-            return {key: bundle[key] for key in bundle.files}
+            arrays = {key: bundle[key] for key in bundle.files}
     except FileNotFoundError as error:
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it") from error
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise SfaeError(f"{path}: unreadable prepared arrays ({error})") from error
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise SfaeError(f"{path}: not {what} (no {', '.join(missing)}); run `dvc repro {stage}`")
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -38,15 +43,8 @@ MALL_KEYS = (
 )
 
 
-def _require(path: Path, arrays: dict, keys, what: str, stage: str) -> None:
-    missing = [key for key in keys if key not in arrays]
-    if missing:
-        raise SfaeError(f"{path}: not {what} (no {', '.join(missing)}); run `dvc repro {stage}`")
-
-
 def load_mall(path: Path) -> MallArrays:
-    arrays = load_arrays(path)
-    _require(path, arrays, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
+    arrays = load_arrays(path, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
     return MallArrays(
         **{key: arrays[key] for key in ("frames", "frame_numbers", "counts", "roi", "perspective")},
         heads=np.split(arrays["head_points"], arrays["head_offsets"][1:-1]),
@@ -68,11 +66,10 @@ class PennFudanSplits:
 
 
 def load_pennfudan(path: Path) -> PennFudanSplits:
-    arrays = load_arrays(path)
     keys = [
         f"{split}_{kind}" for split in ("train", "test") for kind in ("images", "masks", "names")
     ]
-    _require(path, arrays, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
+    arrays = load_arrays(path, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
     fields = {}
     for split in ("train", "val", "test"):  # val: empty arrays where none are held out
         fields[f"{split}_images"] = arrays.get(f"{split}_images", arrays["train_images"][:0])
@@ -84,9 +81,8 @@ def load_pennfudan(path: Path) -> PennFudanSplits:
 
 def load_unlabeled(path: Path, count: int) -> np.ndarray:
     """The last `count` unlabeled Mall frames, float32 in [0, 1] as the training images are."""
-    arrays = load_arrays(path)
-    _require(path, arrays, ("frames",), "prepared unlabeled frames", "preprocess_unlabeled")
-    frames = arrays["frames"]
+    what = "prepared unlabeled frames"
+    frames = load_arrays(path, ("frames",), what, "preprocess_unlabeled")["frames"]
     if count > len(frames):
         raise SfaeError(f"{path}: holds {len(frames)} unlabeled frames, {count} asked for")
     return frames[len(frames) - count :].astype(np.float32) / 255.0
