@@ -51,6 +51,15 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (resize_map(mask, size) >= 0.5).astype(np.uint8)
 
 
+def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A probability map resized to size=(width, height) as float32, bilinear (convex weights:
+    the values stay in [0, 1]); unchanged when it has that size."""
+    probability = np.asarray(probability, dtype=np.float32)
+    if probability.shape == (size[1], size[0]):
+        return probability
+    return cv2.resize(probability, size, interpolation=cv2.INTER_LINEAR)
+
+
 def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a real-valued map (e.g. a perspective map) to size=(width, height)."""
     return cv2.resize(values.astype(np.float32), size, interpolation=cv2.INTER_AREA)

@@ -16,12 +16,11 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 
 import sfae.nn.model  # noqa: F401  (registers the custom layers for loading)
-from sfae.data.image_io import resize_image
+from sfae.data.image_io import resize_image, resize_probability
 from sfae.errors import SfaeError
 
 
@@ -60,15 +59,6 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
             outputs = outputs[0]
         chunks.append(np.asarray(outputs, dtype=np.float32)[..., 0])
     return np.concatenate(chunks)
-
-
-def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A probability map resized to size=(width, height) as float32 (bilinear, as overlay does:
-    convex weights, so the values stay in [0, 1])."""
-    probability = np.asarray(probability, dtype=np.float32)
-    if probability.shape == (size[1], size[0]):
-        return probability
-    return cv2.resize(probability, size, interpolation=cv2.INTER_LINEAR)
 
 
 def to_mask(probability: np.ndarray, threshold: float) -> np.ndarray:

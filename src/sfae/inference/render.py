@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sfae.config import COLORMAPS, RenderConfig
-from sfae.data.image_io import read_rgb, write_png
+from sfae.data.image_io import read_rgb, resize_probability, write_png
 from sfae.errors import SfaeError
 
 
@@ -33,10 +33,7 @@ def overlay(
     order (as video decoders and writers use): the same picture.
     """
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
-    height, width = frame.shape[:2]
-    upsampled = probability.astype(np.float32, copy=False)
-    if upsampled.shape != (height, width):
-        upsampled = cv2.resize(upsampled, (width, height), interpolation=cv2.INTER_LINEAR)
+    upsampled = resize_probability(probability, (frame.shape[1], frame.shape[0]))
     # Clip because a model's sigmoid output can stray a hair outside [0, 1] after resizing,
     # and the weight below must stay a convex combination.
     upsampled = np.clip(upsampled, 0.0, 1.0)

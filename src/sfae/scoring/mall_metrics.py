@@ -178,10 +178,8 @@ def per_frame_mall_scores(
         false_foreground[frame] = np.count_nonzero(claimed[frame] & ~near_a_head)
 
     return {
-        "heads_in_roi": np.bincount(frame_of_head, weights=in_roi, minlength=frames).astype(
-            np.int64
-        ),
-        "head_hits": np.bincount(frame_of_head, weights=hit, minlength=frames).astype(np.int64),
+        "heads_in_roi": np.bincount(frame_of_head[in_roi], minlength=frames).astype(np.int64),
+        "head_hits": np.bincount(frame_of_head[hit], minlength=frames).astype(np.int64),
         "foreground_in_roi": np.count_nonzero(claimed, axis=(1, 2)).astype(np.int64),
         "false_foreground": false_foreground,
         "weighted_area": np.einsum("nhw,hw->n", predicted, perspective * roi),
