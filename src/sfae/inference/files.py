@@ -161,13 +161,9 @@ def segment_images(
 
 
 def _read_frames(capture, count: int) -> list:
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return frames
+    """Up to count frames: those decoded before the first that is not."""
+    reads = (capture.read() for _ in range(count))  # (ok, frame) pairs, read one by one
+    return [frame for _, frame in itertools.takewhile(lambda read: read[0], reads)]
 
 
 def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> None:
