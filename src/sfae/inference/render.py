@@ -90,8 +90,8 @@ def render_videos(
     # `strip_frames` evenly spaced frames from first to last (repeats if there are too few)
     strip_wanted = np.linspace(0, len(frame_paths) - 1, settings.strip_frames).round()
     strip_wanted = strip_wanted.astype(int).tolist()
-    gif_images: list[np.ndarray] = []
-    strip_by_index: dict[int, np.ndarray] = {}
+    gif_wanted = range(0, len(frame_paths), step)
+    small: dict[int, np.ndarray] = {}  # the frames of either, downscaled
     writer: cv2.VideoWriter | None = None
     try:
         for index, frame_path in enumerate(tqdm(frame_paths, desc="render MP4", unit="frame")):
@@ -108,14 +108,10 @@ def render_videos(
                 )
             overlaid = overlay(frame, probabilities[index], settings.alpha, code)
             writer.write(cv2.cvtColor(overlaid, cv2.COLOR_RGB2BGR))
-            if index % step == 0 or index in strip_wanted:
-                # INTER_AREA avoids aliasing when shrinking
+            if index in gif_wanted or index in strip_wanted:
                 height = max(1, round(overlaid.shape[0] * width / overlaid.shape[1]))
-                small = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
-                if index % step == 0:
-                    gif_images.append(small)
-                if index in strip_wanted:
-                    strip_by_index[index] = small
+                # INTER_AREA avoids aliasing when shrinking
+                small[index] = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
     finally:
         if writer is not None:
             writer.release()
@@ -123,8 +119,8 @@ def render_videos(
     # Encoded in memory, then written: imageio's file writer flushes again when collected,
     # which turned a full disk into a traceback after the error line.
     duration = 1000.0 * step / settings.fps
-    gif = np.stack(gif_images)
+    gif = np.stack([small[i] for i in gif_wanted])
     gif_path.write_bytes(
         iio.imwrite("<bytes>", gif, plugin="pillow", extension=".gif", duration=duration, loop=0)
     )
-    write_png(strip_path, np.concatenate([strip_by_index[i] for i in strip_wanted], axis=1))
+    write_png(strip_path, np.concatenate([small[i] for i in strip_wanted], axis=1))
