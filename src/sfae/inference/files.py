@@ -43,10 +43,8 @@ class Job:
     kind: str
 
     def outputs(self, out: Path) -> tuple[Path, ...]:
-        stem = self.path.stem
-        if self.kind == "video":
-            return (out / f"{stem}_overlay.mp4",)
-        return out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
+        names = ("overlay.mp4",) if self.kind == "video" else ("mask.png", "overlay.png")
+        return tuple(out / f"{self.path.stem}_{name}" for name in names)
 
 
 class Report:

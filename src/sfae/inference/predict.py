@@ -37,17 +37,15 @@ def load_trained(path: Path) -> keras.Model:
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()  # Keras seeks in the weights: check every CRC first
-        if damaged is not None:
-            raise SfaeError(f"{path}: damaged ({damaged} fails its checksum); {remedy}")
-        return keras.models.load_model(path)
-    except SfaeError:
-        raise
+        if damaged is None:
+            return keras.models.load_model(path)
     except Exception as error:  # zipfile, json, h5py and Keras each raise their own kinds
         detail = " ".join(str(error).split())[:200]
         raise SfaeError(
             f"{path}: damaged or not a model sfae can load ({type(error).__name__}: {detail}); "
             f"{remedy}"
         ) from error
+    raise SfaeError(f"{path}: damaged ({damaged} fails its checksum); {remedy}")
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 100):
