@@ -152,9 +152,8 @@ def per_frame_mall_scores(
         predicted, heads, roi, perspective, frame_size, person_height
     )
     frames, height, width = predicted.shape
-    head_counts = np.array([len(points) for points in heads], dtype=np.int64)
     all_heads = np.concatenate(heads)
-    frame_of_head = np.repeat(np.arange(frames), head_counts)
+    frame_of_head = np.repeat(np.arange(frames), [len(points) for points in heads])
     pixel_x = _pixel_of(all_heads[:, 0], width)
     pixel_y = _pixel_of(all_heads[:, 1], height)
     head_height = person_height / np.sqrt(perspective[pixel_y, pixel_x])
@@ -168,9 +167,8 @@ def per_frame_mall_scores(
     centre_x = (np.arange(width) + 0.5) * scale_x
     centre_y = (np.arange(height) + 0.5) * scale_y
     false_foreground = np.zeros(frames, dtype=np.int64)
-    first_head = np.concatenate([[0], np.cumsum(head_counts)])
     for frame in range(frames):
-        frame_heads = slice(first_head[frame], first_head[frame + 1])
+        frame_heads = frame_of_head == frame
         # Squared distances separate into x and y parts: (k, 1, W) + (k, H, 1) -> (k, H, W).
         dx2 = (centre_x[None, None, :] - head_x[frame_heads, None, None]) ** 2
         dy2 = (centre_y[None, :, None] - head_y[frame_heads, None, None]) ** 2

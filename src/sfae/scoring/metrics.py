@@ -128,11 +128,8 @@ def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance: float) 
 def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise, with the
     module's zero-denominator conventions."""
-    tp, fp, fn, tn = (np.asarray(counts[key], dtype=np.int64) for key in PIXEL_COUNT_KEYS)
-    precision = _ratio(tp, tp + fp, fn == 0)
-    recall = _ratio(tp, tp + fn, fp == 0)
-    matched_predicted, predicted_total, matched_truth, truth_total = (
-        np.asarray(counts[key], dtype=np.int64) for key in BOUNDARY_COUNT_KEYS
+    tp, fp, fn, tn, matched_predicted, predicted_total, matched_truth, truth_total = (
+        np.asarray(counts[key], dtype=np.int64) for key in COUNT_KEYS
     )
     boundary_precision = _ratio(matched_predicted, predicted_total, truth_total == 0)
     boundary_recall = _ratio(matched_truth, truth_total, predicted_total == 0)
@@ -140,8 +137,8 @@ def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "iou": _ratio(tp, tp + fp + fn, 1.0),
         "dice": _ratio(2 * tp, 2 * tp + fp + fn, 1.0),
-        "precision": precision,
-        "recall": recall,
+        "precision": _ratio(tp, tp + fp, fn == 0),
+        "recall": _ratio(tp, tp + fn, fp == 0),
         "accuracy": _ratio(tp + tn, tp + fp + fn + tn, 1.0),
         "boundary_precision": boundary_precision,
         "boundary_recall": boundary_recall,
