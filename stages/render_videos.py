@@ -20,22 +20,11 @@ def main() -> None:
     mall = load_mall(paths.mall_prepared)
     probability = predict_probabilities(load_trained(paths.final_model), mall.frames)
     frames = [mall_frame_path(paths.raw / MALL.folder, int(n)) for n in mall.frame_numbers]
-    settings = config.render
     targets = (paths.mall_video, paths.mall_gif, paths.mall_strip, paths.mall_probability)
     with staged_outputs(*targets) as (*outputs, saved_probability):
         # float16 keeps the study's side-by-side GIF inputs small (~9 MB for 500 frames).
         np.save(saved_probability, probability.astype(np.float16))
-        render_videos(
-            frames,
-            probability,
-            tuple(outputs),
-            fps=settings.fps,
-            alpha=settings.alpha,
-            colormap=settings.colormap,
-            gif_width=settings.gif_width,
-            gif_frame_step=settings.gif_frame_step,
-            strip_frames=settings.strip_frames,
-        )
+        render_videos(frames, probability, tuple(outputs), config.render)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,13 @@ from sfae.scoring.metrics import (
     boundary,
     confusion,
     per_image_scores,
-    segmentation_scores,
     summarize,
 )
+
+
+def segmentation_scores(truth, predicted, tolerance=2) -> dict:
+    table = per_image_scores(truth, predicted, tolerance)
+    return summarize(table) | {"per_image": table}
 
 
 def square(top: int, left: int, side: int, size: int = 40) -> np.ndarray:

@@ -18,13 +18,7 @@ from sfae import cli
 from sfae.data.image_io import read_mask, read_rgb, resize_image
 from sfae.errors import SfaeError
 from sfae.inference import files
-from sfae.inference.predict import (
-    Segmenter,
-    predict_frames,
-    predict_image,
-    predict_probabilities,
-    resize_probability,
-)
+from sfae.inference.predict import Segmenter, predict_probabilities, resize_probability
 from sfae.inference.render import overlay
 from sfae.nn.model import build_model
 from sfae.nn.regularisers.registry import load_config
@@ -118,19 +112,19 @@ def read_video(path: Path) -> tuple[int, int, float, int, int]:
 
 def test_maps_come_back_at_each_images_own_size(model):
     images = [rgb_image(53, 37, 1), rgb_image(32, 32, 2), rgb_image(200, 90, 3)]
-    maps = predict_frames(model, images, batch_size=2)
+    maps = Segmenter(model, batch_size=2).probabilities(images)
     assert [m.shape for m in maps] == [(37, 53), (32, 32), (90, 200)]
     for probability in maps:
         assert probability.dtype == np.float32
         assert probability.min() >= 0.0 and probability.max() <= 1.0
-    np.testing.assert_array_equal(predict_image(model, images[2]), maps[2])
+    np.testing.assert_array_equal(Segmenter(model).probability(images[2]), maps[2])
 
 
 def test_resizing_is_prepare_pys_and_the_network_runs_through_predict_probabilities(model):
     image = rgb_image(120, 80, 4)
     at_model_size = resize_image(image, (MODEL_SIZE, MODEL_SIZE))  # what prepare.py does
     expected = resize_probability(predict_probabilities(model, at_model_size[None])[0], (120, 80))
-    np.testing.assert_array_equal(predict_image(model, image), expected)
+    np.testing.assert_array_equal(Segmenter(model).probability(image), expected)
 
 
 def test_bgr_frames_give_the_same_maps_and_the_same_overlay(model):
@@ -149,7 +143,7 @@ def test_the_command_draws_the_overlay_the_render_videos_stage_draws(model):
     frame = cv2.cvtColor(video_frames(1)[0], cv2.COLOR_BGR2RGB)
     prepared = resize_image(frame, (MODEL_SIZE, MODEL_SIZE))  # as prepare_mall resizes
     stage = overlay(frame, predict_probabilities(model, prepared[None])[0], 0.45, "jet")
-    command = overlay(frame, predict_image(model, frame), 0.45, "jet")
+    command = overlay(frame, Segmenter(model).probability(frame), 0.45, "jet")
     np.testing.assert_array_equal(command, stage)
 
 
@@ -171,7 +165,7 @@ def test_a_model_whose_output_is_not_a_mask_is_refused():
 
 def test_an_image_that_is_not_rgb_uint8_is_refused(model):
     with pytest.raises(SfaeError, match="image 1: expected uint8"):
-        predict_frames(model, [rgb_image(8, 8), np.zeros((8, 8), np.float32)])
+        Segmenter(model).probabilities([rgb_image(8, 8), np.zeros((8, 8), np.float32)])
 
 
 def test_the_commands_defaults_are_params_yamls():
@@ -219,7 +213,7 @@ def test_threshold_and_overlay_follow_the_probability(capsys, model, model_path,
     )
     assert (status, errors) == (0, [])
     rgb = read_rgb(image)
-    probability = predict_image(model, rgb)
+    probability = Segmenter(model).probability(rgb)
     mask = np.asarray(Image.open(tmp_path / "one_mask.png"))
     np.testing.assert_array_equal(mask, np.where(probability >= 0.5, 255, 0))
     drawn = np.asarray(Image.open(tmp_path / "one_overlay.png"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import imageio.v3 as iio
@@ -42,8 +43,8 @@ def render(tmp_path: Path, frame_paths: list[Path], probabilities: np.ndarray, *
         gif_frame_step=GIF_FRAME_STEP,
         strip_frames=STRIP_FRAMES,
     )
-    settings.update(overrides)
-    render_videos(frame_paths, probabilities, outputs, **settings)
+    # A namespace, not a RenderConfig: that would refuse a bad colour map before render does.
+    render_videos(frame_paths, probabilities, outputs, SimpleNamespace(**settings | overrides))
     return outputs
 
 

@@ -42,9 +42,11 @@ def download(
 ) -> None:
     """Stream url to destination through a temporary file renamed into place when complete."""
     session = session or http_session()
-    handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
+    with tempfile.TemporaryDirectory(
+        dir=destination.parent, prefix=f".{destination.name}."
+    ) as work:
+        partial = Path(work, destination.name)
+        with partial.open("wb") as out:
             try:
                 response = session.get(url, stream=True, timeout=timeout)
                 response.raise_for_status()
@@ -60,51 +62,35 @@ def download(
         if expected is not None and received != expected:
             raise SfaeError(f"{url}: download incomplete, {received} of {expected} bytes")
         os.replace(partial, destination)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
-
-
-def mirror_folder() -> Path | None:
-    """The folder named by SFAE_DATA_MIRROR, or None when it is unset."""
-    value = os.environ.get(MIRROR_ENV, "").strip()
-    if not value:
-        return None
-    folder = Path(value).expanduser()
-    if not folder.is_dir():
-        raise SfaeError(f"{folder}: {MIRROR_ENV} names no folder")
-    return folder
 
 
 def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
     """Path of zip_name: in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
-    mirror = mirror_folder()
-    if mirror is None:
-        destination = workdir / zip_name
-        download(url, destination)
-        return destination
+    value = os.environ.get(MIRROR_ENV, "").strip()
+    if not value:
+        download(url, workdir / zip_name)
+        return workdir / zip_name
+    mirror = Path(value).expanduser()
+    if not mirror.is_dir():
+        raise SfaeError(f"{mirror}: {MIRROR_ENV} names no folder")
     source = mirror / zip_name
     if not source.is_file():
         raise SfaeError(f"{source}: not found in the data mirror ({MIRROR_ENV}={mirror})")
     return source
 
 
-def _check_member(archive: Path, info: zipfile.ZipInfo) -> None:
-    name = info.filename
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
-        raise SfaeError(f"{archive}: refusing member {name!r}: it would extract outside the target")
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise SfaeError(f"{archive}: refusing member {name!r}: it is a symbolic link")
-
-
 def extract_zip(archive: Path, target: Path) -> None:
     """Extract archive into target after checking every member and every CRC."""
     try:
         with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            for info in members:
-                _check_member(archive, info)
+            for info in bundle.infolist():
+                name = info.filename
+                parts = PurePosixPath(name.replace("\\", "/")).parts
+                if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+                    outside = "it would extract outside the target"
+                    raise SfaeError(f"{archive}: refusing member {name!r}: {outside}")
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise SfaeError(f"{archive}: refusing member {name!r}: it is a symbolic link")
             broken = bundle.testzip()
             if broken is not None:
                 raise SfaeError(f"{archive}: member {broken!r} is corrupt (CRC mismatch)")

@@ -48,8 +48,16 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a binary mask to size=(width, height): area-average, then threshold at 1/2."""
-    covered = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    return (covered >= 0.5).astype(np.uint8)
+    return (resize_map(mask, size) >= 0.5).astype(np.uint8)
+
+
+def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A probability map resized to size=(width, height) as float32, bilinear (convex weights:
+    the values stay in [0, 1]); unchanged when it has that size."""
+    probability = np.asarray(probability, dtype=np.float32)
+    if probability.shape == (size[1], size[0]):
+        return probability
+    return cv2.resize(probability, size, interpolation=cv2.INTER_LINEAR)
 
 
 def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -33,11 +33,8 @@ def split_names(names: list[str], train_count: int, seed: int) -> tuple[list[str
 
 
 def hold_out(train: list[str], val_count: int, seed: int) -> tuple[list[str], list[str]]:
-    """(fit, val): val_count training names drawn with the split's seed for validation.
-
-    The test split is never touched, and the names left to fit keep their order, so
-    val_count 0 gives exactly the training split of before (and the same training run).
-    """
+    """(fit, val): val_count training names drawn with the split's seed for validation. The
+    names left to fit keep their order: val_count 0 gives the same training run as before."""
     if not 0 <= val_count < len(train):
         raise SfaeError(f"val_count {val_count} must leave images to train on of {len(train)}")
     picked = set(np.random.default_rng([seed, 1]).permutation(len(train))[:val_count].tolist())
@@ -49,11 +46,8 @@ def hold_out(train: list[str], val_count: int, seed: int) -> tuple[list[str], li
 def prepare_pennfudan(
     raw: Path, image_size: int, train_count: int, seed: int, val_count: int = 0
 ) -> dict:
-    """Images in [0, 1] and binary masks at image_size, split into train, val and test.
-
-    The val arrays exist only when val_count > 0: without them the file is the same as
-    before validation existed, so DVC re-runs nothing downstream.
-    """
+    """Images in [0, 1] and binary masks at image_size, split into train, val and test. The
+    val arrays exist only when val_count > 0: the file is then as before validation existed."""
     pairs = pennfudan_pairs(raw)
     if not pairs:
         raise SfaeError(f"{raw / 'PNGImages'}: no PNG images")
@@ -87,13 +81,10 @@ def prepare_mall(raw: Path, image_size: int, frames: int) -> dict:
     roi, perspective = load_mall_geometry(raw)
     size = (image_size, image_size)
     scale = np.array([image_size / MALL_FRAME_SIZE[0], image_size / MALL_FRAME_SIZE[1]])
-    images = [
-        resize_image(read_rgb(mall_frame_path(raw, number)), size)
-        for number in tqdm(range(1, frames + 1), desc="prepare Mall", unit="frame")
-    ]
+    images = _mall_frames(raw, range(1, frames + 1), size, "prepare Mall")
     points = [heads[i] * scale for i in range(frames)]
     return {
-        "frames": np.stack(images),
+        "frames": images,
         "frame_numbers": np.arange(1, frames + 1),
         "head_points": np.concatenate(points).astype(np.float32),
         "head_offsets": np.cumsum([0] + [len(p) for p in points]),
@@ -111,11 +102,15 @@ def prepare_unlabeled(raw: Path, image_size: int, count: int, total: int = MALL_
     at a quarter of the size (1500 frames at 96x96: 41 MB). A run takes the last N of them."""
     numbers = range(total - count + 1, total + 1)
     size = (image_size, image_size)
-    frames = [
-        np.round(resize_image(read_rgb(mall_frame_path(raw, number)), size) * 255.0)
-        for number in tqdm(numbers, desc="prepare unlabeled Mall frames", unit="frame")
-    ]
-    return {"frames": np.stack(frames).astype(np.uint8), "frame_numbers": np.array(numbers)}
+    frames = _mall_frames(raw, numbers, size, "prepare unlabeled Mall frames")
+    return {"frames": np.round(frames * 255.0).astype(np.uint8), "frame_numbers": np.array(numbers)}
+
+
+def _mall_frames(raw: Path, numbers: range, size: tuple[int, int], desc: str) -> np.ndarray:
+    frames = tqdm(numbers, desc=desc, unit="frame")
+    return np.stack(
+        [resize_image(read_rgb(mall_frame_path(raw, number)), size) for number in frames]
+    )
 
 
 def save_arrays(path: Path, arrays: dict) -> None:
@@ -126,8 +121,5 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 def split_record(arrays: dict) -> str:
     """The split as reviewable JSON: the image names of each split (val may be empty)."""
-    record = {
-        split: arrays[f"{split}_names"].tolist() if f"{split}_names" in arrays else []
-        for split in ("train", "val", "test")
-    }
-    return json.dumps(record, indent=2) + "\n"
+    record = {split: arrays.get(f"{split}_names", []) for split in ("train", "val", "test")}
+    return json.dumps({split: list(names) for split, names in record.items()}, indent=2) + "\n"

@@ -11,14 +11,19 @@ import numpy as np
 from sfae.errors import SfaeError
 
 
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
+def load_arrays(path: Path, keys=(), what: str = "", stage: str = "") -> dict[str, np.ndarray]:
+    """The arrays saved at path, which must hold `keys` (else: not `what`; run `stage`)."""
     try:
         with np.load(path, allow_pickle=False) as bundle:
-            return {key: bundle[key] for key in bundle.files}
+            arrays = {key: bundle[key] for key in bundle.files}
     except FileNotFoundError as error:
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it") from error
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise SfaeError(f"{path}: unreadable prepared arrays ({error})") from error
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise SfaeError(f"{path}: not {what} (no {', '.join(missing)}); run `dvc repro {stage}`")
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -38,24 +43,11 @@ MALL_KEYS = (
 )
 
 
-def _require(path: Path, arrays: dict, keys, what: str, stage: str) -> None:
-    missing = [key for key in keys if key not in arrays]
-    if missing:
-        raise SfaeError(f"{path}: not {what} (no {', '.join(missing)}); run `dvc repro {stage}`")
-
-
 def load_mall(path: Path) -> MallArrays:
-    arrays = load_arrays(path)
-    _require(path, arrays, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
-    offsets = arrays["head_offsets"]
-    points = arrays["head_points"]
+    arrays = load_arrays(path, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
     return MallArrays(
-        frames=arrays["frames"],
-        frame_numbers=arrays["frame_numbers"],
-        heads=[points[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)],
-        counts=arrays["counts"],
-        roi=arrays["roi"],
-        perspective=arrays["perspective"],
+        **{key: arrays[key] for key in ("frames", "frame_numbers", "counts", "roi", "perspective")},
+        heads=np.split(arrays["head_points"], arrays["head_offsets"][1:-1]),
         frame_size=tuple(int(v) for v in arrays["frame_size"]),
     )
 
@@ -74,32 +66,23 @@ class PennFudanSplits:
 
 
 def load_pennfudan(path: Path) -> PennFudanSplits:
-    arrays = load_arrays(path)
     keys = [
         f"{split}_{kind}" for split in ("train", "test") for kind in ("images", "masks", "names")
     ]
-    _require(path, arrays, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
-    images, masks = arrays["train_images"], arrays["train_masks"]
-    val_images = arrays.get("val_images", images[:0])
-    val_masks = arrays.get("val_masks", masks[:0])
-    return PennFudanSplits(
-        train_images=images,
-        train_masks=masks[..., None].astype(np.float32),
-        test_images=arrays["test_images"],
-        test_masks=arrays["test_masks"][..., None].astype(np.float32),
-        train_names=arrays["train_names"].tolist(),
-        test_names=arrays["test_names"].tolist(),
-        val_images=val_images,
-        val_masks=val_masks[..., None].astype(np.float32),
-        val_names=arrays["val_names"].tolist() if "val_names" in arrays else [],
-    )
+    arrays = load_arrays(path, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
+    fields = {}
+    for split in ("train", "val", "test"):  # val: empty arrays where none are held out
+        fields[f"{split}_images"] = arrays.get(f"{split}_images", arrays["train_images"][:0])
+        masks = arrays.get(f"{split}_masks", arrays["train_masks"][:0])
+        fields[f"{split}_masks"] = masks[..., None].astype(np.float32)
+        fields[f"{split}_names"] = arrays.get(f"{split}_names", np.array([])).tolist()
+    return PennFudanSplits(**fields)
 
 
 def load_unlabeled(path: Path, count: int) -> np.ndarray:
     """The last `count` unlabeled Mall frames, float32 in [0, 1] as the training images are."""
-    arrays = load_arrays(path)
-    _require(path, arrays, ("frames",), "prepared unlabeled frames", "preprocess_unlabeled")
-    frames = arrays["frames"]
+    what = "prepared unlabeled frames"
+    frames = load_arrays(path, ("frames",), what, "preprocess_unlabeled")["frames"]
     if count > len(frames):
         raise SfaeError(f"{path}: holds {len(frames)} unlabeled frames, {count} asked for")
     return frames[len(frames) - count :].astype(np.float32) / 255.0

@@ -12,10 +12,11 @@ and the exit status is 1 when any input failed. Every output appears whole or no
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +43,36 @@ class Job:
     kind: str
 
     def outputs(self, out: Path) -> tuple[Path, ...]:
-        stem = self.path.stem
-        if self.kind == "video":
-            return (out / f"{stem}_overlay.mp4",)
-        return out / f"{stem}_mask.png", out / f"{stem}_overlay.png"
+        names = ("overlay.mp4",) if self.kind == "video" else ("mask.png", "overlay.png")
+        return tuple(out / f"{self.path.stem}_{name}" for name in names)
 
 
 class Report:
-    """Counts the inputs that failed; prints each failure as one `error:` line on stderr."""
+    """Counts the inputs written and failed; prints each failure as one `error:` line on stderr."""
 
     def __init__(self) -> None:
-        self.failed = 0
+        self.written = self.failed = 0
 
     def error(self, message: str) -> None:
         self.failed += 1
         print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def failure_of(self, path: Path) -> Iterator[None]:
+        """What the body raises is reported as a failure of path, and the command goes on."""
+        try:
+            yield
+        except SfaeError as error:  # it names its file already
+            self.error(str(error))
+        except Exception as error:
+            detail = " ".join(str(error).split())[:200]
+            self.error(
+                f"{path}: {type(error).__name__}: {detail}" if detail else f"{path}: {error!r}"
+            )
+
+    def wrote(self, path: Path, outputs: tuple[Path, ...]) -> None:
+        self.written += 1
+        print(f"{path} -> {', '.join(str(p) for p in outputs)}")
 
 
 def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> list[Job]:
@@ -71,13 +87,9 @@ def expand_inputs(inputs: Sequence[str | Path], out: Path, report: Report) -> li
     seen: set[Path] = set()
     for given in map(Path, inputs):
         if given.is_dir():
+            # Sorted by name: paths of one folder compare by their last part.
             images = sorted(
-                (
-                    p
-                    for p in given.iterdir()
-                    if p.is_file() and KINDS.get(p.suffix.lower()) == "image"
-                ),
-                key=lambda p: p.name,
+                p for p in given.iterdir() if p.is_file() and KINDS.get(p.suffix.lower()) == "image"
             )
             if not images:
                 report.error(f"{given}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
@@ -124,47 +136,35 @@ def check_output_folder(out: Path) -> None:
 
 def segment_images(
     jobs: list[Job], segmenter, out: Path, threshold: float, draw: Callable, report: Report
-) -> int:
+) -> None:
     """Masks and overlays of image files, `batch_size` images through the network at a time."""
     from sfae.atomic import staged_outputs
     from sfae.data.image_io import read_rgb, write_png
     from sfae.inference.predict import to_mask
 
-    written = 0
     for start in range(0, len(jobs), segmenter.batch_size):
         readable = []
         for job in jobs[start : start + segmenter.batch_size]:
-            try:
+            with report.failure_of(job.path):
                 readable.append((job, read_rgb(job.path)))
-            except Exception as error:
-                report.error(_describe(job.path, error))
         if not readable:
             continue
         probabilities = segmenter.probabilities([rgb for _, rgb in readable])
         for (job, rgb), probability in zip(readable, probabilities, strict=True):
-            try:
+            with report.failure_of(job.path):
                 with staged_outputs(*job.outputs(out)) as (mask_path, overlay_path):
                     write_png(mask_path, to_mask(probability, threshold))
                     write_png(overlay_path, draw(rgb, probability))
-            except Exception as error:
-                report.error(_describe(job.path, error))
-                continue
-            written += 1
-            print(f"{job.path} -> {', '.join(str(p) for p in job.outputs(out))}")
-    return written
+                report.wrote(job.path, job.outputs(out))
 
 
 def _read_frames(capture, count: int) -> list:
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return frames
+    """Up to count frames: those decoded before the first that is not."""
+    reads = (capture.read() for _ in range(count))  # (ok, frame) pairs, read one by one
+    return [frame for _, frame in itertools.takewhile(lambda read: read[0], reads)]
 
 
-def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
+def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> None:
     """The probability overlaid on every frame of a video, as an MP4 at its rate and size.
 
     Three stages overlap (OpenCV and TensorFlow release the GIL): a thread decodes the next
@@ -184,16 +184,14 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
                 f"{source}: cannot open it as a video (unreadable, truncated or damaged)"
             )
         fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps and fps > 0 and fps == fps else FALLBACK_FPS
+        fps = fps if fps > 0 else FALLBACK_FPS  # NaN too
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         decoded = 0
         with (
             staged_outputs(target) as (temporary,),
             ThreadPoolExecutor(1) as reader,
             ThreadPoolExecutor(1) as encoder,
-            tqdm(
-                total=expected if expected > 0 else None, desc=source.name, unit="frame"
-            ) as progress,
+            tqdm(total=max(expected, 0) or None, desc=source.name, unit="frame") as progress,
         ):
             writer = None
             pending_read: Future = reader.submit(_read_frames, capture, segmenter.batch_size)
@@ -229,20 +227,11 @@ def segment_video(source: Path, target: Path, segmenter, draw: Callable) -> int:
             check_video(temporary, decoded)
     finally:
         capture.release()
-    return decoded
 
 
 def _draw_and_write(writer, draw: Callable, frames: list, probabilities: list) -> None:
     for frame, probability in zip(frames, probabilities, strict=True):
         writer.write(draw(frame, probability, bgr=True))
-
-
-def _describe(path: Path, error: Exception) -> str:
-    """One line for a failure: an SfaeError names its file already; others get the path."""
-    if isinstance(error, SfaeError):
-        return str(error)
-    detail = " ".join(str(error).split())[:200]
-    return f"{path}: {type(error).__name__}: {detail}" if detail else f"{path}: {error!r}"
 
 
 def fraction(text: str) -> float:
@@ -283,20 +272,14 @@ def predict_command(args: argparse.Namespace) -> int:
     def draw(frame, probability, bgr=False):
         return overlay(frame, probability, args.alpha, code, bgr=bgr)
 
-    written = 0
     for kind, run in itertools.groupby(jobs, key=lambda job: job.kind):
         if kind == "image":  # consecutive images share batches
-            written += segment_images(list(run), segmenter, args.out, args.threshold, draw, report)
+            segment_images(list(run), segmenter, args.out, args.threshold, draw, report)
             continue
         for job in run:
-            (target,) = job.outputs(args.out)
-            try:
-                segment_video(job.path, target, segmenter, draw)
-            except Exception as error:
-                report.error(_describe(job.path, error))
-                continue
-            written += 1
-            print(f"{job.path} -> {target}")
+            with report.failure_of(job.path):
+                segment_video(job.path, *job.outputs(args.out), segmenter, draw)
+                report.wrote(job.path, job.outputs(args.out))
     if report.failed:
-        print(f"{written} inputs written to {args.out}, {report.failed} failed")
+        print(f"{report.written} inputs written to {args.out}, {report.failed} failed")
     return 1 if report.failed else 0

@@ -1,10 +1,9 @@
 """The one prediction path: load a trained model, turn images into foreground probabilities.
 
 Evaluation, the Mall videos, the finetune log and `sfae predict` all go through here:
-`predict_probabilities` runs the network on images already at its input size (as prepared
-in data/prepared); `predict_frames` and `predict_image` take RGB uint8 images of any size,
-resize them to the model's input exactly as prepare.py does, and resize the probabilities
-back to each image's own size. In a notebook:
+`predict_probabilities` takes images already at the network's input size (as data/prepared
+holds them); a `Segmenter` takes RGB uint8 images of any size, resizes them as prepare.py does
+and the maps back to each image's size. In a notebook:
 
     segmenter = Segmenter.load("models/model.keras")
     probability = segmenter.probability(rgb)   # float32 (height, width) in [0, 1]
@@ -17,12 +16,11 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 
 import sfae.nn.model  # noqa: F401  (registers the custom layers for loading)
-from sfae.data.image_io import resize_image
+from sfae.data.image_io import resize_image, resize_probability
 from sfae.errors import SfaeError
 
 
@@ -39,57 +37,31 @@ def load_trained(path: Path) -> keras.Model:
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()  # Keras seeks in the weights: check every CRC first
-        if damaged is not None:
-            raise SfaeError(f"{path}: damaged ({damaged} fails its checksum); {remedy}")
-        return keras.models.load_model(path)
-    except SfaeError:
-        raise
+        if damaged is None:
+            return keras.models.load_model(path)
     except Exception as error:  # zipfile, json, h5py and Keras each raise their own kinds
         detail = " ".join(str(error).split())[:200]
         raise SfaeError(
             f"{path}: damaged or not a model sfae can load ({type(error).__name__}: {detail}); "
             f"{remedy}"
         ) from error
-
-
-def _mask_output(outputs) -> np.ndarray:
-    """The mask of a model's outputs: the first of several (sfae's models), or the only one."""
-    if isinstance(outputs, list | tuple):
-        outputs = outputs[0]
-    return np.asarray(outputs, dtype=np.float32)[..., 0]
+    raise SfaeError(f"{path}: damaged ({damaged} fails its checksum); {remedy}")
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 100):
     """Foreground probabilities (n, h, w) of the model for a stack of images."""
-    chunks = [
-        _mask_output(model.predict_on_batch(images[start : start + batch_size]))
-        for start in range(0, len(images), batch_size)
-    ]
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        outputs = model.predict_on_batch(images[start : start + batch_size])
+        if isinstance(outputs, list | tuple):  # sfae's models: the mask first, then features
+            outputs = outputs[0]
+        chunks.append(np.asarray(outputs, dtype=np.float32)[..., 0])
     return np.concatenate(chunks)
 
 
-def model_input_size(model: keras.Model, source: str | Path = "model") -> tuple[int, int]:
-    """(width, height) the model takes, from its own input shape (not from params.yaml).
-
-    Raises SfaeError naming `source` unless the model maps one RGB image to a one-channel
-    mask of the same height and width, as a segmentation model does.
-    """
-    inputs, outputs = model.inputs or [], model.outputs or []
-    shape = tuple(inputs[0].shape) if len(inputs) == 1 else None
-    if shape is None or len(shape) != 4 or shape[3] != 3 or not all(shape[1:3]):
-        found = [tuple(tensor.shape) for tensor in inputs]
-        raise SfaeError(
-            f"{source}: not a segmentation model: it takes {found}, not one batch of "
-            "fixed-size RGB images (None, height, width, 3)"
-        )
-    height, width = int(shape[1]), int(shape[2])
-    mask = tuple(outputs[0].shape) if outputs else None
-    if mask is None or len(mask) != 4 or tuple(mask[1:]) != (height, width, 1):
-        raise SfaeError(
-            f"{source}: not a segmentation model: its output is {mask}, not a mask "
-            f"(None, {height}, {width}, 1) at its input size"
-        )
-    return width, height
+def to_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 (height, width): 255 where the probability is at least threshold, else 0."""
+    return np.where(probability >= threshold, np.uint8(255), np.uint8(0))
 
 
 def _check_rgb(frame: np.ndarray, index: int) -> None:
@@ -100,78 +72,60 @@ def _check_rgb(frame: np.ndarray, index: int) -> None:
         raise SfaeError(f"image {index}: expected uint8 (height, width, 3) RGB, got {frame.shape}")
 
 
-def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A probability map resized to size=(width, height) as float32 (bilinear, as overlay does).
-
-    Bilinear weights are convex, so the values stay in [0, 1].
-    """
-    probability = np.asarray(probability, dtype=np.float32)
-    if probability.shape == (size[1], size[0]):
-        return probability
-    return cv2.resize(probability, size, interpolation=cv2.INTER_LINEAR)
-
-
-def predict_frames(
-    model: keras.Model,
-    frames: Sequence[np.ndarray] | np.ndarray,
-    batch_size: int = 64,
-    bgr: bool = False,
-) -> list[np.ndarray]:
-    """Foreground probabilities of RGB uint8 images of any size, one map per image.
-
-    Each image is resized to the model's input size with image_io.resize_image (what
-    prepare.py does to the training images), the stack goes through
-    predict_probabilities in batches of `batch_size`, and each map comes back as float32
-    (height, width) at its image's own size. bgr=True takes frames in OpenCV's BGR order
-    (a video decoder's) and swaps the channels after resizing: the same numbers, less work.
-    """
-    size = model_input_size(model)
-    if len(frames) == 0:
-        return []
-    for index, frame in enumerate(frames):
-        _check_rgb(frame, index)
-    order = slice(None, None, -1 if bgr else 1)  # resizing works on each channel alone
-    batch = np.stack([resize_image(frame, size)[..., order] for frame in frames])
-    probabilities = predict_probabilities(model, batch, batch_size)
-    return [
-        resize_probability(probability, (frame.shape[1], frame.shape[0]))
-        for probability, frame in zip(probabilities, frames, strict=True)
-    ]
-
-
-def predict_image(model: keras.Model, rgb: np.ndarray) -> np.ndarray:
-    """Foreground probability, float32 (height, width), of one RGB uint8 (height, width, 3)."""
-    return predict_frames(model, [rgb])[0]
-
-
-def to_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """uint8 (height, width): 255 where the probability is at least threshold, else 0."""
-    return np.where(probability >= threshold, np.uint8(255), np.uint8(0))
-
-
 class Segmenter:
     """A model loaded once, checked to be a segmentation model; images in, maps out."""
 
     def __init__(
         self, model: keras.Model, source: str | Path = "model", batch_size: int = 64
     ) -> None:
-        self.size = model_input_size(model, source)  # (width, height) of the network
-        self.model, self.source, self.batch_size = model, source, batch_size
+        inputs, outputs = model.inputs or [], model.outputs or []
+        shape = tuple(inputs[0].shape) if len(inputs) == 1 else None
+        if shape is None or len(shape) != 4 or shape[3] != 3 or not all(shape[1:3]):
+            found = [tuple(tensor.shape) for tensor in inputs]
+            raise SfaeError(
+                f"{source}: not a segmentation model: it takes {found}, not one batch of "
+                "fixed-size RGB images (None, height, width, 3)"
+            )
+        height, width = int(shape[1]), int(shape[2])
+        mask = tuple(outputs[0].shape) if outputs else None
+        if mask is None or len(mask) != 4 or tuple(mask[1:]) != (height, width, 1):
+            raise SfaeError(
+                f"{source}: not a segmentation model: its output is {mask}, not a mask "
+                f"(None, {height}, {width}, 1) at its input size"
+            )
+        self.size = (width, height)  # of the network's input, from the model, not params.yaml
+        self.model, self.batch_size = model, batch_size
 
     @classmethod
     def load(cls, path: str | Path, batch_size: int = 64) -> Segmenter:
         """The model saved at path; a missing, damaged or non-segmentation file is an SfaeError."""
         return cls(load_trained(Path(path)), Path(path), batch_size)
 
-    def probability(self, rgb: np.ndarray) -> np.ndarray:
-        """Foreground probability, float32 (height, width), of one RGB uint8 image."""
-        return self.probabilities([rgb])[0]
-
     def probabilities(
         self, frames: Sequence[np.ndarray] | np.ndarray, bgr: bool = False
     ) -> list[np.ndarray]:
-        """One float32 (height, width) map per RGB (or BGR) uint8 image; see predict_frames."""
-        return predict_frames(self.model, frames, self.batch_size, bgr)
+        """One float32 (height, width) map per RGB uint8 image of any size.
+
+        Each image is resized to the network's input with image_io.resize_image (as prepare.py
+        resizes the training images), and its map back to its own size. bgr=True takes frames
+        in OpenCV's BGR order (a video decoder's) and swaps the channels after resizing: the
+        same numbers, less work.
+        """
+        for index, frame in enumerate(frames):
+            _check_rgb(frame, index)
+        if len(frames) == 0:
+            return []
+        order = slice(None, None, -1 if bgr else 1)  # resizing works on each channel alone
+        batch = np.stack([resize_image(frame, self.size)[..., order] for frame in frames])
+        probabilities = predict_probabilities(self.model, batch, self.batch_size)
+        return [
+            resize_probability(probability, (frame.shape[1], frame.shape[0]))
+            for probability, frame in zip(probabilities, frames, strict=True)
+        ]
+
+    def probability(self, rgb: np.ndarray) -> np.ndarray:
+        """Foreground probability, float32 (height, width), of one RGB uint8 image."""
+        return self.probabilities([rgb])[0]
 
     def mask(self, rgb: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """uint8 (height, width) mask of one RGB uint8 image: 255 foreground, 0 background."""

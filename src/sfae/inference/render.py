@@ -9,8 +9,8 @@ import imageio.v3 as iio
 import numpy as np
 from tqdm import tqdm
 
-from sfae.config import COLORMAPS
-from sfae.data.image_io import read_rgb, write_png
+from sfae.config import COLORMAPS, RenderConfig
+from sfae.data.image_io import read_rgb, resize_probability, write_png
 from sfae.errors import SfaeError
 
 
@@ -23,24 +23,17 @@ def colormap_code(name: str) -> int:
 
 
 def overlay(
-    frame: np.ndarray,
-    probability: np.ndarray,
-    alpha: float,
-    colormap: str | int,
-    bgr: bool = False,
+    frame: np.ndarray, probability: np.ndarray, alpha: float, colormap: str | int, bgr=False
 ) -> np.ndarray:
     """Blend the colour-mapped probability over an RGB uint8 frame.
 
     The blend weight is alpha times the probability, so background stays the plain frame
-    and only confident foreground takes on `alpha` of the colour. `colormap` is a name
-    (see colormap_code) or an OpenCV COLORMAP_* constant. With bgr=True the frame and the
-    result are in OpenCV's BGR order (as video decoders and writers use): the same picture.
+    and only confident foreground takes on `alpha` of the colour. `colormap` is a name or an
+    OpenCV COLORMAP_* constant. With bgr=True the frame and the result are in OpenCV's BGR
+    order (as video decoders and writers use): the same picture.
     """
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
-    height, width = frame.shape[:2]
-    upsampled = probability.astype(np.float32, copy=False)
-    if upsampled.shape != (height, width):
-        upsampled = cv2.resize(upsampled, (width, height), interpolation=cv2.INTER_LINEAR)
+    upsampled = resize_probability(probability, (frame.shape[1], frame.shape[0]))
     # Clip because a model's sigmoid output can stray a hair outside [0, 1] after resizing,
     # and the weight below must stay a convex combination.
     upsampled = np.clip(upsampled, 0.0, 1.0)
@@ -52,12 +45,6 @@ def overlay(
     # frame * (1 - weight) + colour * weight, rounded, in one OpenCV pass over uint8
     # (`sfae predict` overlays every frame of a video: a numpy float blend was 7x slower).
     return cv2.blendLinear(frame, colour, 1.0 - weight, weight)
-
-
-def _downscale_to_width(image: np.ndarray, width: int) -> np.ndarray:
-    """Resize to `width` keeping the aspect ratio (INTER_AREA avoids aliasing when shrinking)."""
-    height = max(1, round(image.shape[0] * width / image.shape[1]))
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
@@ -72,8 +59,8 @@ def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None)
 
 
 def check_video(path: Path, frames: int) -> None:
-    """OpenCV's writer drops frames it cannot write (a full disk) with a warning only:
-    read the file back and count."""
+    """Read the video back and count: OpenCV's writer drops frames it cannot write (a full
+    disk) with a warning only."""
     capture = cv2.VideoCapture(str(path))
     try:
         written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
@@ -84,23 +71,13 @@ def check_video(path: Path, frames: int) -> None:
 
 
 def render_videos(
-    frame_paths: list[Path],
-    probabilities: np.ndarray,
-    outputs: tuple[Path, Path, Path],
-    fps: float,
-    alpha: float,
-    colormap: str,
-    gif_width: int,
-    gif_frame_step: int,
-    strip_frames: int,
+    frame_paths: list[Path], probabilities: np.ndarray, outputs: tuple, settings: RenderConfig
 ) -> None:
     """Overlay probabilities[i] on frame_paths[i] and write (mp4, gif, strip png) = outputs.
 
-    The MP4 holds every frame at full size, at `fps`. The GIF keeps every
-    `gif_frame_step`-th frame scaled to `gif_width`, each shown for the same wall time
-    as in the MP4, looping. The strip is `strip_frames` evenly spaced frames at
-    `gif_width`, side by side. Full-size frames are streamed one at a time so memory
-    stays small; only the downscaled frames are kept.
+    The MP4 holds every frame at full size; the GIF every `gif_frame_step`-th frame at
+    `gif_width`, each shown as long as in the MP4, looping; the strip `strip_frames` evenly
+    spaced frames at `gif_width`, side by side. Full-size frames are streamed one at a time.
     """
     mp4_path, gif_path, strip_path = outputs
     if len(frame_paths) != probabilities.shape[0]:
@@ -108,47 +85,42 @@ def render_videos(
             f"{len(frame_paths)} frames but {probabilities.shape[0]} probability maps; "
             "they must match one to one"
         )
-    code = colormap_code(colormap)
+    code = colormap_code(settings.colormap)
+    step, width = settings.gif_frame_step, settings.gif_width
     # `strip_frames` evenly spaced frames from first to last (repeats if there are too few)
-    strip_wanted = np.linspace(0, len(frame_paths) - 1, strip_frames).round().astype(int).tolist()
-    gif_images: list[np.ndarray] = []
-    strip_by_index: dict[int, np.ndarray] = {}
+    strip_wanted = np.linspace(0, len(frame_paths) - 1, settings.strip_frames).round()
+    strip_wanted = strip_wanted.astype(int).tolist()
+    gif_wanted = range(0, len(frame_paths), step)
+    small: dict[int, np.ndarray] = {}  # the frames of either, downscaled
     writer: cv2.VideoWriter | None = None
-    frame_size: tuple[int, int] | None = None
     try:
         for index, frame_path in enumerate(tqdm(frame_paths, desc="render MP4", unit="frame")):
             frame = read_rgb(frame_path)
+            size = (frame.shape[1], frame.shape[0])
             if writer is None:
-                frame_size = (frame.shape[1], frame.shape[0])
-                writer = open_mp4_writer(mp4_path, fps, *frame_size)
-            elif (frame.shape[1], frame.shape[0]) != frame_size:
+                frame_size = size
+                writer = open_mp4_writer(mp4_path, settings.fps, *frame_size)
+            elif size != frame_size:
                 # A video has one frame size; the writer would silently drop the odd frame.
                 raise SfaeError(
-                    f"{frame_path}: frame is {frame.shape[1]}x{frame.shape[0]} but earlier "
+                    f"{frame_path}: frame is {size[0]}x{size[1]} but earlier "
                     f"frames are {frame_size[0]}x{frame_size[1]}"
                 )
-            overlaid = overlay(frame, probabilities[index], alpha, code)
+            overlaid = overlay(frame, probabilities[index], settings.alpha, code)
             writer.write(cv2.cvtColor(overlaid, cv2.COLOR_RGB2BGR))
-            in_gif = index % gif_frame_step == 0
-            if in_gif or index in strip_wanted:
-                small = _downscale_to_width(overlaid, gif_width)
-                if in_gif:
-                    gif_images.append(small)
-                if index in strip_wanted:
-                    strip_by_index[index] = small
+            if index in gif_wanted or index in strip_wanted:
+                height = max(1, round(overlaid.shape[0] * width / overlaid.shape[1]))
+                # INTER_AREA avoids aliasing when shrinking
+                small[index] = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
     finally:
         if writer is not None:
             writer.release()
     check_video(mp4_path, len(frame_paths))
     # Encoded in memory, then written: imageio's file writer flushes again when collected,
     # which turned a full disk into a traceback after the error line.
-    encoded = iio.imwrite(
-        "<bytes>",
-        np.stack(gif_images),
-        plugin="pillow",
-        extension=".gif",
-        duration=1000.0 * gif_frame_step / fps,
-        loop=0,
+    duration = 1000.0 * step / settings.fps
+    gif = np.stack([small[i] for i in gif_wanted])
+    gif_path.write_bytes(
+        iio.imwrite("<bytes>", gif, plugin="pillow", extension=".gif", duration=duration, loop=0)
     )
-    gif_path.write_bytes(encoded)
-    write_png(strip_path, np.concatenate([strip_by_index[i] for i in strip_wanted], axis=1))
+    write_png(strip_path, np.concatenate([small[i] for i in strip_wanted], axis=1))

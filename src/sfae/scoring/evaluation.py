@@ -15,10 +15,10 @@ from sfae.scoring.pictures import error_overlay, fixed_indices, grid, tint, to_u
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")
 
 
-def _iou(model, images, masks, threshold: float, tolerance: int) -> tuple[float, float]:
-    """The pooled IoU and the mean per-image IoU of the model on images with their masks."""
-    truth = masks[..., 0] > 0.5
-    predicted = predict_probabilities(model, images) >= threshold
+def _iou(model, data, split: str, threshold: float, tolerance: int) -> tuple[float, float]:
+    """The pooled IoU and the mean per-image IoU of the model on a split ("train" or "val")."""
+    truth = getattr(data, f"{split}_masks")[..., 0] > 0.5
+    predicted = predict_probabilities(model, getattr(data, f"{split}_images")) >= threshold
     table = per_image_scores(truth, predicted, tolerance)
     return pooled_iou(truth, predicted), float(np.mean(table["iou"]))
 
@@ -29,9 +29,7 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
     test_truth = data.test_masks[..., 0] > 0.5
     table = per_image_scores(test_truth, test_probability >= threshold, tolerance)
     test = summarize(table)  # {"pooled": ..., "mean": ...}
-    train_pooled, train_mean = _iou(
-        model, data.train_images, data.train_masks, threshold, tolerance
-    )
+    train_pooled, train_mean = _iou(model, data, "train", threshold, tolerance)
     result = {
         "test": test,
         "train": {"iou_pooled": train_pooled, "iou_mean": train_mean},
@@ -41,7 +39,7 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
         },
     }
     if data.val_names:  # held-out training images: what the sweep selects on
-        pooled, mean = _iou(model, data.val_images, data.val_masks, threshold, tolerance)
+        pooled, mean = _iou(model, data, "val", threshold, tolerance)
         result["val"] = {"iou_pooled": pooled, "iou_mean": mean, "n_images": len(data.val_names)}
     rows = [
         {"name": name, **{key: float(table[key][i]) for key in TABLE_COLUMNS}}
@@ -52,13 +50,8 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
 
 def write_table(path: Path, rows: list[dict]) -> None:
     """Tab-separated, one row per image, a header line."""
-    header = list(rows[0])
-    lines = ["\t".join(header)]
-    for row in rows:
-        lines.append(
-            "\t".join(f"{row[k]:.6f}" if isinstance(row[k], float) else str(row[k]) for k in header)
-        )
-    path.write_text("\n".join(lines) + "\n")
+    cells = [[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
+    path.write_text("".join("\t".join(line) + "\n" for line in [list(rows[0]), *cells]))
 
 
 def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: int):
@@ -73,17 +66,10 @@ def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: i
 
 
 def mall_generalisation(model, mall: MallArrays, threshold: float, person_height: float):
-    predicted = predict_probabilities(model, mall.frames) >= threshold
+    masks = predict_probabilities(model, mall.frames) >= threshold
     scores = mall_scores(
-        predicted,
-        mall.heads,
-        mall.roi,
-        mall.perspective,
-        mall.counts,
-        mall.frame_size,
-        person_height,
+        masks, mall.heads, mall.roi, mall.perspective, mall.counts, mall.frame_size, person_height
     )
     # How "red" the overlay is: the share of ROI pixels called foreground, all frames pooled.
-    inside = mall.roi.astype(bool)
-    scores["foreground_share"] = float(predicted[:, inside].mean())
+    scores["foreground_share"] = float(masks[:, mall.roi.astype(bool)].mean())
     return scores

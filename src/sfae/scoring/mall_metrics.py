@@ -88,10 +88,7 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
             raise SfaeError(
                 f"frame {index}: head points must have shape (k, 2), got {points.shape}"
             )
-        x, y = points[:, 0], points[:, 1]
-        inside = (
-            np.isfinite(points).all(axis=1) & (x >= 0) & (x <= width) & (y >= 0) & (y <= height)
-        )
+        inside = ((points >= 0) & (points <= (width, height))).all(axis=1)  # NaN is not
         if not inside.all():
             raise SfaeError(
                 f"frame {index}: head point {points[~inside][0].tolist()} lies outside the "
@@ -107,15 +104,7 @@ def _pixel_of(coordinate: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.floor(coordinate).astype(np.int64), 0, size - 1)
 
 
-def _box_shares(
-    predicted: np.ndarray,
-    frame_of_head: np.ndarray,
-    head_x: np.ndarray,
-    head_y: np.ndarray,
-    head_height: np.ndarray,
-    scale_x: float,
-    scale_y: float,
-) -> np.ndarray:
+def _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, scale_y):
     """Foreground share of each head's body box (full-frame coordinates in, one share out)."""
     _, height, width = predicted.shape
     # First and last model pixel whose centre (i + 0.5) * scale lies in [low, high].
@@ -163,9 +152,8 @@ def per_frame_mall_scores(
         predicted, heads, roi, perspective, frame_size, person_height
     )
     frames, height, width = predicted.shape
-    head_counts = np.array([len(points) for points in heads], dtype=np.int64)
     all_heads = np.concatenate(heads)
-    frame_of_head = np.repeat(np.arange(frames), head_counts)
+    frame_of_head = np.repeat(np.arange(frames), [len(points) for points in heads])
     pixel_x = _pixel_of(all_heads[:, 0], width)
     pixel_y = _pixel_of(all_heads[:, 1], height)
     head_height = person_height / np.sqrt(perspective[pixel_y, pixel_x])
@@ -179,9 +167,8 @@ def per_frame_mall_scores(
     centre_x = (np.arange(width) + 0.5) * scale_x
     centre_y = (np.arange(height) + 0.5) * scale_y
     false_foreground = np.zeros(frames, dtype=np.int64)
-    first_head = np.concatenate([[0], np.cumsum(head_counts)])
     for frame in range(frames):
-        frame_heads = slice(first_head[frame], first_head[frame + 1])
+        frame_heads = frame_of_head == frame
         # Squared distances separate into x and y parts: (k, 1, W) + (k, H, 1) -> (k, H, W).
         dx2 = (centre_x[None, None, :] - head_x[frame_heads, None, None]) ** 2
         dy2 = (centre_y[None, :, None] - head_y[frame_heads, None, None]) ** 2
@@ -189,10 +176,8 @@ def per_frame_mall_scores(
         false_foreground[frame] = np.count_nonzero(claimed[frame] & ~near_a_head)
 
     return {
-        "heads_in_roi": np.bincount(frame_of_head, weights=in_roi, minlength=frames).astype(
-            np.int64
-        ),
-        "head_hits": np.bincount(frame_of_head, weights=hit, minlength=frames).astype(np.int64),
+        "heads_in_roi": np.bincount(frame_of_head[in_roi], minlength=frames).astype(np.int64),
+        "head_hits": np.bincount(frame_of_head[hit], minlength=frames).astype(np.int64),
         "foreground_in_roi": np.count_nonzero(claimed, axis=(1, 2)).astype(np.int64),
         "false_foreground": false_foreground,
         "weighted_area": np.einsum("nhw,hw->n", predicted, perspective * roi),

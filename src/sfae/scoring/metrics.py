@@ -44,21 +44,13 @@ from sfae.errors import SfaeError
 
 PIXEL_COUNT_KEYS = ("tp", "fp", "fn", "tn")
 BOUNDARY_COUNT_KEYS = (
-    "boundary_matched_predicted",
-    "boundary_predicted",
-    "boundary_matched_truth",
-    "boundary_truth",
+    *("boundary_matched_predicted", "boundary_predicted"),
+    *("boundary_matched_truth", "boundary_truth"),
 )
 COUNT_KEYS = PIXEL_COUNT_KEYS + BOUNDARY_COUNT_KEYS
 SCORE_KEYS = (
-    "iou",
-    "dice",
-    "precision",
-    "recall",
-    "accuracy",
-    "boundary_precision",
-    "boundary_recall",
-    "boundary_f1",
+    *("iou", "dice", "precision", "recall", "accuracy"),
+    *("boundary_precision", "boundary_recall", "boundary_f1"),
 )
 
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -96,23 +88,15 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, when_empty: object) -
     return result
 
 
-def _harmonic_mean(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-    """2 P R / (P + R), 0 when both are 0."""
-    return _ratio(2 * precision * recall, precision + recall, 0.0)
-
-
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
     """Per-image pixel counts {"tp", "fp", "fn", "tn"}, each an int64 array of length n."""
     _check_batch(truth, predicted)
-    axes = (1, 2)
-    tp = np.count_nonzero(truth & predicted, axis=axes)
-    fp = np.count_nonzero(~truth & predicted, axis=axes)
-    fn = np.count_nonzero(truth & ~predicted, axis=axes)
+    tp, fp, fn = (
+        np.count_nonzero(pixels, axis=(1, 2)).astype(np.int64)
+        for pixels in (truth & predicted, ~truth & predicted, truth & ~predicted)
+    )
     tn = truth.shape[1] * truth.shape[2] - tp - fp - fn
-    return {
-        key: np.asarray(value, dtype=np.int64)
-        for key, value in zip(PIXEL_COUNT_KEYS, (tp, fp, fn, tn), strict=True)
-    }
+    return dict(zip(PIXEL_COUNT_KEYS, (tp, fp, fn, tn), strict=True))
 
 
 def boundary(mask: np.ndarray) -> np.ndarray:
@@ -130,41 +114,35 @@ def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: floa
     return int(np.count_nonzero(boundary_from & (distance_to <= tolerance)))
 
 
-def boundary_counts(
-    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
-) -> dict[str, np.ndarray]:
+def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance: float) -> dict:
     """Per-image matched and total boundary pixel counts (int64 arrays of length n)."""
     tolerance = _check_tolerance(tolerance)  # the masks: checked by confusion() first
-    counts = {key: np.zeros(len(truth), dtype=np.int64) for key in BOUNDARY_COUNT_KEYS}
-    for index, masks in enumerate(zip(truth, predicted, strict=True)):
+    rows = []
+    for masks in zip(truth, predicted, strict=True):
         true, found = (boundary(mask) for mask in masks)
         row = (_matched(found, true, tolerance), np.count_nonzero(found))
-        row += (_matched(true, found, tolerance), np.count_nonzero(true))
-        for key, value in zip(BOUNDARY_COUNT_KEYS, row, strict=True):
-            counts[key][index] = value
-    return counts
+        rows.append(row + (_matched(true, found, tolerance), np.count_nonzero(true)))
+    return dict(zip(BOUNDARY_COUNT_KEYS, np.array(rows, dtype=np.int64).T, strict=True))
 
 
 def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise, with the
     module's zero-denominator conventions."""
-    tp, fp, fn, tn = (np.asarray(counts[key], dtype=np.int64) for key in PIXEL_COUNT_KEYS)
-    precision = _ratio(tp, tp + fp, fn == 0)
-    recall = _ratio(tp, tp + fn, fp == 0)
-    matched_predicted, predicted_total, matched_truth, truth_total = (
-        np.asarray(counts[key], dtype=np.int64) for key in BOUNDARY_COUNT_KEYS
+    tp, fp, fn, tn, matched_predicted, predicted_total, matched_truth, truth_total = (
+        np.asarray(counts[key], dtype=np.int64) for key in COUNT_KEYS
     )
     boundary_precision = _ratio(matched_predicted, predicted_total, truth_total == 0)
     boundary_recall = _ratio(matched_truth, truth_total, predicted_total == 0)
+    either = boundary_precision + boundary_recall  # 0 when both are 0: then F1 is 0
     return {
         "iou": _ratio(tp, tp + fp + fn, 1.0),
         "dice": _ratio(2 * tp, 2 * tp + fp + fn, 1.0),
-        "precision": precision,
-        "recall": recall,
+        "precision": _ratio(tp, tp + fp, fn == 0),
+        "recall": _ratio(tp, tp + fn, fp == 0),
         "accuracy": _ratio(tp + tn, tp + fp + fn + tn, 1.0),
         "boundary_precision": boundary_precision,
         "boundary_recall": boundary_recall,
-        "boundary_f1": _harmonic_mean(boundary_precision, boundary_recall),
+        "boundary_f1": _ratio(2 * boundary_precision * boundary_recall, either, 0.0),
     }
 
 
@@ -184,14 +162,6 @@ def summarize(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
         "pooled": {key: float(pooled[key]) for key in SCORE_KEYS},
         "mean": {key: float(np.mean(table[key])) for key in SCORE_KEYS},
     }
-
-
-def segmentation_scores(
-    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
-) -> dict[str, dict]:
-    """{"pooled": {...}, "mean": {...}, "per_image": per_image_scores(...)}."""
-    table = per_image_scores(truth, predicted, tolerance)
-    return summarize(table) | {"per_image": table}
 
 
 def pooled_iou(truth: np.ndarray, predicted: np.ndarray) -> float:
