@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -263,27 +264,32 @@ def _unknown_variant(pipeline: Pipeline) -> None:
         assert str(params) in errors[0] and "variant" in errors[0] and "nonsense" in errors[0]
 
 
-# A sweep's selection run: a small strength, validation images held out, up to evaluate.
-SELECTION_RUN = {"variant": "l2", "variants.l2.regularizer_scale": 1e-5, "data.val_count": 17}
-
-
 @dataclass
 class Scored:
     result: subprocess.CompletedProcess
     params_text: str
     files: dict[str, dict]  # metrics/*.json as the run left them
+    model: Path  # the model it saved, kept apart from the runs after it
+    loss_rows: list[dict[str, str]]
 
 
 @pytest.fixture(scope="module")
-def selection_run(pipeline: Pipeline) -> Scored:
+def selection_run(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Scored:
+    """A sweep's selection run of the U-Net (one run for both: each costs half a minute): a
+    small strength, validation images held out, up to evaluate."""
     root = pipeline.root
-    settings = ["-S", "variant=l2", "-S", "variants.l2.regularizer_scale=1e-5"]
-    settings += ["-S", "data.val_count=17"]
-    result = dvc(root, pipeline.mirror, "exp", "run", "evaluate", *settings, check=False)
+    settings = ["variant=l2", "variants.l2.regularizer_scale=1e-5", "data.val_count=17"]
+    settings += ["model.arch=unet", "model.unet.width=4", "model.unet.groups=2"]
+    settings += ["model.unet.epochs=3", "model.unet.pretrain_epochs=1"]
+    setting_args = [arg for setting in settings for arg in ("-S", setting)]
+    result = dvc(root, pipeline.mirror, "exp", "run", "evaluate", *setting_args, check=False)
     assert result.returncode == 0, output(result)
     names = ("split.json", "evaluate.json", "mall.json", "finetune/metrics.json")
     files = {name: json.loads((root / "metrics" / name).read_text()) for name in names}
-    return Scored(result, (root / "params.yaml").read_text(), files)
+    model = tmp_path_factory.mktemp("selection-run") / "model.keras"
+    shutil.copy2(root / "models" / "model.keras", model)
+    rows = tsv_rows(root / "metrics" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv")
+    return Scored(result, (root / "params.yaml").read_text(), files, model, rows)
 
 
 def test_a_small_strength_and_held_out_validation_images_through_exp_run(
@@ -303,26 +309,21 @@ def test_a_small_strength_and_held_out_validation_images_through_exp_run(
     assert selection_run.files["mall.json"]["scored"] is False
 
 
-def test_the_unet_through_exp_run_and_sfae_predict(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_the_unet_through_exp_run_and_sfae_predict(
+    pipeline: Pipeline, selection_run: Scored, tmp_path: Path
+) -> None:
     """`dvc exp run -S model.arch=unet -S variant=l2` trains and scores a U-Net, and
     `sfae predict` segments a Penn-Fudan photo with the model it saved."""
     root = pipeline.root
-    unet = ["model.arch=unet", "variant=l2", "model.unet.width=4", "model.unet.groups=2"]
-    unet += ["model.unet.epochs=3", "model.unet.pretrain_epochs=1", "data.val_count=0"]
-    settings = [arg for setting in unet for arg in ("-S", setting)]
-    result = dvc(root, pipeline.mirror, "exp", "run", "evaluate", *settings, check=False)
-    assert result.returncode == 0, output(result)
-    model = keras.models.load_model(root / "models" / "model.keras")
-    assert model.name == "sfae_unet_l2"
-    rows = tsv_rows(root / "metrics" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv")
-    assert len(rows) == 3  # the U-Net's own epochs, not train.epochs
-    scores = json.loads((root / "metrics" / "evaluate.json").read_text())
+    assert keras.models.load_model(selection_run.model).name == "sfae_unet_l2"
+    assert len(selection_run.loss_rows) == 3  # the U-Net's own epochs, not train.epochs
+    scores = selection_run.files["evaluate.json"]
     assert 0.0 <= scores["test"]["pooled"]["iou"] <= 1.0
 
     photo = next((root / "data" / "raw").rglob("FudanPed00001.png"))
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "sfae.cli", "predict", "--model", "models/model.keras"]
+        [sys.executable, "-m", "sfae.cli", "predict", "--model", str(selection_run.model)]
         + ["--out", str(out), str(photo)],
         cwd=root,
         env={**environment(root, pipeline.mirror), "PYTHONPATH": str(root / "src")},
