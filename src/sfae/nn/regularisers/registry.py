@@ -1,9 +1,8 @@
 """Our regularisers, and the loader of the stages' config that knows them.
 
 A new regulariser is a module of this package (a subclass of base.Regulariser) added to
-REGULARISERS, and a variant in params.yaml that uses its keys. sfae.config imports no
-regulariser: it is handed this registry (here, and by sfae.plans.load_plans(path, REGULARISERS)
-for the planning sections). Nothing here imports Keras: the params check stays light.
+REGULARISERS, and a variant in params.yaml that uses its keys. sfae.config is handed this
+registry (here, and by sfae.plans.load_plans). Nothing here imports Keras.
 """
 
 from __future__ import annotations
