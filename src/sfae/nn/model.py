@@ -83,15 +83,11 @@ def only_one(config: Config, hook: str, does: str, *args):
     return found[0] if found else None
 
 
-def hidden_layers(config: Config, seeds):
-    """x -> x after the variant's regularisers' layers for a hidden convolution (dropout)."""
-
-    def after(x, name):
-        for unit in config.variant.regularisers:
-            x = unit.hidden_layer(x, name, seeds)
-        return x
-
-    return after
+def hidden_layers(config: Config, x, name: str, seeds):
+    """x after the variant's regularisers' layers for the hidden convolution `name` (dropout)."""
+    for unit in config.variant.regularisers:
+        x = unit.hidden_layer(x, name, seeds)
+    return x
 
 
 def build_model(config: Config) -> keras.Model:
@@ -109,7 +105,6 @@ def paper_model(config: Config) -> keras.Model:
     )
     stddev = config.train.init_stddev
     regularizer = only_one(config, "kernel_regularizer", "penalise the kernels")
-    regularise = hidden_layers(config, layer_seeds)
 
     def conv(x, channels, kernel=3, activation="elu", transpose=False, name=None):
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
@@ -124,7 +119,7 @@ def paper_model(config: Config) -> keras.Model:
             name=name,
         )(x)
         if activation != "sigmoid":  # every hidden feature map, not the mask
-            x = regularise(x, name)
+            x = hidden_layers(config, x, name, layer_seeds)
         return x
 
     def pool(x, first, name):
@@ -195,7 +190,6 @@ def unet_model(config: Config) -> keras.Model:
     seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, MAX_SEED, 256).tolist())
     layer_seeds = iter(np.random.default_rng([config.seed, 4]).integers(0, MAX_SEED, 256).tolist())
     regularizer = only_one(config, "kernel_regularizer", "penalise the kernels")
-    regularise = hidden_layers(config, layer_seeds)
     grouped = unet.norm == "group"
 
     def kernel_settings():
@@ -219,7 +213,7 @@ def unet_model(config: Config) -> keras.Model:
         if grouped:
             x = layers.GroupNormalization(unet.groups, name=f"{name}_norm")(x)
         x = layers.Activation("elu", name=f"{name}_elu")(x)
-        return regularise(x, name)
+        return hidden_layers(config, x, name, layer_seeds)
 
     def block(x, channels, name):
         return conv(conv(x, channels, f"{name}a"), channels, f"{name}b")
