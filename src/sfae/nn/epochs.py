@@ -66,17 +66,13 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size,
     trainable, fixed = model.trainable_variables, model.non_trainable_variables
 
     def loss(trainable_values, fixed_values, batch_images, batch_masks):
-        mapping = [
-            *zip(trainable, trainable_values, strict=True),
-            *zip(fixed, fixed_values, strict=True),
-        ]
+        mapping = list(zip([*trainable, *fixed], [*trainable_values, *fixed_values], strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             values = terms(model, batch_images, batch_masks)
         fixed_after = [scope.get_current_value(variable) for variable in fixed]
         return values["loss"], (values, fixed_after)
 
     gradient = jax.value_and_grad(loss, has_aux=True)
-
     groups = (trainable, optimizer.variables, fixed)  # the state a step takes and returns
 
     @jax.jit
