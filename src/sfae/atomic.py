@@ -39,19 +39,6 @@ _WRITE_FAILURES = {
 }
 
 
-def _make_parents(path: Path) -> list[Path]:
-    """Create the missing parents of path; return them, deepest first, for clean-up."""
-    created = [parent for parent in path.parents if not parent.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
 def shared_staging_area(target: Path) -> Path | None:
     """The staging area of the innermost DVC repository (a folder with a .dvc folder) that
     holds target; None outside one."""
@@ -218,7 +205,8 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
     try:
         for target in targets:
             try:
-                created += _make_parents(target)
+                created += [parent for parent in target.parents if not parent.exists()]
+                target.parent.mkdir(parents=True, exist_ok=True)
                 folder, descriptor = _staging_folder(target)
             except OSError as error:
                 what = _WRITE_FAILURES.get(error.errno)
@@ -249,4 +237,6 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
             shutil.rmtree(folder, ignore_errors=True)
         for descriptor in locks:
             os.close(descriptor)
-        _remove_if_empty(created)
+        for folder in created:  # the parents made for the targets, deepest first, if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
