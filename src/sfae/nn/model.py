@@ -147,9 +147,8 @@ def paper_model(config: Config) -> keras.Model:
         code = SoftAbsolute(name="bottleneck_softabs")(features)
     x = layers.Reshape((3, 3, 1), name="code_grid")(code)
 
-    x = conv(
-        resize(x, size // 16, "bilinear", "up_1"), 3, kernel=1, transpose=True, name="decode_1"
-    )
+    x = resize(x, size // 16, "bilinear", "up_1")
+    x = conv(x, 3, kernel=1, transpose=True, name="decode_1")
     x = resize(x, size // 8, "bicubic", "up_2")
     x = conv(x, 3, kernel=1, transpose=True, name="decode_2t")
     x = conv(x, 3, kernel=1, name="decode_2")
@@ -157,18 +156,12 @@ def paper_model(config: Config) -> keras.Model:
         [(encoded_quarter, "bilinear"), (encoded_half, "bilinear"), (encoded_full, "bicubic")],
         start=3,
     ):
-        side = size // 2 ** (5 - step)
-        x = layers.Concatenate(name=f"skip_{step}")(
-            [resize(x, side, interpolation, f"up_{step}"), skip]
-        )
+        x = resize(x, size // 2 ** (5 - step), interpolation, f"up_{step}")
+        x = layers.Concatenate(name=f"skip_{step}")([x, skip])
         x = conv(x, 3, transpose=True, name=f"decode_{step}t")
-        last = step == 5
-        x = conv(
-            x,
-            1 if last else 3,
-            activation="sigmoid" if last else "elu",
-            name="mask" if last else f"decode_{step}",
-        )
+        if step < 5:
+            x = conv(x, 3, name=f"decode_{step}")
+    x = conv(x, 1, activation="sigmoid", name="mask")
     features = layers.Identity(name="features")(features)
     return keras.Model(images, [x, features], name=f"sfae_{config.variant.name}")
 
