@@ -269,8 +269,7 @@ def load_config(path: Path, regularisers: tuple) -> Config:
 
 
 def _unet_schedule(config: Config) -> Config:
-    """The U-Net's schedule in place of the paper's: train.epochs and train.learning_rate
-    become model.unet's (its pretraining: Config.pretrain_epochs)."""
+    """The U-Net's schedule: train.epochs and train.learning_rate become model.unet's."""
     unet = config.model.unet
     train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
     return dataclasses.replace(config, train=train)

@@ -224,10 +224,8 @@ def fit(
 def pretrain(
     model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None, unlabeled=None
 ):
-    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck.
-
-    With unlabeled frames, each epoch draws its batches from the labelled images and the
-    frames together, as many as there are labelled images (the same steps per epoch)."""
+    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck; with
+    unlabeled frames, each epoch draws as many as there are images from both together."""
     unit, epochs = pretraining(config), config.pretrain_epochs()
     if unit is None or epochs == 0:
         return []
