@@ -46,10 +46,6 @@ class PoolMix(layers.Layer):
         )
         return self.mix * first + (1.0 - self.mix) * second
 
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
-        return (batch, height // 2, width // 2, channels)
-
     def get_config(self):
         return {
             **super().get_config(),
