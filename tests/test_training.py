@@ -349,7 +349,7 @@ def test_finetuning_shuffles_with_another_stream_than_pretraining(
     orders: list[np.ndarray] = []
 
     def recording_runner(model, optimizer, terms, names, *args, **kwargs):
-        def run_epoch(order, data=None):
+        def run_epoch(order, data=None, frames=None):
             orders.append(np.asarray(order).copy())
             return np.zeros(len(names), np.float32)
 

@@ -1,15 +1,12 @@
 """Outputs appear whole or not at all: write to a staging folder, then rename into place.
 
-Each target is staged in a folder named `<name>.<8 random characters>` (tempfile.mkdtemp's
-names), locked (flock) for as long as its writer lives. Inside a DVC repository the folders
-live in DVC's own ignored temp folder, `<repo>/.dvc/tmp/sfae-staging/`, when that is on the
-same mount as the target (so the final rename stays atomic); elsewhere beside the target, as
-`.<name>.<8 random characters>`. A writer killed outright (kill -9, power cut) cannot remove
-its folder, and DVC often restores the killed stage's outputs from its run cache without
-running the stage again: under .dvc/tmp the folder is out of the workspace (git and DVC never
-see it), and every later writer of the repository removes the unlocked folders there, those
-of dead writers. Beside a target, a writer removes the unlocked staging folders of its own
-targets. A live writer's folder is locked, so no writer removes what is still being written.
+Each target is staged in a folder `<name>.<8 random characters>` (tempfile.mkdtemp's names),
+locked (flock) while its writer lives: in a DVC repository's ignored `.dvc/tmp/sfae-staging/`
+when that is on the target's mount (the rename stays atomic), else beside the target as
+`.<name>.<8 random characters>`. A writer killed outright cannot remove its folder, and DVC
+may restore the stage's outputs from its run cache without running it again: so every writer
+removes the unlocked (dead writers') folders of the shared area, and of its own targets beside
+them. A live writer's folder is locked: no writer removes what is still being written.
 """
 
 from __future__ import annotations
@@ -40,24 +37,6 @@ _WRITE_FAILURES = {
     errno.EPERM: "not writable (operation not permitted)",
     errno.EROFS: "not writable (read-only file system)",
 }
-
-
-def _make_parents(path: Path) -> list[Path]:
-    """Create the missing parents of path; return them, deepest first, for clean-up."""
-    created = []
-    parent = path.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    for folder in reversed(created):
-        folder.mkdir()
-    return created
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 def shared_staging_area(target: Path) -> Path | None:
@@ -226,7 +205,8 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
     try:
         for target in targets:
             try:
-                created += _make_parents(target)
+                created += [parent for parent in target.parents if not parent.exists()]
+                target.parent.mkdir(parents=True, exist_ok=True)
                 folder, descriptor = _staging_folder(target)
             except OSError as error:
                 what = _WRITE_FAILURES.get(error.errno)
@@ -257,4 +237,6 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
             shutil.rmtree(folder, ignore_errors=True)
         for descriptor in locks:
             os.close(descriptor)
-        _remove_if_empty(created)
+        for folder in created:  # the parents made for the targets, deepest first, if empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()

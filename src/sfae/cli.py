@@ -22,28 +22,6 @@ from sfae.errors import SfaeError
 from sfae.inference import files
 
 
-def _add_predict(commands) -> None:
-    predict = commands.add_parser(
-        "predict",
-        help="segment images, folders of images and videos",
-        description="Segment people in images (JPEG, PNG, BMP), folders of images and videos "
-        "(MP4, AVI) with a trained sfae model.",
-    )
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder or video")
-    for flag, kind, default, what in (
-        ("--model", Path, Path("models/model.keras"), "a saved .keras model"),
-        ("--threshold", files.fraction, files.DEFAULT_THRESHOLD, "foreground where the "
-         "probability is at least this"),
-        ("--out", Path, Path("predictions"), "output folder"),
-        ("--alpha", files.fraction, files.DEFAULT_ALPHA, "overlay opacity where the "
-         "probability is 1"),
-        ("--colormap", str, files.DEFAULT_COLORMAP, "OpenCV colour map of the overlay"),
-        ("--batch-size", files.positive, files.DEFAULT_BATCH, "images or frames through the "
-         "network at a time"),
-    ):  # fmt: skip
-        predict.add_argument(flag, type=kind, default=default, help=f"{what} (default %(default)s)")
-
-
 def _add_campaign_options(command) -> None:
     command.add_argument(
         "--jobs", type=files.positive, default=1, help="experiments run at once (default 1)"
@@ -65,7 +43,25 @@ def _add_campaign_options(command) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sfae", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    _add_predict(commands)
+    predict = commands.add_parser(
+        "predict",
+        help="segment images, folders of images and videos",
+        description="Segment people in images (JPEG, PNG, BMP), folders of images and videos "
+        "(MP4, AVI) with a trained sfae model.",
+    )
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image, folder or video")
+    for flag, kind, default, what in (
+        ("--model", Path, Path("models/model.keras"), "a saved .keras model"),
+        ("--threshold", files.fraction, files.DEFAULT_THRESHOLD, "foreground where the "
+         "probability is at least this"),
+        ("--out", Path, Path("predictions"), "output folder"),
+        ("--alpha", files.fraction, files.DEFAULT_ALPHA, "overlay opacity where the "
+         "probability is 1"),
+        ("--colormap", str, files.DEFAULT_COLORMAP, "OpenCV colour map of the overlay"),
+        ("--batch-size", files.positive, files.DEFAULT_BATCH, "images or frames through the "
+         "network at a time"),
+    ):  # fmt: skip
+        predict.add_argument(flag, type=kind, default=default, help=f"{what} (default %(default)s)")
     study = commands.add_parser("study", help="the post's five variants x the study seeds")
     _add_campaign_options(study)
     sweep = commands.add_parser("sweep", help="each regulariser's strength, selected, compared")

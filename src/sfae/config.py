@@ -1,14 +1,9 @@
 """params.yaml's run config, parsed as DVC parses it (ruamel.yaml), one pydantic model a section.
 
-`load_config` reads what the stages read: all sections but the planning ones (sfae.plans). An
-error is one line naming the file and the dotted key: `params.yaml: data.image_size must be a
-positive multiple of 16, got 50`. Sections are pydantic dataclasses: `dataclasses.replace` makes
-a changed config, validated again.
-
-The regularisers are not known here: each is a unit of sfae.nn.regularisers, a pydantic model of
-its settings, and the loader is handed their registry (sfae.nn.regularisers.registry hands it
-ours). A variant's schema is VariantConfig plus one field per regulariser (`variant_schema`), so
-this module imports none of them, and a new one adds no line here.
+`load_config` reads all sections but the planning ones (sfae.plans). An error is one line naming
+the file and the dotted key: `params.yaml: data.image_size must be a positive multiple of 16,
+got 50`. The loader is handed the regularisers' registry (sfae.nn.regularisers.registry): a
+variant's schema is VariantConfig plus one field per regulariser, so none is imported here.
 """
 
 from __future__ import annotations
@@ -156,11 +151,8 @@ class RenderConfig:
 
 
 class VariantConfig(pydantic.BaseModel):
-    """A variant: its bottleneck, and the settings of each regulariser it has, a field by the
-    regulariser's name (`variant.sparse`; None where it has none): see variant_schema. Of a
-    regulariser (sfae.nn.regularisers.base) the config reads `name`, `section` (False: its keys
-    are the variant's own, as `regularizer`), `strength_key()` and `pretrain_share()`.
-    """
+    """A variant: its bottleneck, and each regulariser's settings in a field by its name
+    (`variant.sparse`; None where it has none): see variant_schema."""
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
     units: ClassVar[tuple] = ()  # the regularisers of the registry (variant_schema)
@@ -247,13 +239,10 @@ class Config:
         return self.model.arch
 
     def pretrain_epochs(self) -> int:
-        """Epochs of the variant's pretraining phase out of train.epochs (0: it has none).
-
-        Its regulariser declares pretraining and finetuning epochs: those where they add up to
-        train.epochs; else train.epochs split in their ratio, with at least one epoch left to
-        finetune, so that `dvc exp run -S train.epochs=40` works for every variant. The U-Net
-        pretrains model.unet.pretrain_epochs.
-        """
+        """Epochs of the variant's pretraining phase out of train.epochs (0: it has none): its
+        regulariser's pretraining epochs where they and its finetuning ones add up to train.epochs,
+        else train.epochs split in their ratio, at least one left to finetune (so that
+        `-S train.epochs=40` works for every variant); the U-Net's model.unet.pretrain_epochs."""
         shares = [share for unit in self.variant.regularisers if (share := unit.pretrain_share())]
         if not shares:
             return 0
@@ -280,8 +269,7 @@ def load_config(path: Path, regularisers: tuple) -> Config:
 
 
 def _unet_schedule(config: Config) -> Config:
-    """The U-Net's schedule in place of the paper's: train.epochs and train.learning_rate
-    become model.unet's (its pretraining: Config.pretrain_epochs)."""
+    """The U-Net's schedule: train.epochs and train.learning_rate become model.unet's."""
     unet = config.model.unet
     train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
     return dataclasses.replace(config, train=train)

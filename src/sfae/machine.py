@@ -17,21 +17,15 @@ PACKAGES = ("tensorflow", "keras", "jax", "numpy", "dvc", "dvclive")
 UNKNOWN = "unknown"
 
 
-def machine_description() -> str:
-    processor = platform.processor() or platform.machine()
-    where = f"{platform.platform()}, {processor}, {os.cpu_count()} CPUs"
-    device = accelerator()
-    return f"{where}, {device}" if device else where
-
-
 def machine_kind(description: str | None = None) -> str:
     """The kind of the machine a description names (this machine's when None):
     "NVIDIA H100 80GB HBM3 GPU", "2-core x86_64 CPU" or "unknown".
 
-    A description is `machine_description()`'s "<platform>, <processor>, <n> CPUs[, <GPU>]"
-    (what older records hold) or already a kind (what the training stage logs now)."""
+    A description is already a kind (what the training stage logs now) or, in older records,
+    "<platform>, <processor>, <n> CPUs[, <GPU>]"."""
     if description is None:
-        description = machine_description()
+        device, processor = accelerator(), platform.processor() or platform.machine()
+        return f"{device} GPU" if device else f"{os.cpu_count()}-core {processor} CPU"
     if description == UNKNOWN or description.endswith((" GPU", " CPU")):
         return description
     parts = description.split(", ")
@@ -50,7 +44,7 @@ def local_machine_kind() -> str:
     that a GPU it would compute on is seen (a few seconds, once)."""
     import keras  # noqa: F401
 
-    return machine_kind(machine_description())
+    return machine_kind()
 
 
 def accelerator() -> str | None:

@@ -1,10 +1,9 @@
 """Imported first by every script that runs the network: TensorFlow, quietly.
 
-TensorFlow's native start-up lines ("failed call to cuInit", oneDNN and CPU-feature notices)
-are written before its logging starts, so TF_CPP_MIN_LOG_LEVEL cannot hold them back, and
-a new user reads them as errors. Unless the user has set TF_CPP_MIN_LOG_LEVEL (then they
-want TensorFlow's own say), its import and device set-up run with the process's stderr
-caught; should they fail, what was caught is written out before the error.
+TensorFlow's native start-up lines ("failed call to cuInit", oneDNN notices) come before its
+logging starts, and a new user reads them as errors. Unless TF_CPP_MIN_LOG_LEVEL is set (the
+user wants TensorFlow's say), its import and device set-up run with stderr caught, written out
+should they fail.
 """
 
 import os

@@ -8,86 +8,41 @@ import keras
 
 
 def _tensorflow_epoch(
-    model,
-    optimizer,
-    terms,
-    names,
-    images,
-    masks,
-    batch_size,
-    shards,
-    augmented,
-    unlabeled=None,
-    epoch_size=None,
+    model, optimizer, terms, names, images, masks, count, batch_size, shards, augment, unlabeled
 ):
-    """One compiled function that runs a whole epoch (all minibatches) on the TF backend.
+    """One compiled function that runs an epoch of `count` examples on the TF backend.
 
     One call per epoch instead of one per step removes the per-step Python and
     input-pipeline overhead that dominates this tiny network; each batch is split in
     `shards` parallel shards (see training.run_in_shards), so that more than one core works.
+    With `unlabeled`, each step also hands the terms the frames its `frame_order` window picks.
     """
     import tensorflow as tf
 
     # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
     # Fixed data stays constants, so the graph of every other variant is as it was.
-    holder = tf.Variable if augmented else tf.constant
+    holder = tf.Variable if augment else tf.constant
     images, masks = holder(images), holder(masks)
-    count = epoch_size or int(images.shape[0])  # epoch_size: an epoch of a larger pool
+    frames = None if unlabeled is None else tf.constant(unlabeled)
     steps = math.ceil(count / batch_size)
-    if unlabeled is not None:
-        return _tensorflow_epoch_with_frames(
-            model, optimizer, terms, names, images, masks, batch_size, shards, unlabeled
-        )
     variables = model.trainable_variables
     # No shard may be empty: not more shards than examples in the smallest (last) batch.
     shards = min(shards, batch_size, count - (steps - 1) * batch_size)
 
     @tf.function
-    def run_epoch(order):
+    def run_epoch(order, frame_order):
         sums = tf.zeros([len(names)])
         for step in tf.range(steps):
-            index = order[step * batch_size : tf.minimum((step + 1) * batch_size, count)]
+            window = slice(step * batch_size, tf.minimum((step + 1) * batch_size, count))
+            index = order[window]
+            extra = {} if frames is None else {"unlabeled": tf.gather(frames, frame_order[window])}
             with tf.GradientTape() as tape:
-                values = terms(model, tf.gather(images, index), tf.gather(masks, index), shards)
+                batch = (tf.gather(images, index), tf.gather(masks, index))
+                values = terms(model, *batch, shards, **extra)
             optimizer.apply(tape.gradient(values["loss"], variables), variables)
             weight = tf.cast(tf.shape(index)[0], tf.float32)
             sums += tf.stack([values[name] for name in names]) * weight
         return sums / count
-
-    def run(order, data=None):
-        if data is not None:
-            images.assign(data[0])
-            masks.assign(data[1])
-        return run_epoch(order)
-
-    return run
-
-
-def _tensorflow_epoch_with_frames(
-    model, optimizer, terms, names, images, masks, batch_size, shards, unlabeled
-):
-    """The epoch of `_tensorflow_epoch` with a batch of unlabeled frames beside each labelled
-    batch, for the terms' regularisers (a separate graph: the others' stays as it was)."""
-    import tensorflow as tf
-
-    frames = tf.constant(unlabeled)
-    variables = model.trainable_variables
-
-    @tf.function
-    def run_epoch(order, frame_order):
-        count = tf.shape(order)[0]
-        steps = (count + batch_size - 1) // batch_size
-        sums = tf.zeros([len(names)])
-        for step in tf.range(steps):
-            window = slice(step * batch_size, tf.minimum((step + 1) * batch_size, count))
-            index, frame_index = order[window], frame_order[window]
-            batch = (tf.gather(images, index), tf.gather(masks, index))
-            with tf.GradientTape() as tape:
-                values = terms(model, *batch, shards, unlabeled=tf.gather(frames, frame_index))
-            optimizer.apply(tape.gradient(values["loss"], variables), variables)
-            weight = tf.cast(tf.shape(index)[0], tf.float32)
-            sums += tf.stack([values[name] for name in names]) * weight
-        return sums / tf.cast(count, tf.float32)
 
     def run(order, data=None, frame_order=None):
         if data is not None:
@@ -98,33 +53,31 @@ def _tensorflow_epoch_with_frames(
     return run
 
 
-def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards, augmented):
+def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size, *_):
     """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
 
-    XLA compiles the whole step and schedules it itself: no shards (the argument is unused).
+    XLA compiles the whole step and schedules it itself: no shards (fit refuses frames here).
     Non-trainable state (dropout's seed generators) is carried from step to step.
     """
     import jax
     import jax.numpy as jnp
 
     images, masks = jnp.asarray(images), jnp.asarray(masks)
-    count = int(images.shape[0])
     trainable, fixed = model.trainable_variables, model.non_trainable_variables
 
     def loss(trainable_values, fixed_values, batch_images, batch_masks):
-        mapping = [
-            *zip(trainable, trainable_values, strict=True),
-            *zip(fixed, fixed_values, strict=True),
-        ]
+        mapping = list(zip([*trainable, *fixed], [*trainable_values, *fixed_values], strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             values = terms(model, batch_images, batch_masks)
         fixed_after = [scope.get_current_value(variable) for variable in fixed]
         return values["loss"], (values, fixed_after)
 
     gradient = jax.value_and_grad(loss, has_aux=True)
+    groups = (trainable, optimizer.variables, fixed)  # the state a step takes and returns
 
     @jax.jit
-    def step(trainable_values, optimizer_values, fixed_values, batch_images, batch_masks):
+    def step(state, batch_images, batch_masks):
+        trainable_values, optimizer_values, fixed_values = state
         (_, (values, fixed_values)), grads = gradient(
             trainable_values, fixed_values, batch_images, batch_masks
         )
@@ -132,33 +85,22 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, batch_size, shards
             optimizer_values, grads, trainable_values
         )
         stacked = jnp.stack([values[name] for name in names])
-        return trainable_values, optimizer_values, fixed_values, stacked
+        return [trainable_values, optimizer_values, fixed_values], stacked
 
-    def run_epoch(order, data=None):
+    def run_epoch(order, data=None, _frames=None):
         epoch_images, epoch_masks = (
             (images, masks) if data is None else (jnp.asarray(data[0]), jnp.asarray(data[1]))
         )
-        trainable_values = [variable.value for variable in trainable]
-        optimizer_values = [variable.value for variable in optimizer.variables]
-        fixed_values = [variable.value for variable in fixed]
+        state = [[variable.value for variable in group] for group in groups]
         sums = jnp.zeros(len(names))
         for start in range(0, count, batch_size):
             index = order[start : start + batch_size]
-            trainable_values, optimizer_values, fixed_values, values = step(
-                trainable_values,
-                optimizer_values,
-                fixed_values,
-                epoch_images[index],
-                epoch_masks[index],
-            )
+            state, values = step(state, epoch_images[index], epoch_masks[index])
             sums = sums + values * len(index)
         # Back into the variables, so callbacks (IoU logging, saving) see this epoch's model.
-        for variable, value in zip(trainable, trainable_values, strict=True):
-            variable.assign(value)
-        for variable, value in zip(optimizer.variables, optimizer_values, strict=True):
-            variable.assign(value)
-        for variable, value in zip(fixed, fixed_values, strict=True):
-            variable.assign(value)
+        for group, values in zip(groups, state, strict=True):
+            for variable, value in zip(group, values, strict=True):
+                variable.assign(value)
         return sums / count
 
     return run_epoch

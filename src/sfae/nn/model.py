@@ -46,10 +46,6 @@ class PoolMix(layers.Layer):
         )
         return self.mix * first + (1.0 - self.mix) * second
 
-    def compute_output_shape(self, input_shape):
-        batch, height, width, channels = input_shape
-        return (batch, height // 2, width // 2, channels)
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -74,34 +70,25 @@ class SoftAbsolute(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-def kernel_regularizer(config: Config):
-    """The variant's regulariser of every convolution kernel (one instance for all), or None."""
-    found = [r for u in config.variant.regularisers if (r := u.kernel_regularizer()) is not None]
+def only_one(config: Config, hook: str, does: str, *args):
+    """What the variant's one regulariser with `hook` gives (None: none has it); SfaeError for two
+    (`does` says what they would both do)."""
+    found = [v for u in config.variant.regularisers if (v := getattr(u, hook)(*args)) is not None]
     if len(found) > 1:
-        raise SfaeError(f"variant {config.variant.name}: two regularisers penalise the kernels")
+        raise SfaeError(f"variant {config.variant.name}: two regularisers {does}")
     return found[0] if found else None
 
 
-def hidden_layers(config: Config, seeds):
-    """x -> x after the variant's regularisers' layers for a hidden convolution (dropout)."""
-
-    def after(x, name):
-        for unit in config.variant.regularisers:
-            x = unit.hidden_layer(x, name, seeds)
-        return x
-
-    return after
+def hidden_layers(config: Config, x, name: str, seeds):
+    """x after the variant's regularisers' layers for the hidden convolution `name` (dropout)."""
+    for unit in config.variant.regularisers:
+        x = unit.hidden_layer(x, name, seeds)
+    return x
 
 
 def build_model(config: Config) -> keras.Model:
-    """The network of config.arch ("paper" or "unet"), outputs [mask, features].
-
-    Built from the config's image size, variant and seed: the same config gives the
-    same initial weights.
-    """
-    if config.arch == "unet":
-        return unet_model(config)
-    return paper_model(config)
+    """The network of config.arch, outputs [mask, features]; one config, one set of weights."""
+    return unet_model(config) if config.arch == "unet" else paper_model(config)
 
 
 def paper_model(config: Config) -> keras.Model:
@@ -113,8 +100,7 @@ def paper_model(config: Config) -> keras.Model:
         np.random.default_rng([config.seed, 2]).integers(0, MAX_SEED, size=64).tolist()
     )
     stddev = config.train.init_stddev
-    regularizer = kernel_regularizer(config)
-    regularise = hidden_layers(config, layer_seeds)
+    regularizer = only_one(config, "kernel_regularizer", "penalise the kernels")
 
     def conv(x, channels, kernel=3, activation="elu", transpose=False, name=None):
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
@@ -129,7 +115,7 @@ def paper_model(config: Config) -> keras.Model:
             name=name,
         )(x)
         if activation != "sigmoid":  # every hidden feature map, not the mask
-            x = regularise(x, name)
+            x = hidden_layers(config, x, name, layer_seeds)
         return x
 
     def pool(x, first, name):
@@ -157,9 +143,8 @@ def paper_model(config: Config) -> keras.Model:
         code = SoftAbsolute(name="bottleneck_softabs")(features)
     x = layers.Reshape((3, 3, 1), name="code_grid")(code)
 
-    x = conv(
-        resize(x, size // 16, "bilinear", "up_1"), 3, kernel=1, transpose=True, name="decode_1"
-    )
+    x = resize(x, size // 16, "bilinear", "up_1")
+    x = conv(x, 3, kernel=1, transpose=True, name="decode_1")
     x = resize(x, size // 8, "bicubic", "up_2")
     x = conv(x, 3, kernel=1, transpose=True, name="decode_2t")
     x = conv(x, 3, kernel=1, name="decode_2")
@@ -167,18 +152,12 @@ def paper_model(config: Config) -> keras.Model:
         [(encoded_quarter, "bilinear"), (encoded_half, "bilinear"), (encoded_full, "bicubic")],
         start=3,
     ):
-        side = size // 2 ** (5 - step)
-        x = layers.Concatenate(name=f"skip_{step}")(
-            [resize(x, side, interpolation, f"up_{step}"), skip]
-        )
+        x = resize(x, size // 2 ** (5 - step), interpolation, f"up_{step}")
+        x = layers.Concatenate(name=f"skip_{step}")([x, skip])
         x = conv(x, 3, transpose=True, name=f"decode_{step}t")
-        last = step == 5
-        x = conv(
-            x,
-            1 if last else 3,
-            activation="sigmoid" if last else "elu",
-            name="mask" if last else f"decode_{step}",
-        )
+        if step < 5:
+            x = conv(x, 3, name=f"decode_{step}")
+    x = conv(x, 1, activation="sigmoid", name="mask")
     features = layers.Identity(name="features")(features)
     return keras.Model(images, [x, features], name=f"sfae_{config.variant.name}")
 
@@ -186,33 +165,20 @@ def paper_model(config: Config) -> keras.Model:
 def unet_model(config: Config) -> keras.Model:
     """A U-Net, outputs [mask probability (s, s, 1), features (width * 2^(depth-1),)].
 
-    model.unet.depth resolution levels, s down to s / 2^(depth-1), each two 3x3
-    convolutions (then GroupNormalization with norm "group", then ELU); 2x2 max pooling
-    between levels on the way down, 2x2/stride-2 transposed convolutions on the way up,
-    each concatenated with the skip of its level before the level's two convolutions; a
-    1x1 convolution with a sigmoid makes the mask ("mask").
-
-    The features ("features") are the deepest level's output, globally average-pooled:
-    the bottleneck feature vector where sparse filtering acts, in pretraining and
-    finetuning as in the paper net. Unlike the paper net's, the decoder does not read
-    this vector (it reads the deepest feature map itself), so the variant's
-    bottleneck_activation (SoftAbsolute for non-sparse variants) has nothing to act on
-    and is not used; only the sparse cost looks at the features.
-
-    Regularisers as in the paper net: the variant's L1/L2 penalty on every convolution
-    kernel (transposed ones and the mask head included), SpatialDropout2D at the
-    variant's rate after every hidden convolution (its own seed stream). Kernels are
-    He-normal (seeded) rather than N(0, train.init_stddev): the paper's fixed 0.05 does
-    not suit convolutions of up to 9 * 8 * width inputs. Convolutions followed by a
-    normalisation have no bias (its beta is one); the others, and the mask head, do.
-    GroupNormalization works on each example alone: train.shards stays the same math.
+    model.unet.depth levels, each two 3x3 convolutions (+ GroupNormalization with norm
+    "group", per example: train.shards stays the same math) and ELU; 2x2 max pooling down,
+    2x2/stride-2 transposed convolutions up, each joined with its level's skip; a 1x1 sigmoid
+    convolution makes the mask. The features are the deepest level globally average-pooled,
+    where sparse filtering acts; the decoder does not read them (it reads the deepest map),
+    so bottleneck_activation is not used. Regularisers as in the paper net, dropout on its
+    own seed stream. Kernels are He-normal: the paper's N(0, 0.05) does not suit up to
+    9 * 8 * width inputs. Convolutions before a normalisation have no bias (its beta is one).
     """
     unet = config.model.unet
     size = config.data.image_size
     seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, MAX_SEED, 256).tolist())
     layer_seeds = iter(np.random.default_rng([config.seed, 4]).integers(0, MAX_SEED, 256).tolist())
-    regularizer = kernel_regularizer(config)
-    regularise = hidden_layers(config, layer_seeds)
+    regularizer = only_one(config, "kernel_regularizer", "penalise the kernels")
     grouped = unet.norm == "group"
 
     def kernel_settings():
@@ -236,7 +202,7 @@ def unet_model(config: Config) -> keras.Model:
         if grouped:
             x = layers.GroupNormalization(unet.groups, name=f"{name}_norm")(x)
         x = layers.Activation("elu", name=f"{name}_elu")(x)
-        return regularise(x, name)
+        return hidden_layers(config, x, name, layer_seeds)
 
     def block(x, channels, name):
         return conv(conv(x, channels, f"{name}a"), channels, f"{name}b")

@@ -21,39 +21,31 @@ FIXED_DATE_SAVED = "1980-01-01@00:00:00"  # in Keras' format, for tools that rea
 ENTRY_MODE = 0o644
 
 
-def _renumber_shared_objects(config: object) -> object:
+def _renumber_shared_objects(node: object, numbers: dict) -> object:
     """Replace the id() values Keras uses as `shared_object_id` by 1, 2, ... in order."""
-    numbers: dict[object, int] = {}
-
-    def walk(node: object) -> object:
-        if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key == "shared_object_id":
-                    out[key] = numbers.setdefault(value, len(numbers) + 1)
-                else:
-                    out[key] = walk(value)
-            return out
-        if isinstance(node, list):
-            return [walk(item) for item in node]
+    if isinstance(node, list):
+        return [_renumber_shared_objects(item, numbers) for item in node]
+    if not isinstance(node, dict):
         return node
-
-    return walk(config)
+    return {
+        key: numbers.setdefault(value, len(numbers) + 1)
+        if key == "shared_object_id"
+        else _renumber_shared_objects(value, numbers)
+        for key, value in node.items()
+    }
 
 
 def deterministic_archive(data: bytes) -> bytes:
     """A .keras archive rewritten so that its bytes depend on the model only."""
-    entries = {}
     with zipfile.ZipFile(io.BytesIO(data)) as source:
-        for info in source.infolist():
-            entries[info.filename] = source.read(info)
+        entries = {info.filename: source.read(info) for info in source.infolist()}
     if "metadata.json" in entries:
         metadata = json.loads(entries["metadata.json"])
         if "date_saved" in metadata:
             metadata["date_saved"] = FIXED_DATE_SAVED
         entries["metadata.json"] = json.dumps(metadata).encode()
     if "config.json" in entries:
-        config = _renumber_shared_objects(json.loads(entries["config.json"]))
+        config = _renumber_shared_objects(json.loads(entries["config.json"]), {})
         entries["config.json"] = json.dumps(config).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as target:

@@ -13,7 +13,7 @@ from keras import ops
 from sfae.config import Config
 from sfae.errors import SfaeError
 from sfae.nn.epochs import EPOCH_RUNNERS
-from sfae.nn.model import encoder_model
+from sfae.nn.model import encoder_model, only_one
 from sfae.nn.regularisers.base import Augment
 
 
@@ -56,9 +56,8 @@ def shard_slices(count, shards: int) -> list[tuple]:
 def run_in_shards(model, images, shards: int):
     """The model's outputs for each shard of the batch, and each shard's slice.
 
-    The network treats examples independently (no batch statistics), so shards change
-    nothing in the math. They change the graph: each shard is an independent forward and
-    backward pass, which TensorFlow's inter-op threads run on separate cores.
+    Examples are independent (no batch statistics), so shards change nothing in the math,
+    only the graph: independent passes, which TensorFlow's inter-op threads run in parallel.
     """
     slices = shard_slices(ops.shape(images)[0], shards)
     if shards == 1:
@@ -68,12 +67,8 @@ def run_in_shards(model, images, shards: int):
 
 
 def refuse_batch_statistics(model: keras.Model, shards: int) -> None:
-    """Raise SfaeError for shards > 1 on a network with batch statistics (BatchNormalization).
-
-    Such a network's output for one example depends on the others of its batch: shards
-    would then normalise over a part of the batch each, other math rather than other
-    rounding. (The U-Net's GroupNormalization works on each example alone.)
-    """
+    """SfaeError for shards > 1 on a network with batch statistics (BatchNormalization): its
+    shards would normalise over a part of the batch each, other math, not other rounding."""
     if shards <= 1:
         return
     pending, batch_normalised = list(model.layers), []
@@ -103,9 +98,8 @@ def mean_over_shards(values, slices):
 def finetune_terms(config: Config) -> LossTerms:
     """Loss terms of the supervised phase; "loss" is what the optimiser minimises.
 
-    The segmentation loss is a mean over examples, so each shard computes its own and
-    its backward pass needs nothing from the other shards; the regularisers' terms (sparse
-    filtering) couple the batch, so they see the joined bottleneck features.
+    Each shard computes its own segmentation loss (a mean over examples); the regularisers'
+    terms (sparse filtering) couple the batch, so they see the joined bottleneck features.
     """
     extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
 
@@ -179,18 +173,12 @@ def fit(
 ) -> list[EpochLog]:
     """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
 
-    `shards` splits each batch for parallel work on the TensorFlow backend: the same math
-    with other rounding, which hundreds of epochs grow into another trajectory, as
-    another seed would (hence a tracked parameter, not the machine's core count).
-
-    `augment`, when given, draws a fresh augmented copy of the training set each epoch.
-
-    `per_epoch`, when given, is how many of `images` an epoch trains on, drawn afresh each
-    epoch (a pool larger than an epoch: labelled images and unlabeled frames). `unlabeled`,
-    when given, are frames without masks: each step also takes a batch of them, as large as
-    its labelled batch, drawn afresh each epoch, for the terms' use (the sparse cost).
-
-    Raises SfaeError as soon as a loss turns NaN or infinite.
+    `shards` splits each batch for parallel work on TensorFlow: the same math, other
+    rounding, which hundreds of epochs grow into another trajectory, as another seed would
+    (hence a tracked parameter, not the core count). `augment` draws a fresh augmented copy
+    of the set each epoch; `per_epoch`, how many of `images` an epoch draws (a pool of images
+    and frames); `unlabeled`, frames without masks, a batch beside each labelled one for the
+    terms (the sparse cost). SfaeError as soon as a loss turns NaN or infinite.
     """
     backend = keras.backend.backend()
     if backend not in EPOCH_RUNNERS:
@@ -203,23 +191,11 @@ def fit(
     optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(seed)
     names = sorted(terms(model, images[:1], masks[:1]))
-    runner = EPOCH_RUNNERS[backend]
-    extra = {} if unlabeled is None else {"unlabeled": unlabeled}
-    if per_epoch is not None:
-        extra["epoch_size"] = per_epoch
-    if extra and backend != "tensorflow":
+    if (unlabeled is not None or per_epoch is not None) and backend != "tensorflow":
         raise SfaeError("unlabeled frames train on the TensorFlow backend only")
-    run_epoch = runner(
-        model,
-        optimizer,
-        terms,
-        names,
-        images,
-        masks,
-        batch_size,
-        shards,
-        augment is not None,
-        **extra,
+    count = per_epoch or len(images)
+    run_epoch = EPOCH_RUNNERS[backend](
+        model, optimizer, terms, names, images, masks, count, batch_size, shards, augment, unlabeled
     )
     # Their own stream, so that the labelled images' order is as it would be without them.
     frames_rng = np.random.default_rng([seed, 3])
@@ -227,15 +203,12 @@ def fit(
     for epoch in range(epochs):
         order = (
             shuffled_order(rng, len(images)) if shuffle else np.arange(len(images), dtype=np.int32)
-        )
-        if per_epoch is not None:
-            order = order[:per_epoch]
+        )[:count]
         data = augment(images, masks) if augment else None
-        if unlabeled is None:
-            values = np.asarray(run_epoch(order, data))
-        else:
+        frames = None
+        if unlabeled is not None:
             frames = shuffled_order(frames_rng, len(unlabeled))[: len(order)]
-            values = np.asarray(run_epoch(order, data, frames))
+        values = np.asarray(run_epoch(order, data, frames))
         log = EpochLog(epoch, dict(zip(names, values.tolist(), strict=True)))
         if not np.all(np.isfinite(values)):
             raise SfaeError(
@@ -251,10 +224,8 @@ def fit(
 def pretrain(
     model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None, unlabeled=None
 ):
-    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck.
-
-    With unlabeled frames, each epoch draws its batches from the labelled images and the
-    frames together, as many as there are labelled images (the same steps per epoch)."""
+    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck; with
+    unlabeled frames, each epoch draws as many as there are images from both together."""
     unit, epochs = pretraining(config), config.pretrain_epochs()
     if unit is None or epochs == 0:
         return []
@@ -279,10 +250,7 @@ def pretrain(
 
 def augmentation(config: Config) -> Augment | None:
     """The variant's augmentation of the training set, drawn afresh each epoch, or None."""
-    found = [a for u in config.variant.regularisers if (a := u.augmentation(config.seed))]
-    if len(found) > 1:
-        raise SfaeError(f"variant {config.variant.name}: two regularisers augment the data")
-    return found[0] if found else None
+    return only_one(config, "augmentation", "augment the data", config.seed)
 
 
 def finetune(model, config: Config, images, masks, on_epoch_end=None, unlabeled=None):

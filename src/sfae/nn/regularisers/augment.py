@@ -34,18 +34,12 @@ def augmenter(settings: Augmentation, seed: int) -> Augment:
     from keras import layers, ops
 
     seeds = iter(np.random.default_rng([seed, 3]).integers(0, MAX_SEED, size=8).tolist())
+    zoom, shift = (-settings.zoom, settings.zoom), (-settings.shift, settings.shift)
     # Reflection fills the borders with image content: no black frames for the net to learn.
     geometric = [
         layers.RandomFlip("horizontal", seed=next(seeds)) if settings.flip else None,
-        layers.RandomZoom((-settings.zoom, settings.zoom), fill_mode="reflect", seed=next(seeds))
-        if settings.zoom
-        else None,
-        layers.RandomTranslation(
-            (-settings.shift, settings.shift),
-            (-settings.shift, settings.shift),
-            fill_mode="reflect",
-            seed=next(seeds),
-        )
+        layers.RandomZoom(zoom, fill_mode="reflect", seed=next(seeds)) if settings.zoom else None,
+        layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=next(seeds))
         if settings.shift
         else None,
     ]

@@ -1,17 +1,10 @@
 """What a regulariser is: its settings, its strength, and what it adds to training.
 
 A unit is a pydantic model of its settings (validated by sfae.config as part of a variant)
-that overrides the hooks it needs, each a no-op here:
-
-- the model: `kernel_regularizer()` for every convolution kernel, `hidden_layer(...)` after
-  every hidden convolution;
-- the loss: `loss_term()`, a cost of the bottleneck features added to the supervised loss;
-- the data: `augmentation(seed)`, a fresh augmented copy of the training set every epoch;
-- the schedule: `pretrain_share()`, pretraining the encoder on its loss term alone first.
-
-A variant may combine several (`augment` + `regularizer: l2`); its strength is that of its one
-regulariser with a strength. Modules of units import Keras inside the hooks only, so that the
-params check imports no TensorFlow.
+that overrides the hooks it needs (each a no-op here): to the model, the loss, the data or the
+schedule. A variant may combine several (`augment` + `regularizer: l2`); its strength is that
+of its one unit with a strength. Units import Keras inside the hooks only, so that the params
+check imports no TensorFlow.
 """
 
 from __future__ import annotations

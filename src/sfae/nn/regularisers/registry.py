@@ -1,9 +1,8 @@
 """Our regularisers, and the loader of the stages' config that knows them.
 
 A new regulariser is a module of this package (a subclass of base.Regulariser) added to
-REGULARISERS, and a variant in params.yaml that uses its keys. sfae.config imports no
-regulariser: it is handed this registry (here, and by sfae.plans.load_plans(path, REGULARISERS)
-for the planning sections). Nothing here imports Keras: the params check stays light.
+REGULARISERS, and a variant in params.yaml that uses its keys. sfae.config is handed this
+registry (here, and by sfae.plans.load_plans). Nothing here imports Keras.
 """
 
 from __future__ import annotations
@@ -20,13 +19,12 @@ from sfae.nn.regularisers.sparse import Sparse
 REGULARISERS = (Penalty, Dropout, Augmentation, Sparse)
 
 
-def _limit(unit) -> float:
-    """The largest strength its settings allow (their `le` bound)."""
-    return next(m.le for m in unit.model_fields[unit.strength].metadata if hasattr(m, "le"))
-
-
-# The highest value each strength may take, by its key's last part (`regularizer_scale`).
-STRENGTH_LIMITS = {unit.strength: _limit(unit) for unit in REGULARISERS if unit.strength}
+# The highest value each strength may take (its `le` bound), by its key's last part.
+STRENGTH_LIMITS = {
+    unit.strength: next(m.le for m in unit.model_fields[unit.strength].metadata if hasattr(m, "le"))
+    for unit in REGULARISERS
+    if unit.strength
+}
 
 
 def load_config(path: Path) -> config.Config:
