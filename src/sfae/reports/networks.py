@@ -11,7 +11,6 @@ from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import sweep_state
 from sfae.reports.figures import write_selection_chart
 from sfae.reports.markdown import join, markdown_table, paragraphs, replace_block
-from sfae.reports.statistics import VERDICTS
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
 from sfae.reports.sweep_report import render
 from sfae.reports.wording import range_said, results_table
@@ -57,8 +56,7 @@ def _verdicts(found: Findings) -> str:
     family = found.families[0]
     groups = [
         f"{verdict}: {', '.join(sorted(found.variant(c.name) for c in those))}"
-        for verdict in VERDICTS
-        if (those := family.with_verdict(verdict))
+        for verdict, those in family.by_verdict.items()
     ]
     if family.pending:
         groups.append(f"pending: {', '.join(found.variant(label) for label in family.pending)}")

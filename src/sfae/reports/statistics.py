@@ -127,8 +127,11 @@ class Family:
     def kind(self) -> str | None:
         return next((c.kind for c in self.comparisons.values()), None)
 
-    def with_verdict(self, verdict: str) -> list[Comparison]:
-        return [c for c in self.comparisons.values() if c.verdict == verdict]
+    @property
+    def by_verdict(self) -> dict[str, list[Comparison]]:
+        """verdict -> its comparisons, in VERDICTS order; verdicts none has are left out."""
+        found = {v: [c for c in self.comparisons.values() if c.verdict == v] for v in VERDICTS}
+        return {verdict: those for verdict, those in found.items() if those}
 
 
 def one_kind(groups: Mapping[str, Sequence[RunRecord]]) -> str:

@@ -58,7 +58,7 @@ class Findings:
 
     def better(self) -> list[Comparison]:
         """The rows better than the first family's reference."""
-        return self.families[0].with_verdict(BETTER) if self.families else []
+        return self.families[0].by_verdict.get(BETTER, []) if self.families else []
 
     def recommended(self) -> str | None:
         """Of the rows better than the first family's reference, the largest mean gain."""

@@ -15,7 +15,6 @@ from sfae.reports.statistics import (
     COLLAPSE_IOU,
     METRIC_LABELS,
     SUMMARY_METRICS,
-    VERDICTS,
     Comparison,
     Family,
     Summary,
@@ -35,11 +34,7 @@ READING = (
     + INTERVAL
     + " (Holm, a family of {family_size}; seeds: {seeds}; images: {images}): {relation} {reference}"
 )
-SHORT = {
-    BETTER: "{name} ({mean:+.3f}; " + INTERVAL + ")",
-    WORSE: "{name} ({mean:+.3f}; " + INTERVAL + ")",
-    NOT_DISTINGUISHABLE: "{name} ({mean:+.3f}; " + ALLOWS + ")",
-}
+SHORT = "{name} ({mean:+.3f}; {bounds})"
 FAMILY = (
     "Against {reference} ({kind}; Holm-corrected intervals over seeds and images, "
     "a family of {size}): {groups}."
@@ -107,29 +102,30 @@ def seeds_said(comparison: Comparison) -> str:
 
 
 def _slots(c: Comparison) -> dict:
-    """The comparison's fields (name, reference, level, low, ...) and what the templates add."""
+    """The comparison's fields (name, reference, level, low, ...) and what the templates add;
+    `bounds`: its corrected interval or, for a null, the largest gain and loss it allows."""
     loss = c.largest_loss
-    return vars(c) | {
+    slots = vars(c) | {
         "mean": c.mean,
         "seeds": seeds_said(c),
         "images": c.difference.n_images,
         "relation": RELATION[c.verdict],
         "loss": None if loss is None else -loss,
     }
+    null = c.verdict == NOT_DISTINGUISHABLE
+    return slots | {"bounds": (ALLOWS if null else INTERVAL).format(**slots)}
 
 
 def reading(comparison: Comparison) -> str:
     """One sentence: the difference, its corrected interval and its verdict (for a null, the
     largest gain and loss it still allows)."""
     slots = _slots(comparison)
-    text = READING.format(**slots)
-    if comparison.verdict == NOT_DISTINGUISHABLE:
-        text += "; it allows " + ALLOWS.format(**slots)
-    return text + "."
+    allows = f"; it allows {slots['bounds']}" if comparison.verdict == NOT_DISTINGUISHABLE else ""
+    return READING.format(**slots) + allows + "."
 
 
 def short(comparison: Comparison) -> str:
-    return SHORT[comparison.verdict].format(**_slots(comparison))
+    return SHORT.format(**_slots(comparison))
 
 
 def verdict_cell(comparison: Comparison) -> str:
@@ -142,11 +138,7 @@ def family_said(family: Family) -> str:
     """'Against pure (kind; ...): better: a, b; worse: c; not distinguishable: d.'"""
     if not family.comparisons:
         return NOTHING_COMPARED.format(reference=family.reference)
-    groups = [
-        f"{verdict}: {', '.join(short(c) for c in found)}"
-        for verdict in VERDICTS
-        if (found := family.with_verdict(verdict))
-    ]
+    groups = [f"{v}: {', '.join(map(short, found))}" for v, found in family.by_verdict.items()]
     if family.pending:
         groups.append(PENDING.format(names=", ".join(family.pending)))
     slots = {"reference": family.reference, "kind": family.kind, "size": family.size}
