@@ -17,7 +17,6 @@ from sfae.reports.wording import (
     family_table,
     gaps_said,
     left_out_said,
-    mall_frames_said,
     range_said,
     results_table,
 )
@@ -55,6 +54,11 @@ HEAD = (
     "The sparse variant and the L1/L2 one are each the better of their kind by mean "
     "validation IoU at the selected strength ({sparse.variant} {sparse.best_mean:.3f}, "
     "{penalty.variant} {penalty.best_mean:.3f}), never by test IoU."
+)
+MALL_FRAMES = (
+    "The training of {variants} also sees unlabeled Mall frames ({frames}): they come from the "
+    "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
+    "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
 )
 STUDY_ROWS = (
     "The rows at the post's settings are the study's runs; the study compares them with pure "
@@ -151,10 +155,12 @@ def _final_section(found: Findings) -> list[str]:
         if (sparse := sweep.config.variants[row.variant].sparse)
         and (unlabeled := sparse.unlabeled_frames)
     }
+    counts = ", ".join(f"{count} for {variant}" for variant, count in frames.items())
+    slots = {"variants": join(frames), "frames": counts, "scored": sweep.config.mall.frames}
     return paragraphs(
         lines,
         f"Pending: {gaps_said(finals)}." if finals else None,
-        mall_frames_said(frames, sweep.config.mall.frames) if frames else None,
+        MALL_FRAMES.format(**slots) if frames else None,
         STUDY_ROWS if found.in_study else None,
     )
 

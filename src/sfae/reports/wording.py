@@ -85,11 +85,6 @@ SCATTERED = (
 COLLAPSES = "; it collapses at {strengths}"
 POST_VALUE = {"post": "the post's {x:g}", "default": "params.yaml's default {x:g}"}
 NOT_SELECTED = "{variant}: not selected yet"
-MALL_FRAMES = (
-    "The training of {variants} also sees unlabeled Mall frames ({frames}): they come from the "
-    "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
-    "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
-)
 NO_FINAL = "No final run is recorded yet."
 SPREAD = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
 
@@ -197,11 +192,6 @@ def range_said(selection: Selection) -> str:
 
         text += COLLAPSES.format(strengths=join(said(x) for x in flat.collapsed))
     return text
-
-
-def mall_frames_said(frames: dict[str, int], scored: int) -> str:
-    counts = ", ".join(f"{count} for {variant}" for variant, count in frames.items())
-    return MALL_FRAMES.format(variants=join(frames), frames=counts, scored=scored)
 
 
 def results_table(table: Summary, kind: str | None) -> list[str]:
