@@ -123,7 +123,7 @@ class HolmComparison:
     """One comparison of a family after Holm's step-down correction."""
 
     name: str
-    uncorrected: Difference
+    difference: Difference  # uncorrected
     step: int  # 1 for the smallest p-value
     family_size: int
     alpha: float

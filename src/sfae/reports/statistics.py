@@ -100,10 +100,6 @@ class Comparison(HolmComparison):
     kind: str  # the machine kind every run of both sides trained on
 
     @property
-    def difference(self) -> Difference:
-        return self.uncorrected
-
-    @property
     def mean(self) -> float:
         return self.difference.mean
 
