@@ -4,7 +4,6 @@ side by side as a GIF; the sweep's: validation IoU against strength, per regular
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -135,11 +134,10 @@ def write_variants_gif(
     fps: float = 10,
     alpha: float = 0.45,
     colormap: str = "jet",
-    variants: Sequence[str] = POST_VARIANTS,
 ) -> None:
-    """A looping GIF: each frame shows the variants' overlays of the same Mall frame side by
-    side in `variants` order, each scaled to `width_per_panel` and labelled with its name."""
-    missing = [variant for variant in variants if variant not in probabilities]
+    """A looping GIF: each frame shows the post's variants' overlays of the same Mall frame side
+    by side, each scaled to `width_per_panel` and labelled with its name."""
+    missing = [variant for variant in POST_VARIANTS if variant not in probabilities]
     if missing:
         raise SfaeError(f"{path}: no Mall probabilities of {', '.join(missing)}")
     code = colormap_code(colormap)
@@ -149,7 +147,7 @@ def write_variants_gif(
             _panel(
                 overlay(frame, probabilities[variant][index], alpha, code), width_per_panel, variant
             )
-            for variant in variants
+            for variant in POST_VARIANTS
         ]
         gif_frames.append(np.concatenate(panels, axis=1))
     gif = np.stack(gif_frames)
