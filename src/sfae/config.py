@@ -13,7 +13,7 @@ import difflib
 import functools
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_type_hints
 
 import pydantic
 from pydantic import Field, field_validator, model_validator
@@ -337,8 +337,11 @@ def _where(schema, loc: tuple, variant) -> tuple[str, list[str]]:
         known = [key for key in fields if key not in inline and key != "name"]
         known += [key for unit in inline.values() for key in unit.model_fields]
         parts += [] if part in inline else [part]
-        if part not in fields:
-            break
+        if part not in fields:  # unknown, unless one of typed extras (sfae.plans.SweepConfig's)
+            if (extra := get_type_hints(schema).get("__pydantic_extra__")) is None:
+                break
+            schema = get_args(extra)[-1]
+            continue
         schema = fields[part].annotation
         if type(None) in get_args(schema):  # X | None
             schema = get_args(schema)[0]
