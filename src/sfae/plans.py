@@ -13,15 +13,13 @@ from typing import Annotated, Literal
 
 import pydantic
 import pydantic_core
-from pydantic import BaseModel, BeforeValidator, TypeAdapter, field_validator, model_validator
-from pydantic.dataclasses import dataclass
+from pydantic import BaseModel, BeforeValidator, field_validator, model_validator
 
 from sfae.config import (
     ARCHS,
     MAX_SEED,
     PENNFUDAN_IMAGES,
     PLANNING,
-    STRICT,
     SWEEP_KEYS,
     Config,
     Int,
@@ -94,8 +92,8 @@ Seeds = Annotated[tuple, BeforeValidator(_seeds)]
 Variants = Annotated[tuple, BeforeValidator(_references)]
 
 
-@dataclass(frozen=True, config=STRICT)
-class StudyConfig:
+class StudyConfig(BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
     seeds: Seeds
 
 
@@ -177,8 +175,8 @@ class SweepConfig(SweepSettings):
         return {**({"unet": self.unet} if self.unet else {}), **self.model_extra}
 
 
-@dataclass(frozen=True, config=STRICT)
-class Plans:
+class Plans(BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
     study: StudyConfig
     sweep: SweepConfig | None = None
 
@@ -188,7 +186,7 @@ def load_plans(path: Path, regularisers: tuple) -> Config:
     config = load_config(path, regularisers)
     plans = {key: value for key, value in read_params(path).items() if key in PLANNING}
     with params_errors(path, Plans):
-        plans = TypeAdapter(Plans).validate_python(plans, context={"variants": config.variants})
+        plans = Plans.model_validate(plans, context={"variants": config.variants})
     return dataclasses.replace(config, study=plans.study, sweep=plans.sweep)
 
 
