@@ -11,7 +11,6 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
-import pydantic
 import pydantic_core
 from pydantic import BaseModel, BeforeValidator, field_validator, model_validator
 
@@ -20,6 +19,7 @@ from sfae.config import (
     MAX_SEED,
     PENNFUDAN_IMAGES,
     PLANNING,
+    STRICT,
     SWEEP_KEYS,
     Config,
     Int,
@@ -93,14 +93,14 @@ Variants = Annotated[tuple, BeforeValidator(_references)]
 
 
 class StudyConfig(BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
     seeds: Seeds
 
 
 class SweepSettings(BaseModel):
     """What every sweep sets (sfae.experiments.sweep)."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
     val_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 2)]  # held out to select on
     seeds: Seeds  # selection seeds
     grids: dict[  # variant -> strengths to try, ascending
@@ -149,7 +149,7 @@ class SweepConfig(SweepSettings):
     """The paper net's sweep, and the named sweeps beside it (`named`: sweep.unet_stacked, ...,
     checked by pydantic as the extra keys)."""
 
-    model_config = pydantic.ConfigDict(extra="allow", frozen=True)
+    model_config = {**STRICT, "extra": "allow"}
     __pydantic_extra__: dict[str, Annotated[NamedSweep, BeforeValidator(_says_its_arch)]]
     unet: NamedSweep | None = None  # the U-Net's own sweep, cut to fit
 
@@ -176,7 +176,7 @@ class SweepConfig(SweepSettings):
 
 
 class Plans(BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
     study: StudyConfig
     sweep: SweepConfig | None = None
 
