@@ -155,7 +155,7 @@ def test_a_network_without_a_sweep_section_is_refused(sweep):
 
     from sfae.errors import SfaeError
 
-    config = replace(sweep.config, sweep=replace(sweep.config.sweep, unet=None))
+    config = replace(sweep.config, sweep=sweep.config.sweep.model_copy(update={"unet": None}))
     with pytest.raises(SfaeError, match="no sweep.unet section .the sweeps: paper, unet_stacked"):
         Sweep(config, sweep.params, "unet")
 
@@ -185,14 +185,19 @@ WIDER, ZOOM, LONGER = (
 )
 
 
+def unet_sweep_with(unet_sweep, **settings) -> Sweep:
+    """The U-Net sweep with some of its settings changed."""
+    from dataclasses import replace
+
+    unet = unet_sweep.settings.model_copy(update=settings)
+    sweep = unet_sweep.config.sweep.model_copy(update={"unet": unet})
+    return Sweep(replace(unet_sweep.config, sweep=sweep), unet_sweep.params, "unet")
+
+
 @pytest.fixture(scope="module")
 def candidates_sweep(unet_sweep) -> Sweep:
     """The U-Net sweep with known candidates: two read by every variant, one by augment."""
-    from dataclasses import replace
-
-    settings = replace(unet_sweep.settings, candidates=(WIDER, ZOOM, {**WIDER, **ZOOM}, LONGER))
-    config = replace(unet_sweep.config, sweep=replace(unet_sweep.config.sweep, unet=settings))
-    return Sweep(config, unet_sweep.params, "unet")
+    return unet_sweep_with(unet_sweep, candidates=(WIDER, ZOOM, {**WIDER, **ZOOM}, LONGER))
 
 
 def test_candidates_change_the_variant_that_leads_on_validation(candidates_sweep):
@@ -275,11 +280,7 @@ def test_a_candidate_that_ties_the_variant_as_swept_runs_no_new_finals(candidate
 
 
 def test_plateau_seeds_run_after_the_selection_and_never_move_it(unet_sweep):
-    from dataclasses import replace
-
-    settings = replace(unet_sweep.settings, plateau_seeds=(2,))
-    config = replace(unet_sweep.config, sweep=replace(unet_sweep.config.sweep, unet=settings))
-    sweep = Sweep(config, unet_sweep.params, "unet")
+    sweep = unet_sweep_with(unet_sweep, plateau_seeds=(2,))
     assert plateau_plan(sweep_state(sweep, [])) == []  # nothing before the selection is fixed
     records = selected_unet(sweep, lead="l2")
     before = sweep_state(sweep, records)
@@ -352,14 +353,10 @@ def test_only_planned_runs_of_another_machine_kind_are_left_out(sweep):
 
 
 def test_a_candidate_with_an_unknown_or_a_sweep_key_is_refused(unet_sweep, tmp_path):
-    from dataclasses import replace
-
     from sfae.errors import SfaeError
 
-    settings = replace(unet_sweep.settings, candidates=({"model.unet.widht": 12},))
-    config = replace(unet_sweep.config, sweep=replace(unet_sweep.config.sweep, unet=settings))
     with pytest.raises(SfaeError, match="model.unet.widht is not a setting"):
-        Sweep(config, unet_sweep.params, "unet")
+        unet_sweep_with(unet_sweep, candidates=({"model.unet.widht": 12},))
     text = (REPO / "params.yaml").read_text()
     assert "    candidates:\n      - {model.unet.width: 12}" in text
     path = tmp_path / "params.yaml"

@@ -13,7 +13,7 @@ import difflib
 import functools
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_type_hints
 
 import pydantic
 from pydantic import Field, field_validator, model_validator
@@ -46,7 +46,7 @@ SWEEP_KEYS = ("variant", "seed", "data.val_count", "model.arch")  # set by the s
 # YAML values are typed: a quoted "96" or a 96.0 is a mistake, not an integer to coerce.
 Int = pydantic.StrictInt
 Number = Annotated[float, pydantic.Strict()]  # an integer is a number too
-STRICT = pydantic.ConfigDict(extra="forbid")
+STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)  # every section and plan
 NAME = "(variant name)"  # what the loader validates a variant's name from: no YAML key
 
 
@@ -66,7 +66,7 @@ def up_to(low: int, field: str, less: int = 0):
     return pydantic.AfterValidator(check)
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class DataConfig:
     image_size: Annotated[Int, between(16, 1024)]  # halved four times by the paper net
     train_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 1)]
@@ -82,7 +82,7 @@ class DataConfig:
         return size
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class MallConfig:
     frames: Annotated[Int, between(1, 2000)]
     person_height: Annotated[Number, between(1.0, 480.0)]
@@ -97,7 +97,7 @@ class MallConfig:
         return count
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class TrainConfig:
     batch_size: Annotated[Int, between(1, PENNFUDAN_IMAGES)]
     epochs: Annotated[Int, between(1, 100_000)]
@@ -107,7 +107,7 @@ class TrainConfig:
     shards: Annotated[Int, up_to(1, "batch_size")]  # no shard may be empty
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class UnetConfig:
     depth: Annotated[Int, between(2, 5)]  # levels; a multiple of 16 halves down to a fifth
     # Per-example normalisations only: batch statistics would make train.shards change the math.
@@ -127,20 +127,20 @@ class UnetConfig:
         return width
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class ModelConfig:
     arch: Literal[ARCHS]  # the post's auto-encoder, or a U-Net
     unet: UnetConfig
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class EvaluateConfig:
     threshold: Annotated[Number, between(0.0, 1.0)]
     boundary_tolerance: Annotated[Int, between(0, 50)]
     grid_images: Annotated[Int, between(1, 20)]
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class RenderConfig:
     fps: Annotated[Int, between(1, 120)]
     alpha: Annotated[Number, between(0.0, 1.0)]
@@ -154,7 +154,7 @@ class VariantConfig(pydantic.BaseModel):
     """A variant: its bottleneck, and each regulariser's settings in a field by its name
     (`variant.sparse`; None where it has none): see variant_schema."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
     units: ClassVar[tuple] = ()  # the regularisers of the registry (variant_schema)
     name: str = Field(validation_alias=NAME)  # its key in `variants`
     bottleneck_activation: Literal["softabs", "linear"]
@@ -201,7 +201,7 @@ def strength_key(variant: VariantConfig) -> str | None:
     return keys[0] if keys else None
 
 
-@dataclass(frozen=True, config=STRICT)
+@dataclass(config=STRICT)
 class Config:
     """The run config (study and sweep: sfae.plans.load_plans adds them)."""
 
@@ -337,8 +337,11 @@ def _where(schema, loc: tuple, variant) -> tuple[str, list[str]]:
         known = [key for key in fields if key not in inline and key != "name"]
         known += [key for unit in inline.values() for key in unit.model_fields]
         parts += [] if part in inline else [part]
-        if part not in fields:
-            break
+        if part not in fields:  # unknown, unless one of typed extras (sfae.plans.SweepConfig's)
+            if (extra := get_type_hints(schema).get("__pydantic_extra__")) is None:
+                break
+            schema = get_args(extra)[-1]
+            continue
         schema = fields[part].annotation
         if type(None) in get_args(schema):  # X | None
             schema = get_args(schema)[0]

@@ -7,13 +7,12 @@ re-runs nothing. Beside the paper net's sweep, `sweep` holds named sweeps (sweep
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, TypeAdapter, field_validator, model_validator
-from pydantic.dataclasses import dataclass
+import pydantic_core
+from pydantic import BaseModel, BeforeValidator, field_validator, model_validator
 
 from sfae.config import (
     ARCHS,
@@ -73,8 +72,6 @@ def _references(value, info):
 
 
 def _candidates(value):
-    if value == ():  # none: the default, which dataclasses.replace hands back
-        return value
     scalar = bool | int | float | str
     if (
         not isinstance(value, list | tuple)
@@ -95,15 +92,15 @@ Seeds = Annotated[tuple, BeforeValidator(_seeds)]
 Variants = Annotated[tuple, BeforeValidator(_references)]
 
 
-@dataclass(frozen=True, config=STRICT)
-class StudyConfig:
+class StudyConfig(BaseModel):
+    model_config = STRICT
     seeds: Seeds
 
 
-@dataclass(frozen=True, config=STRICT)
-class SweepSettings:
+class SweepSettings(BaseModel):
     """What every sweep sets (sfae.experiments.sweep)."""
 
+    model_config = STRICT
     val_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 2)]  # held out to select on
     seeds: Seeds  # selection seeds
     grids: dict[  # variant -> strengths to try, ascending
@@ -134,17 +131,26 @@ class SweepSettings:
         return value
 
 
-@dataclass(frozen=True, config=STRICT)
 class NamedSweep(SweepSettings):
     """A sweep of its own under `sweep`: it says its network (sweep.unet's name says it)."""
 
     arch: Literal[ARCHS] = "paper"
 
 
-@dataclass(frozen=True, config=STRICT)
-class SweepConfig(SweepSettings):
-    """The paper net's sweep, and the named sweeps beside it (`named`)."""
+def _says_its_arch(section):
+    """A section of `sweep` beside its settings is a named sweep if it says its `arch`: a typo
+    like `grid` stays an unknown setting."""
+    if not (isinstance(section, dict) and "arch" in section):
+        raise pydantic_core.PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+    return section
 
+
+class SweepConfig(SweepSettings):
+    """The paper net's sweep, and the named sweeps beside it (`named`: sweep.unet_stacked, ...,
+    checked by pydantic as the extra keys)."""
+
+    model_config = {**STRICT, "extra": "allow"}
+    __pydantic_extra__: dict[str, Annotated[NamedSweep, BeforeValidator(_says_its_arch)]]
     unet: NamedSweep | None = None  # the U-Net's own sweep, cut to fit
 
     @model_validator(mode="before")
@@ -154,56 +160,33 @@ class SweepConfig(SweepSettings):
         if not isinstance(data, dict):
             return data
         shared = {key: data[key] for key in ("val_count", "references") if key in data}
-        for name in _named_fields(cls):
-            if isinstance(data.get(name), dict):
-                arch = {"arch": name} if name in ARCHS else {}
-                data = {**data, name: {**shared, **arch, **data[name]}}
-        return data
+        named = {name: shared for name in data if name not in cls.model_fields}
+        named["unet"] = {**shared, "arch": "unet"}  # its name says its network
+        return {
+            name: {**named[name], **section}
+            if name in named and isinstance(section, dict)
+            else section
+            for name, section in data.items()
+        }
 
     @property
     def named(self) -> dict[str, NamedSweep]:
-        """The named sweeps, in params.yaml's order (sweep.unet first)."""
-        return {name: value for name in _named_fields(type(self)) if (value := getattr(self, name))}
+        """The named sweeps: sweep.unet first, then params.yaml's order."""
+        return {**({"unet": self.unet} if self.unet else {}), **self.model_extra}
 
 
-def _named_fields(schema) -> list[str]:
-    common = {field.name for field in dataclasses.fields(SweepSettings)}
-    return [field.name for field in dataclasses.fields(schema) if field.name not in common]
-
-
-def _named_in(sweep) -> tuple[str, ...]:
-    """The sections of a raw `sweep` that say their `arch` (a typo like `grid` stays unknown)."""
-    if not isinstance(sweep, dict):
-        return ()
-    fields = {field.name for field in dataclasses.fields(SweepConfig)}
-    return tuple(
-        name
-        for name, value in sweep.items()
-        if name not in fields and isinstance(value, dict) and "arch" in value
-    )
-
-
-@functools.cache
-def _plans_schema(named: tuple[str, ...]) -> type:
-    """The planning sections' schema, with a field for each named sweep (so an error inside
-    one names it: `sweep.unet_stacked.grids.l3 is not a variant`)."""
-    fields = {name: NamedSweep | None for name in named}
-    body = {"__annotations__": fields, **dict.fromkeys(named), "__module__": __name__}
-    sweep = dataclass(type("SweepConfig", (SweepConfig,), body), frozen=True, config=STRICT)
-    body = {"__annotations__": {"study": StudyConfig, "sweep": sweep | None}, "sweep": None}
-    return dataclass(
-        type("Plans", (), {**body, "__module__": __name__}), frozen=True, config=STRICT
-    )
+class Plans(BaseModel):
+    model_config = STRICT
+    study: StudyConfig
+    sweep: SweepConfig | None = None
 
 
 def load_plans(path: Path, regularisers: tuple) -> Config:
     """params.yaml's run config with the planning sections read and checked too."""
     config = load_config(path, regularisers)
     plans = {key: value for key, value in read_params(path).items() if key in PLANNING}
-    schema = _plans_schema(_named_in(plans.get("sweep")))
-    with params_errors(path, schema):
-        adapter = TypeAdapter(schema)
-        plans = adapter.validate_python(plans, context={"variants": config.variants})
+    with params_errors(path, Plans):
+        plans = Plans.model_validate(plans, context={"variants": config.variants})
     return dataclasses.replace(config, study=plans.study, sweep=plans.sweep)
 
 

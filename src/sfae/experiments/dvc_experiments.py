@@ -70,27 +70,31 @@ class DvcExperiments:
         return self._dvc(*args, tool="git")
 
     def _dvc(self, *args: str, timeout: float | None = None, tool: str = "dvc") -> str:
-        # With a timeout the command gets a process group of its own, so that killing it
-        # also kills whatever it started, which would otherwise hold our pipes open.
-        with subprocess.Popen(
-            [self.dvc if tool == "dvc" else tool, *args],
-            cwd=self.root,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=timeout is not None,
-        ) as process:
+        # Output to files, not pipes: the queue's workers that `queue start` leaves in the
+        # background inherit it, and a pipe would keep us waiting for the whole queue. With a
+        # timeout the command gets a process group of its own, so that killing it also kills
+        # whatever it started.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            process = subprocess.Popen(
+                [self.dvc if tool == "dvc" else tool, *args],
+                cwd=self.root,
+                stdout=out,
+                stderr=err,
+                start_new_session=timeout is not None,
+            )
             try:
-                stdout, stderr = process.communicate(timeout=timeout)
+                process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-                process.communicate()
+                process.wait()
                 raise SfaeError(
                     f"`{tool} {' '.join(args)}` gave no answer in {timeout:g} s and was stopped"
                 ) from None
-        if process.returncode != 0:
-            raise SfaeError(f"`{tool} {' '.join(args)}` failed: {stderr.strip()[-2000:]}")
-        return stdout
+            out.seek(0)
+            err.seek(0)
+            if process.returncode != 0:
+                raise SfaeError(f"`{tool} {' '.join(args)}` failed: {err.read().strip()[-2000:]}")
+            return out.read()
 
     def baselines(self) -> list[str]:
         """The pinned base and every commit a finished (refs/exps/ab/cdef.../name), queued (the
@@ -141,14 +145,7 @@ class DvcExperiments:
         self._dvc("exp", "run", "--queue", *([target] if target else []), *settings)
 
     def start(self, jobs: int) -> None:
-        # The queue's workers stay in the background and inherit our output: with pipes
-        # (capture_output) we would wait for the whole queue, with no progress shown.
-        command = [self.dvc, "queue", "start", "-j", str(jobs)]
-        with tempfile.TemporaryFile() as output:
-            if subprocess.run(command, cwd=self.root, stdout=output, stderr=output).returncode:
-                output.seek(0)
-                message = output.read().decode(errors="replace").strip()[-2000:]
-                raise SfaeError(f"`dvc queue start -j {jobs}` failed: {message}")
+        self._dvc("queue", "start", "-j", str(jobs))
 
     def remove_failed(self) -> None:
         self._dvc("queue", "remove", "--failed")

@@ -230,8 +230,7 @@ def run_plan(
     def runs_of(spec: Spec) -> list[Run]:
         return [r for r in runs if fulfils(scored_params(r.flat), wanted[spec])]
 
-    in_flight = [s for s in specs if any(r.state in IN_FLIGHT for r in runs_of(s))]
-    pending = [spec for spec in in_flight if spec not in done]
+    pending = [s for s in specs if s not in done and any(r.state in IN_FLIGHT for r in runs_of(s))]
     missing = [spec for spec in specs if spec not in done and spec not in pending]
     print(
         f"{desc}: {len(specs)} runs, {len(done)} recorded, {len(pending)} queued or running, "
@@ -276,7 +275,6 @@ def run_plan(
                 experiments.start(jobs)
                 stalled_polls = 0
             sleep(poll_seconds)
-    done = recorded()
     failures = [spec for spec in waiting if spec not in done]
     for spec in failures:
         where = f"its log: {failed[spec]}" if spec in failed else "it left the queue"
