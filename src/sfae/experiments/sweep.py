@@ -27,12 +27,16 @@ def study_plan(config: Config) -> list[Spec]:
     return [Spec.of(variant=v, seed=s) for v in POST_VARIANTS for s in config.study.seeds]
 
 
-def study_records(records: list[RunRecord], specs: list[Spec], params: dict, kind=None) -> list:
+def study_records(
+    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None = None
+) -> list[RunRecord]:
     """The record of every planned run that has one (of a machine of `kind`), in plan order."""
     return [r for spec in specs if (r := find_record(records, wanted_params(params, spec), kind))]
 
 
-def other_kinds(records: list[RunRecord], specs: list[Spec], params: dict, kind) -> list:
+def other_kinds(
+    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None
+) -> list[RunRecord]:
     """The records of planned runs that trained on another machine kind than `kind`."""
     if kind is None:
         return []

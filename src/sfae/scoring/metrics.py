@@ -114,7 +114,9 @@ def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: floa
     return int(np.count_nonzero(boundary_from & (distance_to <= tolerance)))
 
 
-def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance: float) -> dict:
+def boundary_counts(
+    truth: np.ndarray, predicted: np.ndarray, tolerance: float
+) -> dict[str, np.ndarray]:
     """Per-image matched and total boundary pixel counts (int64 arrays of length n)."""
     tolerance = _check_tolerance(tolerance)  # the masks: checked by confusion() first
     rows = []
