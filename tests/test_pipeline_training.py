@@ -271,6 +271,9 @@ class Scored:
     files: dict[str, dict]  # metrics/*.json as the run left them
     model: Path  # the model it saved, kept apart from the runs after it
     loss_rows: list[dict[str, str]]
+    split: Path  # the prepared Penn-Fudan arrays it trained on, kept apart likewise
+    per_image: str  # metrics/per_image.tsv as it left it
+    pictures: list[str]  # what plots/evaluate held
 
 
 @pytest.fixture(scope="module")
@@ -286,27 +289,49 @@ def selection_run(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) 
     assert result.returncode == 0, output(result)
     names = ("split.json", "evaluate.json", "mall.json", "finetune/metrics.json")
     files = {name: json.loads((root / "metrics" / name).read_text()) for name in names}
-    model = tmp_path_factory.mktemp("selection-run") / "model.keras"
+    kept = tmp_path_factory.mktemp("selection-run")
+    model, split = kept / "model.keras", kept / "pennfudan.npz"
     shutil.copy2(root / "models" / "model.keras", model)
+    shutil.copy2(root / "data" / "prepared" / "pennfudan.npz", split)
     rows = tsv_rows(root / "metrics" / "finetune" / "plots" / "metrics" / "train" / "loss.tsv")
-    return Scored(result, (root / "params.yaml").read_text(), files, model, rows)
+    table = (root / "metrics" / "per_image.tsv").read_text()
+    pictures = sorted(path.name for path in (root / "plots" / "evaluate").iterdir())
+    return Scored(
+        result, (root / "params.yaml").read_text(), files, model, rows, split, table, pictures
+    )
 
 
 def test_a_small_strength_and_held_out_validation_images_through_exp_run(
     selection_run: Scored,
 ) -> None:
     """DVC writes `1e-05` for -S ...=1e-5: a float in YAML 1.2, as our loader must read it.
-    The run stops at evaluate (as sweep runs do) and scores the validation images, not Mall."""
+    The run stops at evaluate (as sweep runs do) and gives the validation IoU alone: no test
+    scores, Mall scores or pictures, and no TensorFlow start-up for them."""
     assert "regularizer_scale: 1e-05" in selection_run.params_text
     assert "render_videos" not in ran_stages(selection_run.result)
     split = selection_run.files["split.json"]
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (68, 17, 85)
     scores = selection_run.files["evaluate.json"]
-    assert 0.0 <= scores["val"]["iou_pooled"] <= 1.0 and scores["val"]["n_images"] == 17
     logged = selection_run.files["finetune/metrics.json"]
-    assert 0.0 <= logged["iou"]["val"] <= 1.0
-    # A selection run is read for its validation IoU: the Mall frames wait for the finals.
+    assert scores == {"val": {"iou_pooled": logged["iou"]["val"], "n_images": 17}}
     assert selection_run.files["mall.json"]["scored"] is False
+    assert selection_run.per_image == "name\tiou\tdice\tprecision\trecall\taccuracy\tboundary_f1\n"
+    assert selection_run.pictures == []
+
+
+def test_a_selection_runs_validation_iou_is_the_saved_models(selection_run: Scored) -> None:
+    """What train logged after its last epoch is the IoU of the model it saved, recomputed from
+    the file on the validation images: the score selection reads is the final weights'."""
+    from sfae.data.prepared import load_pennfudan
+    from sfae.inference.predict import load_trained, predict_probabilities
+    from sfae.scoring.metrics import pooled_iou
+
+    data = load_pennfudan(selection_run.split)
+    model = load_trained(selection_run.model)
+    predicted = predict_probabilities(model, data.val_images) >= 0.5
+    recomputed = pooled_iou(data.val_masks[..., 0] > 0.5, predicted)
+    assert len(data.val_names) == 17
+    assert selection_run.files["evaluate.json"]["val"]["iou_pooled"] == recomputed
 
 
 def test_the_unet_through_exp_run_and_sfae_predict(
@@ -317,8 +342,7 @@ def test_the_unet_through_exp_run_and_sfae_predict(
     root = pipeline.root
     assert keras.models.load_model(selection_run.model).name == "sfae_unet_l2"
     assert len(selection_run.loss_rows) == 3  # the U-Net's own epochs, not train.epochs
-    scores = selection_run.files["evaluate.json"]
-    assert 0.0 <= scores["test"]["pooled"]["iou"] <= 1.0
+    assert 0.0 <= selection_run.files["finetune/metrics.json"]["iou"]["test"] <= 1.0
 
     photo = next((root / "data" / "raw").rglob("FudanPed00001.png"))
     out = tmp_path / "out"

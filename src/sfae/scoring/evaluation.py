@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from sfae.data.prepared import MallArrays, PennFudanSplits
 from sfae.inference.predict import predict_probabilities
 from sfae.scoring.mall_metrics import mall_scores
-from sfae.scoring.metrics import per_image_scores, pooled_iou, summarize
+from sfae.scoring.metrics import TABLE_COLUMNS, per_image_scores, pooled_iou, summarize
 from sfae.scoring.pictures import error_overlay, fixed_indices, grid, tint, to_uint8
-
-TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")
-
-
-def _iou(model, data, split: str, threshold: float, tolerance: int) -> tuple[float, float]:
-    """The pooled IoU and the mean per-image IoU of the model on a split ("train" or "val")."""
-    truth = getattr(data, f"{split}_masks")[..., 0] > 0.5
-    predicted = predict_probabilities(model, getattr(data, f"{split}_images")) >= threshold
-    table = per_image_scores(truth, predicted, tolerance)
-    return pooled_iou(truth, predicted), float(np.mean(table["iou"]))
 
 
 def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance: int):
-    """(summary for evaluate.json, per-image table rows, test probabilities)."""
+    """A final run's (summary for evaluate.json, per-image table rows, test probabilities)."""
     test_probability = predict_probabilities(model, data.test_images)
     test_truth = data.test_masks[..., 0] > 0.5
     table = per_image_scores(test_truth, test_probability >= threshold, tolerance)
     test = summarize(table)  # {"pooled": ..., "mean": ...}
-    train_pooled, train_mean = _iou(model, data, "train", threshold, tolerance)
+    train_truth = data.train_masks[..., 0] > 0.5
+    train_predicted = predict_probabilities(model, data.train_images) >= threshold
+    train_pooled = pooled_iou(train_truth, train_predicted)
+    train_mean = float(np.mean(per_image_scores(train_truth, train_predicted, tolerance)["iou"]))
     result = {
         "test": test,
         "train": {"iou_pooled": train_pooled, "iou_mean": train_mean},
@@ -38,20 +29,11 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
             "iou_mean": train_mean - test["mean"]["iou"],
         },
     }
-    if data.val_names:  # held-out training images: what the sweep selects on
-        pooled, mean = _iou(model, data, "val", threshold, tolerance)
-        result["val"] = {"iou_pooled": pooled, "iou_mean": mean, "n_images": len(data.val_names)}
     rows = [
         {"name": name, **{key: float(table[key][i]) for key in TABLE_COLUMNS}}
         for i, name in enumerate(data.test_names)
     ]
     return result, rows, test_probability
-
-
-def write_table(path: Path, rows: list[dict]) -> None:
-    """Tab-separated, one row per image, a header line."""
-    cells = [[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
-    path.write_text("".join("\t".join(line) + "\n" for line in [list(rows[0]), *cells]))
 
 
 def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: int):

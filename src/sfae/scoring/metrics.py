@@ -36,6 +36,7 @@ pixels); "mean" applies the formulas per image and averages the scores over the 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -53,6 +54,7 @@ SCORE_KEYS = (
     *("boundary_precision", "boundary_recall", "boundary_f1"),
 )
 
+TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")  # per_image.tsv
 _CROSS = ndimage.generate_binary_structure(2, 1)
 
 
@@ -170,3 +172,10 @@ def pooled_iou(truth: np.ndarray, predicted: np.ndarray) -> float:
     """Foreground IoU of the whole batch: TP / (TP + FP + FN) over all pixels (1.0 if empty)."""
     counts = {key: value.sum() for key, value in confusion(truth, predicted).items()}
     return float(_ratio(counts["tp"], counts["tp"] + counts["fp"] + counts["fn"], 1.0))
+
+
+def write_table(path: Path, rows: list[dict]) -> None:
+    """per_image.tsv: tab-separated, a header line, one row per image (none: the header)."""
+    cells = [[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
+    header = ["name", *TABLE_COLUMNS]
+    path.write_text("".join("\t".join(line) + "\n" for line in [header, *cells]))
