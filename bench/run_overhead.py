@@ -4,12 +4,13 @@ most runs per hour.
     python bench/run_overhead.py [--before REV] [--trials 3] [--jobs 1 2]
 
 1. Overhead: a selection-style run (a 12-epoch U-Net, validation images held out, up to
-   `evaluate`) as `dvc exp run --temp`, in a fresh clone of this repository at HEAD and one
-   at REV (the pipeline before the cuts), both sharing this repository's DVC cache so the
-   data stages are restored, not re-run. Trials alternate between the two clones so that
-   whatever else the machine does weighs on both alike. Overhead = wall time minus the
-   training seconds the run itself reports; each stage's share is read off the timestamps
-   of DVC's own lines. Medians over the trials.
+   `evaluate`) as `dvc exp run --temp`, in a fresh clone of this repository at HEAD, one at
+   HEAD with the data copied rather than linked into the experiment's workspace (DVC's
+   default `cache.type`) and one at REV (the pipeline before the cuts), all sharing this
+   repository's DVC cache so the data stages are restored, not re-run. Trials alternate
+   between the clones so that whatever else the machine does weighs on all alike. Overhead =
+   wall time minus the training seconds the run itself reports; each stage's share is read
+   off the timestamps of DVC's own lines. Medians over the trials.
 2. Concurrency: the same short runs queued and run with `dvc queue start -j N`, for each N
    of --jobs: runs per hour of wall time.
 Writes the printed text to bench/results/run_overhead.txt.
@@ -40,11 +41,13 @@ STAGE = re.compile(r"^Running stage '(\w+)'|^Stage '(\w+)' (?:didn't change|is c
 TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training")
 
 
-def clone(rev: str, folder: Path) -> Path:
+def clone(rev: str, folder: Path, link: str | None = None) -> Path:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(folder)], check=True)
     subprocess.run(["git", "checkout", "-q", rev], cwd=folder, check=True)
     cache = ROOT / ".dvc" / "cache"
     subprocess.run([DVC, "cache", "dir", "--local", str(cache)], cwd=folder, check=True)
+    if link:  # the experiments' workspaces take the local config too
+        subprocess.run([DVC, "config", "--local", "cache.type", link], cwd=folder, check=True)
     return folder
 
 
@@ -136,6 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         repos = {
             "before": clone(args.before, Path(folder) / "before"),
+            # Now, but with the data copied into each experiment's workspace, as before.
+            "copied": clone("HEAD", Path(folder) / "copied", link="copy"),
             "after": clone("HEAD", Path(folder) / "after"),
         }
         # Seeds no earlier invocation used: the clones share this repository's DVC cache, and
