@@ -143,15 +143,16 @@ def main() -> None:
             "copied": clone("HEAD", Path(folder) / "copied", link="copy"),
             "after": clone("HEAD", Path(folder) / "after"),
         }
-        # Seeds no earlier invocation used: the clones share this repository's DVC cache, and
-        # a deterministic run of a seed already run would find its stages in DVC's run cache.
+        # Seeds no earlier invocation and no other clone used: the clones share this
+        # repository's DVC cache, and a deterministic run of a seed already run (by a clone of
+        # the same code, say) would find its `evaluate` in DVC's run cache.
         base = int(time.time()) % 100_000 * 100
-        for repo in repos.values():  # the first run of a clone links its data: not timed
-            one_run(repo, base)
+        for number, repo in enumerate(repos.values()):  # a clone's first run: not timed
+            one_run(repo, base + number)
         trials = {label: [] for label in repos}
         for trial in range(args.trials):
-            for label, repo in repos.items():
-                trials[label].append(one_run(repo, base + 1 + trial))
+            for number, (label, repo) in enumerate(repos.items()):
+                trials[label].append(one_run(repo, base + 10 + trial * len(repos) + number))
         say(f"Overhead of one short queued-style run (median of {args.trials}):")
         for label, runs in trials.items():
             median = {
