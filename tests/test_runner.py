@@ -134,6 +134,30 @@ def test_runs_what_has_no_record_and_records_every_finished_run(tmp_path):
     ]
 
 
+def test_a_selection_run_is_recorded_with_its_validation_iou_and_no_test_scores(tmp_path):
+    """A run with validation images held out: evaluate.json holds val alone, the per-image
+    table its header line; the record keeps what selection reads, and no test score."""
+    from sfae.experiments.sweep_state import val_iou
+
+    class Selection(StubExperiments):
+        def start(self, jobs):
+            super().start(jobs)
+            for run in self.store:
+                run.metrics["metrics/evaluate.json"] = {"val": {"iou_pooled": 0.6, "n_images": 17}}
+                run.metrics["metrics/mall.json"] = {"scored": False}
+
+        def read_text(self, rev, path):
+            return TABLE.splitlines(keepends=True)[0]
+
+    records = tmp_path / "runs.jsonl"
+    selection = [Spec.of(variant="l2", seed=1, **{"data.val_count": 17})]
+    outcome = run_plan(Selection(), selection, PARAMS, records, sleep=no_sleep)
+    assert outcome.failed == []
+    (record,) = read_records(records)
+    assert record.per_image_iou == {} and "test" not in record.evaluate
+    assert val_iou(record) == 0.6 and record.val_count == 17
+
+
 def test_recorded_runs_are_not_run_again_even_without_their_experiments(tmp_path):
     records = tmp_path / "runs.jsonl"
     run_plan(StubExperiments(), plan(), PARAMS, records, sleep=no_sleep)
