@@ -492,7 +492,7 @@ def test_a_bad_named_sweep_names_its_key(tmp_path, section, key, problem):
 def test_the_plan_and_the_report_read_one_state(sweep, monkeypatch, tmp_path):
     """The report computes each sweep's state once and reads its selections from it: the
     strengths the final plan runs are the ones the report names."""
-    import sfae.reports.networks as networks
+    import sfae.reports.build as build
     from sfae.reports.sweep_findings import findings
     from sfae.reports.sweep_report import render
 
@@ -517,9 +517,9 @@ def test_the_plan_and_the_report_read_one_state(sweep, monkeypatch, tmp_path):
         )
     calls = []
     monkeypatch.setattr(
-        networks, "sweep_state", lambda s, r: calls.append(s.name) or sweep_state(s, r)
+        build, "sweep_state", lambda s, r: calls.append(s.name) or sweep_state(s, r)
     )
-    networks.write_sweep_reports([sweep], records, tmp_path)
+    build.write_sweep_reports([sweep], records, tmp_path)
     assert calls == ["paper"]
 
 

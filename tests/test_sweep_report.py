@@ -22,7 +22,7 @@ from sfae.experiments.sweep import Sweep, study_plan
 from sfae.experiments.sweep_state import sweep_state
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.plans import load_plans
-from sfae.reports.networks import main_block, networks_block, write_sweep_reports
+from sfae.reports.build import main_block, networks_block, write_sweep_reports
 from sfae.reports.sweep_findings import best_by_validation, findings
 from sfae.reports.sweep_report import render
 

@@ -1,19 +1,27 @@
 """Every report from the run records (`sfae reports`): the study's (study.md, study.png, the
-Mall GIF where this clone has the runs' Mall predictions), each sweep's, the README's blocks."""
+Mall GIF where this clone has the runs' Mall predictions), each sweep's, and the README's
+generated blocks from the sweeps' findings: the paper net's answer (`sweep-results`), the
+networks side by side, each follow-up's (`sweep-<name>`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sfae.atomic import staged_outputs
 from sfae.config import read_yaml
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord, read_records
 from sfae.experiments.sweep import other_kinds, records_kind, study_plan, study_records, sweeps
+from sfae.experiments.sweep_state import sweep_state
 from sfae.nn.regularisers.registry import REGULARISERS
 from sfae.paths import ProjectPaths
 from sfae.plans import load_plans
-from sfae.reports.networks import write_sweep_reports
+from sfae.reports.figures import write_selection_chart
+from sfae.reports.markdown import join, markdown_table, paragraphs, replace_block
 from sfae.reports.study_report import mall_gif_inputs, write_pending_report, write_report
+from sfae.reports.sweep_findings import Findings, answer, candidate_verdict, findings
+from sfae.reports.sweep_report import render
+from sfae.reports.wording import range_said, results_table
 
 
 def write_study_report(paths: ProjectPaths) -> list[Path]:
@@ -59,3 +67,155 @@ def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:
 
 def write_all_reports(paths: ProjectPaths) -> list[Path]:
     return [*write_study_report(paths), *write_all_sweep_reports(paths)]
+
+
+TABLE = (
+    "Test IoU (mean ± std over the final seeds, n: how many) of each variant at the strength "
+    "selected on validation images, per network (each column: one machine kind):"
+)
+CELL = "{mean:.3f} ± {std:.3f} (n = {n}){at}"
+VERDICTS_LINE = (
+    "Against {reference}, per network (Holm-corrected intervals over seeds and images): {networks}."
+)
+HEAD_LINE = "Sparse filtering against L1/L2, each tuned: {networks}."
+HOLDS = "The answer holds on every network."
+SAME_USE = "The answer changed with the network, but every network recommends {use}."
+NO_USE = "The answer changed with the network, but no network recommends anything over {ref}."
+CHANGED = "The answer changed with the network, and so did the recommendation ({picks})."
+OPEN = "Whether the answer holds for every network is open: sweeps not complete yet: {sweeps}."
+HOW_MUCH = "How much on the {network}: {ranges}."
+CANDIDATES = "Other settings of {leader.label} for the {network} ({link}). {verdict}"
+NAMED = (
+    "**`sweep.{sweep.name}`** ({sweep.network_name}: {grids}, each at its strength selected "
+    "on validation, compared with {references}; {link}). {answer}"
+)
+
+
+def _link(found: Findings) -> str:
+    stem = found.state.sweep.stem
+    return f"[reports/{stem}.md](reports/{stem}.md)"
+
+
+def _cell(found: Findings, variant: str) -> str:
+    row = found.state.row(variant)
+    if row is None or row.label not in found.table:
+        return "pending"
+    mean, std, n = found.table[row.label]["test_iou"]
+    return CELL.format(
+        mean=mean, std=std, n=n, at="" if row.strength is None else f" @ {row.strength:g}"
+    )
+
+
+def _verdicts(found: Findings) -> str:
+    family = found.families[0]
+    groups = [
+        f"{verdict}: {', '.join(sorted(found.variant(c.name) for c in those))}"
+        for verdict, those in family.by_verdict.items()
+    ]
+    if family.pending:
+        groups.append(f"pending: {', '.join(found.variant(label) for label in family.pending)}")
+    return f"{found.state.sweep.network_name}: {'; '.join(groups)}"
+
+
+def networks_block(networks: list[Findings]) -> str:
+    """The networks side by side, whether the answer changed, and the candidates."""
+    names = [f"{f.state.sweep.network_name} ({f.kind})" for f in networks]
+    variants = list(networks[0].state.sweep.config.variants)
+    rows = [
+        [f"`{variant}`", *(_cell(f, variant) for f in networks)]
+        for variant in variants
+        if any(f.state.row(variant) for f in networks)
+    ]
+    lines = [TABLE, "", *markdown_table(["variant", *names], rows), ""]
+    open_ = [f"{f.state.sweep.network_name} ({_link(f)})" for f in networks if f.state.gaps]
+    compared = [f for f in networks if f.families]
+    if compared:
+        reference = compared[0].families[0].reference
+        lines.append(
+            VERDICTS_LINE.format(reference=reference, networks="; ".join(map(_verdicts, compared)))
+        )
+        heads = [
+            f"{f.state.sweep.network_name}: {f.head.verdict if f.head else 'pending'}"
+            for f in networks
+        ]
+        lines += ["", HEAD_LINE.format(networks="; ".join(heads))]
+    if open_:
+        lines += ["", OPEN.format(sweeps="; ".join(open_))]
+    elif compared:
+        lines += ["", _changed(networks)]
+    for f in networks[1:]:
+        ranges = "; ".join(range_said(s) for s in f.state.selections)
+        lines += ["", HOW_MUCH.format(network=f.state.sweep.network_name, ranges=ranges)]
+    for f in networks:
+        if f.state.sweep.settings.candidates and f.state.leader is not None:
+            slots = {"leader": f.state.leader, "network": f.state.sweep.network_name}
+            lines += ["", CANDIDATES.format(**slots, link=_link(f), verdict=candidate_verdict(f))]
+    return "\n".join(lines)
+
+
+def _changed(networks: list[Findings]) -> str:
+    verdicts = {f.verdict() for f in networks}
+    if len(verdicts) == 1:
+        return HOLDS
+    uses = [(label := f.recommended()) and f.variant(label) for f in networks]
+    if len(set(uses)) == 1:
+        if uses[0]:
+            return SAME_USE.format(use=uses[0])
+        return NO_USE.format(ref=networks[0].families[0].reference)
+    picks = [
+        f"{f.state.sweep.network_name}: {use or 'none'}"
+        for f, use in zip(networks, uses, strict=True)
+    ]
+    return CHANGED.format(picks="; ".join(picks))
+
+
+def main_block(found: Findings) -> str:
+    """The paper net's answer and its final table, for the README."""
+    final = results_table(found.table, found.kind)
+    return "\n".join(paragraphs(answer(found), final, f"From {_link(found)}."))
+
+
+def named_block(found: Findings) -> str:
+    sweep = found.state.sweep
+    slots = {"grids": join(sweep.settings.grids), "references": join(sweep.compare_with)}
+    return NAMED.format(sweep=sweep, **slots, link=_link(found), answer=answer(found))
+
+
+def readme_blocks(everything: list[Findings]) -> dict[str, str]:
+    """Block name -> its text: sweep-results, networks, sweep-<name> for each follow-up."""
+    networks = [f for f in everything if f.state.sweep.is_network]
+    blocks = {}
+    if networks and networks[0].state.sweep.name == "paper":
+        blocks["sweep-results"] = main_block(networks[0])
+    if networks:
+        blocks["networks"] = networks_block(networks)
+    for found in everything:
+        if not found.state.sweep.is_network:
+            blocks[f"sweep-{found.state.sweep.name}"] = named_block(found)
+    return blocks
+
+
+def write_sweep_reports(
+    sweeps: list, records: list[RunRecord], out_dir: Path, readme: Path | None = None
+) -> list[Path]:
+    """Each sweep's report and selection chart into out_dir (and the README's generated
+    blocks), each file whole or not at all; records in any order give the same bytes."""
+    everything = [findings(sweep_state(sweep, records)) for sweep in sweeps]
+    ends = (".md", "_selection.png")
+    reports = [Path(out_dir) / f"{sweep.stem}{end}" for sweep in sweeps for end in ends]
+    outputs = [*reports, *([readme] if readme else [])]
+    if readme is not None:
+        try:
+            readme_text = readme.read_text()
+            for name, body in readme_blocks(everything).items():
+                readme_text = replace_block(readme_text, name, body)
+        except (OSError, ValueError) as error:
+            raise SfaeError(f"{readme}: cannot update its results ({error})") from error
+    with staged_outputs(*outputs) as staged:
+        pairs = staged[: len(reports)]
+        for found, markdown, chart in zip(everything, pairs[0::2], pairs[1::2], strict=True):
+            markdown.write_text(render(found), encoding="utf-8")
+            write_selection_chart(found.state, chart)
+        if readme is not None:
+            staged[-1].write_text(readme_text, encoding="utf-8")
+    return outputs
