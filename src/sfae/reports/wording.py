@@ -33,6 +33,7 @@ READING = (
     "{name} minus {reference}: {mean:+.3f} per-image test IoU, {level:.1%} interval "
     + INTERVAL
     + " (Holm, a family of {family_size}; seeds: {seeds}; images: {images}): {relation} {reference}"
+    + "{allows}."
 )
 SHORT = "{name} ({mean:+.3f}; {bounds})"
 FAMILY = (
@@ -98,7 +99,8 @@ def seeds_said(comparison: Comparison) -> str:
 
 def _slots(c: Comparison) -> dict:
     """The comparison's fields (name, reference, level, low, ...) and what the templates add;
-    `bounds`: its corrected interval or, for a null, the largest gain and loss it allows."""
+    `bounds`: its corrected interval or, for a null, the largest gain and loss it allows (which
+    a null's reading and verdict cell name too)."""
     loss = c.largest_loss
     slots = vars(c) | {
         "mean": c.mean,
@@ -108,32 +110,25 @@ def _slots(c: Comparison) -> dict:
         "loss": None if loss is None else -loss,
     }
     null = c.verdict == NOT_DISTINGUISHABLE
-    return slots | {"bounds": (ALLOWS if null else INTERVAL).format(**slots)}
+    bounds = (ALLOWS if null else INTERVAL).format(**slots)
+    cell = f"{c.verdict}: {bounds}" if null else c.verdict
+    return slots | {"bounds": bounds, "allows": f"; it allows {bounds}" * null, "cell": cell}
 
 
 def reading(comparison: Comparison) -> str:
     """One sentence: the difference, its corrected interval and its verdict (for a null, the
     largest gain and loss it still allows)."""
-    slots = _slots(comparison)
-    allows = f"; it allows {slots['bounds']}" if comparison.verdict == NOT_DISTINGUISHABLE else ""
-    return READING.format(**slots) + allows + "."
-
-
-def short(comparison: Comparison) -> str:
-    return SHORT.format(**_slots(comparison))
-
-
-def verdict_cell(comparison: Comparison) -> str:
-    if comparison.verdict == NOT_DISTINGUISHABLE:
-        return f"{NOT_DISTINGUISHABLE}: {ALLOWS.format(**_slots(comparison))}"
-    return comparison.verdict
+    return READING.format(**_slots(comparison))
 
 
 def family_said(family: Family) -> str:
     """'Against pure (kind; ...): better: a, b; worse: c; not distinguishable: d.'"""
     if not family.comparisons:
         return NOTHING_COMPARED.format(reference=family.reference)
-    groups = [f"{v}: {', '.join(map(short, found))}" for v, found in family.by_verdict.items()]
+    groups = [
+        f"{v}: {', '.join(SHORT.format(**_slots(c)) for c in found)}"
+        for v, found in family.by_verdict.items()
+    ]
     if family.pending:
         groups.append(PENDING.format(names=", ".join(family.pending)))
     slots = {"reference": family.reference, "kind": family.kind, "size": family.size}
@@ -222,7 +217,7 @@ def family_table(family: Family) -> list[str]:
             f"{c.adjusted_p:.3g}",
             c.difference.n_images,
             seeds_said(c),
-            verdict_cell(c),
+            _slots(c)["cell"],
         ]
         for c in family.comparisons.values()
     ]
