@@ -101,9 +101,8 @@ def _cell(found: Findings, variant: str) -> str:
     if row is None or row.label not in found.table:
         return "pending"
     mean, std, n = found.table[row.label]["test_iou"]
-    return CELL.format(
-        mean=mean, std=std, n=n, at="" if row.strength is None else f" @ {row.strength:g}"
-    )
+    at = "" if row.strength is None else f" @ {row.strength:g}"
+    return CELL.format(mean=mean, std=std, n=n, at=at)
 
 
 def _verdicts(found: Findings) -> str:
