@@ -25,6 +25,8 @@ MALL_JSON = IN_REPO.mall_metrics.as_posix()
 TRAINING_JSONS = tuple(
     (folder / "metrics.json").as_posix() for folder in (IN_REPO.pretrain_log, IN_REPO.finetune_log)
 )
+# Settings added after runs were recorded, at the value that keeps those runs as they were.
+LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper", "mall.unlabeled_frames": 1500}
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def run_params(params: dict) -> dict:
-    """The flattened params that can change a run (all but the planning sections)."""
-    return flatten({k: v for k, v in params.items() if k not in PLANNING})
+    """The flattened params that can change a run (all but the planning sections), a setting
+    added later at the value that runs made before it had."""
+    return {**LATER_DEFAULTS, **flatten({k: v for k, v in params.items() if k not in PLANNING})}
 
 
 def same_value(a, b) -> bool:

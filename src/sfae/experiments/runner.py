@@ -14,15 +14,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
 from sfae.errors import SfaeError
-from sfae.experiments.dvc_experiments import LATER_DEFAULTS, Run
+from sfae.experiments.dvc_experiments import DvcExperiments, Run
 from sfae.experiments.records import (
     EVALUATE_JSON,
     IN_REPO,
+    LATER_DEFAULTS,
     MALL_JSON,
     TRAINING_JSONS,
     RunRecord,
@@ -34,7 +35,6 @@ from sfae.experiments.records import (
 )
 from sfae.machine import machine_kind, package_versions
 
-PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
 # Polls with runs queued and none running before the workers are started again: a worker dies
@@ -82,8 +82,7 @@ def scored_params(flat: dict) -> dict:
 
 def wanted_params(current: dict, spec: Spec) -> dict:
     """The scored params a run of `spec` has, given params.yaml as `current` (yaml-loaded)."""
-    flat = {**LATER_DEFAULTS, **run_params(current), **spec.as_dict()}
-    return scored_params(flat)
+    return scored_params({**run_params(current), **spec.as_dict()})
 
 
 def fulfils(params: dict, wanted: dict) -> bool:
@@ -92,19 +91,7 @@ def fulfils(params: dict, wanted: dict) -> bool:
     return matches({**wanted, **LATER_DEFAULTS, **params}, wanted)
 
 
-class Experiments(Protocol):
-    base: str
-
-    def runs(self) -> list[Run]: ...
-    def queue(self, grid: dict[str, list], target: str | None) -> None: ...
-    def start(self, jobs: int) -> None: ...
-    def remove_failed(self) -> None: ...
-    def reap_orphans(self) -> list[str]: ...
-    def read_text(self, rev: str, path: str) -> str: ...
-    def log_text(self, run: Run) -> str | None: ...
-
-
-def training_seconds(experiments: Experiments, run: Run) -> float | None:
+def training_seconds(experiments: DvcExperiments, run: Run) -> float | None:
     """Seconds a run spent training: from its log (the clock is kept out of tracked outputs),
     or from the metrics of runs made before that."""
     summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
@@ -114,12 +101,12 @@ def training_seconds(experiments: Experiments, run: Run) -> float | None:
     return sum(map(float, found[-1])) if found else None
 
 
-def make_record(experiments: Experiments, run: Run) -> RunRecord:
+def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     """The record of a finished run, from its row of `exp show` and its per-image table."""
-    header, *lines = experiments.read_text(run.rev, PER_IMAGE_TSV).splitlines()
+    header, *lines = experiments.read_text(run.rev, IN_REPO.per_image.as_posix()).splitlines()
     iou = header.split("\t").index("iou")
     per_image = {fields[0]: float(fields[iou]) for fields in (line.split("\t") for line in lines)}
-    flat, base = run.flat, {**LATER_DEFAULTS, **run_params(run.baseline_params)}
+    flat, base = run.flat, run_params(run.baseline_params)
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
     return RunRecord(
         variant=flat["variant"],
@@ -187,7 +174,7 @@ def find_record(
 
 
 def record_finished(
-    experiments: Experiments, runs: list[Run], records_path: Path, wanted: list[dict]
+    experiments: DvcExperiments, runs: list[Run], records_path: Path, wanted: list[dict]
 ) -> None:
     """Record the finished runs that give a wanted spec and have no record of their kind."""
     known = read_records(records_path)
@@ -203,7 +190,7 @@ def record_finished(
 
 
 def run_plan(
-    experiments: Experiments,
+    experiments: DvcExperiments,
     specs: list[Spec],
     current: dict,
     records_path: Path,
