@@ -135,9 +135,9 @@ def read_records(path: Path) -> list[RunRecord]:
     return records
 
 
-def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
-    """Add (and return) the records whose key no record has yet; rewrite the file whole, machines
-    corrected, in a stable order so that it changes only where runs were added."""
+def add_records(path: Path, new: Iterable[RunRecord]) -> None:
+    """Add the records whose key no record has yet; rewrite the file whole, machines corrected,
+    in a stable order so that it changes only where runs were added."""
     records = read_records(path)
     known = {_key(record) for record in records}
     added = []
@@ -146,7 +146,7 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
             known.add(_key(record))
             added.append(record)
     if not added:
-        return added
+        return
     # One record per key: of a run and its bit-for-bit reproduction, the one that says where.
     chosen: dict[str, RunRecord] = {}
     corrected = corrected_machines([*records, *added])
@@ -155,4 +155,3 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
     ordered = sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
     with staged_outputs(path) as (staged,):
         staged.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered))
-    return added
