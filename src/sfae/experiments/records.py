@@ -110,11 +110,6 @@ def same_value(a, b) -> bool:
     return a == b
 
 
-def matches(params: dict, wanted: dict) -> bool:
-    """Whether flattened `params` hold every value of `wanted`."""
-    return all(key in params and same_value(params[key], value) for key, value in wanted.items())
-
-
 def _key(record: RunRecord) -> str:
     """A record's identity: its params and its machine kind (another kind rounds otherwise)."""
     return json.dumps([record.params, record.machine_kind], sort_keys=True)

@@ -28,9 +28,9 @@ from sfae.experiments.records import (
     TRAINING_JSONS,
     RunRecord,
     add_records,
-    matches,
     read_records,
     run_params,
+    same_value,
     trained_on,
 )
 from sfae.machine import machine_kind, package_versions
@@ -88,7 +88,8 @@ def wanted_params(current: dict, spec: Spec) -> dict:
 def fulfils(params: dict, wanted: dict) -> bool:
     """Whether a run's flattened params give what is wanted; a setting added after it ran
     counts as the value it had then (LATER_DEFAULTS), any other missing key as matching."""
-    return matches({**wanted, **LATER_DEFAULTS, **params}, wanted)
+    given = {**wanted, **LATER_DEFAULTS, **params}
+    return all(same_value(given[key], value) for key, value in wanted.items())
 
 
 def training_seconds(experiments: DvcExperiments, run: Run) -> float | None:
