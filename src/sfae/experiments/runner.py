@@ -240,9 +240,7 @@ def run_plan(
             runs = experiments.runs()
             record_finished(experiments, runs, records_path, [wanted[s] for s in waiting])
             done = recorded()
-            for spec in waiting:
-                if spec in done:
-                    continue
+            for spec in [spec for spec in waiting if spec not in done]:
                 if (matching := runs_of(spec)) and all(r.state == "failed" for r in matching):
                     failed[spec] = matching[-1].log or "no log"
             finished = [spec for spec in waiting if spec in done or spec in failed]
