@@ -704,12 +704,13 @@ def test_a_record_from_before_a_later_setting_counts_as_its_value_then():
 
 
 def test_params_match_up_to_yaml_rounding_but_a_boolean_is_no_number():
-    from sfae.experiments.records import matches, same_value
+    from sfae.experiments.records import same_value
+    from sfae.experiments.runner import fulfils
 
     assert same_value(0.1 + 0.2, 0.3) and same_value(5, 5.0) and same_value(True, True)
     assert not same_value(True, 1) and not same_value(0, False) and not same_value(0.1, 0.1001)
     flip = "variants.augment.augment.flip"
-    assert matches({flip: True, "seed": 1}, {flip: True}) and not matches({flip: 1}, {flip: True})
+    assert fulfils({flip: True, "seed": 1}, {flip: True}) and not fulfils({flip: 1}, {flip: True})
 
 
 def test_a_runs_scores_depend_on_its_own_variant_and_architecture_settings_only():

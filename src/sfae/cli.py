@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _campaign(args: argparse.Namespace):
+def _campaign():
     """This project's paths, its config with the plans, and params.yaml."""
     from sfae.config import read_yaml
     from sfae.nn.regularisers.registry import REGULARISERS
@@ -97,7 +97,7 @@ def study_command(args: argparse.Namespace) -> list[Path]:
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_study_report
 
-    paths, config, params = _campaign(args)
+    paths, config, params = _campaign()
     if args.remote or not args.report_only:
         specs, kind = study_plan(config), local_machine_kind()
         collect(args, specs, params, paths.run_records, paths.root, "study", kind=kind)
@@ -114,7 +114,7 @@ def sweep_command(args: argparse.Namespace) -> list[Path]:
     from sfae.machine import local_machine_kind
     from sfae.reports.build import write_all_sweep_reports
 
-    paths, config, params = _campaign(args)
+    paths, config, params = _campaign()
     name = args.name or args.arch or MAIN
     Sweep(config, params, name)  # a sweep params.yaml lacks stops here, naming the ones it has
     if args.remote or not args.report_only:

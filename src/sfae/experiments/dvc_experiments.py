@@ -1,5 +1,5 @@
 """Experiments as DVC keeps them, through its command line: what the runner queues, waits for
-and reads (sfae.experiments.runner talks to them through its `Experiments` protocol)."""
+and reads (sfae.experiments.runner)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ SHOW_TIMEOUT = 300.0  # seconds; `exp show` takes under a minute even with two w
 ACTIVE_STATUSES = (1, 2)
 # How `exp show` fails on a run DVC calls running whose info file is gone.
 _LOST_RUN = re.compile(r"No such file or directory: '[^']*exps/run/([0-9a-f]{40})/\1\.run'")
-# Settings added after runs were recorded, at the value that keeps those runs as they were.
-LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper", "mall.unlabeled_frames": 1500}
 
 
 @dataclass
@@ -45,7 +43,7 @@ class Run:
 
     @property
     def flat(self) -> dict:
-        return {**LATER_DEFAULTS, **run_params(self.params)}
+        return run_params(self.params)
 
 
 def _yaml_value(value: Any) -> str:

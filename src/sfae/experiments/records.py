@@ -25,6 +25,8 @@ MALL_JSON = IN_REPO.mall_metrics.as_posix()
 TRAINING_JSONS = tuple(
     (folder / "metrics.json").as_posix() for folder in (IN_REPO.pretrain_log, IN_REPO.finetune_log)
 )
+# Settings added after runs were recorded, at the value that keeps those runs as they were.
+LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper", "mall.unlabeled_frames": 1500}
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def run_params(params: dict) -> dict:
-    """The flattened params that can change a run (all but the planning sections)."""
-    return flatten({k: v for k, v in params.items() if k not in PLANNING})
+    """The flattened params that can change a run (all but the planning sections), a setting
+    added later at the value that runs made before it had."""
+    return {**LATER_DEFAULTS, **flatten({k: v for k, v in params.items() if k not in PLANNING})}
 
 
 def same_value(a, b) -> bool:
@@ -105,11 +108,6 @@ def same_value(a, b) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
     return a == b
-
-
-def matches(params: dict, wanted: dict) -> bool:
-    """Whether flattened `params` hold every value of `wanted`."""
-    return all(key in params and same_value(params[key], value) for key, value in wanted.items())
 
 
 def _key(record: RunRecord) -> str:
@@ -132,9 +130,9 @@ def read_records(path: Path) -> list[RunRecord]:
     return records
 
 
-def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
-    """Add (and return) the records whose key no record has yet; rewrite the file whole, machines
-    corrected, in a stable order so that it changes only where runs were added."""
+def add_records(path: Path, new: Iterable[RunRecord]) -> None:
+    """Add the records whose key no record has yet; rewrite the file whole, machines corrected,
+    in a stable order so that it changes only where runs were added."""
     records = read_records(path)
     known = {_key(record) for record in records}
     added = []
@@ -143,7 +141,7 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
             known.add(_key(record))
             added.append(record)
     if not added:
-        return added
+        return
     # One record per key: of a run and its bit-for-bit reproduction, the one that says where.
     chosen: dict[str, RunRecord] = {}
     corrected = corrected_machines([*records, *added])
@@ -152,4 +150,3 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> list[RunRecord]:
     ordered = sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
     with staged_outputs(path) as (staged,):
         staged.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered))
-    return added

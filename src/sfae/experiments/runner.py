@@ -14,27 +14,27 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from tqdm import tqdm
 
 from sfae.errors import SfaeError
-from sfae.experiments.dvc_experiments import LATER_DEFAULTS, Run
+from sfae.experiments.dvc_experiments import DvcExperiments, Run
 from sfae.experiments.records import (
     EVALUATE_JSON,
     IN_REPO,
+    LATER_DEFAULTS,
     MALL_JSON,
     TRAINING_JSONS,
     RunRecord,
     add_records,
-    matches,
     read_records,
     run_params,
+    same_value,
     trained_on,
 )
 from sfae.machine import machine_kind, package_versions
 
-PER_IMAGE_TSV = IN_REPO.per_image.as_posix()
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
 # Polls with runs queued and none running before the workers are started again: a worker dies
@@ -82,29 +82,17 @@ def scored_params(flat: dict) -> dict:
 
 def wanted_params(current: dict, spec: Spec) -> dict:
     """The scored params a run of `spec` has, given params.yaml as `current` (yaml-loaded)."""
-    flat = {**LATER_DEFAULTS, **run_params(current), **spec.as_dict()}
-    return scored_params(flat)
+    return scored_params({**run_params(current), **spec.as_dict()})
 
 
 def fulfils(params: dict, wanted: dict) -> bool:
     """Whether a run's flattened params give what is wanted; a setting added after it ran
     counts as the value it had then (LATER_DEFAULTS), any other missing key as matching."""
-    return matches({**wanted, **LATER_DEFAULTS, **params}, wanted)
+    given = {**wanted, **LATER_DEFAULTS, **params}
+    return all(same_value(given[key], value) for key, value in wanted.items())
 
 
-class Experiments(Protocol):
-    base: str
-
-    def runs(self) -> list[Run]: ...
-    def queue(self, grid: dict[str, list], target: str | None) -> None: ...
-    def start(self, jobs: int) -> None: ...
-    def remove_failed(self) -> None: ...
-    def reap_orphans(self) -> list[str]: ...
-    def read_text(self, rev: str, path: str) -> str: ...
-    def log_text(self, run: Run) -> str | None: ...
-
-
-def training_seconds(experiments: Experiments, run: Run) -> float | None:
+def training_seconds(experiments: DvcExperiments, run: Run) -> float | None:
     """Seconds a run spent training: from its log (the clock is kept out of tracked outputs),
     or from the metrics of runs made before that."""
     summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
@@ -114,12 +102,12 @@ def training_seconds(experiments: Experiments, run: Run) -> float | None:
     return sum(map(float, found[-1])) if found else None
 
 
-def make_record(experiments: Experiments, run: Run) -> RunRecord:
+def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     """The record of a finished run, from its row of `exp show` and its per-image table."""
-    header, *lines = experiments.read_text(run.rev, PER_IMAGE_TSV).splitlines()
+    header, *lines = experiments.read_text(run.rev, IN_REPO.per_image.as_posix()).splitlines()
     iou = header.split("\t").index("iou")
     per_image = {fields[0]: float(fields[iou]) for fields in (line.split("\t") for line in lines)}
-    flat, base = run.flat, {**LATER_DEFAULTS, **run_params(run.baseline_params)}
+    flat, base = run.flat, run_params(run.baseline_params)
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
     return RunRecord(
         variant=flat["variant"],
@@ -187,7 +175,7 @@ def find_record(
 
 
 def record_finished(
-    experiments: Experiments, runs: list[Run], records_path: Path, wanted: list[dict]
+    experiments: DvcExperiments, runs: list[Run], records_path: Path, wanted: list[dict]
 ) -> None:
     """Record the finished runs that give a wanted spec and have no record of their kind."""
     known = read_records(records_path)
@@ -203,7 +191,7 @@ def record_finished(
 
 
 def run_plan(
-    experiments: Experiments,
+    experiments: DvcExperiments,
     specs: list[Spec],
     current: dict,
     records_path: Path,
@@ -252,9 +240,7 @@ def run_plan(
             runs = experiments.runs()
             record_finished(experiments, runs, records_path, [wanted[s] for s in waiting])
             done = recorded()
-            for spec in waiting:
-                if spec in done:
-                    continue
+            for spec in [spec for spec in waiting if spec not in done]:
                 if (matching := runs_of(spec)) and all(r.state == "failed" for r in matching):
                     failed[spec] = matching[-1].log or "no log"
             finished = [spec for spec in waiting if spec in done or spec in failed]
