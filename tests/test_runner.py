@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 
+import psutil
 import pytest
 
 from sfae.errors import SfaeError
@@ -502,15 +503,24 @@ def test_only_running_runs_whose_process_is_gone_are_killed(tmp_path):
     experiments = fake_dvc(tmp_path)
     gone = subprocess.Popen(["true"])
     gone.wait()
+    # Ended but not reaped (its parent has not waited yet): a killed run's process whose
+    # parent died too stays so until an init process reaps it.
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    write_run_info(tmp_path, "z0", "zombie-run", 2, zombie.pid)  # running, process ended
     write_run_info(tmp_path, "a1", "lost-run", 2, gone.pid)  # running, process gone
     write_run_info(tmp_path, "b2", "lost-prep", 1, gone.pid)  # preparing, process gone
     write_run_info(tmp_path, "c3", "alive-run", 2, os.getpid())  # running, process alive
     write_run_info(tmp_path, "d4", "done-run", 6, gone.pid)  # finished
     write_run_info(tmp_path, "e5", "stale-run", 2, gone.pid)  # DVC knows it ended
-    assert experiments.reap_orphans() == ["lost-run", "lost-prep"]
-    assert (tmp_path / "killed").read_text() == "lost-run\nlost-prep\n"
+    assert experiments.reap_orphans() == ["lost-run", "lost-prep", "zombie-run"]
+    assert (tmp_path / "killed").read_text() == "lost-run\nlost-prep\nzombie-run\n"
+    zombie.wait()
     (tmp_path / "killed").unlink()
-    for stash in ("a1", "b2", "e5"):
+    for stash in ("a1", "b2", "e5", "z0"):
         shutil.rmtree(tmp_path / ".dvc" / "tmp" / "exps" / "run" / stash)
     assert experiments.reap_orphans() == [] and not (tmp_path / "killed").exists()
 

@@ -157,7 +157,7 @@ class DvcExperiments:
                 run = json.loads(info.read_text())
                 # dvc-task writes the pid alone in <stash>.pid (its .json holds it too).
                 pid = int(info.with_suffix(".pid").read_text())
-                if run["status"] in ACTIVE_STATUSES and not psutil.pid_exists(pid):
+                if run["status"] in ACTIVE_STATUSES and not _alive(pid):
                     orphans.append(run["name"])
         killed = []
         for name in orphans:  # one at a time: one name DVC rejects fails the whole call
@@ -184,6 +184,15 @@ class DvcExperiments:
 
     def pull(self, remote: str) -> None:
         self._dvc("exp", "pull", "--rev", self.base, "-n", str(self.commits), remote)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs: one that ended but that no parent has reaped yet (a zombie,
+    which psutil.pid_exists still counts) does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _params_and_metrics(data: dict) -> tuple[dict, dict]:
