@@ -14,7 +14,7 @@ import pytest
 from sfae.errors import SfaeError
 from sfae.experiments.dvc_experiments import DvcExperiments, Run, parse_exp_show
 from sfae.experiments.records import read_records
-from sfae.experiments.runner import Spec, grids, run_plan, share
+from sfae.experiments.runner import QUIET_POLLS, Spec, grids, run_plan, share
 
 PARAMS = {
     "variant": "pure",
@@ -75,6 +75,9 @@ class StubExperiments:
 
     def runs(self):
         return list(self.store)
+
+    def activity(self):
+        return object()  # never the same: every poll reads the runs
 
     def queue(self, grid, target=None):
         self.grids.append(grid)
@@ -157,6 +160,39 @@ def test_a_selection_run_is_recorded_with_its_validation_iou_and_no_test_scores(
     (record,) = read_records(records)
     assert record.per_image_iou == {} and "test" not in record.evaluate
     assert val_iou(record) == 0.6 and record.val_count == 17
+
+
+def test_the_runs_are_read_at_once_when_the_queue_changes_and_else_every_few_polls(tmp_path):
+    """`dvc exp show` costs CPU beside the training: while the queue's activity stays the
+    same the runner reads the runs only every QUIET_POLLS + 1 polls; a change, at once."""
+
+    class Quiet(StubExperiments):
+        token = reads = 0
+
+        def activity(self):
+            return self.token
+
+        def start(self, jobs):  # the run keeps running until the test ends it
+            self.store = [run_of(overrides, "running") for overrides in self.queued]
+
+        def runs(self):
+            self.reads += 1
+            return list(self.store)
+
+    stub, reads_at_sleep = Quiet(), []
+    change_at = 2 * (QUIET_POLLS + 1)
+
+    def sleep(_):
+        reads_at_sleep.append(stub.reads)
+        if len(reads_at_sleep) == change_at:  # the run finishes: the queue changes
+            stub.store, stub.token = [run_of(o) for o in stub.queued], 1
+
+    outcome = run_plan(stub, [Spec.of(variant="pure", seed=1)], PARAMS, tmp_path / "r", sleep=sleep)
+    assert len(outcome.records) == 1
+    # Read once before the loop; in it, at the first poll, QUIET_POLLS polls later, and at once
+    # after the change.
+    assert reads_at_sleep == [2] * (QUIET_POLLS + 1) + [3] * (QUIET_POLLS + 1)
+    assert stub.reads == 4
 
 
 def test_recorded_runs_are_not_run_again_even_without_their_experiments(tmp_path):

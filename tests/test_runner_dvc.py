@@ -45,10 +45,13 @@ def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_prep
     # A queued run derives from the commit it was queued at, which the stash names.
     # Long enough (a few hundred tiny epochs) to be caught running.
     settings = ["-S", "seed=11", "-S", "train.epochs=600"]
-    dvc(root, mirror, "exp", "run", "--queue", "evaluate", *settings)
     for key, value in environment(root, mirror).items():
         os.environ[key] = value
     experiments = DvcExperiments(root)
+    before = experiments.activity()
+    dvc(root, mirror, "exp", "run", "--queue", "evaluate", *settings)
+    queued_activity = experiments.activity()
+    assert queued_activity != before  # what the runner polls before it asks `exp show`
     assert base in experiments.baselines()
     (queued,) = [run for run in experiments.runs() if run.state == "queued"]
     assert queued.params["seed"] == 11
@@ -68,6 +71,7 @@ def test_queued_running_and_orphaned_runs_as_the_pinned_dvc_keeps_them(make_prep
             logs = [dvc(root, mirror, "queue", "logs", name, check=False) for name in names]
             pytest.fail("the queued run never ran: " + "".join(log.stdout[-3000:] for log in logs))
         time.sleep(0.5)
+    assert experiments.activity() != queued_activity  # a run that starts changes it too
     pids = [int(f.read_text()) for f in (root / ".dvc" / "tmp" / "exps").glob("**/*.pid")]
     for pid in {*pids, *processes_in(root)}:  # the run, its queue worker, and theirs
         with contextlib.suppress(ProcessLookupError):

@@ -148,6 +148,17 @@ class DvcExperiments:
     def remove_failed(self) -> None:
         self._dvc("queue", "remove", "--failed")
 
+    def activity(self) -> tuple:
+        """What changes whenever a queued run starts, ends or fails, read in milliseconds: the
+        experiments' git refs (DVC's queue and results), and the names, sizes and times of the
+        queue's run-info files."""
+        files = []
+        for path in sorted(self.run_info.glob("*/*")):
+            with contextlib.suppress(OSError):  # a run's files go when it ends
+                stat = path.stat()
+                files.append((path.name, stat.st_size, stat.st_mtime_ns))
+        return self._git("for-each-ref", "refs/exps"), tuple(files)
+
     def reap_orphans(self) -> list[str]:
         """`dvc queue kill` the runs DVC still calls running whose process is gone (a reboot, an
         ended session), which a resumed campaign would wait for forever; their names."""

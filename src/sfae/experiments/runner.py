@@ -41,6 +41,10 @@ VANISHED_AFTER_POLLS = 3
 # now and then (kombu's file broker reads a message half-written), leaving its queued runs to
 # wait forever; starting workers again keeps those that live.
 STALLED_AFTER_POLLS = 4
+# Polls that may pass without asking `dvc exp show` (about a second of CPU, more with many
+# experiments, beside the training) while the queue's activity stays the same; then it is
+# asked anyway, so that a stalled or emptied queue is still seen.
+QUIET_POLLS = 4
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
 TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training")
@@ -234,9 +238,16 @@ def run_plan(
         experiments.start(jobs)
     waiting = [*pending, *missing]
     failed: dict[Spec, str] = {}
-    idle_polls = stalled_polls = 0
+    idle_polls = stalled_polls = quiet_polls = 0
+    seen = None
     with tqdm(total=len(waiting), desc=desc, unit="run") as bar:
         while waiting:
+            activity = experiments.activity()
+            if activity == seen and quiet_polls < QUIET_POLLS:
+                quiet_polls += 1
+                sleep(poll_seconds)
+                continue
+            seen, quiet_polls = activity, 0
             runs = experiments.runs()
             record_finished(experiments, runs, records_path, [wanted[s] for s in waiting])
             done = recorded()
