@@ -37,6 +37,7 @@ from sfae.inference.predict import load_trained
 from sfae.nn.model import build_model
 from sfae.nn.regularisers.registry import load_config
 from sfae.nn.saving import deterministic_archive, load_weights, save_model_deterministic
+from sfae.paths import ProjectPaths
 
 # ---------------------------------------------------------------- staging folders
 
@@ -48,6 +49,21 @@ def staging_folder(target: Path) -> Path:
     (folder / target.name).mkdir()
     (folder / target.name / "half.bin").write_bytes(b"half")
     return folder
+
+
+@pytest.mark.parametrize("logged", ['{"iou": {"train": 0.5, "test": 0.4}}', '{"iou": {"val"', None])
+def test_a_selection_runs_evaluate_names_the_log_without_a_validation_iou(tmp_path, logged):
+    """A selection run's evaluate reads the validation IoU that train logged: a log without it
+    (missing, damaged, from a run without validation images) is one error naming the file."""
+    stage = runpy.run_path(str(Path(__file__).parents[1] / "stages" / "evaluate.py"))
+    paths = ProjectPaths(tmp_path)
+    log = paths.finetune_log / "metrics.json"
+    if logged is not None:
+        log.parent.mkdir(parents=True)
+        log.write_text(logged)
+    with pytest.raises(SfaeError) as raised:
+        stage["selection_scores"](paths, 17)
+    assert str(raised.value) == f"{log}: no validation IoU (iou.val) logged by train"
 
 
 def test_a_writer_removes_the_stale_staging_folders_of_its_own_target_only(tmp_path):
