@@ -14,9 +14,10 @@ NOT_SCORED = "a selection run: the test split and Mall are scored in final runs 
 
 
 def selection_scores(paths: ProjectPaths, val_count: int) -> dict:
-    """The validation IoU that `train` logged after its last epoch: what the final path below
-    computes, on the same weights. Reading it spares each of hundreds of selection runs a
-    TensorFlow start-up and predictions (~5 s), and leaves no test score beside it to peek at."""
+    """The validation IoU that `train` logged after its last epoch: the IoU of the weights it
+    saved (tests/test_pipeline_training.py recomputes it from the file). Reading it spares each
+    of hundreds of selection runs a TensorFlow start-up and predictions, and leaves no test
+    score beside it to peek at."""
     logged = paths.finetune_log / "metrics.json"
     try:
         pooled = float(json.loads(logged.read_text())["iou"]["val"])
@@ -31,8 +32,11 @@ def final_scores(config, paths: ProjectPaths):
 
     from sfae.data.prepared import load_mall, load_pennfudan
     from sfae.inference.predict import load_trained
-    from sfae.scoring.evaluation import mall_generalisation, penn_fudan_scores
-    from sfae.scoring.evaluation import prediction_pictures
+    from sfae.scoring.evaluation import (
+        mall_generalisation,
+        penn_fudan_scores,
+        prediction_pictures,
+    )
 
     settings = config.evaluate
     model = load_trained(paths.final_model)
