@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """The lines of a markdown table; cells are made safe to hold `|` and newlines."""
-
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    safe = ([str(value).replace("|", "\\|").replace("\n", " ") for value in row] for row in rows)
+    return ["| " + " | ".join(cells) + " |" for cells in [header, ["---"] * len(header), *safe]]
 
 
 def paragraphs(*blocks: str | Sequence[str] | None) -> list[str]:
-    """The lines of the blocks (a line, or a list of lines; an empty or None one is left out),
-    a blank line between any two."""
+    """The blocks' lines (a line or a list of lines; empty ones left out), a blank line between."""
     lines: list[str] = []
     for block in filter(None, blocks):
         lines += [*([""] if lines else []), *([block] if isinstance(block, str) else block)]
@@ -28,42 +22,34 @@ def paragraphs(*blocks: str | Sequence[str] | None) -> list[str]:
 
 def join(items: Iterable[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} and {items[-1]}"
+    *rest, last = list(items) or [""]
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 def counted(counts: set, things: str) -> str:
     """'the 85 things' when every run saw the same number of them, else 'the things'."""
-    if len(counts) == 1 and isinstance(count := next(iter(counts)), int):
-        return f"the {count} {things}"
-    return f"the {things}"
+    count = next(iter(counts)) if len(counts) == 1 else None
+    return f"the {count} {things}" if isinstance(count, int) else f"the {things}"
 
 
 def tally(values: Iterable[str], code: bool = False) -> str:
-    """'x' when every run has x, else 'x (runs: 3); y (runs: 2)', sorted; `code` puts values
-    in backticks. An empty value (an older record) reads "not recorded"."""
-    counts = sorted(Counter(values).items())
-
-    def shown(value: str) -> str:
-        return "not recorded" if not value else f"`{value}`" if code else value
-
-    if len(counts) == 1:
-        return shown(counts[0][0])
-    return "; ".join(f"{shown(value)} (runs: {n})" for value, n in counts)
-
-
-# Durations below `limit` seconds: (limit, seconds per unit, unit, decimals).
-UNITS = ((120, 1.0, "s", 0), (7200, 60.0, "min", 1), (math.inf, 3600.0, "h", 2))
+    """'x' when every run has x, else 'x (runs: 3); y (runs: 2)', sorted; `code`: in backticks.
+    An empty value (an older record) reads "not recorded"."""
+    counts = [
+        ("not recorded" if not value else f"`{value}`" if code else value, n)
+        for value, n in sorted(Counter(values).items())
+    ]
+    return counts[0][0] if len(counts) == 1 else "; ".join(f"{v} (runs: {n})" for v, n in counts)
 
 
 def duration(seconds: float, longest: float | None = None) -> str:
-    """seconds in the unit that reads best for `longest` (default: seconds itself): the cells
-    of one table share a unit."""
+    """seconds in the unit that reads best for `longest` (default: seconds): a table's cells
+    share one."""
     longest = seconds if longest is None else longest
-    size, name, decimals = next(unit for limit, *unit in UNITS if longest < limit)
-    return f"{seconds / size:.{decimals}f} {name}"
+    size, unit, decimals = (1.0, "s", 0) if longest < 120 else (60.0, "min", 1)
+    if longest >= 7200:
+        size, unit, decimals = 3600.0, "h", 2
+    return f"{seconds / size:.{decimals}f} {unit}"
 
 
 def replace_block(text: str, name: str, body: str) -> str:

@@ -1,6 +1,5 @@
-"""The reports' sentences: templates with slots, filled from typed results (a Comparison, a
-Family, a Selection's plateau, a Gap), phrased so that no count changes their grammar ("final
-seeds: 5"); and the two tables both reports share: the scores over seeds, a family."""
+"""The reports' sentences, phrased so that no count changes their grammar ("final seeds: 5"),
+and the two tables both reports share: the scores over seeds, a family."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
-from sfae.reports.intervals import BETTER, NOT_DISTINGUISHABLE, WORSE
+from sfae.reports.intervals import NOT_DISTINGUISHABLE
 from sfae.reports.markdown import join, markdown_table, paragraphs
 from sfae.reports.statistics import (
     COLLAPSE_IOU,
@@ -21,46 +20,6 @@ from sfae.reports.statistics import (
     metric_value,
 )
 
-RELATION = {
-    BETTER: "better than",
-    WORSE: "worse than",
-    NOT_DISTINGUISHABLE: "not distinguishable from",
-}
-INTERVAL = "{low:+.3f} to {high:+.3f}"
-# A null says how large an effect it still allows: the corrected interval's ends.
-ALLOWS = "no more than {largest_gain:+.3f} IoU better, no more than {loss:.3f} worse"
-READING = (
-    "{name} minus {reference}: {mean:+.3f} per-image test IoU, {level:.1%} interval "
-    + INTERVAL
-    + " (Holm, a family of {family_size}; seeds: {seeds}; images: {images}): {relation} {reference}"
-    + "{allows}."
-)
-SHORT = "{name} ({mean:+.3f}; {bounds})"
-FAMILY = (
-    "Against {reference} ({kind}; Holm-corrected intervals over seeds and images, "
-    "a family of {size}): {groups}."
-)
-NOTHING_COMPARED = "Against {reference}: no row has two final runs beside two of {reference}'s yet."
-PENDING = "pending (fewer than two final runs): {names}"
-GAP = {
-    "selection": "{label}: {missing} of {planned} selection runs, then its finals",
-    "reference": "{label}: {missing} of {planned} selection runs",
-    "final": "{label}: {missing} of {planned} final runs",
-    "candidate": "{label}: {missing} of {planned} candidate runs",
-    "plateau": "{label}: {missing} of {planned} plateau-seed runs",
-}
-COLLAPSED = (
-    "Collapsed runs (pooled test IoU below {limit:.2f}) are seed outcomes, not accidents to "
-    "drop: they stay in their groups, and the intervals carry them: {runs}."
-)
-NONE_COLLAPSED = "No final run collapsed (pooled test IoU below {limit:.2f})."
-COLLAPSED_RUN = "{variant} seed {seed} (`{name}`, {iou:.3f})"
-LEFT_OUT = (
-    "Records of planned runs that trained on another machine kind, left out (every "
-    "comparison here reads runs of {kind} only): {groups}."
-)
-LEFT_OUT_KIND = "{kind}: {count} ({runs})"
-LEFT_OUT_RUN = "{variant} seed {seed} {step}"
 METHODS = (
     "**How the verdicts are made.** A comparison is the mean over the test images of the per-image "
     "test IoU difference, each side averaged over its seeds. Its interval is a t interval that "
@@ -76,18 +35,7 @@ METHODS = (
     "reports, which undercovers with few seeds; the coverage of both in a simulation with this "
     "study's noise sizes: see bench/results/interval_coverage.txt."
 )
-ONE_SEED = "{variant}: {selected:g} (one selection seed: the SE, and so a range, is not estimable)"
-RANGE = "{variant}: anything from {low:g} to {high:g} does as well as {selected:g}"
-ALONE = "{variant}: {selected:g} alone (every other strength lies more than one SE below it)"
-SCATTERED = (
-    "{variant}: within one SE of the selected {selected:g}: {strengths}, but not the strengths "
-    "between them"
-)
-COLLAPSES = "; it collapses at {strengths}"
-POST_VALUE = {"post": "the post's {x:g}", "default": "params.yaml's default {x:g}"}
-NOT_SELECTED = "{variant}: not selected yet"
-NO_FINAL = "No final run is recorded yet."
-SPREAD = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
+RUNS_OF = {"reference": "selection", "plateau": "plateau-seed"}  # a gap's step -> its runs
 
 
 def seeds_said(comparison: Comparison) -> str:
@@ -97,117 +45,122 @@ def seeds_said(comparison: Comparison) -> str:
     return f"{len(difference.ours_seeds)} vs {len(difference.reference_seeds)}, Welch"
 
 
-def _slots(c: Comparison) -> dict:
-    """The comparison's fields (name, reference, level, low, ...) and what the templates add;
-    `bounds`: its corrected interval or, for a null, the largest gain and loss it allows (which
-    a null's reading and verdict cell name too)."""
-    loss = c.largest_loss
-    slots = vars(c) | {
-        "mean": c.mean,
-        "seeds": seeds_said(c),
-        "images": c.difference.n_images,
-        "relation": RELATION[c.verdict],
-        "loss": None if loss is None else -loss,
-    }
+def _bounds(c: Comparison) -> str:
+    """Its corrected interval or, for a null, the largest gain and loss it still allows."""
+    if c.verdict != NOT_DISTINGUISHABLE:
+        return f"{c.low:+.3f} to {c.high:+.3f}"
+    gain, loss = c.largest_gain, -c.largest_loss
+    return f"no more than {gain:+.3f} IoU better, no more than {loss:.3f} worse"
+
+
+def reading(c: Comparison) -> str:
+    """One sentence: the difference, its corrected interval and its verdict."""
     null = c.verdict == NOT_DISTINGUISHABLE
-    bounds = (ALLOWS if null else INTERVAL).format(**slots)
-    cell = f"{c.verdict}: {bounds}" if null else c.verdict
-    return slots | {"bounds": bounds, "allows": f"; it allows {bounds}" * null, "cell": cell}
-
-
-def reading(comparison: Comparison) -> str:
-    """One sentence: the difference, its corrected interval and its verdict (for a null, the
-    largest gain and loss it still allows)."""
-    return READING.format(**_slots(comparison))
+    return (
+        f"{c.name} minus {c.reference}: {c.mean:+.3f} per-image test IoU, {c.level:.1%} interval "
+        f"{c.low:+.3f} to {c.high:+.3f} (Holm, a family of {c.family_size}; seeds: "
+        f"{seeds_said(c)}; images: {c.difference.n_images}): {c.verdict} "
+        f"{'from' if null else 'than'} {c.reference}{f'; it allows {_bounds(c)}' * null}."
+    )
 
 
 def family_said(family: Family) -> str:
-    """'Against pure (kind; ...): better: a, b; worse: c; not distinguishable: d.'"""
+    reference = family.reference
     if not family.comparisons:
-        return NOTHING_COMPARED.format(reference=family.reference)
+        return f"Against {reference}: no row has two final runs beside two of {reference}'s yet."
     groups = [
-        f"{v}: {', '.join(SHORT.format(**_slots(c)) for c in found)}"
+        f"{v}: {', '.join(f'{c.name} ({c.mean:+.3f}; {_bounds(c)})' for c in found)}"
         for v, found in family.by_verdict.items()
     ]
     if family.pending:
-        groups.append(PENDING.format(names=", ".join(family.pending)))
-    slots = {"reference": family.reference, "kind": family.kind, "size": family.size}
-    return FAMILY.format(**slots, groups="; ".join(groups))
+        groups.append(f"pending (fewer than two final runs): {', '.join(family.pending)}")
+    return (
+        f"Against {reference} ({family.kind}; Holm-corrected intervals over seeds and images, "
+        f"a family of {family.size}): {'; '.join(groups)}."
+    )
 
 
 def gaps_said(gaps: Iterable[Gap]) -> str:
-    return "; ".join(GAP[gap.step].format(**vars(gap)) for gap in gaps)
+    return "; ".join(
+        f"{g.label}: {g.missing} of {g.planned} {RUNS_OF.get(g.step, g.step)} runs"
+        + ", then its finals" * (g.step == "selection")
+        for g in gaps
+    )
 
 
 def collapsed_said(runs: Sequence[RunRecord]) -> str:
+    limit = f"pooled test IoU below {COLLAPSE_IOU:.2f}"
     if not runs:
-        return NONE_COLLAPSED.format(limit=COLLAPSE_IOU)
+        return f"No final run collapsed ({limit})."
     ordered = sorted({id(r): r for r in runs}.values(), key=lambda r: (r.variant, r.seed))
     named = "; ".join(
-        COLLAPSED_RUN.format(**vars(r), iou=metric_value(r, "test_iou")) for r in ordered
+        f"{r.variant} seed {r.seed} (`{r.name}`, {metric_value(r, 'test_iou'):.3f})"
+        for r in ordered
     )
-    return COLLAPSED.format(limit=COLLAPSE_IOU, runs=named)
+    return (
+        f"Collapsed runs ({limit}) are seed outcomes, not accidents to drop: they stay in their "
+        f"groups, and the intervals carry them: {named}."
+    )
 
 
 def left_out_said(runs: Sequence[RunRecord], kind: str | None) -> str | None:
-    """Which records of other machine kinds a report left out (None: none)."""
     by_kind: dict[str, list[str]] = {}
     for r in sorted(runs, key=lambda r: (r.machine_kind, r.variant, r.val_count > 0, r.seed)):
-        run = LEFT_OUT_RUN.format(**vars(r), step="selection" if r.val_count else "final")
-        by_kind.setdefault(r.machine_kind, []).append(run)
-    groups = [
-        LEFT_OUT_KIND.format(kind=other, count=len(found), runs=", ".join(found))
-        for other, found in by_kind.items()
-    ]
-    return LEFT_OUT.format(kind=kind, groups="; ".join(groups)) if groups else None
+        step = "selection" if r.val_count else "final"
+        by_kind.setdefault(r.machine_kind, []).append(f"{r.variant} seed {r.seed} {step}")
+    groups = "; ".join(
+        f"{other}: {len(them)} ({', '.join(them)})" for other, them in by_kind.items()
+    )
+    if not groups:
+        return None
+    return (
+        "Records of planned runs that trained on another machine kind, left out (every "
+        f"comparison here reads runs of {kind} only): {groups}."
+    )
 
 
 def range_said(selection: Selection) -> str:
-    """How much: the plateau of the selection curve beside the selected value, and where the
-    curve collapses (the post's value named)."""
+    """The plateau beside the selected value, and where the curve collapses (the post's named)."""
     flat, variant = selection.plateau, selection.variant
     if flat is None:
-        return NOT_SELECTED.format(variant=variant)
-    slots = {"variant": variant, "selected": flat.best}
+        return f"{variant}: not selected yet"
+    best = f"{flat.best:g}"
     if flat.se is None:
-        return ONE_SEED.format(**slots)
+        return f"{variant}: {best} (one selection seed: the SE, and so a range, is not estimable)"
     points, plateau = list(selection.points), list(flat.plateau)
     first = points.index(plateau[0])
     if len(plateau) == 1:
-        text = ALONE.format(**slots)
+        text = f"{variant}: {best} alone (every other strength lies more than one SE below it)"
     elif points[first : first + len(plateau)] == plateau:  # no strength between left out
-        text = RANGE.format(**slots, low=flat.plateau_low, high=flat.plateau_high)
+        low, high = flat.plateau_low, flat.plateau_high
+        text = f"{variant}: anything from {low:g} to {high:g} does as well as {best}"
     else:
-        text = SCATTERED.format(**slots, strengths=join(f"{x:g}" for x in flat.plateau))
+        strengths = join(f"{x:g}" for x in plateau)
+        text = f"{variant}: within one SE of the selected {best}: {strengths}, but not the "
+        text += "strengths between them"
     if flat.collapsed:
         value, mark = selection.post
-
-        def said(x: float) -> str:
-            return POST_VALUE[mark].format(x=x) if math.isclose(x, value) else f"{x:g}"
-
-        text += COLLAPSES.format(strengths=join(said(x) for x in flat.collapsed))
+        post = "the post's" if mark == "post" else "params.yaml's default"
+        said = (f"{post} {x:g}" if math.isclose(x, value) else f"{x:g}" for x in flat.collapsed)
+        text += f"; it collapses at {join(said)}"
     return text
 
 
 def results_table(table: Summary, kind: str | None) -> list[str]:
-    """Every row's scores over its seeds, with the machine kind its runs trained on."""
     if not table:
-        return [NO_FINAL]
+        return ["No final run is recorded yet."]
     rows = [
-        [
-            f"`{label}`",
-            scores["test_iou"][2],
-            *(f"{scores[metric][0]:.3f} ± {scores[metric][1]:.3f}" for metric in SUMMARY_METRICS),
-        ]
+        [f"`{label}`", scores["test_iou"][2]]
+        + [f"{scores[metric][0]:.3f} ± {scores[metric][1]:.3f}" for metric in SUMMARY_METRICS]
         for label, scores in table.items()
     ]
     header = ["variant", "n seeds", *map(METRIC_LABELS.get, SUMMARY_METRICS)]
-    return [f"Runs trained on {kind}. {SPREAD}", "", *markdown_table(header, rows)]
+    spread = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
+    return [f"Runs trained on {kind}. {spread}", "", *markdown_table(header, rows)]
 
 
 def family_table(family: Family) -> list[str]:
-    """A family's comparisons: the difference, its Holm-corrected and uncorrected intervals,
-    the seeds it paired, its verdict; then the family in a sentence, and its collapsed runs."""
+    """A family's comparisons in a table, then in a sentence, then its collapsed runs."""
     rows = [
         [
             f"`{c.name}`",
@@ -217,7 +170,7 @@ def family_table(family: Family) -> list[str]:
             f"{c.adjusted_p:.3g}",
             c.difference.n_images,
             seeds_said(c),
-            _slots(c)["cell"],
+            c.verdict + f": {_bounds(c)}" * (c.verdict == NOT_DISTINGUISHABLE),
         ]
         for c in family.comparisons.values()
     ]
