@@ -1,7 +1,6 @@
-"""Every report from the run records (`sfae reports`): the study's (study.md, study.png, the
-Mall GIF where this clone has the runs' Mall predictions), each sweep's, and the README's
-generated blocks from the sweeps' findings: the paper net's answer (`sweep-results`), the
-networks side by side, each follow-up's (`sweep-<name>`)."""
+"""Every report from the run records (`sfae reports`): the study's, each sweep's, and the README's
+generated blocks from the sweeps' findings (the paper net's answer, the networks side by side,
+each follow-up's)."""
 
 from __future__ import annotations
 
@@ -35,9 +34,12 @@ def write_study_report(paths: ProjectPaths) -> list[Path]:
     if not records:
         raise SfaeError(f"{paths.run_records}: no study runs recorded; run `make study` first")
     left_out = other_kinds(every, specs, params, kind)
-    missing = missing_runs(records, specs)
-    absent = [v for v in missing if v not in {record.variant for record in records}]
-    if absent:
+    have = {(record.variant, record.seed) for record in records}
+    missing: dict[str, list[int]] = {}  # variant -> its planned seeds with no record
+    for variant, seed in ((spec.as_dict()["variant"], spec.as_dict()["seed"]) for spec in specs):
+        if (variant, seed) not in have:
+            missing.setdefault(variant, []).append(seed)
+    if absent := [v for v in missing if v not in {variant for variant, _ in have}]:
         print(f"study: no {kind} run of {', '.join(absent)} yet; the report says what is missing")
         return write_pending_report(records, missing, len(specs), kind, paths.reports, left_out)
     gif = mall_gif_inputs(records, paths)
@@ -46,54 +48,19 @@ def write_study_report(paths: ProjectPaths) -> list[Path]:
     return write_report(records, params, paths.reports, *(gif or (None, None)), left_out)
 
 
-def missing_runs(records: list[RunRecord], specs: list) -> dict[str, list[int]]:
-    """variant -> the seeds of its planned runs that have no record, in plan order."""
-    have = {(record.variant, record.seed) for record in records}
-    missing: dict[str, list[int]] = {}
-    for variant, seed in ((spec.as_dict()["variant"], spec.as_dict()["seed"]) for spec in specs):
-        if (variant, seed) not in have:
-            missing.setdefault(variant, []).append(seed)
-    return missing
-
-
 def write_all_sweep_reports(paths: ProjectPaths) -> list[Path]:
     config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
     records = read_records(paths.run_records)
-    # Every sweep's report: the README's blocks put the networks side by side.
-    return write_sweep_reports(
-        sweeps(config, params, records), records, paths.reports, paths.root / "README.md"
-    )
+    readme = paths.root / "README.md"
+    return write_sweep_reports(sweeps(config, params, records), records, paths.reports, readme)
 
 
 def write_all_reports(paths: ProjectPaths) -> list[Path]:
     return [*write_study_report(paths), *write_all_sweep_reports(paths)]
 
 
-TABLE = (
-    "Test IoU (mean ± std over the final seeds, n: how many) of each variant at the strength "
-    "selected on validation images, per network (each column: one machine kind):"
-)
-CELL = "{mean:.3f} ± {std:.3f} (n = {n}){at}"
-VERDICTS_LINE = (
-    "Against {reference}, per network (Holm-corrected intervals over seeds and images): {networks}."
-)
-HEAD_LINE = "Sparse filtering against L1/L2, each tuned: {networks}."
-HOLDS = "The answer holds on every network."
-SAME_USE = "The answer changed with the network, but every network recommends {use}."
-NO_USE = "The answer changed with the network, but no network recommends anything over {ref}."
-CHANGED = "The answer changed with the network, and so did the recommendation ({picks})."
-OPEN = "Whether the answer holds for every network is open: sweeps not complete yet: {sweeps}."
-HOW_MUCH = "How much on the {network}: {ranges}."
-CANDIDATES = "Other settings of {leader.label} for the {network} ({link}). {verdict}"
-NAMED = (
-    "**`sweep.{sweep.name}`** ({sweep.network_name}: {grids}, each at its strength selected "
-    "on validation, compared with {references}; {link}). {answer}"
-)
-
-
 def _link(found: Findings) -> str:
-    stem = found.state.sweep.stem
-    return f"[reports/{stem}.md](reports/{stem}.md)"
+    return f"[reports/{found.state.sweep.stem}.md](reports/{found.state.sweep.stem}.md)"
 
 
 def _cell(found: Findings, variant: str) -> str:
@@ -101,8 +68,9 @@ def _cell(found: Findings, variant: str) -> str:
     if row is None or row.label not in found.table:
         return "pending"
     mean, std, n = found.table[row.label]["test_iou"]
-    at = "" if row.strength is None else f" @ {row.strength:g}"
-    return CELL.format(mean=mean, std=std, n=n, at=at)
+    return (
+        f"{mean:.3f} ± {std:.3f} (n = {n}){'' if row.strength is None else f' @ {row.strength:g}'}"
+    )
 
 
 def _verdicts(found: Findings) -> str:
@@ -118,66 +86,67 @@ def _verdicts(found: Findings) -> str:
 
 def networks_block(networks: list[Findings]) -> str:
     """The networks side by side, whether the answer changed, and the candidates."""
-    names = [f"{f.state.sweep.network_name} ({f.kind})" for f in networks]
-    variants = list(networks[0].state.sweep.config.variants)
     rows = [
         [f"`{variant}`", *(_cell(f, variant) for f in networks)]
-        for variant in variants
+        for variant in networks[0].state.sweep.config.variants
         if any(f.state.row(variant) for f in networks)
     ]
-    lines = [TABLE, "", *markdown_table(["variant", *names], rows), ""]
+    names = [f"{f.state.sweep.network_name} ({f.kind})" for f in networks]
+    lines = [
+        "Test IoU (mean ± std over the final seeds, n: how many) of each variant at the strength "
+        "selected on validation images, per network (each column: one machine kind):",
+        "",
+        *markdown_table(["variant", *names], rows),
+        "",
+    ]
     open_ = [f"{f.state.sweep.network_name} ({_link(f)})" for f in networks if f.state.gaps]
-    compared = [f for f in networks if f.families]
-    if compared:
-        reference = compared[0].families[0].reference
+    if compared := [f for f in networks if f.families]:
+        reference, verdicts = compared[0].families[0].reference, "; ".join(map(_verdicts, compared))
         lines.append(
-            VERDICTS_LINE.format(reference=reference, networks="; ".join(map(_verdicts, compared)))
+            f"Against {reference}, per network (Holm-corrected intervals over seeds and images): "
+            f"{verdicts}."
         )
         heads = [
             f"{f.state.sweep.network_name}: {f.head.verdict if f.head else 'pending'}"
             for f in networks
         ]
-        lines += ["", HEAD_LINE.format(networks="; ".join(heads))]
+        lines += ["", f"Sparse filtering against L1/L2, each tuned: {'; '.join(heads)}."]
     if open_:
-        lines += ["", OPEN.format(sweeps="; ".join(open_))]
+        lines += ["", "Whether the answer holds for every network is open: sweeps not complete "]
+        lines[-1] += f"yet: {'; '.join(open_)}."
     elif compared:
         lines += ["", _changed(networks)]
     for f in networks[1:]:
         ranges = "; ".join(range_said(s) for s in f.state.selections)
-        lines += ["", HOW_MUCH.format(network=f.state.sweep.network_name, ranges=ranges)]
+        lines += ["", f"How much on the {f.state.sweep.network_name}: {ranges}."]
     for f in networks:
         if f.state.sweep.settings.candidates and f.state.leader is not None:
-            slots = {"leader": f.state.leader, "network": f.state.sweep.network_name}
-            lines += ["", CANDIDATES.format(**slots, link=_link(f), verdict=candidate_verdict(f))]
+            lines += ["", f"Other settings of {f.state.leader.label} for the "]
+            lines[-1] += f"{f.state.sweep.network_name} ({_link(f)}). {candidate_verdict(f)}"
     return "\n".join(lines)
 
 
 def _changed(networks: list[Findings]) -> str:
-    verdicts = {f.verdict() for f in networks}
-    if len(verdicts) == 1:
-        return HOLDS
+    changed = "The answer changed with the network"
+    if len({f.verdict() for f in networks}) == 1:
+        return "The answer holds on every network."
     uses = [(label := f.recommended()) and f.variant(label) for f in networks]
+    if len(set(uses)) == 1 and uses[0]:
+        return f"{changed}, but every network recommends {uses[0]}."
     if len(set(uses)) == 1:
-        if uses[0]:
-            return SAME_USE.format(use=uses[0])
-        return NO_USE.format(ref=networks[0].families[0].reference)
+        reference = networks[0].families[0].reference
+        return f"{changed}, but no network recommends anything over {reference}."
     picks = [
         f"{f.state.sweep.network_name}: {use or 'none'}"
         for f, use in zip(networks, uses, strict=True)
     ]
-    return CHANGED.format(picks="; ".join(picks))
+    return f"{changed}, and so did the recommendation ({'; '.join(picks)})."
 
 
 def main_block(found: Findings) -> str:
     """The paper net's answer and its final table, for the README."""
     final = results_table(found.table, found.kind)
     return "\n".join(paragraphs(answer(found), final, f"From {_link(found)}."))
-
-
-def named_block(found: Findings) -> str:
-    sweep = found.state.sweep
-    slots = {"grids": join(sweep.settings.grids), "references": join(sweep.compare_with)}
-    return NAMED.format(sweep=sweep, **slots, link=_link(found), answer=answer(found))
 
 
 def readme_blocks(everything: list[Findings]) -> dict[str, str]:
@@ -188,20 +157,25 @@ def readme_blocks(everything: list[Findings]) -> dict[str, str]:
         blocks["sweep-results"] = main_block(networks[0])
     if networks:
         blocks["networks"] = networks_block(networks)
-    for found in everything:
-        if not found.state.sweep.is_network:
-            blocks[f"sweep-{found.state.sweep.name}"] = named_block(found)
+    for found in (f for f in everything if not f.state.sweep.is_network):
+        sweep = found.state.sweep
+        blocks[f"sweep-{sweep.name}"] = (
+            f"**`sweep.{sweep.name}`** ({sweep.network_name}: {join(sweep.settings.grids)}, each "
+            f"at its strength selected on validation, compared with {join(sweep.compare_with)}; "
+            f"{_link(found)}). {answer(found)}"
+        )
     return blocks
 
 
 def write_sweep_reports(
     sweeps: list, records: list[RunRecord], out_dir: Path, readme: Path | None = None
 ) -> list[Path]:
-    """Each sweep's report and selection chart into out_dir (and the README's generated
-    blocks), each file whole or not at all; records in any order give the same bytes."""
+    """Each sweep's report and selection chart into out_dir (and the README's generated blocks),
+    each file whole or not at all; records in any order give the same bytes."""
     everything = [findings(sweep_state(sweep, records)) for sweep in sweeps]
-    ends = (".md", "_selection.png")
-    reports = [Path(out_dir) / f"{sweep.stem}{end}" for sweep in sweeps for end in ends]
+    reports = [
+        Path(out_dir) / f"{s.stem}{end}" for s in sweeps for end in (".md", "_selection.png")
+    ]
     outputs = [*reports, *([readme] if readme else [])]
     if readme is not None:
         try:
@@ -211,10 +185,9 @@ def write_sweep_reports(
         except (OSError, ValueError) as error:
             raise SfaeError(f"{readme}: cannot update its results ({error})") from error
     with staged_outputs(*outputs) as staged:
-        pairs = staged[: len(reports)]
-        for found, markdown, chart in zip(everything, pairs[0::2], pairs[1::2], strict=True):
-            markdown.write_text(render(found), encoding="utf-8")
-            write_selection_chart(found.state, chart)
+        for i, found in enumerate(everything):
+            staged[2 * i].write_text(render(found), encoding="utf-8")
+            write_selection_chart(found.state, staged[2 * i + 1])
         if readme is not None:
             staged[-1].write_text(readme_text, encoding="utf-8")
     return outputs
