@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 
-from sfae.experiments.records import RunRecord
-from sfae.experiments.sweep_state import Selection
 from sfae.reports.markdown import duration, join, markdown_table, paragraphs, tally
 from sfae.reports.sweep_findings import Findings, answer, candidate_verdict
 from sfae.reports.wording import (
@@ -21,19 +19,6 @@ from sfae.reports.wording import (
     results_table,
 )
 
-SELECTION = (
-    "Selection runs hold out {val} of the {train} training images as validation images and "
-    "train with the selection seeds {seeds} (selection seeds: {n}). Each strength is selected "
-    "by its mean validation IoU over those seeds; the test split is never looked at. Where the "
-    "best lay at an end of the grid, the grid grew one step beyond it; bracketed: the best "
-    "lies inside the grid. The final runs train on all {train} training images with the final "
-    "seeds {final} (final seeds: {n_final}) and are scored on the test split."
-)
-PLATEAU_SEEDS = (
-    " Once a grid's selection was fixed, the plateau seeds {seeds} ran at its every point: "
-    "they measure how much seeds move the curve (the plateau below, over all seeds once all "
-    "ran; the table's mean and spread stay the selection seeds') and never move the selection."
-)
 PLATEAUS = (
     "The SE of a strength's mean is the seed spread pooled over the strengths (each one's sample "
     "variance over its seeds, selection and plateau seeds alike, weighted by its degrees of "
@@ -44,29 +29,9 @@ PLATEAUS = (
     "below. With one selection seed and no plateau seeds the SE is not estimable, and the selected "
     "value stands alone."
 )
-CANDIDATES = (
-    "{leader.label} has the best validation IoU of all tuned variants and references. Each setting "
-    "below changes it and trains on the same split and selection seeds (selection seeds: {n}); "
-    "the best by validation IoU runs the final seeds (the variant as swept already has them). "
-    "Training minutes are the records' own."
-)
-HEAD = (
-    "The sparse variant and the L1/L2 one are each the better of their kind by mean "
-    "validation IoU at the selected strength ({sparse.variant} {sparse.best_mean:.3f}, "
-    "{penalty.variant} {penalty.best_mean:.3f}), never by test IoU."
-)
-MALL_FRAMES = (
-    "The training of {variants} also sees unlabeled Mall frames ({frames}): they come from the "
-    "camera of the scored ones (the first {scored} frames), so the Mall scores above are no "
-    "clean measure of how far a network generalises; the Penn-Fudan test IoU is."
-)
 STUDY_ROWS = (
     "The rows at the post's settings are the study's runs; the study compares them with pure "
     "in [study.md](study.md)."
-)
-RUNS = (
-    "- Selection runs: {selection}; final runs: {final}{study}; training: {hours} in all, on "
-    "{kind}."
 )
 
 
@@ -76,64 +41,60 @@ def _strengths(values) -> str:
 
 def _selection_section(found: Findings) -> list[str]:
     sweep = found.state.sweep
-    seeds, final = sweep.settings.seeds, sweep.final_seeds
-    slots = {"val": sweep.settings.val_count, "train": sweep.config.data.train_count}
-    slots |= {"seeds": join(map(str, seeds)), "n": len(seeds)}
-    slots |= {"final": join(map(str, final)), "n_final": len(final)}
+    seeds, final, train = sweep.settings.seeds, sweep.final_seeds, sweep.config.data.train_count
+    said = (
+        f"Selection runs hold out {sweep.settings.val_count} of the {train} training images as "
+        f"validation images and train with the selection seeds {join(map(str, seeds))} (selection "
+        f"seeds: {len(seeds)}). Each strength is selected by its mean validation IoU over those "
+        "seeds; the test split is never looked at. Where the best lay at an end of the grid, the "
+        "grid grew one step beyond it; bracketed: the best lies inside the grid. The final runs "
+        f"train on all {train} training images with the final seeds {join(map(str, final))} "
+        f"(final seeds: {len(final)}) and are scored on the test split."
+    )
+    if extra := sweep.settings.plateau_seeds:
+        said += (
+            f" Once a grid's selection was fixed, the plateau seeds {join(map(str, extra))} ran at "
+            "its every point: they measure how much seeds move the curve (the plateau below, over "
+            "all seeds once all ran; the table's mean and spread stay the selection seeds') and "
+            "never move the selection."
+        )
     overview = [
-        [
-            f"`{s.variant}`",
-            f"`{s.key}`",
-            _strengths(s.points),
-            _strengths(s.added),
-            "yes" if s.bracketed else "no",
-            "pending" if s.selected is None else f"{s.selected:g}",
-        ]
+        [f"`{s.variant}`", f"`{s.key}`", _strengths(s.points), _strengths(s.added)]
+        + ["yes" if s.bracketed else "no", "pending" if s.selected is None else f"{s.selected:g}"]
         for s in found.state.selections
     ]
     header = ["regulariser", "strength", "grid run", "added", "bracketed", "selected"]
-    said = SELECTION.format(**slots)
-    if extra := sweep.settings.plateau_seeds:
-        said += PLATEAU_SEEDS.format(seeds=join(map(str, extra)))
     lines = ["## How the sweep was run", "", said, "", *markdown_table(header, overview)]
     for s in found.state.selections:
+        rows = []
+        for strength, runs in s.points.items():
+            marks = ["**selected**"] * (strength == s.selected)
+            marks += [s.post[1]] * math.isclose(strength, s.post[0])
+            plateau_seeds = s.spread[strength].validation if strength in s.spread else {}
+            per_seed = ", ".join(
+                [f"seed {seed}: {v:.3f}" for seed, v in runs.validation.items()]
+                + [f"seed {seed} (plateau): {v:.3f}" for seed, v in plateau_seeds.items()]
+            )
+            mean = "no run" if runs.mean is None else f"{runs.mean:.3f} ± {runs.std:.3f}"
+            rows.append([f"{strength:g}", mean, per_seed or "no run", ", ".join(marks)])
         lines += ["", f"### {s.variant}", "", f"{s.post[1]}: {s.post[0]:g}.", ""]
-        lines += markdown_table(["strength", "validation IoU", "per seed", ""], _curve_rows(s))
+        lines += markdown_table(["strength", "validation IoU", "per seed", ""], rows)
     return lines
-
-
-def _curve_rows(s: Selection) -> list[list[str]]:
-    rows = []
-    for strength, runs in s.points.items():
-        marks = ["**selected**"] * (strength == s.selected)
-        marks += [s.post[1]] * math.isclose(strength, s.post[0])
-        plateau_seeds = s.spread[strength].validation if strength in s.spread else {}
-        per_seed = ", ".join(
-            [f"seed {seed}: {v:.3f}" for seed, v in runs.validation.items()]
-            + [f"seed {seed} (plateau): {v:.3f}" for seed, v in plateau_seeds.items()]
-        )
-        mean = "no run" if runs.mean is None else f"{runs.mean:.3f} ± {runs.std:.3f}"
-        rows.append([f"{strength:g}", mean, per_seed or "no run", ", ".join(marks)])
-    return rows
 
 
 def _plateau_section(found: Findings) -> list[str]:
     rows = []
     for s in found.state.selections:
-        flat = s.plateau
-        if flat is None:
+        if (flat := s.plateau) is None:
             rows.append([f"`{s.variant}`", "pending", "", "", "", ""])
             continue
         picks = ", ".join(f"seed {pick.seed}: {pick.strength:g}" for pick in flat.seed_picks)
+        known = flat.se is not None
+        se, collapsed = (
+            (f"{flat.se:.3f}", _strengths(flat.collapsed)) if known else ("not estimable",) * 2
+        )
         rows.append(
-            [
-                f"`{s.variant}`",
-                f"{flat.best:g}",
-                _strengths(flat.plateau),
-                "not estimable" if flat.se is None else f"{flat.se:.3f}",
-                picks,
-                _strengths(flat.collapsed) if flat.se is not None else "not estimable",
-            ]
+            [f"`{s.variant}`", f"{flat.best:g}", _strengths(flat.plateau), se, picks, collapsed]
         )
     header = ["regulariser", "selected", "plateau (within 1 SE)", "SE", "each seed's pick"]
     header.append("collapses at (over 3 SE below)")
@@ -142,13 +103,12 @@ def _plateau_section(found: Findings) -> list[str]:
 
 
 def _final_section(found: Findings) -> list[str]:
-    state = found.state
-    sweep = state.sweep
+    sweep = found.state.sweep
     post = " beside the post's settings" if sweep.arch == "paper" else ""
     lines = [f"## Final runs: tuned strengths{post}", "", *results_table(found.table, found.kind)]
     if not found.table:
         return lines
-    finals = [gap for gap in state.gaps if gap.step == "final"]
+    finals = [gap for gap in found.state.gaps if gap.step == "final"]
     frames = {
         row.variant: unlabeled
         for row in found.compared
@@ -156,11 +116,16 @@ def _final_section(found: Findings) -> list[str]:
         and (unlabeled := sparse.unlabeled_frames)
     }
     counts = ", ".join(f"{count} for {variant}" for variant, count in frames.items())
-    slots = {"variants": join(frames), "frames": counts, "scored": sweep.config.mall.frames}
+    mall = (
+        f"The training of {join(frames)} also sees unlabeled Mall frames ({counts}): they come "
+        f"from the camera of the scored ones (the first {sweep.config.mall.frames} frames), so the "
+        "Mall scores above are no clean measure of how far a network generalises; the Penn-Fudan "
+        "test IoU is."
+    )
     return paragraphs(
         lines,
         f"Pending: {gaps_said(finals)}." if finals else None,
-        MALL_FRAMES.format(**slots) if frames else None,
+        mall if frames else None,
         STUDY_ROWS if found.in_study else None,
     )
 
@@ -175,13 +140,13 @@ def _verdict_sections(found: Findings) -> list[str]:
     if found.head is not None:
         sparse, penalty = found.head_pair
         lines += ["", "### Sparse filtering against L1/L2, each tuned", ""]
-        lines += [*family_table(found.head_family), "", HEAD.format(sparse=sparse, penalty=penalty)]
+        lines += [*family_table(found.head_family), ""]
+        lines.append(
+            "The sparse variant and the L1/L2 one are each the better of their kind by mean "
+            f"validation IoU at the selected strength ({sparse.variant} {sparse.best_mean:.3f}, "
+            f"{penalty.variant} {penalty.best_mean:.3f}), never by test IoU."
+        )
     return lines
-
-
-def _minutes(runs) -> str:
-    timed = [r.train_seconds for r in runs if r.train_seconds is not None]
-    return f"{np.mean(timed) / 60:.1f}" if timed else "no run" if not runs else "not known"
 
 
 def _candidate_section(found: Findings) -> list[str]:
@@ -193,31 +158,36 @@ def _candidate_section(found: Findings) -> list[str]:
         return lines + [
             "The candidates run once every strength is selected and the references are measured."
         ]
-    rows = [
-        [
-            c.label,
-            "no run" if c.runs.mean is None else f"{c.runs.mean:.3f}",
-            _minutes(c.runs.records),
-            "**best**" if c is state.best else "",
-        ]
-        for c in state.candidates
-    ]
-    lines += [CANDIDATES.format(leader=state.leader, n=len(state.sweep.settings.seeds)), ""]
-    lines += markdown_table(["setting", "validation IoU", "training min", ""], rows)
+    rows = []
+    for c in state.candidates:
+        timed = [r.train_seconds for r in c.runs.records if r.train_seconds is not None]
+        minutes = (
+            f"{np.mean(timed) / 60:.1f}" if timed else "not known" if c.runs.records else "no run"
+        )
+        mean = "no run" if c.runs.mean is None else f"{c.runs.mean:.3f}"
+        rows.append([c.label, mean, minutes, "**best**" if c is state.best else ""])
+    lines.append(
+        f"{state.leader.label} has the best validation IoU of all tuned variants and references. "
+        "Each setting below changes it and trains on the same split and selection seeds "
+        f"(selection seeds: {len(state.sweep.settings.seeds)}); the best by validation IoU runs "
+        "the final seeds (the variant as swept already has them). Training minutes are the "
+        "records' own."
+    )
+    lines += ["", *markdown_table(["setting", "validation IoU", "training min", ""], rows)]
     return [*lines, "", candidate_verdict(found)]
 
 
 def _runs_section(found: Findings, chart: str) -> list[str]:
     state = found.state
-    used: list[RunRecord] = [*state.selection_runs, *state.final_runs]
-    slots = {
-        "selection": len(state.selection_runs),
-        "final": len(state.final_runs),
-        "study": " (those at the post's settings are the study's)" if found.in_study else "",
-        "hours": duration(sum(r.train_seconds or 0.0 for r in used)),
-        "kind": found.kind,
-    }
-    lines = ["## The runs", "", RUNS.format(**slots)]
+    used = [*state.selection_runs, *state.final_runs]
+    study = " (those at the post's settings are the study's)" if found.in_study else ""
+    lines = [
+        "## The runs",
+        "",
+        f"- Selection runs: {len(state.selection_runs)}; final runs: {len(state.final_runs)}"
+        f"{study}; training: {duration(sum(r.train_seconds or 0.0 for r in used))} in all, on "
+        f"{found.kind}.",
+    ]
     if used:
         lines.append(f"- Runs per commit: {tally((r.commit for r in used), code=True)}.")
         lines.append(f"- Runs per machine: {tally(r.machine for r in used)}.")
