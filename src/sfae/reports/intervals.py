@@ -14,7 +14,7 @@ from scipy import stats
 
 from sfae.errors import SfaeError
 
-BETTER, WORSE, NOT_DISTINGUISHABLE = "better", "worse", "not distinguishable"
+VERDICTS = BETTER, WORSE, NOT_DISTINGUISHABLE = "better", "worse", "not distinguishable"
 
 
 def _check_level(level: float, what: str = "level") -> None:

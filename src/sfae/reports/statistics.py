@@ -1,7 +1,6 @@
-"""Scores over seeds, and verdicts: named groups of runs (one per seed: the study's variants, a
-sweep's rows) compared with a reference group image by image, one Holm family per reference
-and question (sfae.reports.intervals does the arithmetic). A comparison reads one machine kind.
-Collapsed runs (test IoU below COLLAPSE_IOU) stay: a seed that collapses is an outcome too."""
+"""Scores over seeds, and verdicts: named groups of runs (one per seed) compared with a reference
+group image by image, one Holm family per reference (sfae.reports.intervals does the arithmetic).
+A comparison reads one machine kind; collapsed runs stay: a seed that collapses is an outcome."""
 
 from __future__ import annotations
 
@@ -14,15 +13,7 @@ import numpy as np
 from sfae.config import POST_VARIANTS
 from sfae.errors import SfaeError
 from sfae.experiments.records import RunRecord
-from sfae.reports.intervals import (
-    BETTER,
-    NOT_DISTINGUISHABLE,
-    WORSE,
-    Difference,
-    HolmComparison,
-    difference_interval,
-    holm,
-)
+from sfae.reports.intervals import VERDICTS, HolmComparison, difference_interval, holm
 
 # metric -> (label, which metrics file of a run, dotted keys leading to the value in it)
 SUMMARY_METRICS = {
@@ -36,28 +27,27 @@ SUMMARY_METRICS = {
     "foreground_share": ("Mall foreground share", "mall", "foreground_share"),
 }
 METRIC_LABELS = {metric: label for metric, (label, _, _) in SUMMARY_METRICS.items()}
-
 Summary = dict[str, dict[str, tuple[float, float, int]]]
+ALPHA = 0.05  # the chance of any false verdict in a family
+COLLAPSE_IOU = 0.1  # a final run whose pooled test IoU is below this has collapsed
 
 
 def group_by_variant(
     records: Iterable[RunRecord], variants: Sequence[str] = POST_VARIANTS
 ) -> dict[str, list[RunRecord]]:
-    """Records grouped by variant, in `variants` order, each group sorted by seed; a record
-    of another variant, or a second record of a variant and seed, is an error."""
+    """Records grouped by variant, in `variants` order, each group sorted by seed; a record of
+    another variant, or a second record of a variant and seed (counted twice in every mean), is
+    an error."""
     grouped: dict[str, dict[int, RunRecord]] = {}
-    for record in records:
-        if record.variant not in variants:
+    for r in records:
+        if r.variant not in variants:
             raise SfaeError(
-                f"run {record.name}: unknown variant {record.variant!r}; "
+                f"run {r.name}: unknown variant {r.variant!r}; "
                 f"expected one of {', '.join(variants)}"
             )
-        # Two records of one variant and seed would count that seed twice in every mean.
-        if record.seed in grouped.setdefault(record.variant, {}):
-            raise SfaeError(
-                f"run {record.name}: a second run of {record.variant} with seed {record.seed}"
-            )
-        grouped[record.variant][record.seed] = record
+        if r.seed in grouped.setdefault(r.variant, {}):
+            raise SfaeError(f"run {r.name}: a second run of {r.variant} with seed {r.seed}")
+        grouped[r.variant][r.seed] = r
     return {v: [grouped[v][seed] for seed in sorted(grouped[v])] for v in variants if v in grouped}
 
 
@@ -75,8 +65,7 @@ def metric_value(record: RunRecord, metric: str) -> float:
 
 
 def summary_table(groups: Mapping[str, Sequence[RunRecord]]) -> Summary:
-    """group -> metric -> (mean over seeds, sample std (0.0 for one seed), number of seeds),
-    for every metric of SUMMARY_METRICS; groups in the given order."""
+    """group -> metric -> (mean over seeds, sample std (0.0 for one seed), number of seeds)."""
     table: Summary = {}
     for name, runs in groups.items():
         table[name] = {}
@@ -85,11 +74,6 @@ def summary_table(groups: Mapping[str, Sequence[RunRecord]]) -> Summary:
             spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
             table[name][metric] = (float(values.mean()), spread, len(values))
     return table
-
-
-ALPHA = 0.05  # the chance of any false verdict in a family
-COLLAPSE_IOU = 0.1  # a final run whose pooled test IoU is below this has collapsed
-VERDICTS = (BETTER, WORSE, NOT_DISTINGUISHABLE)
 
 
 @dataclass(frozen=True)
@@ -106,33 +90,22 @@ class Comparison(HolmComparison):
 
 @dataclass(frozen=True)
 class Family:
-    """Comparisons with one reference; `pending`: planned ones with too few runs yet (they
-    count in the family's size, as not rejected)."""
+    """Comparisons with one reference; `pending`: planned ones with too few runs yet (they count
+    in its size, as not rejected)."""
 
     reference: str
     comparisons: dict[str, Comparison]
     pending: tuple[str, ...]
     collapsed: tuple[RunRecord, ...]  # collapsed runs of any group of the family
-    alpha: float = ALPHA
-
-    @property
-    def size(self) -> int:
-        return len(self.comparisons) + len(self.pending)
-
-    @property
-    def kind(self) -> str | None:
-        return next((c.kind for c in self.comparisons.values()), None)
-
-    @property
-    def by_verdict(self) -> dict[str, list[Comparison]]:
-        """verdict -> its comparisons, in VERDICTS order; verdicts none has are left out."""
-        found = {v: [c for c in self.comparisons.values() if c.verdict == v] for v in VERDICTS}
-        return {verdict: those for verdict, those in found.items() if those}
+    alpha: float
+    size: int
+    kind: str | None  # its comparisons' machine kind
+    by_verdict: dict[str, list[Comparison]]  # verdict -> its comparisons, the empty left out
 
 
 def one_kind(groups: Mapping[str, Sequence[RunRecord]]) -> str:
-    """The machine kind every run of the groups trained on; SfaeError, naming both kinds and
-    a run of each, when they mix."""
+    """The machine kind every run of the groups trained on; when they mix, an error naming two
+    kinds and a run of each."""
     first: dict[str, tuple[str, RunRecord]] = {}
     for name, runs in groups.items():
         for run in runs:
@@ -146,31 +119,12 @@ def one_kind(groups: Mapping[str, Sequence[RunRecord]]) -> str:
     return next(iter(first), "unknown")
 
 
-def difference(
-    name: str, runs: Sequence[RunRecord], reference: str, theirs: Sequence[RunRecord]
-) -> Difference:
-    """The uncorrected interval of one group against the reference, on the images all their
-    runs have, paired by seed where the seeds allow (sfae.reports.intervals)."""
-    images = sorted(set.intersection(*(set(run.per_image_iou) for run in [*runs, *theirs])))
-    if len(images) < 2:
-        raise SfaeError(
-            f"{name} and {reference} share {len(images)} per-image test IoU names: "
-            "an image-by-image comparison needs two or more"
-        )
-    # Per-image test IoU, rows: the runs (seeds), columns: `images`.
-    ours, reference_iou = (
-        np.array([[run.per_image_iou[image] for image in images] for run in side])
-        for side in (runs, theirs)
-    )
-    seeds = [run.seed for run in runs], [run.seed for run in theirs]
-    return difference_interval(ours, reference_iou, *seeds)
-
-
 def compare_family(
     groups: Mapping[str, Sequence[RunRecord]], reference: str, alpha: float = ALPHA
 ) -> Family:
-    """Every group but `reference` against it, one Holm family: a group (or a reference)
-    with fewer than two runs is pending. Groups in the given order."""
+    """Every group but `reference` against it, one Holm family, on the images all their runs have,
+    paired by seed where the seeds allow: a group (or a reference) with fewer than two runs is
+    pending. Groups in the given order."""
     if reference not in groups:
         raise SfaeError(f"no group {reference!r}: every other group is compared with it")
     theirs = groups[reference]
@@ -182,7 +136,19 @@ def compare_family(
             pending.append(name)
             continue
         kinds[name] = one_kind({name: runs, reference: theirs})
-        differences[name] = difference(name, runs, reference, theirs)
+        images = sorted(set.intersection(*(set(run.per_image_iou) for run in [*runs, *theirs])))
+        if len(images) < 2:
+            raise SfaeError(
+                f"{name} and {reference} share {len(images)} per-image test IoU names: "
+                "an image-by-image comparison needs two or more"
+            )
+        # Per-image test IoU, rows: the runs (seeds), columns: `images`.
+        ours, reference_iou = (
+            np.array([[run.per_image_iou[image] for image in images] for run in side])
+            for side in (runs, theirs)
+        )
+        seeds = [run.seed for run in runs], [run.seed for run in theirs]
+        differences[name] = difference_interval(ours, reference_iou, *seeds)
     corrected = holm(differences, alpha, family_size=len(groups) - 1) if differences else {}
     comparisons = {
         name: Comparison(**vars(result), reference=reference, kind=kinds[name])
@@ -191,4 +157,9 @@ def compare_family(
     fallen = [
         r for runs in groups.values() for r in runs if metric_value(r, "test_iou") < COLLAPSE_IOU
     ]
-    return Family(reference, comparisons, tuple(pending), tuple(fallen), alpha)
+    verdicts = [(v, [c for c in comparisons.values() if c.verdict == v]) for v in VERDICTS]
+    kind = next((c.kind for c in comparisons.values()), None)
+    return Family(
+        reference, comparisons, tuple(pending), tuple(fallen), alpha, len(groups) - 1, kind,
+        {verdict: those for verdict, those in verdicts if those},
+    )  # fmt: skip
