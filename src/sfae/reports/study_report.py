@@ -22,7 +22,6 @@ from sfae.reports.figures import write_chart, write_variants_gif
 from sfae.reports.markdown import counted, duration, join, markdown_table, paragraphs, tally
 from sfae.reports.statistics import (
     METRIC_LABELS,
-    Summary,
     compare_family,
     group_by_variant,
     one_kind,
@@ -54,11 +53,9 @@ METRIC_DEFINITIONS = {
 
 def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     """The records by variant; every one of the post's five must have a run, no other may."""
-    groups = group_by_variant(records, POST_VARIANTS)
-    if not groups:
+    if not (groups := group_by_variant(records, POST_VARIANTS)):
         raise SfaeError("no run records: nothing to report on")
-    missing = [variant for variant in POST_VARIANTS if variant not in groups]
-    if missing:
+    if missing := [variant for variant in POST_VARIANTS if variant not in groups]:
         raise SfaeError(
             f"no finished run of {', '.join(missing)}: the report compares all "
             f"{len(POST_VARIANTS)} variants"
@@ -67,16 +64,16 @@ def study_groups(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
 
 
 TITLE = "# Sparse filtering vs L1/L2 on a tiny segmentation auto-encoder: the study"
-HEADLINE = "{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {n}). {family}"
 CHART_LINE = f"![Per-variant scores, mean over seeds with std error bars]({CHART})"
 
 
 def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | None) -> list[str]:
     records = [record for runs in groups.values() for record in runs]
     seeds = sorted({record.seed for record in records})
-    # One unit for every single-run cell, so the cells compare at a glance.
-    timed = [record for record in records if record.train_seconds is not None]
-    longest = max((record.train_seconds for record in timed), default=0.0)
+    timed = [record.train_seconds for record in records if record.train_seconds is not None]
+    longest = max(
+        timed, default=0.0
+    )  # one unit for every single-run cell: they compare at a glance
     rows = []
     for variant, runs in groups.items():
         seconds = {run.seed: run.train_seconds for run in runs if run.train_seconds is not None}
@@ -86,20 +83,15 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
         rows.append([f"`{variant}`", *cells, duration(sum(seconds.values()))])
     packages = dict.fromkeys(name for record in records for name in record.packages)
     package_rows = [
-        [f"`{name}`", tally(record.packages.get(name, "") for record in records)]
-        for name in packages
+        [f"`{name}`", tally(r.packages.get(name, "") for r in records)] for name in packages
     ]
-    run_rows = [
-        [f"`{record.variant}`", record.seed, f"`{record.name}`", f"`{record.rev}`"]
-        for record in records
-    ]
+    run_rows = [[f"`{r.variant}`", r.seed, f"`{r.name}`", f"`{r.rev}`"] for r in records]
     return paragraphs(
         "## What it took",
         "Training wall time per run (sparse pretraining plus fine-tuning):",
         markdown_table(["variant", *(f"seed {seed}" for seed in seeds), "all seeds"], rows),
         [
-            f"- Training time of all {len(records)} runs: "
-            f"{duration(sum(record.train_seconds for record in timed))}.",
+            f"- Training time of all {len(records)} runs: {duration(sum(timed))}.",
             f"- Runs per machine: {tally(r.machine for r in records)}.",
             f"- Runs per git commit (the one each experiment derives from): "
             f"{tally((r.commit for r in records), code=True)}.",
@@ -126,16 +118,16 @@ def render_markdown(
     family = compare_family(groups, PURE)  # the reference the claims read
     best = max(table, key=lambda variant: table[variant]["test_iou"][0])
     mean, std, seeds = table[best]["test_iou"]
-    test_images = {len(record.per_image_iou) for record in records}
-    mall_frames = {record.mall.get("frames") for record in records}
+    test_images = counted({len(r.per_image_iou) for r in records}, "Penn-Fudan test images")
+    mall_frames = counted({r.mall.get("frames") for r in records}, "CUHK Mall frames")
     checked = [[c.claim, f"**{c.verdict}**", c.evidence] for c in claims(table, family.comparisons)]
     lines = paragraphs(
         TITLE,
-        HEADLINE.format(best=best, mean=mean, std=std, n=seeds, family=family_said(family)),
+        f"{best} has the best mean test IoU ({mean:.3f} ± {std:.3f}, seeds: {seeds}). "
+        + family_said(family),
         f"{len(table)} variants ({join(table)}), trained with the seeds "
         f"{join(str(seed) for seed in sorted({r.seed for r in records}))}: {len(records)} "
-        f"runs, each scored on {counted(test_images, 'Penn-Fudan test images')} and "
-        f"{counted(mall_frames, 'CUHK Mall frames')}.",
+        f"runs, each scored on {test_images} and {mall_frames}.",
         "## Results per variant",
         results_table(table, kind),
         f"## Compared with {family.reference}, image by image",
@@ -158,14 +150,6 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-PENDING = (
-    "The study is not complete on one machine kind yet: {have} of its {planned} planned runs "
-    "trained on a {kind} and are recorded; missing: {missing}. Run `make study` on a {kind} "
-    "to complete it (the runner runs only what is missing). Until then there are no "
-    "comparisons and no claims checked here: a comparison reads runs of one machine kind."
-)
-
-
 def write_pending_report(
     records: Sequence[RunRecord],
     missing: dict[str, list[int]],
@@ -178,14 +162,15 @@ def write_pending_report(
     scores recorded, the runs missing and left out, and how to finish it."""
     table = summary_table(group_by_variant(records, POST_VARIANTS))
     absent = "; ".join(
-        f"{variant} (seeds {join(str(seed) for seed in seeds)})"
-        for variant, seeds in missing.items()
+        f"{v} (seeds {join(str(seed) for seed in seeds)})" for v, seeds in missing.items()
     )
-    left = left_out_said(left_out, kind)
     lines = paragraphs(
         TITLE,
-        PENDING.format(have=len(records), planned=planned, kind=kind, missing=absent),
-        left,
+        f"The study is not complete on one machine kind yet: {len(records)} of its {planned} "
+        f"planned runs trained on a {kind} and are recorded; missing: {absent}. Run `make study` "
+        f"on a {kind} to complete it (the runner runs only what is missing). Until then there are "
+        "no comparisons and no claims checked here: a comparison reads runs of one machine kind.",
+        left_out_said(left_out, kind),
         "## Results per variant recorded so far",
         results_table(table, kind),
         CHART_LINE,
@@ -213,7 +198,7 @@ def write_report(
     return _write(out_dir, text, summary_table(study_groups(records)), gif)
 
 
-def _write(out_dir: Path, text: str, table: Summary, gif: partial | None = None) -> list[Path]:
+def _write(out_dir: Path, text: str, table: dict, gif: partial | None = None) -> list[Path]:
     """study.md, study.png and (given `gif`, its writer) the GIF, each whole or not at all."""
     targets = [Path(out_dir) / name for name in (MARKDOWN, CHART, GIF)[: 3 if gif else 2]]
     with staged_outputs(*targets) as staged:
