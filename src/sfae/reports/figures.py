@@ -21,17 +21,15 @@ CHART_METRICS = tuple(m for m in SUMMARY_METRICS if m not in ("iou_gap", "foregr
 
 
 def write_chart(table: Summary, path: Path) -> None:
-    """Bar chart: one group per chart metric, one bar per variant (mean, std error bars);
-    a 1200 x 600 PNG, the same bytes for the same table."""
-    # A bare Figure needs no pyplot, so no global backend or figure registry is touched.
+    """Bars per chart metric, one per variant (mean, std error bars): a 1200 x 600 PNG, the same
+    bytes for the same table (a bare Figure: no pyplot backend or figure registry touched)."""
     figure = Figure(figsize=(12, 6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     variants = list(table)
     positions = np.arange(len(CHART_METRICS))
     bar_width = 0.8 / max(1, len(variants))
     for index, variant in enumerate(variants):
-        means = [table[variant][metric][0] for metric in CHART_METRICS]
-        spreads = [table[variant][metric][1] for metric in CHART_METRICS]
+        means, spreads = zip(*(table[variant][metric][:2] for metric in CHART_METRICS), strict=True)
         offsets = positions + (index - (len(variants) - 1) / 2) * bar_width
         axes.bar(
             offsets, means, bar_width, yerr=spreads, capsize=3, label=variant, color=f"C{index}"
@@ -52,10 +50,8 @@ def write_chart(table: Summary, path: Path) -> None:
 
 
 def write_selection_chart(state: SweepState, path: Path) -> None:
-    """One panel per regulariser: mean validation IoU against strength on a log axis (error
-    bars: std over seeds), the selected strength ringed, its plateau in squares, the post's
-    value (or the default) dashed, and each reference's mean validation IoU as a horizontal
-    line; the same bytes for the same state."""
+    """Per regulariser, mean validation IoU against strength (log axis, std error bars): the
+    selected ringed, its plateau in squares, the post's value dashed, each reference a line."""
     sweep, selections = state.sweep, state.selections
     references = {r.variant: r.runs.mean for r in state.references if r.runs.records}
     columns = min(3, max(1, len(selections)))
@@ -108,7 +104,7 @@ def write_selection_chart(state: SweepState, path: Path) -> None:
 
 
 def _panel(overlaid: np.ndarray, width: int, label: str) -> np.ndarray:
-    """The overlay scaled to `width` (keeping its aspect) with `label` written top left."""
+    """The overlay scaled to `width` (keeping its aspect), `label` top left."""
     height = max(1, round(overlaid.shape[0] * width / overlaid.shape[1]))
     # INTER_AREA avoids aliasing when shrinking; shrinking is the usual case here.
     panel = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
@@ -135,8 +131,7 @@ def write_variants_gif(
     alpha: float = 0.45,
     colormap: str = "jet",
 ) -> None:
-    """A looping GIF: each frame shows the post's variants' overlays of the same Mall frame side
-    by side, each scaled to `width_per_panel` and labelled with its name."""
+    """A looping GIF: the post's variants' overlays of each Mall frame side by side, labelled."""
     missing = [variant for variant in POST_VARIANTS if variant not in probabilities]
     if missing:
         raise SfaeError(f"{path}: no Mall probabilities of {', '.join(missing)}")

@@ -1,7 +1,5 @@
 """Intervals and verdicts that hold up with 5-10 training seeds: seed and image noise in one t
-interval; the old seed-and-image bootstrap covers 88-98% by the noise mix (the simulation and its
-coverage: bench/interval_coverage.py). How sure a selection is (a selection curve's plateau) is the
-plan's: sfae.experiments.plateau."""
+interval (the old seed-and-image bootstrap covers 88-98%: bench/interval_coverage.py)."""
 
 from __future__ import annotations
 
@@ -39,7 +37,7 @@ class Difference:
     paired: bool  # paired by seed (True) or Welch over independent seeds (False)
 
     def at_level(self, level: float) -> Difference:
-        """The same estimate with its interval at another level (as Holm's steps need)."""
+        """The same estimate, its interval at another level."""
         _check_level(level)
         half = 0.0 if self.se == 0.0 else float(stats.t.ppf(0.5 + level / 2.0, self.df)) * self.se
         return replace(self, low=self.mean - half, high=self.mean + half, level=level)
@@ -67,20 +65,12 @@ def difference_interval(
 ) -> Difference:
     """Interval of the mean per-image IoU difference, ours minus reference, over seeds and images.
 
-    Pairing: when the smaller side's seeds all appear in the other side, runs are paired by seed
-    over those seeds (same seed: same initial weights and shuffles, so their training noise is
-    correlated and cancels in the difference; the other side's extra seeds are dropped). Else the
-    sides are independent (Welch). With n seeds, I images and D = ours - reference (n x I):
-
-      seed part   S = var_s(mean_i D[s, i]) / n      (paired; Welch: s_o^2/n_o + s_r^2/n_r)
-      image part  G = var_i(mean_s D[s, i]) / I      (df I - 1)
-      residual    R = MS_resid(D) / (n I)            (Welch: MS_o/(n_o I) + MS_r/(n_r I))
-      SE^2 = max(S + G - R, S, G),   CI = mean +- t(df) SE,   df by Welch-Satterthwaite.
-
-    Why - R: the seed-by-image residual is in both S and G but once in the grand mean (two-way
-    random-effects ANOVA: Var = s_seed^2/n + s_image^2/I + s_resid^2/(nI)); plain S + G counts it
-    twice: 4-9% too wide, 97% coverage, at 5-10 seeds here. S, G each estimate a part, hence the
-    floor. t with Satterthwaite df (S has n - 1) carries the few-seed doubt: 95% at 5-10 seeds.
+    Where the smaller side's seeds all appear in the other, runs pair by seed (same initial weights
+    and shuffles: correlated training noise cancels; extra seeds drop), else Welch. With n seeds, I
+    images, D = ours - reference: S = var_s(mean_i D)/n (Welch: s_o^2/n_o + s_r^2/n_r), G =
+    var_i(mean_s D)/I, R = MS_resid(D)/(nI); SE^2 = max(S + G - R, S, G), df by Satterthwaite.
+    - R: the seed-by-image residual is in both S and G but once in the grand mean (two-way ANOVA);
+    S + G is 4-9% too wide here. S, G each estimate a part, hence the floor.
     """
     ours_runs, ours_seeds = _runs("ours", ours, ours_seeds)
     reference_runs, reference_seeds = _runs("reference", reference, reference_seeds)
@@ -140,16 +130,11 @@ class HolmComparison:
 def holm(
     comparisons: Mapping[str, Difference], alpha: float = 0.05, family_size: int | None = None
 ) -> dict[str, HolmComparison]:
-    """Holm's correction over a family, with intervals consistent with its decisions.
-
-    Sorted by p-value (ties: input order), the j-th of m is tested at level 1 - alpha/(m - j + 1)
-    while every earlier one was rejected; from the first not rejected (step k) on, all use step
-    k's level. A t interval at 1 - a excludes zero iff p < a: it excludes zero iff Holm rejects.
-    Holm holds the chance of any false verdict in the family at alpha without independence, which
-    comparisons with one shared reference lack. family_size (at least the comparisons given): a
-    family some of whose comparisons have no runs yet; they count as not rejected (p = 1).
-    """
-    _check_level(alpha, "alpha")  # comparisons: name -> uncorrected Difference
+    """Holm's correction over a family (name -> uncorrected Difference), each interval at its step's
+    level 1 - alpha/(m - j + 1) (by p-value; from the first not rejected on, that one's), so it
+    excludes zero iff Holm rejects. Holm needs no independence, which comparisons with one shared
+    reference lack. family_size: comparisons with no runs yet count as not rejected (p = 1)."""
+    _check_level(alpha, "alpha")
     if not comparisons or not all(isinstance(d, Difference) for d in comparisons.values()):
         raise SfaeError("holm needs one or more comparisons, each a Difference")
     m = len(comparisons) if family_size is None else family_size
