@@ -33,17 +33,8 @@ class Findings:
     head: Comparison | None  # head_family's comparison, once both have final runs
     candidate: Comparison | None  # the best candidate minus the leader as swept
     better: list[Comparison]  # the rows better than the first family's reference
-
-    @property
-    def kind(self) -> str:
-        """The machine kind of every run it reads: the sweep's, else its runs' one kind."""
-        runs = [*self.state.selection_runs, *self.state.final_runs]
-        return self.state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
-
-    @property
-    def in_study(self) -> bool:
-        """Whether some rows are the study's runs (at the post's settings)."""
-        return len(self.compared) < len(self.state.rows)
+    kind: str  # the machine kind of every run it reads: the sweep's, else its runs' one kind
+    in_study: bool  # whether some rows are the study's runs (at the post's settings)
 
     def variant(self, label: str) -> str:
         return next(row.variant for row in self.state.rows if row.label == label)
@@ -94,9 +85,12 @@ def findings(state: SweepState) -> Findings:
         head_family = compare_family({label: groups[label] for label in labels}, labels[1])
         head = next(iter(head_family.comparisons.values()), None)
     better = families[0].by_verdict.get(BETTER, []) if families else []
+    runs = [*state.selection_runs, *state.final_runs]
+    kind = state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
     return Findings(
-        state, table, compared, families, head_family, pair, head, _candidate(state), better
-    )
+        state, table, compared, families, head_family, pair, head, _candidate(state), better,
+        kind, len(compared) < len(state.rows),
+    )  # fmt: skip
 
 
 def answer(found: Findings) -> str:
