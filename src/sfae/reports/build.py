@@ -2,8 +2,6 @@
 generated blocks from the sweeps' findings (the paper net's answer, the networks side by side,
 each follow-up's)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from sfae.atomic import staged_outputs

@@ -1,8 +1,6 @@
 """The 2018 blog post's by-eye claims about the five variants, each restated as a test on
 the summary table (and the comparisons with pure) and given a verdict with its numbers."""
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from sfae.config import POST_VARIANTS

@@ -1,8 +1,6 @@
 """The study's pictures: a bar chart of the summary table, and the variants' Mall overlays
 side by side as a GIF; the sweep's: validation IoU against strength, per regulariser."""
 
-from __future__ import annotations
-
 import math
 from pathlib import Path
 

@@ -1,8 +1,6 @@
 """Intervals and verdicts that hold up with 5-10 training seeds: seed and image noise in one t
 interval (the old seed-and-image bootstrap covers 88-98%: bench/interval_coverage.py)."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,7 +34,7 @@ class Difference:
     reference_seeds: tuple[int, ...]
     paired: bool  # paired by seed (True) or Welch over independent seeds (False)
 
-    def at_level(self, level: float) -> Difference:
+    def at_level(self, level: float) -> "Difference":
         """The same estimate, its interval at another level."""
         _check_level(level)
         half = 0.0 if self.se == 0.0 else float(stats.t.ppf(0.5 + level / 2.0, self.df)) * self.se

@@ -1,7 +1,5 @@
 """Small markdown and wording helpers that every report shares."""
 
-from __future__ import annotations
-
 from collections import Counter
 from collections.abc import Iterable, Sequence
 

@@ -2,8 +2,6 @@
 group image by image, one Holm family per reference (sfae.reports.intervals does the arithmetic).
 A comparison reads one machine kind; collapsed runs stay: a seed that collapses is an outcome."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass

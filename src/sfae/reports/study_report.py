@@ -2,8 +2,6 @@
 pure, the 2018 blog post's claims checked), study.png and the side-by-side Mall GIF; a pure
 function of the run records and params.yaml, so a fresh clone rebuilds it byte for byte."""
 
-from __future__ import annotations
-
 import io
 from collections.abc import Iterable, Sequence
 from functools import partial

@@ -2,8 +2,6 @@
 tuned sparse variant against the tuned L1/L2 one, the best candidate against the leader as
 swept), then in words: the sweep's answer in one paragraph, and the candidates' verdict."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 from sfae.experiments.sweep import PENALTIES, SPARSE

@@ -2,8 +2,6 @@
 alone: the answer, the selection and how sure, the final runs, the verdicts, the candidates,
 the runs. A partial sweep still gives a report, which says what is missing."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

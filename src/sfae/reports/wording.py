@@ -1,8 +1,6 @@
 """The reports' sentences, phrased so that no count changes their grammar ("final seeds: 5"),
 and the two tables both reports share: the scores over seeds, a family."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable, Sequence
 
