@@ -1,6 +1,4 @@
-"""Every report from the run records (`sfae reports`): the study's, each sweep's, and the README's
-generated blocks from the sweeps' findings (the paper net's answer, the networks side by side,
-each follow-up's)."""
+"""Every report from the run records (`sfae reports`): the study, each sweep, the README blocks."""
 
 from pathlib import Path
 
@@ -168,8 +166,7 @@ def readme_blocks(everything: list[Findings]) -> dict[str, str]:
 def write_sweep_reports(
     sweeps: list, records: list[RunRecord], out_dir: Path, readme: Path | None = None
 ) -> list[Path]:
-    """Each sweep's report and selection chart into out_dir (and the README's generated blocks),
-    each file whole or not at all; records in any order give the same bytes."""
+    """Each sweep's report and chart (and the README's blocks), each whole or not at all."""
     everything = [findings(sweep_state(sweep, records)) for sweep in sweeps]
     reports = [
         Path(out_dir) / f"{s.stem}{end}" for s in sweeps for end in (".md", "_selection.png")

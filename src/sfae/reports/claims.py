@@ -1,5 +1,4 @@
-"""The 2018 blog post's by-eye claims about the five variants, each restated as a test on
-the summary table (and the comparisons with pure) and given a verdict with its numbers."""
+"""The 2018 blog post's by-eye claims, each restated as a test on the summary table, and judged."""
 
 from typing import NamedTuple
 
@@ -31,8 +30,7 @@ def _verdict(passed: int, total: int) -> str:
 
 
 def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
-    """The blog post's six by-eye claims, in its order, checked on means over seeds (the sixth
-    also on `comparisons`: variant -> its Comparison with pure)."""
+    """The post's six claims in its order, on means over seeds (the sixth also on `comparisons`)."""
     if missing := [variant for variant in POST_VARIANTS if variant not in table]:
         raise SfaeError(f"the claims need every variant; the table lacks {', '.join(missing)}")
     # A variant with fewer than two seeds has no comparison yet: the sixth claim says so.

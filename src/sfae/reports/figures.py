@@ -1,5 +1,4 @@
-"""The study's pictures: a bar chart of the summary table, and the variants' Mall overlays
-side by side as a GIF; the sweep's: validation IoU against strength, per regulariser."""
+"""The study's bar chart and side-by-side Mall GIF; a sweep's validation IoU against strength."""
 
 import math
 from pathlib import Path
@@ -19,8 +18,7 @@ CHART_METRICS = tuple(m for m in SUMMARY_METRICS if m not in ("iou_gap", "foregr
 
 
 def write_chart(table: Summary, path: Path) -> None:
-    """Bars per chart metric, one per variant (mean, std error bars): a 1200 x 600 PNG, the same
-    bytes for the same table (a bare Figure: no pyplot backend or figure registry touched)."""
+    """Bars per metric, one per variant (a bare Figure: no pyplot backend or registry touched)."""
     figure = Figure(figsize=(12, 6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     variants = list(table)
@@ -48,8 +46,7 @@ def write_chart(table: Summary, path: Path) -> None:
 
 
 def write_selection_chart(state: SweepState, path: Path) -> None:
-    """Per regulariser, mean validation IoU against strength (log axis, std error bars): the
-    selected ringed, its plateau in squares, the post's value dashed, each reference a line."""
+    """Per regulariser, validation IoU against strength: selected, plateau, post, references."""
     sweep, selections = state.sweep, state.selections
     references = {r.variant: r.runs.mean for r in state.references if r.runs.records}
     columns = min(3, max(1, len(selections)))

@@ -1,5 +1,4 @@
-"""Intervals and verdicts that hold up with 5-10 training seeds: seed and image noise in one t
-interval (the old seed-and-image bootstrap covers 88-98%: bench/interval_coverage.py)."""
+"""Intervals and verdicts for 5-10 training seeds: seed and image noise in one t interval."""
 
 import math
 from collections.abc import Mapping, Sequence

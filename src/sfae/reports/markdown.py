@@ -31,8 +31,7 @@ def counted(counts: set, things: str) -> str:
 
 
 def tally(values: Iterable[str], code: bool = False) -> str:
-    """'x' when every run has x, else 'x (runs: 3); y (runs: 2)', sorted; `code`: in backticks.
-    An empty value (an older record) reads "not recorded"."""
+    """'x' when every run has x, else 'x (runs: 3); y (runs: 2)'; empty: "not recorded"."""
     counts = [
         ("not recorded" if not value else f"`{value}`" if code else value, n)
         for value, n in sorted(Counter(values).items())
@@ -41,8 +40,7 @@ def tally(values: Iterable[str], code: bool = False) -> str:
 
 
 def duration(seconds: float, longest: float | None = None) -> str:
-    """seconds in the unit that reads best for `longest` (default: seconds): a table's cells
-    share one."""
+    """seconds in the unit that reads best for `longest`, so a table's cells share one."""
     longest = seconds if longest is None else longest
     size, unit, decimals = (1.0, "s", 0) if longest < 120 else (60.0, "min", 1)
     if longest >= 7200:
@@ -51,8 +49,7 @@ def duration(seconds: float, longest: float | None = None) -> str:
 
 
 def replace_block(text: str, name: str, body: str) -> str:
-    """text with the lines between `<!-- name:start -->` and `<!-- name:end -->` replaced by
-    body: how a report keeps the README's numbers generated, never typed."""
+    """text with its `<!-- name:start -->` ... `<!-- name:end -->` block's lines set to body."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
         raise ValueError(f"needs exactly one {start} ... {end} block")

@@ -1,6 +1,4 @@
-"""Scores over seeds, and verdicts: named groups of runs (one per seed) compared with a reference
-group image by image, one Holm family per reference (sfae.reports.intervals does the arithmetic).
-A comparison reads one machine kind; collapsed runs stay: a seed that collapses is an outcome."""
+"""Scores over seeds, and one Holm family per reference of groups compared image by image."""
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,9 +31,7 @@ COLLAPSE_IOU = 0.1  # a final run whose pooled test IoU is below this has collap
 def group_by_variant(
     records: Iterable[RunRecord], variants: Sequence[str] = POST_VARIANTS
 ) -> dict[str, list[RunRecord]]:
-    """Records grouped by variant, in `variants` order, each group sorted by seed; a record of
-    another variant, or a second record of a variant and seed (counted twice in every mean), is
-    an error."""
+    """Records by variant (`variants` order) and seed; another variant or a seed twice: an error."""
     grouped: dict[str, dict[int, RunRecord]] = {}
     for r in records:
         if r.variant not in variants:
@@ -88,8 +84,7 @@ class Comparison(HolmComparison):
 
 @dataclass(frozen=True)
 class Family:
-    """Comparisons with one reference; `pending`: planned ones with too few runs yet (they count
-    in its size, as not rejected)."""
+    """Comparisons with one reference; `pending`: too few runs yet (in `size`, as not rejected)."""
 
     reference: str
     comparisons: dict[str, Comparison]
@@ -102,8 +97,7 @@ class Family:
 
 
 def one_kind(groups: Mapping[str, Sequence[RunRecord]]) -> str:
-    """The machine kind every run of the groups trained on; when they mix, an error naming two
-    kinds and a run of each."""
+    """The machine kind every run of the groups trained on; an error naming two when they mix."""
     first: dict[str, tuple[str, RunRecord]] = {}
     for name, runs in groups.items():
         for run in runs:
@@ -120,9 +114,7 @@ def one_kind(groups: Mapping[str, Sequence[RunRecord]]) -> str:
 def compare_family(
     groups: Mapping[str, Sequence[RunRecord]], reference: str, alpha: float = ALPHA
 ) -> Family:
-    """Every group but `reference` against it, one Holm family, on the images all their runs have,
-    paired by seed where the seeds allow: a group (or a reference) with fewer than two runs is
-    pending. Groups in the given order."""
+    """Every group but `reference` against it, one Holm family; fewer than two runs: pending."""
     if reference not in groups:
         raise SfaeError(f"no group {reference!r}: every other group is compared with it")
     theirs = groups[reference]

@@ -1,6 +1,4 @@
-"""The study report: reports/study.md (every variant's scores over seeds, the comparisons with
-pure, the 2018 blog post's claims checked), study.png and the side-by-side Mall GIF; a pure
-function of the run records and params.yaml, so a fresh clone rebuilds it byte for byte."""
+"""The study report (study.md, study.png, the Mall GIF): a pure function of records and params."""
 
 import io
 from collections.abc import Iterable, Sequence
@@ -107,8 +105,7 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
 def render_markdown(
     records: Iterable[RunRecord], params: dict, left_out: Sequence[RunRecord] = ()
 ) -> str:
-    """reports/study.md, from the study's run records and params.yaml alone; `left_out`: the
-    records of study runs that trained on another machine kind."""
+    """reports/study.md; `left_out`: study runs' records of another machine kind."""
     groups = study_groups(records)
     kind = one_kind(groups)
     records = [record for runs in groups.values() for record in runs]
@@ -156,8 +153,7 @@ def write_pending_report(
     out_dir: Path,
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
-    """study.md and study.png while some variant has no run of the study's machine kind: the
-    scores recorded, the runs missing and left out, and how to finish it."""
+    """study.md and study.png while some variant has no run of the study's machine kind."""
     table = summary_table(group_by_variant(records, POST_VARIANTS))
     absent = "; ".join(
         f"{v} (seeds {join(str(seed) for seed in seeds)})" for v, seeds in missing.items()
@@ -184,8 +180,7 @@ def write_report(
     probabilities: dict[str, np.ndarray] | None = None,
     left_out: Sequence[RunRecord] = (),
 ) -> list[Path]:
-    """Write study.md, study.png and, given frames and probabilities, mall_variants.gif into
-    out_dir; return their paths. Without frames the GIF already there stays."""
+    """study.md, study.png and, given frames, the GIF (else the one there stays); their paths."""
     records = list(records)
     text, gif = render_markdown(records, params, left_out), None
     if frames_rgb is not None:
@@ -208,8 +203,7 @@ def _write(out_dir: Path, text: str, table: dict, gif: partial | None = None) ->
 
 
 def mall_gif_inputs(records: list[RunRecord], paths: ProjectPaths):
-    """(frames, probabilities) for the side-by-side GIF, or None when some variant's Mall
-    predictions or the Mall frames are not in this clone (then the committed GIF stays)."""
+    """(frames, probabilities) for the GIF, or None when this clone lacks some of them."""
     import dvc.api
 
     from sfae.data.image_io import read_rgb

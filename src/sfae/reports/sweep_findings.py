@@ -1,6 +1,4 @@
-"""What a sweep's state says, in numbers (the final table, one Holm family per reference, the
-tuned sparse variant against the tuned L1/L2 one, the best candidate against the leader as
-swept), then in words: the sweep's answer in one paragraph, and the candidates' verdict."""
+"""What a sweep's state says, in numbers (tables, Holm families) and in words (its answer)."""
 
 from dataclasses import dataclass
 
@@ -126,8 +124,7 @@ def answer(found: Findings) -> str:
 
 
 def candidate_verdict(found: Findings) -> str:
-    """The best setting's test IoU against the goal and against the leader as swept (a family of
-    one), or what is missing."""
+    """The best setting's test IoU against the goal and the leader as swept, or what is missing."""
     state = found.state
     if state.best is None:
         return "The best setting is not known yet: some candidates have no validation run."

@@ -1,6 +1,4 @@
-"""One sweep's report (reports/sweep.md, sweep_unet.md, sweep_<name>.md) from its findings
-alone: the answer, the selection and how sure, the final runs, the verdicts, the candidates,
-the runs. A partial sweep still gives a report, which says what is missing."""
+"""One sweep's report from its findings alone; a partial sweep's says what is missing."""
 
 import math
 

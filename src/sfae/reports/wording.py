@@ -1,5 +1,4 @@
-"""The reports' sentences, phrased so that no count changes their grammar ("final seeds: 5"),
-and the two tables both reports share: the scores over seeds, a family."""
+"""The reports' sentences (no count changes their grammar) and the tables both reports share."""
 
 import math
 from collections.abc import Iterable, Sequence
