@@ -31,10 +31,9 @@ def write_study_report(paths: ProjectPaths) -> list[Path]:
         raise SfaeError(f"{paths.run_records}: no study runs recorded; run `make study` first")
     left_out = other_kinds(every, specs, params, kind)
     have = {(record.variant, record.seed) for record in records}
-    missing: dict[str, list[int]] = {}  # variant -> its planned seeds with no record
-    for variant, seed in ((spec.as_dict()["variant"], spec.as_dict()["seed"]) for spec in specs):
-        if (variant, seed) not in have:
-            missing.setdefault(variant, []).append(seed)
+    planned = [(spec.as_dict()["variant"], spec.as_dict()["seed"]) for spec in specs]
+    missing = {v: [s for w, s in planned if w == v and (w, s) not in have] for v, _ in planned}
+    missing = {variant: seeds for variant, seeds in missing.items() if seeds}  # plan order
     if absent := [v for v in missing if v not in {variant for variant, _ in have}]:
         print(f"study: no {kind} run of {', '.join(absent)} yet; the report says what is missing")
         return write_pending_report(records, missing, len(specs), kind, paths.reports, left_out)

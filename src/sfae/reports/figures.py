@@ -90,11 +90,9 @@ def write_selection_chart(state: SweepState, path: Path) -> None:
         axes.legend(fontsize=8)
     for axes in grid[len(selections) :]:
         axes.set_visible(False)
+    prefix = "" if sweep.name == "paper" else f"{sweep.name} ({sweep.network_name}): "
     title = f"Selection on {sweep.settings.val_count} validation images; ring: selected"
-    title += ", squares: plateau"
-    if sweep.name != "paper":
-        title = f"{sweep.name} ({sweep.network_name}): {title}"
-    figure.suptitle(title, fontsize=12)
+    figure.suptitle(f"{prefix}{title}, squares: plateau", fontsize=12)
     figure.savefig(path, format="png", metadata={"Software": None})
 
 
@@ -127,18 +125,13 @@ def write_variants_gif(
     colormap: str = "jet",
 ) -> None:
     """A looping GIF: the post's variants' overlays of each Mall frame side by side, labelled."""
-    missing = [variant for variant in POST_VARIANTS if variant not in probabilities]
-    if missing:
+    if missing := [variant for variant in POST_VARIANTS if variant not in probabilities]:
         raise SfaeError(f"{path}: no Mall probabilities of {', '.join(missing)}")
     code = colormap_code(colormap)
     gif_frames = []
     for index, frame in enumerate(frames_rgb):
-        panels = [
-            _panel(
-                overlay(frame, probabilities[variant][index], alpha, code), width_per_panel, variant
-            )
-            for variant in POST_VARIANTS
-        ]
+        overlays = {v: overlay(frame, probabilities[v][index], alpha, code) for v in POST_VARIANTS}
+        panels = [_panel(overlaid, width_per_panel, v) for v, overlaid in overlays.items()]
         gif_frames.append(np.concatenate(panels, axis=1))
     gif = np.stack(gif_frames)
     iio.imwrite(path, gif, plugin="pillow", extension=".gif", duration=1000.0 / fps, loop=0)

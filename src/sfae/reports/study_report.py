@@ -155,9 +155,7 @@ def write_pending_report(
 ) -> list[Path]:
     """study.md and study.png while some variant has no run of the study's machine kind."""
     table = summary_table(group_by_variant(records, POST_VARIANTS))
-    absent = "; ".join(
-        f"{v} (seeds {join(str(seed) for seed in seeds)})" for v, seeds in missing.items()
-    )
+    absent = "; ".join(f"{v} (seeds {join(map(str, seeds))})" for v, seeds in missing.items())
     lines = paragraphs(
         TITLE,
         f"The study is not complete on one machine kind yet: {len(records)} of its {planned} "

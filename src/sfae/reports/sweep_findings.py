@@ -69,23 +69,16 @@ def findings(state: SweepState) -> Findings:
         for variant in state.sweep.compare_with
         if (row := state.row(variant)) is not None
     )
-    pair = (
-        best_by_validation(state.selections, SPARSE),
-        best_by_validation(state.selections, PENALTIES),
-    )
-    head_family = head = None
-    if None in pair:
-        pair = None
-    else:
-        labels = [state.row(selection.variant).label for selection in pair]
-        head_family = compare_family({label: groups[label] for label in labels}, labels[1])
-        head = next(iter(head_family.comparisons.values()), None)
+    pair = tuple(best_by_validation(state.selections, of) for of in (SPARSE, PENALTIES))
+    labels = None if None in pair else [state.row(selection.variant).label for selection in pair]
+    head_family = labels and compare_family({label: groups[label] for label in labels}, labels[1])
+    head = next(iter(head_family.comparisons.values()), None) if head_family else None
     better = families[0].by_verdict.get(BETTER, []) if families else []
     runs = [*state.selection_runs, *state.final_runs]
     kind = state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
     return Findings(
-        state, table, compared, families, head_family, pair, head, _candidate(state), better,
-        kind, len(compared) < len(state.rows),
+        state, table, compared, families, head_family, labels and pair, head, _candidate(state),
+        better, kind, len(compared) < len(state.rows),
     )  # fmt: skip
 
 
