@@ -5,14 +5,7 @@ from dataclasses import dataclass
 from sfae.experiments.sweep import PENALTIES, SPARSE
 from sfae.experiments.sweep_state import FinalRow, Selection, SweepState
 from sfae.reports.intervals import BETTER
-from sfae.reports.statistics import (
-    Comparison,
-    Family,
-    Summary,
-    compare_family,
-    one_kind,
-    summary_table,
-)
+from sfae.reports.statistics import Comparison, Family, compare_family, one_kind, summary_table
 from sfae.reports.wording import family_said, gaps_said, range_said, reading
 
 GOAL_IOU = 0.70  # the test IoU the best U-Net setting is to reach (issue #13)
@@ -21,7 +14,7 @@ GOAL_IOU = 0.70  # the test IoU the best U-Net setting is to reach (issue #13)
 @dataclass(frozen=True)
 class Findings:
     state: SweepState
-    table: Summary  # row label -> metric -> (mean, std, seeds), rows with final runs
+    table: dict  # a Summary: row label -> metric -> (mean, std, seeds), rows with final runs
     compared: tuple[FinalRow, ...]  # the sweep's own rows (tuned variants, references)
     families: tuple[Family, ...]  # one per variant of compare_with; the first: the answer's
     head_family: Family | None  # the tuned sparse variant against the tuned L1/L2 one

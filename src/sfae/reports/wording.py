@@ -7,15 +7,7 @@ from sfae.experiments.records import RunRecord
 from sfae.experiments.sweep_state import Gap, Selection
 from sfae.reports.intervals import NOT_DISTINGUISHABLE
 from sfae.reports.markdown import join, markdown_table, paragraphs
-from sfae.reports.statistics import (
-    COLLAPSE_IOU,
-    METRIC_LABELS,
-    SUMMARY_METRICS,
-    Comparison,
-    Family,
-    Summary,
-    metric_value,
-)
+from sfae.reports.statistics import COLLAPSE_IOU, SUMMARY_METRICS, Comparison, Family, metric_value
 
 METHODS = (
     "**How the verdicts are made.** A comparison is the mean over the test images of the per-image "
@@ -143,7 +135,8 @@ def range_said(selection: Selection) -> str:
     return text
 
 
-def results_table(table: Summary, kind: str | None) -> list[str]:
+def results_table(table: dict, kind: str | None) -> list[str]:
+    """The final table (a Summary): every row's scores over its seeds."""
     if not table:
         return ["No final run is recorded yet."]
     rows = [
@@ -151,7 +144,7 @@ def results_table(table: Summary, kind: str | None) -> list[str]:
         + [f"{scores[metric][0]:.3f} ± {scores[metric][1]:.3f}" for metric in SUMMARY_METRICS]
         for label, scores in table.items()
     ]
-    header = ["variant", "n seeds", *map(METRIC_LABELS.get, SUMMARY_METRICS)]
+    header = ["variant", "n seeds", *(label for label, _, _ in SUMMARY_METRICS.values())]
     spread = "Mean ± sample standard deviation over the seeds (± 0.000 when there is one seed)."
     return [f"Runs trained on {kind}. {spread}", "", *markdown_table(header, rows)]
 
