@@ -119,9 +119,7 @@ def compare_family(
         raise SfaeError(f"no group {reference!r}: every other group is compared with it")
     theirs = groups[reference]
     differences, kinds, pending = {}, {}, []
-    for name, runs in groups.items():
-        if name == reference:
-            continue
+    for name, runs in ((name, runs) for name, runs in groups.items() if name != reference):
         if min(len(runs), len(theirs)) < 2:
             pending.append(name)
             continue
@@ -132,13 +130,13 @@ def compare_family(
                 f"{name} and {reference} share {len(images)} per-image test IoU names: "
                 "an image-by-image comparison needs two or more"
             )
-        # Per-image test IoU, rows: the runs (seeds), columns: `images`.
-        ours, reference_iou = (
-            np.array([[run.per_image_iou[image] for image in images] for run in side])
+        # Each side's per-image test IoU, rows: its runs (seeds), columns: `images`.
+        iou = [
+            np.array([[run.per_image_iou[i] for i in images] for run in side])
             for side in (runs, theirs)
-        )
+        ]
         seeds = [run.seed for run in runs], [run.seed for run in theirs]
-        differences[name] = difference_interval(ours, reference_iou, *seeds)
+        differences[name] = difference_interval(*iou, *seeds)
     corrected = holm(differences, alpha, family_size=len(groups) - 1) if differences else {}
     comparisons = {
         name: Comparison(**vars(result), reference=reference, kind=kinds[name])

@@ -85,13 +85,11 @@ def _plateau_section(found: Findings) -> list[str]:
             rows.append([f"`{s.variant}`", "pending", "", "", "", ""])
             continue
         picks = ", ".join(f"seed {pick.seed}: {pick.strength:g}" for pick in flat.seed_picks)
-        known = flat.se is not None
-        se, collapsed = (
-            (f"{flat.se:.3f}", _strengths(flat.collapsed)) if known else ("not estimable",) * 2
-        )
-        rows.append(
-            [f"`{s.variant}`", f"{flat.best:g}", _strengths(flat.plateau), se, picks, collapsed]
-        )
+        row = [f"`{s.variant}`", f"{flat.best:g}", _strengths(flat.plateau)]
+        if flat.se is None:
+            rows.append([*row, "not estimable", picks, "not estimable"])
+        else:
+            rows.append([*row, f"{flat.se:.3f}", picks, _strengths(flat.collapsed)])
     header = ["regulariser", "selected", "plateau (within 1 SE)", "SE", "each seed's pick"]
     header.append("collapses at (over 3 SE below)")
     lines = ["## How much: the plateaus", "", PLATEAUS, "", *markdown_table(header, rows), ""]
@@ -157,9 +155,8 @@ def _candidate_section(found: Findings) -> list[str]:
     rows = []
     for c in state.candidates:
         timed = [r.train_seconds for r in c.runs.records if r.train_seconds is not None]
-        minutes = (
-            f"{np.mean(timed) / 60:.1f}" if timed else "not known" if c.runs.records else "no run"
-        )
+        minutes = "not known" if c.runs.records else "no run"
+        minutes = f"{np.mean(timed) / 60:.1f}" if timed else minutes
         mean = "no run" if c.runs.mean is None else f"{c.runs.mean:.3f}"
         rows.append([c.label, mean, minutes, "**best**" if c is state.best else ""])
     lines.append(
