@@ -44,15 +44,6 @@ def best_by_validation(selections, variants) -> Selection | None:
     return max(done, key=lambda s: s.best_mean, default=None)
 
 
-def _candidate(state: SweepState) -> Comparison | None:
-    finals, swept = state.best_finals, state.leader and state.row(state.leader.variant)
-    if finals is None or not finals.runs.complete or swept is None or not swept.runs.complete:
-        return None
-    swept_label = f"{state.leader.label} as swept"
-    groups = {finals.label: finals.runs.records, swept_label: swept.runs.records}
-    return compare_family(groups, swept_label).comparisons.get(finals.label)
-
-
 def findings(state: SweepState) -> Findings:
     compared = tuple(row for row in state.rows if row.planned)
     groups = {row.label: row.runs.records for row in compared}
@@ -67,10 +58,16 @@ def findings(state: SweepState) -> Findings:
     head_family = labels and compare_family({label: groups[label] for label in labels}, labels[1])
     head = next(iter(head_family.comparisons.values()), None) if head_family else None
     better = families[0].by_verdict.get(BETTER, []) if families else []
+    finals, swept = state.best_finals, state.leader and state.row(state.leader.variant)
+    candidate = None
+    if finals is not None and finals.runs.complete and swept is not None and swept.runs.complete:
+        label = f"{state.leader.label} as swept"
+        sides = {finals.label: finals.runs.records, label: swept.runs.records}
+        candidate = compare_family(sides, label).comparisons.get(finals.label)
     runs = [*state.selection_runs, *state.final_runs]
     kind = state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
     return Findings(
-        state, table, compared, families, head_family, labels and pair, head, _candidate(state),
+        state, table, compared, families, head_family, labels and pair, head, candidate,
         better, kind, len(compared) < len(state.rows),
     )  # fmt: skip
 
