@@ -84,8 +84,7 @@ def write_selection_chart(state: SweepState, path: Path) -> None:
             axes.set_xlim(min(selection.points) / 2, max(selection.points) * 2)
         axes.set_xscale("log")
         axes.set_title(f"{selection.variant} ({selection.key.rsplit('.', 1)[-1]})", fontsize=11)
-        axes.set_xlabel("strength")
-        axes.set_ylabel("validation IoU (mean ± std)")
+        axes.set(xlabel="strength", ylabel="validation IoU (mean ± std)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
     for axes in grid[len(selections) :]:
