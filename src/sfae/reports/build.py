@@ -107,8 +107,8 @@ def networks_block(networks: list[Findings]) -> str:
         ]
         lines += ["", f"Sparse filtering against L1/L2, each tuned: {'; '.join(heads)}."]
     if open_:
-        lines += ["", "Whether the answer holds for every network is open: sweeps not complete "]
-        lines[-1] += f"yet: {'; '.join(open_)}."
+        said = "Whether the answer holds for every network is open: sweeps not complete yet"
+        lines += ["", f"{said}: {'; '.join(open_)}."]
     elif compared:
         lines += ["", _changed(networks)]
     for f in networks[1:]:
@@ -116,8 +116,8 @@ def networks_block(networks: list[Findings]) -> str:
         lines += ["", f"How much on the {f.state.sweep.network_name}: {ranges}."]
     for f in networks:
         if f.state.sweep.settings.candidates and f.state.leader is not None:
-            lines += ["", f"Other settings of {f.state.leader.label} for the "]
-            lines[-1] += f"{f.state.sweep.network_name} ({_link(f)}). {candidate_verdict(f)}"
+            said = f"Other settings of {f.state.leader.label} for the {f.state.sweep.network_name}"
+            lines += ["", f"{said} ({_link(f)}). {candidate_verdict(f)}"]
     return "\n".join(lines)
 
 

@@ -125,8 +125,8 @@ def range_said(selection: Selection) -> str:
         text = f"{variant}: anything from {low:g} to {high:g} does as well as {best}"
     else:
         strengths = join(f"{x:g}" for x in plateau)
-        text = f"{variant}: within one SE of the selected {best}: {strengths}, but not the "
-        text += "strengths between them"
+        between = "but not the strengths between them"
+        text = f"{variant}: within one SE of the selected {best}: {strengths}, {between}"
     if flat.collapsed:
         value, mark = selection.post
         post = "the post's" if mark == "post" else "params.yaml's default"
