@@ -1,5 +1,4 @@
-"""Experiments as DVC keeps them, through its command line: what the runner queues, waits for
-and reads (sfae.experiments.runner)."""
+"""DVC's experiments, through its command line: what the runner queues, waits for and reads."""
 
 from __future__ import annotations
 
@@ -68,10 +67,9 @@ class DvcExperiments:
         return self._dvc(*args, tool="git")
 
     def _dvc(self, *args: str, timeout: float | None = None, tool: str = "dvc") -> str:
-        # Output to files, not pipes: the queue's workers that `queue start` leaves in the
-        # background inherit it, and a pipe would keep us waiting for the whole queue. With a
-        # timeout the command gets a process group of its own, so that killing it also kills
-        # whatever it started.
+        # Output to files: the workers `queue start` leaves behind inherit it, and a pipe would
+        # wait for the whole queue. With a timeout the command gets a process group of its own,
+        # so that killing it kills whatever it started too.
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(
                 [self.dvc if tool == "dvc" else tool, *args],
@@ -95,9 +93,8 @@ class DvcExperiments:
             return out.read()
 
     def baselines(self) -> list[str]:
-        """The pinned base and every commit a finished (refs/exps/ab/cdef.../name), queued (the
-        queue's stash) or running (its info file) experiment derives from: showing only these
-        is ~8x faster than `exp show -n 100`."""
+        """The pinned base and the commits of finished (refs/exps/ab/cdef.../name), queued (the
+        stash) or running (info file) experiments: ~8x faster to show than `exp show -n 100`."""
         found = {self.base}
         for ref in self._git("for-each-ref", "--format=%(refname)", "refs/exps/").split():
             parts = ref.split("/")
@@ -149,9 +146,8 @@ class DvcExperiments:
         self._dvc("queue", "remove", "--failed")
 
     def activity(self) -> tuple:
-        """What changes whenever a queued run starts, ends or fails, read in milliseconds: the
-        experiments' git refs (DVC's queue and results), and the names, sizes and times of the
-        queue's run-info files."""
+        """What changes whenever a run starts, ends or fails, read in milliseconds: the
+        experiments' git refs, and the names, sizes and times of the run-info files."""
         files = []
         for path in sorted(self.run_info.glob("*/*")):
             with contextlib.suppress(OSError):  # a run's files go when it ends
@@ -160,8 +156,8 @@ class DvcExperiments:
         return self._git("for-each-ref", "refs/exps"), tuple(files)
 
     def reap_orphans(self) -> list[str]:
-        """`dvc queue kill` the runs DVC still calls running whose process is gone (a reboot, an
-        ended session), which a resumed campaign would wait for forever; their names."""
+        """`dvc queue kill` the runs DVC calls running whose process is gone (a reboot, an ended
+        session), which a resumed campaign would wait for forever; their names."""
         orphans = []
         for info in sorted(self.run_info.glob("*/*.run")):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -198,8 +194,7 @@ class DvcExperiments:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process runs: one that ended but that no parent has reaped yet (a zombie,
-    which psutil.pid_exists still counts) does not."""
+    """Whether a process runs (a zombie, which psutil.pid_exists counts, does not)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

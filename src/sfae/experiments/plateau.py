@@ -1,9 +1,5 @@
-"""How sure a sweep's selection is: the plateau of a selection curve (validation IoU against a
-regulariser's strength), the strengths a seed's luck could have made best, and where it collapses.
-
-The plan's own statistics (sfae.experiments.sweep_state reads it), beside the reports' intervals
-(sfae.reports.intervals) but below them: the plan never imports a report.
-"""
+"""How sure a sweep's selection is: the plateau of a selection curve, the strengths a seed's luck
+could have made best, and where it collapses (the plan's statistics: it never imports a report)."""
 
 from __future__ import annotations
 

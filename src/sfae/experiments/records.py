@@ -1,8 +1,5 @@
-"""Run records: one line of JSON per finished training run, committed under reports/.
-
-The study and the sweeps write them as their runs finish; every report is built from them
-alone, so a fresh clone rebuilds every report without the experiments that made it.
-"""
+"""Run records: one line of JSON per finished run, committed under reports/; every report is
+built from them alone, so a fresh clone rebuilds every report without the experiments."""
 
 from __future__ import annotations
 
@@ -59,8 +56,8 @@ class RunRecord:
 
 
 def trained_on(metrics: dict) -> str:
-    """Where a run trained, as its last training stage noted it in its metrics (else unknown:
-    the machine that recorded a run need not be the one that trained it)."""
+    """Where a run trained, as its last training stage noted it (the machine that recorded a
+    run need not be the one that trained it)."""
     for path in reversed(TRAINING_JSONS):
         if machine := (metrics.get(path) or {}).get("machine"):
             return str(machine)
@@ -68,9 +65,8 @@ def trained_on(metrics: dict) -> str:
 
 
 def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
-    """The records, each whose training stage did not say where it trained taking the kind of a
-    run of the same params on a known kind that reproduced it bit for bit (another kind rounds
-    otherwise). Idempotent."""
+    """The records; one whose training stage did not say where it trained takes the kind of a
+    run that reproduced it bit for bit (another kind rounds otherwise). Idempotent."""
     known = [r for r in records if trained_on(r.metrics) != UNKNOWN]
     corrected = []
     for record in records:
@@ -88,10 +84,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
+        flat.update(flatten(value, f"{dotted}.") if isinstance(value, dict) else {dotted: value})
     return flat
 
 
@@ -135,11 +128,7 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> None:
     in a stable order so that it changes only where runs were added."""
     records = read_records(path)
     known = {_key(record) for record in records}
-    added = []
-    for record in new:
-        if _key(record) not in known:
-            known.add(_key(record))
-            added.append(record)
+    added = [r for r in new if _key(r) not in known and not known.add(_key(r))]
     if not added:
         return
     # One record per key: of a run and its bit-for-bit reproduction, the one that says where.

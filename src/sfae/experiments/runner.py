@@ -1,9 +1,6 @@
-"""The resumable runner behind `make study` and `make sweep`: DVC experiments in, records out.
-
-A plan is a list of `Spec`s (params set on top of params.yaml). The runner skips what a record
-holds, waits for what is queued or running, queues the rest as DVC grids (`-S 'seed=1,2'`) and
-records each run as it finishes: a restarted campaign picks up where it stopped.
-"""
+"""The resumable runner behind `make study` and `make sweep`: of a plan (`Spec`s), it skips what
+a record holds, waits for what is queued or running, queues the rest as DVC grids and records
+each run as it finishes, so a restarted campaign picks up where it stopped."""
 
 from __future__ import annotations
 
@@ -37,13 +34,11 @@ from sfae.machine import machine_kind, package_versions
 
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3
-# Polls with runs queued and none running before the workers are started again: a worker dies
-# now and then (kombu's file broker reads a message half-written), leaving its queued runs to
-# wait forever; starting workers again keeps those that live.
+# Polls with runs queued and none running before the workers start again: a worker dies now
+# and then (kombu's file broker reads a message half-written), leaving its runs to wait forever.
 STALLED_AFTER_POLLS = 4
-# Polls that may pass without asking `dvc exp show` (about a second of CPU, more with many
-# experiments, beside the training) while the queue's activity stays the same; then it is
-# asked anyway, so that a stalled or emptied queue is still seen.
+# Polls that skip `dvc exp show` (a CPU second or more) while the queue's activity is the same;
+# then it is asked anyway, so that a stalled or emptied queue is still seen.
 QUIET_POLLS = 4
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
@@ -96,16 +91,6 @@ def fulfils(params: dict, wanted: dict) -> bool:
     return all(same_value(given[key], value) for key, value in wanted.items())
 
 
-def training_seconds(experiments: DvcExperiments, run: Run) -> float | None:
-    """Seconds a run spent training: from its log (the clock is kept out of tracked outputs),
-    or from the metrics of runs made before that."""
-    summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
-    if any("seconds" in summary for summary in summaries):
-        return sum(float(summary.get("seconds", 0.0)) for summary in summaries)
-    found = TRAINED.findall(experiments.log_text(run) or "")
-    return sum(map(float, found[-1])) if found else None
-
-
 def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     """The record of a finished run, from its row of `exp show` and its per-image table."""
     header, *lines = experiments.read_text(run.rev, IN_REPO.per_image.as_posix()).splitlines()
@@ -113,22 +98,19 @@ def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     per_image = {fields[0]: float(fields[iou]) for fields in (line.split("\t") for line in lines)}
     flat, base = run.flat, run_params(run.baseline_params)
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
+    # Training seconds: from the log (the clock is kept out of tracked outputs), or from the
+    # metrics of runs made before that.
+    summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
+    seconds = None
+    if any("seconds" in summary for summary in summaries):
+        seconds = sum(float(summary.get("seconds", 0.0)) for summary in summaries)
+    elif found := TRAINED.findall(experiments.log_text(run) or ""):
+        seconds = sum(map(float, found[-1]))
     return RunRecord(
-        variant=flat["variant"],
-        seed=flat["seed"],
-        name=run.name,
-        rev=run.rev,
-        evaluate=run.metrics[EVALUATE_JSON],
-        mall=run.metrics[MALL_JSON],
-        train_seconds=training_seconds(experiments, run),
-        per_image_iou=per_image,
-        commit=run.baseline,
-        params=flat,
-        overrides=overrides,
-        metrics=run.metrics,
-        machine=trained_on(run.metrics),
-        packages=package_versions(),
-    )
+        flat["variant"], flat["seed"], run.name, run.rev, run.metrics[EVALUATE_JSON],
+        run.metrics[MALL_JSON], seconds, per_image, run.baseline, flat, overrides, run.metrics,
+        trained_on(run.metrics), package_versions(),
+    )  # fmt: skip
 
 
 def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
@@ -148,8 +130,8 @@ def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
 
 
 def share(specs: list[Spec], text: str) -> list[Spec]:
-    """The K-th of N shares (`text` "K/N"): every N-th spec in label order, so N machines
-    with the same plan split it without talking to each other."""
+    """The K-th of N shares (`text` "K/N"): every N-th spec in label order, so that N machines
+    split a plan without talking to each other."""
     try:
         part, parts = (int(value) for value in text.split("/"))
     except ValueError as error:
@@ -170,17 +152,13 @@ class Outcome:
     failed: list[str]
 
 
-def find_record(
-    records: Iterable[RunRecord], wanted: dict, kind: str | None = None
-) -> RunRecord | None:
+def find_record(records: Iterable[RunRecord], wanted: dict, kind=None) -> RunRecord | None:
     """The first record that gives `wanted`, trained on a machine of `kind` (None: any)."""
     kinds = (r for r in records if kind is None or r.machine_kind == kind)
     return next((record for record in kinds if fulfils(record.params, wanted)), None)
 
 
-def record_finished(
-    experiments: DvcExperiments, runs: list[Run], records_path: Path, wanted: list[dict]
-) -> None:
+def record_finished(experiments: DvcExperiments, runs: list, records_path: Path, wanted: list):
     """Record the finished runs that give a wanted spec and have no record of their kind."""
     known = read_records(records_path)
     new = []
@@ -194,18 +172,9 @@ def record_finished(
     add_records(records_path, new)
 
 
-def run_plan(
-    experiments: DvcExperiments,
-    specs: list[Spec],
-    current: dict,
-    records_path: Path,
-    jobs: int = 2,
-    target: str | None = None,
-    poll_seconds: float = 15.0,
-    sleep=time.sleep,
-    desc: str = "runs",
-    kind: str | None = None,
-) -> Outcome:
+def run_plan(experiments: DvcExperiments, specs: list[Spec], current: dict, records_path: Path,
+             jobs: int = 2, target: str | None = None, poll_seconds: float = 15.0,
+             sleep=time.sleep, desc: str = "runs", kind: str | None = None) -> Outcome:  # fmt: skip
     """Run whatever of `specs` has no record of a machine of `kind` (None: any) yet."""
     wanted = {spec: wanted_params(current, spec) for spec in specs}
 

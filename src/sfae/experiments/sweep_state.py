@@ -1,6 +1,5 @@
-"""What the records hold of a sweep, computed once and read by the plan (campaign) and the
-reports: every planned run is a `Spec` held next to the record found for it.
-"""
+"""What the records hold of a sweep, read by the plan (campaign) and the reports: every planned
+run is a `Spec` held next to the record found for it."""
 
 from __future__ import annotations
 
@@ -40,10 +39,6 @@ class Runs:
     @property
     def complete(self) -> bool:
         return all(record is not None for record in self.found)
-
-    @property
-    def missing(self) -> int:
-        return len(self.specs) - len(self.records)
 
     @property
     def validation(self) -> dict[int, float]:
@@ -88,9 +83,7 @@ class Selection:
 
 
 @dataclass(frozen=True)
-class Reference:
-    """A reference's selection runs (no strength)."""
-
+class Reference:  # a variant without a strength, and its selection runs
     variant: str
     runs: Runs
 
@@ -194,9 +187,8 @@ class _Finder:
     def runs(self, specs) -> Runs:
         self.asked += specs
         wanted = [wanted_params(self.sweep.params, spec) for spec in specs]
-        return Runs(
-            tuple(specs), tuple(find_record(self.records, w, self.sweep.kind) for w in wanted)
-        )
+        found = (find_record(self.records, w, self.sweep.kind) for w in wanted)
+        return Runs(tuple(specs), tuple(found))
 
     def seeds(self, seeds, variant: str, strength=None, final=False, overrides=None) -> Runs:
         return self.runs([self.sweep.spec(variant, s, strength, final, overrides) for s in seeds])
@@ -283,7 +275,7 @@ def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, .
     steps += [("final", best_finals.label, [best_finals.runs])] if best_finals else []
     steps += [("plateau", s.variant, s.spread.values()) for s in selections if s.spread]
     gaps = [
-        Gap(step, label, sum(r.missing for r in runs), sum(len(r.specs) for r in runs))
+        Gap(step, label, sum(r.found.count(None) for r in runs), sum(len(r.specs) for r in runs))
         for step, label, runs in steps
     ]
     return tuple(gap for gap in gaps if gap.missing)
