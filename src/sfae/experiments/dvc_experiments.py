@@ -40,9 +40,7 @@ class Run:
     baseline: str = ""  # the commit the experiment derived from (its own rev for a baseline)
     baseline_params: dict = field(default_factory=dict)
 
-    @property
-    def flat(self) -> dict:
-        return run_params(self.params)
+    flat = property(lambda self: run_params(self.params))
 
 
 def _yaml_value(value: Any) -> str:
@@ -132,11 +130,8 @@ class DvcExperiments:
         return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
 
     def queue(self, grid: dict[str, list], target: str | None = None) -> None:
-        settings = [
-            arg
-            for key, values in grid.items()
-            for arg in ("-S", f"{key}={','.join(_yaml_value(v) for v in values)}")
-        ]
+        said = {key: ",".join(map(_yaml_value, values)) for key, values in grid.items()}
+        settings = [arg for key, values in said.items() for arg in ("-S", f"{key}={values}")]
         self._dvc("exp", "run", "--queue", *([target] if target else []), *settings)
 
     def start(self, jobs: int) -> None:

@@ -46,13 +46,8 @@ class RunRecord:
     packages: dict = field(default_factory=dict)
     machine_note: str = ""  # how `machine` was established, where not by the run itself
 
-    @property
-    def machine_kind(self) -> str:
-        return machine_kind(self.machine or UNKNOWN)
-
-    @property
-    def val_count(self) -> int:
-        return int(self.params.get("data.val_count", 0))
+    machine_kind = property(lambda self: machine_kind(self.machine or UNKNOWN))
+    val_count = property(lambda self: int(self.params.get("data.val_count", 0)))
 
 
 def trained_on(metrics: dict) -> str:
@@ -132,10 +127,9 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> None:
     if not added:
         return
     # One record per key: of a run and its bit-for-bit reproduction, the one that says where.
-    chosen: dict[str, RunRecord] = {}
     corrected = corrected_machines([*records, *added])
-    for record in sorted(corrected, key=lambda r: trained_on(r.metrics) == UNKNOWN):
-        chosen.setdefault(_key(record), record)
+    told = sorted(corrected, key=lambda r: trained_on(r.metrics) == UNKNOWN)
+    chosen = {_key(record): record for record in reversed(told)}  # the first of each key
     ordered = sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
     with staged_outputs(path) as (staged,):
         staged.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered))

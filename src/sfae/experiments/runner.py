@@ -33,7 +33,7 @@ from sfae.experiments.records import (
 from sfae.machine import machine_kind, package_versions
 
 IN_FLIGHT = ("queued", "running")
-VANISHED_AFTER_POLLS = 3
+VANISHED_AFTER_POLLS = 3  # polls with nothing in flight before waiting ends
 # Polls with runs queued and none running before the workers start again: a worker dies now
 # and then (kombu's file broker reads a message half-written), leaving its runs to wait forever.
 STALLED_AFTER_POLLS = 4
@@ -62,9 +62,7 @@ class Spec:
     def as_dict(self) -> dict:
         return dict(self.overrides)
 
-    @property
-    def label(self) -> str:
-        return " ".join(f"{key}={value}" for key, value in self.overrides)
+    label = property(lambda self: " ".join(f"{key}={value}" for key, value in self.overrides))
 
 
 def scored_params(flat: dict) -> dict:

@@ -32,13 +32,8 @@ class Runs:
     specs: tuple[Spec, ...]
     found: tuple[RunRecord | None, ...]
 
-    @property
-    def records(self) -> tuple[RunRecord, ...]:
-        return tuple(record for record in self.found if record is not None)
-
-    @property
-    def complete(self) -> bool:
-        return all(record is not None for record in self.found)
+    records = property(lambda self: tuple(r for r in self.found if r is not None))
+    complete = property(lambda self: all(record is not None for record in self.found))
 
     @property
     def validation(self) -> dict[int, float]:
@@ -69,17 +64,12 @@ class Selection:
     post: tuple[float, str]  # the post's value ("post") or params.yaml's ("default")
     spread: dict[float, Runs] = dataclasses.field(default_factory=dict)  # plateau seeds' runs
 
+    added = property(lambda self: tuple(p for p in self.points if p not in self.grid))
+    best_mean = property(lambda s: None if s.selected is None else s.points[s.selected].mean)
+
     @property
     def bracketed(self) -> bool:
         return self.selected is not None and min(self.points) < self.selected < max(self.points)
-
-    @property
-    def added(self) -> tuple[float, ...]:
-        return tuple(p for p in self.points if p not in self.grid)
-
-    @property
-    def best_mean(self) -> float | None:
-        return None if self.selected is None else self.points[self.selected].mean
 
 
 @dataclass(frozen=True)
@@ -96,9 +86,7 @@ class Leader:
     strength: dict  # {its strength key: the selected value}, {} for a reference
     validation: float
 
-    @property
-    def label(self) -> str:
-        return "".join([self.variant, *(f" @ {value:g}" for value in self.strength.values())])
+    label = property(lambda s: "".join([s.variant, *(f" @ {v:g}" for v in s.strength.values())]))
 
 
 @dataclass(frozen=True)
