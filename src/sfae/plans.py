@@ -86,9 +86,7 @@ class StudyConfig(BaseModel):
     seeds: Seeds
 
 
-class SweepSettings(BaseModel):
-    """What every sweep sets (sfae.experiments.sweep)."""
-
+class SweepSettings(BaseModel):  # what every sweep sets (sfae.experiments.sweep)
     model_config = STRICT
     val_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 2)]  # held out to select on
     seeds: Seeds  # selection seeds
@@ -118,9 +116,7 @@ class SweepSettings(BaseModel):
         return value
 
 
-class NamedSweep(SweepSettings):
-    """A sweep of its own under `sweep`: it says its network (sweep.unet's name says it)."""
-
+class NamedSweep(SweepSettings):  # a sweep of its own under `sweep`, saying its network
     arch: Literal[ARCHS] = "paper"
 
 
@@ -132,9 +128,7 @@ def _says_its_arch(section):
     return section
 
 
-class SweepConfig(SweepSettings):
-    """The paper net's sweep; the named sweeps beside it are pydantic's extra keys."""
-
+class SweepConfig(SweepSettings):  # the paper net's; the named sweeps are its extra keys
     model_config = {**STRICT, "extra": "allow"}
     __pydantic_extra__: dict[str, Annotated[NamedSweep, BeforeValidator(_says_its_arch)]]
     unet: NamedSweep | None = None  # the U-Net's own sweep, cut to fit

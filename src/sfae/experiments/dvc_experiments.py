@@ -28,9 +28,7 @@ _LOST_RUN = re.compile(r"No such file or directory: '[^']*exps/run/([0-9a-f]{40}
 
 
 @dataclass
-class Run:
-    """One row of `dvc exp show`: a baseline commit or an experiment."""
-
+class Run:  # one row of `dvc exp show`: a baseline commit or an experiment
     name: str
     rev: str
     state: str  # "success", "failed", "queued", "running" (a baseline counts as "success")
@@ -68,26 +66,22 @@ class DvcExperiments:
         # Output to files: the workers `queue start` leaves behind inherit it, and a pipe would
         # wait for the whole queue. With a timeout the command gets a process group of its own,
         # so that killing it kills whatever it started too.
+        cmd = f"`{tool} {' '.join(args)}`"
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(
-                [self.dvc if tool == "dvc" else tool, *args],
-                cwd=self.root,
-                stdout=out,
-                stderr=err,
-                start_new_session=timeout is not None,
-            )
+                [self.dvc if tool == "dvc" else tool, *args], cwd=self.root, stdout=out,
+                stderr=err, start_new_session=timeout is not None,
+            )  # fmt: skip
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                raise SfaeError(
-                    f"`{tool} {' '.join(args)}` gave no answer in {timeout:g} s and was stopped"
-                ) from None
+                raise SfaeError(f"{cmd} gave no answer in {timeout:g} s and was stopped") from None
             out.seek(0)
             err.seek(0)
             if process.returncode != 0:
-                raise SfaeError(f"`{tool} {' '.join(args)}` failed: {err.read().strip()[-2000:]}")
+                raise SfaeError(f"{cmd} failed: {err.read().strip()[-2000:]}")
             return out.read()
 
     def baselines(self) -> list[str]:

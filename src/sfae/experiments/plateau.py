@@ -27,9 +27,7 @@ class SeedPick:
 
 
 @dataclass(frozen=True)
-class Plateau:
-    """Where a selection curve (validation IoU against regulariser strength) is flat at the top."""
-
+class Plateau:  # where a selection curve (validation IoU by strength) is flat at the top
     best: float
     best_mean: float
     se: float | None  # None: not estimable (one seed per strength), see se_note

@@ -27,9 +27,7 @@ LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper", "mall.unlabeled_fr
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One finished run: a variant trained with one seed and its settings, and its results."""
-
+class RunRecord:  # one finished run: a variant, its seed and settings, and its results
     variant: str
     seed: int
     name: str  # experiment name, or "baseline" for a commit's own results

@@ -46,9 +46,7 @@ TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training
 
 
 @dataclass(frozen=True)
-class Spec:
-    """One planned run: the params it sets on top of params.yaml (dotted keys)."""
-
+class Spec:  # one planned run: the params it sets on top of params.yaml (dotted keys)
     overrides: tuple[tuple[str, Any], ...]
 
     @classmethod
@@ -143,9 +141,7 @@ def share(specs: list[Spec], text: str) -> list[Spec]:
 
 
 @dataclass
-class Outcome:
-    """What a run of the runner found: a record per planned run that has one, and failures."""
-
+class Outcome:  # a record per planned run that has one, and the failed runs' labels
     records: dict[Spec, RunRecord]
     failed: list[str]
 
@@ -176,15 +172,15 @@ def run_plan(experiments: DvcExperiments, specs: list[Spec], current: dict, reco
     """Run whatever of `specs` has no record of a machine of `kind` (None: any) yet."""
     wanted = {spec: wanted_params(current, spec) for spec in specs}
 
-    def recorded() -> dict[Spec, RunRecord]:
+    def recorded(runs: list[Run], specs: list[Spec]) -> dict[Spec, RunRecord]:
+        record_finished(experiments, runs, records_path, [wanted[s] for s in specs])
         records = read_records(records_path)
         return {s: r for s, w in wanted.items() if (r := find_record(records, w, kind))}
 
     for name in experiments.reap_orphans():
         print(f"{desc}: run {name} had lost its process (an ended session?); run again")
     runs = experiments.runs()
-    record_finished(experiments, runs, records_path, list(wanted.values()))
-    done = recorded()
+    done = recorded(runs, specs)
 
     def runs_of(spec: Spec) -> list[Run]:
         return [r for r in runs if fulfils(scored_params(r.flat), wanted[spec])]
@@ -216,8 +212,7 @@ def run_plan(experiments: DvcExperiments, specs: list[Spec], current: dict, reco
                 continue
             seen, quiet_polls = activity, 0
             runs = experiments.runs()
-            record_finished(experiments, runs, records_path, [wanted[s] for s in waiting])
-            done = recorded()
+            done = recorded(runs, waiting)
             for spec in [spec for spec in waiting if spec not in done]:
                 if (matching := runs_of(spec)) and all(r.state == "failed" for r in matching):
                     failed[spec] = matching[-1].log or "no log"

@@ -26,9 +26,7 @@ def val_iou(record: RunRecord) -> float:
 
 
 @dataclass(frozen=True)
-class Runs:
-    """Planned runs (one per seed) and the records found for them, in the same order."""
-
+class Runs:  # planned runs (one per seed) and the records found for them, in the same order
     specs: tuple[Spec, ...]
     found: tuple[RunRecord | None, ...]
 
@@ -52,9 +50,7 @@ class Runs:
 
 
 @dataclass(frozen=True)
-class Selection:
-    """One regulariser's selection on validation IoU."""
-
+class Selection:  # one regulariser's selection on validation IoU
     variant: str
     key: str  # the dotted param its strength sets
     grid: tuple[float, ...]  # as params.yaml gives it
@@ -79,9 +75,7 @@ class Reference:  # a variant without a strength, and its selection runs
 
 
 @dataclass(frozen=True)
-class Leader:
-    """The variant of best mean validation IoU of the selected ones and the references."""
-
+class Leader:  # the variant of best mean validation IoU of the selected ones and the references
     variant: str
     strength: dict  # {its strength key: the selected value}, {} for a reference
     validation: float
@@ -90,9 +84,7 @@ class Leader:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A setting of the leader tried on validation: its overrides ({}: as swept)."""
-
+class Candidate:  # a setting of the leader tried on validation: its overrides ({}: as swept)
     overrides: dict
     runs: Runs
 
@@ -103,9 +95,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class FinalRow:
-    """One row of the final table: a variant at one strength, on all training images."""
-
+class FinalRow:  # one row of the final table: a variant at one strength, on all training images
     variant: str
     label: str  # "pure", "l2 @ 0.0005", "l2 @ 0.005 (post)", "l2 (not selected)"
     strength: float | None
@@ -115,9 +105,7 @@ class FinalRow:
 
 
 @dataclass(frozen=True)
-class Gap:
-    """Runs still missing: `missing` of `planned` runs of one step for one label."""
-
+class Gap:  # runs still missing: `missing` of `planned` runs of one step for one label
     step: str  # "selection" (of a regulariser), "reference", "final", "candidate", "plateau"
     label: str
     missing: int
@@ -162,9 +150,7 @@ def _once(runs) -> tuple[RunRecord, ...]:
     return tuple({id(r): r for r in runs}.values())
 
 
-class _Finder:
-    """Records for specs, of the sweep's machine kind; the specs asked for are noted."""
-
+class _Finder:  # records for specs, of the sweep's machine kind; the specs asked for are noted
     def __init__(self, sweep: Sweep, records: list[RunRecord]):
         # find_record takes the first match: a fixed order makes the state order-free.
         self.records = sorted(
