@@ -31,9 +31,7 @@ def study_records(records: list[RunRecord], specs: list[Spec], params: dict, kin
 
 def other_kinds(records: list[RunRecord], specs: list[Spec], params: dict, kind) -> list:
     """The records of planned runs that trained on another machine kind than `kind`."""
-    if kind is None:
-        return []
-    wanted = [wanted_params(params, spec) for spec in specs]
+    wanted = [wanted_params(params, spec) for spec in specs] if kind is not None else []
     return [
         r for r in records if r.machine_kind != kind and any(fulfils(r.params, w) for w in wanted)
     ]
@@ -109,11 +107,8 @@ class Sweep:
 
 def records_kind(records: list[RunRecord], arch: str) -> str | None:
     """The machine kind that trained most of a network's runs (ties: the first by name)."""
-    kinds = Counter(
-        r.machine_kind
-        for r in records
-        if r.params.get("model.arch", "paper") == arch and r.machine_kind != UNKNOWN
-    )
+    mine = [r.machine_kind for r in records if r.params.get("model.arch", "paper") == arch]
+    kinds = Counter(kind for kind in mine if kind != UNKNOWN)
     return min(kinds, key=lambda kind: (-kinds[kind], kind)) if kinds else None
 
 

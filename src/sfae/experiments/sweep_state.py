@@ -202,10 +202,8 @@ def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[C
         return ()
     found, seen = [], []
     for overrides in [{}, *sweep.settings.candidates]:
-        specs = [
-            sweep.spec(leader.variant, seed, overrides={**leader.strength, **overrides})
-            for seed in sweep.settings.seeds
-        ]
+        settings = {**leader.strength, **overrides}
+        specs = [sweep.spec(leader.variant, s, overrides=settings) for s in sweep.settings.seeds]
         # Settings the leader's runs do not read (another variant's) make no new run.
         if (scored := wanted_params(sweep.params, specs[0])) in seen:
             continue
@@ -258,12 +256,9 @@ def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, .
 def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
     """The sweep's state in the records (of its machine kind); records in any order."""
     finder = _Finder(sweep, records)
-    selections = tuple(
-        _selection(sweep, finder, variant, grid) for variant, grid in sweep.settings.grids.items()
-    )
-    references = tuple(
-        Reference(v, finder.seeds(sweep.settings.seeds, v)) for v in sweep.settings.references
-    )
+    grids, seeds = sweep.settings.grids.items(), sweep.settings.seeds
+    selections = tuple(_selection(sweep, finder, variant, grid) for variant, grid in grids)
+    references = tuple(Reference(v, finder.seeds(seeds, v)) for v in sweep.settings.references)
     leader = _leader(selections, references)
     candidates = _candidates(sweep, finder, leader)
     # Of best mean validation IoU once all are measured (ties: the earlier, as swept).
