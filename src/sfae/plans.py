@@ -142,11 +142,8 @@ class SweepConfig(SweepSettings):  # the paper net's; the named sweeps are its e
         shared = {key: data[key] for key in ("val_count", "references") if key in data}
         named = {name: shared for name in data if name not in cls.model_fields}
         named["unet"] = {**shared, "arch": "unet"}  # its name says its network
-        return {
-            name: {**named[name], **section} if name in named and isinstance(section, dict)
-            else section
-            for name, section in data.items()
-        }  # fmt: skip
+        fill = {n: {**named[n], **s} for n, s in data.items() if n in named and isinstance(s, dict)}
+        return {**data, **fill}
 
     @property
     def named(self) -> dict[str, NamedSweep]:

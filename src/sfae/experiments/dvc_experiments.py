@@ -49,11 +49,9 @@ def _yaml_value(value: Any) -> str:
 
 class DvcExperiments:
     def __init__(self, root: Path, base: str = "HEAD", dvc: Path | None = None, commits: int = 100):
-        self.root = root
+        self.root, self.commits, self.show_timeout = root, commits, SHOW_TIMEOUT
         venv_dvc = Path(sys.executable).with_name("dvc")
         self.dvc = str(dvc or (venv_dvc if venv_dvc.exists() else "dvc"))
-        self.commits = commits
-        self.show_timeout = SHOW_TIMEOUT
         # Pinned: a commit made while a campaign runs must not hide its experiments (runs
         # queued before a commit are listed too, and waited for rather than queued again).
         self.base = self._git("rev-parse", base).strip()

@@ -138,16 +138,12 @@ class SweepState:
         runs += [r for s in self.selections for p in s.spread.values() for r in p.records]
         runs += [r for ref in self.references for r in ref.runs.records]
         runs += [r for c in self.candidates for r in c.runs.records]
-        return _once(runs)
+        return tuple({id(r): r for r in runs}.values())  # each once
 
     @property
     def final_runs(self) -> tuple[RunRecord, ...]:
         rows = [*self.rows, *([self.best_finals] if self.best_finals else [])]
-        return _once([r for row in rows for r in row.runs.records])
-
-
-def _once(runs) -> tuple[RunRecord, ...]:
-    return tuple({id(r): r for r in runs}.values())
+        return tuple({id(r): r for row in rows for r in row.runs.records}.values())
 
 
 class _Finder:  # records for specs, of the sweep's machine kind; the specs asked for are noted
