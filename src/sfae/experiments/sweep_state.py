@@ -3,9 +3,8 @@ run is a `Spec` held next to the record found for it."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,10 +32,8 @@ class Runs:  # planned runs (one per seed) and the records found for them, in th
     records = property(lambda self: tuple(r for r in self.found if r is not None))
     complete = property(lambda self: all(record is not None for record in self.found))
 
-    @property
-    def validation(self) -> dict[int, float]:
-        """seed -> validation IoU of the recorded runs."""
-        return {record.seed: val_iou(record) for record in self.records}
+    # seed -> validation IoU of the recorded runs
+    validation = property(lambda self: {r.seed: val_iou(r) for r in self.records})
 
     @property
     def mean(self) -> float | None:
@@ -58,7 +55,7 @@ class Selection:  # one regulariser's selection on validation IoU
     selected: float | None  # None until every point has all its seeds
     plateau: Plateau | None  # once selected; over the plateau seeds too once they all ran
     post: tuple[float, str]  # the post's value ("post") or params.yaml's ("default")
-    spread: dict[float, Runs] = dataclasses.field(default_factory=dict)  # plateau seeds' runs
+    spread: dict[float, Runs] = field(default_factory=dict)  # plateau seeds' runs
 
     added = property(lambda self: tuple(p for p in self.points if p not in self.grid))
     best_mean = property(lambda s: None if s.selected is None else s.points[s.selected].mean)
