@@ -65,10 +65,7 @@ def run_sweep(sweep: Sweep, options: Namespace, records_path: Path, root: Path) 
 
     # Each round may extend a grid; a round that adds no run ends the selection.
     planned: set[Spec] = set()
-    while True:
-        specs = selection_plan(state())
-        if set(specs) <= planned:
-            break
+    while not set(specs := selection_plan(state())) <= planned:
         planned |= set(specs)
         run(specs, "selection")
     run(final_plan(state()), "final")

@@ -107,10 +107,9 @@ def read_records(path: Path) -> list[RunRecord]:
         return []
     records = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
         try:
-            records.append(RunRecord(**json.loads(line)))
+            if line.strip():
+                records.append(RunRecord(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as error:
             raise SfaeError(f"{path}:{number}: not a run record ({error})") from error
     return records
