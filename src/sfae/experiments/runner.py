@@ -136,8 +136,7 @@ def share(specs: list[Spec], text: str) -> list[Spec]:
         raise SfaeError(f"--share {text}: N must be at least 1")
     if not 1 <= part <= parts:
         raise SfaeError(f"--share {part}/{parts}: the part must lie in 1..{parts}")
-    ordered = sorted(specs, key=lambda spec: spec.label)
-    return ordered[part - 1 :: parts]
+    return sorted(specs, key=lambda spec: spec.label)[part - 1 :: parts]
 
 
 @dataclass
