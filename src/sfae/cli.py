@@ -43,15 +43,27 @@ def parser() -> argparse.ArgumentParser:
         add = command.add_argument
         add("--jobs", type=files.positive, default=1, help="experiments run at once (default 1)")
         add("--report-only", action="store_true", help="rebuild the report only")
-        add("--share", default="1/1", metavar="K/N", help="run only the K-th of N deterministic "
-            "shares of the runs (for N machines)")  # fmt: skip
-        add("--remote", metavar="GIT_REMOTE", help="pull experiments from this git remote (and "
-            "its DVC remote) first, push ours after")  # fmt: skip
+        add(
+            "--share",
+            default="1/1",
+            metavar="K/N",
+            help="run only the K-th of N deterministic shares of the runs (for N machines)",
+        )
+        add(
+            "--remote",
+            metavar="GIT_REMOTE",
+            help="pull experiments from this git remote (and "
+            "its DVC remote) first, push ours after",
+        )
     which = sweep.add_mutually_exclusive_group()
-    which.add_argument("--arch", choices=ARCHS, help="the network's own sweep: sweep (paper, the "
-                       "default), sweep.unet")  # fmt: skip
-    which.add_argument("--name", help="a named sweep of params.yaml's `sweep` (unet, "
-                       "unet_stacked, ...)")  # fmt: skip
+    which.add_argument(
+        "--arch",
+        choices=ARCHS,
+        help="the network's own sweep: sweep (paper, the default), sweep.unet",
+    )
+    which.add_argument(
+        "--name", help="a named sweep of params.yaml's `sweep` (unet, unet_stacked, ...)"
+    )
     commands.add_parser("reports", help="rebuild every report from reports/runs.jsonl")
     return top
 

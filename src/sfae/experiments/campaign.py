@@ -13,8 +13,16 @@ from sfae.experiments.sweep import MAIN, SCORED_STAGE, Sweep
 from sfae.experiments.sweep_state import SweepState, sweep_state
 
 
-def collect(options: Namespace, specs: list, params: dict, records_path: Path, root: Path,
-            desc: str, target: str | None = None, kind: str | None = None) -> None:  # fmt: skip
+def collect(
+    options: Namespace,
+    specs: list,
+    params: dict,
+    records_path: Path,
+    root: Path,
+    desc: str,
+    target: str | None = None,
+    kind: str | None = None,
+) -> None:
     """Pull others' runs (--remote), run this machine's --share of the plan (unless
     --report-only), push ours (--remote), recording every finished run."""
     experiments = DvcExperiments(root)

@@ -38,7 +38,9 @@ class Run:  # one row of `dvc exp show`: a baseline commit or an experiment
     baseline: str = ""  # the commit the experiment derived from (its own rev for a baseline)
     baseline_params: dict = field(default_factory=dict)
 
-    flat = property(lambda self: run_params(self.params))
+    @property
+    def flat(self):
+        return run_params(self.params)
 
 
 def _yaml_value(value: Any) -> str:
@@ -67,9 +69,12 @@ class DvcExperiments:
         cmd = f"`{tool} {' '.join(args)}`"
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(
-                [self.dvc if tool == "dvc" else tool, *args], cwd=self.root, stdout=out,
-                stderr=err, start_new_session=timeout is not None,
-            )  # fmt: skip
+                [self.dvc if tool == "dvc" else tool, *args],
+                cwd=self.root,
+                stdout=out,
+                stderr=err,
+                start_new_session=timeout is not None,
+            )
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -44,8 +44,13 @@ class RunRecord:  # one finished run: a variant, its seed and settings, and its 
     packages: dict = field(default_factory=dict)
     machine_note: str = ""  # how `machine` was established, where not by the run itself
 
-    machine_kind = property(lambda self: machine_kind(self.machine or UNKNOWN))
-    val_count = property(lambda self: int(self.params.get("data.val_count", 0)))
+    @property
+    def machine_kind(self):
+        return machine_kind(self.machine or UNKNOWN)
+
+    @property
+    def val_count(self):
+        return int(self.params.get("data.val_count", 0))
 
 
 def trained_on(metrics: dict) -> str:

@@ -60,7 +60,9 @@ class Spec:  # one planned run: the params it sets on top of params.yaml (dotted
     def as_dict(self) -> dict:
         return dict(self.overrides)
 
-    label = property(lambda self: " ".join(f"{key}={value}" for key, value in self.overrides))
+    @property
+    def label(self):
+        return " ".join(f"{key}={value}" for key, value in self.overrides)
 
 
 def scored_params(flat: dict) -> dict:
@@ -103,10 +105,21 @@ def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     elif found := TRAINED.findall(experiments.log_text(run) or ""):
         seconds = sum(map(float, found[-1]))
     return RunRecord(
-        flat["variant"], flat["seed"], run.name, run.rev, run.metrics[EVALUATE_JSON],
-        run.metrics[MALL_JSON], seconds, per_image, run.baseline, flat, overrides, run.metrics,
-        trained_on(run.metrics), package_versions(),
-    )  # fmt: skip
+        variant=flat["variant"],
+        seed=flat["seed"],
+        name=run.name,
+        rev=run.rev,
+        evaluate=run.metrics[EVALUATE_JSON],
+        mall=run.metrics[MALL_JSON],
+        train_seconds=seconds,
+        per_image_iou=per_image,
+        commit=run.baseline,
+        params=flat,
+        overrides=overrides,
+        metrics=run.metrics,
+        machine=trained_on(run.metrics),
+        packages=package_versions(),
+    )
 
 
 def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
@@ -165,9 +178,18 @@ def record_finished(experiments: DvcExperiments, runs: list, records_path: Path,
     add_records(records_path, new)
 
 
-def run_plan(experiments: DvcExperiments, specs: list[Spec], current: dict, records_path: Path,
-             jobs: int = 2, target: str | None = None, poll_seconds: float = 15.0,
-             sleep=time.sleep, desc: str = "runs", kind: str | None = None) -> Outcome:  # fmt: skip
+def run_plan(
+    experiments: DvcExperiments,
+    specs: list[Spec],
+    current: dict,
+    records_path: Path,
+    jobs: int = 2,
+    target: str | None = None,
+    poll_seconds: float = 15.0,
+    sleep=time.sleep,
+    desc: str = "runs",
+    kind: str | None = None,
+) -> Outcome:
     """Run whatever of `specs` has no record of a machine of `kind` (None: any) yet."""
     wanted = {spec: wanted_params(current, spec) for spec in specs}
 

@@ -29,11 +29,18 @@ class Runs:  # planned runs (one per seed) and the records found for them, in th
     specs: tuple[Spec, ...]
     found: tuple[RunRecord | None, ...]
 
-    records = property(lambda self: tuple(r for r in self.found if r is not None))
-    complete = property(lambda self: all(record is not None for record in self.found))
+    @property
+    def records(self):
+        return tuple(r for r in self.found if r is not None)
+
+    @property
+    def complete(self):
+        return all(record is not None for record in self.found)
 
     # seed -> validation IoU of the recorded runs
-    validation = property(lambda self: {r.seed: val_iou(r) for r in self.records})
+    @property
+    def validation(self):
+        return {r.seed: val_iou(r) for r in self.records}
 
     @property
     def mean(self) -> float | None:
@@ -57,8 +64,13 @@ class Selection:  # one regulariser's selection on validation IoU
     post: tuple[float, str]  # the post's value ("post") or params.yaml's ("default")
     spread: dict[float, Runs] = field(default_factory=dict)  # plateau seeds' runs
 
-    added = property(lambda self: tuple(p for p in self.points if p not in self.grid))
-    best_mean = property(lambda s: None if s.selected is None else s.points[s.selected].mean)
+    @property
+    def added(self):
+        return tuple(p for p in self.points if p not in self.grid)
+
+    @property
+    def best_mean(self):
+        return None if self.selected is None else self.points[self.selected].mean
 
     @property
     def bracketed(self) -> bool:
@@ -77,7 +89,9 @@ class Leader:  # the variant of best mean validation IoU of the selected ones an
     strength: dict  # {its strength key: the selected value}, {} for a reference
     validation: float
 
-    label = property(lambda s: "".join([s.variant, *(f" @ {v:g}" for v in s.strength.values())]))
+    @property
+    def label(self):
+        return "".join([self.variant, *(f" @ {v:g}" for v in self.strength.values())])
 
 
 @dataclass(frozen=True)
