@@ -1,12 +1,5 @@
-"""The `sfae` command.
-
-    sfae predict [--model models/model.keras] [--out predictions/] INPUT...   your own files
-    sfae study [--jobs N] [--share K/N] [--remote R]   the post's variants x the study seeds
-    sfae sweep [--arch unet | --name NAME] [--jobs N] ...   a sweep: strengths selected, compared
-    sfae reports   every report and the README's results, rebuilt from reports/runs.jsonl
-
-The study and the sweep queue DVC experiments, wait for them and record each finished run;
-run again, they pick up where they stopped. Their reports are rebuilt at the end.
+"""The `sfae` command: `predict` your own files, run the `study` or a `sweep` (DVC experiments,
+recorded as they finish and resumed where they stopped), rebuild the `reports` from the records.
 """
 
 from __future__ import annotations
@@ -22,26 +15,8 @@ from sfae.errors import SfaeError
 from sfae.inference import files
 
 
-def _add_campaign_options(command) -> None:
-    command.add_argument(
-        "--jobs", type=files.positive, default=1, help="experiments run at once (default 1)"
-    )
-    command.add_argument("--report-only", action="store_true", help="rebuild the report only")
-    command.add_argument(
-        "--share",
-        default="1/1",
-        metavar="K/N",
-        help="run only the K-th of N deterministic shares of the runs (for N machines)",
-    )
-    command.add_argument(
-        "--remote",
-        metavar="GIT_REMOTE",
-        help="pull experiments from this git remote (and its DVC remote) first, push ours after",
-    )
-
-
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="sfae", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(prog="sfae", description="The `sfae` command.")
     commands = top.add_subparsers(dest="command", required=True)
     predict = commands.add_parser(
         "predict",
@@ -63,9 +38,23 @@ def parser() -> argparse.ArgumentParser:
     ):  # fmt: skip
         predict.add_argument(flag, type=kind, default=default, help=f"{what} (default %(default)s)")
     study = commands.add_parser("study", help="the post's five variants x the study seeds")
-    _add_campaign_options(study)
     sweep = commands.add_parser("sweep", help="each regulariser's strength, selected, compared")
-    _add_campaign_options(sweep)
+    for command in (study, sweep):
+        add = command.add_argument
+        add("--jobs", type=files.positive, default=1, help="experiments run at once (default 1)")
+        add("--report-only", action="store_true", help="rebuild the report only")
+        add(
+            "--share",
+            default="1/1",
+            metavar="K/N",
+            help="run only the K-th of N deterministic shares of the runs (for N machines)",
+        )
+        add(
+            "--remote",
+            metavar="GIT_REMOTE",
+            help="pull experiments from this git remote (and "
+            "its DVC remote) first, push ours after",
+        )
     which = sweep.add_mutually_exclusive_group()
     which.add_argument(
         "--arch",
@@ -87,8 +76,7 @@ def _campaign():
     from sfae.plans import load_plans
 
     paths = ProjectPaths.here()
-    config, params = load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
-    return paths, config, params
+    return paths, load_plans(paths.params, REGULARISERS), read_yaml(paths.params.read_text())
 
 
 def study_command(args: argparse.Namespace) -> list[Path]:

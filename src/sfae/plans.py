@@ -1,8 +1,6 @@
-"""The planning sections of params.yaml (`study`, `sweep`): they plan runs and change none.
-
-Read apart from the run config (sfae.config): no stage depends on this module, so a change here
-re-runs nothing. Beside the paper net's sweep, `sweep` holds named sweeps (sweep.unet, ...).
-"""
+"""The planning sections of params.yaml (`study`, `sweep`, with named sweeps such as sweep.unet):
+they plan runs and change none, so no stage depends on this module and a change here re-runs
+nothing."""
 
 from __future__ import annotations
 
@@ -31,15 +29,15 @@ from sfae.config import (
 )
 
 
-def _seeds(value):
-    if (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(type(seed) is int and 0 <= seed <= MAX_SEED for seed in value)
-        or len(set(value)) != len(value)
-    ):
-        raise ValueError(f"must be a list of distinct integers in [0, {MAX_SEED}], got {value!r}")
-    return tuple(value)
+def _check(ok, message: str, item=lambda v: v):
+    """A BeforeValidator: a list's items (`item`-converted) as a tuple where `ok` holds."""
+
+    def check(value):
+        if not (isinstance(value, list | tuple) and ok(value)):
+            raise ValueError(message.format(value))
+        return tuple(map(item, value))
+
+    return BeforeValidator(check)
 
 
 def _tuned(name: str, info) -> str:
@@ -52,18 +50,6 @@ def _tuned(name: str, info) -> str:
     return name
 
 
-def _grid(value):
-    if (
-        not isinstance(value, list | tuple)
-        or len(value) < 2
-        or not all(type(v) in (int, float) for v in value)
-        or not value[0] > 0
-        or not all(a < b for a, b in itertools.pairwise(value))
-    ):
-        raise ValueError(f"must be at least two ascending positive numbers, got {value!r}")
-    return tuple(float(v) for v in value)
-
-
 def _references(value, info):
     variants = (info.context or {}).get("variants", value)
     if not isinstance(value, list | tuple) or not all(name in variants for name in value):
@@ -72,23 +58,50 @@ def _references(value, info):
 
 
 def _candidates(value):
-    scalar = bool | int | float | str
-    if (
-        not isinstance(value, list | tuple)
-        or not value
-        or not all(
-            isinstance(c, dict) and c and all(isinstance(v, scalar) for v in c.values())
-            for c in value
-        )
-    ):
-        raise ValueError(f"must be a list of {{dotted.key: value}} mappings, got {value!r}")
     for candidate in value:
         if fixed := sorted(set(candidate) & set(SWEEP_KEYS)):
             raise ValueError(f"may not set {fixed[0]}: the sweep sets it")
-    return tuple(value)
+    return value
 
 
-Seeds = Annotated[tuple, BeforeValidator(_seeds)]
+Seeds = Annotated[
+    tuple,
+    _check(
+        lambda v: (
+            v and all(type(s) is int and 0 <= s <= MAX_SEED for s in v) and len(set(v)) == len(v)
+        ),
+        f"must be a list of distinct integers in [0, {MAX_SEED}], got {{!r}}",
+    ),
+]
+Grid = Annotated[
+    tuple,
+    _check(
+        lambda v: (
+            len(v) >= 2
+            and all(type(x) in (int, float) for x in v)
+            and v[0] > 0
+            and all(a < b for a, b in itertools.pairwise(v))
+        ),
+        "must be at least two ascending positive numbers, got {!r}",
+        float,
+    ),
+]
+Candidates = Annotated[
+    tuple,
+    BeforeValidator(_candidates),
+    _check(
+        lambda v: (
+            v
+            and all(
+                isinstance(c, dict)
+                and c
+                and all(isinstance(x, bool | int | float | str) for x in c.values())
+                for c in v
+            )
+        ),
+        "must be a list of {{dotted.key: value}} mappings, got {!r}",
+    ),
+]
 Variants = Annotated[tuple, BeforeValidator(_references)]
 
 
@@ -97,19 +110,15 @@ class StudyConfig(BaseModel):
     seeds: Seeds
 
 
-class SweepSettings(BaseModel):
-    """What every sweep sets (sfae.experiments.sweep)."""
-
+class SweepSettings(BaseModel):  # what every sweep sets (sfae.experiments.sweep)
     model_config = STRICT
     val_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 2)]  # held out to select on
     seeds: Seeds  # selection seeds
-    grids: dict[  # variant -> strengths to try, ascending
-        Annotated[str, BeforeValidator(_tuned)], Annotated[tuple, BeforeValidator(_grid)]
-    ]
+    grids: dict[Annotated[str, BeforeValidator(_tuned)], Grid]  # variant -> strengths to try
     references: Variants  # variants without a strength, run beside the grids
     final_seeds: Seeds | None = None  # None: the study's seeds
     # {dotted key: value} settings of the validation leader tried beside it; the best runs finals.
-    candidates: Annotated[tuple, BeforeValidator(_candidates)] = ()
+    candidates: Candidates = ()
     compare_with: Variants = ("pure",)  # each a family of its own; the answer reads the first
     # Seeds run at every point once the selection is fixed: they measure the curve's plateau
     # and never move the selection, so they can run after the finals.
@@ -131,9 +140,7 @@ class SweepSettings(BaseModel):
         return value
 
 
-class NamedSweep(SweepSettings):
-    """A sweep of its own under `sweep`: it says its network (sweep.unet's name says it)."""
-
+class NamedSweep(SweepSettings):  # a sweep of its own under `sweep`, saying its network
     arch: Literal[ARCHS] = "paper"
 
 
@@ -145,10 +152,7 @@ def _says_its_arch(section):
     return section
 
 
-class SweepConfig(SweepSettings):
-    """The paper net's sweep, and the named sweeps beside it (`named`: sweep.unet_stacked, ...,
-    checked by pydantic as the extra keys)."""
-
+class SweepConfig(SweepSettings):  # the paper net's; the named sweeps are its extra keys
     model_config = {**STRICT, "extra": "allow"}
     __pydantic_extra__: dict[str, Annotated[NamedSweep, BeforeValidator(_says_its_arch)]]
     unet: NamedSweep | None = None  # the U-Net's own sweep, cut to fit
@@ -162,12 +166,8 @@ class SweepConfig(SweepSettings):
         shared = {key: data[key] for key in ("val_count", "references") if key in data}
         named = {name: shared for name in data if name not in cls.model_fields}
         named["unet"] = {**shared, "arch": "unet"}  # its name says its network
-        return {
-            name: {**named[name], **section}
-            if name in named and isinstance(section, dict)
-            else section
-            for name, section in data.items()
-        }
+        fill = {n: {**named[n], **s} for n, s in data.items() if n in named and isinstance(s, dict)}
+        return {**data, **fill}
 
     @property
     def named(self) -> dict[str, NamedSweep]:

@@ -1,7 +1,5 @@
-"""A campaign (the study, a sweep) on this machine or on N machines: which share of the plan
-runs here, pulling and pushing the others' experiments through a git remote. A sweep's plan
-is read off its state (sfae.experiments.sweep_state), step by step.
-"""
+"""A campaign (the study, a sweep) on this machine or on N machines sharing the plan through a
+git remote; a sweep's plan is read off its state, step by step."""
 
 from __future__ import annotations
 
@@ -16,8 +14,8 @@ from sfae.experiments.sweep_state import SweepState, sweep_state
 
 
 def collect(
-    options: Namespace,  # the command line's --jobs, --report-only, --share K/N and --remote
-    specs: list[Spec],
+    options: Namespace,
+    specs: list,
     params: dict,
     records_path: Path,
     root: Path,
@@ -25,8 +23,8 @@ def collect(
     target: str | None = None,
     kind: str | None = None,
 ) -> None:
-    """Pull others' runs (with a remote), run this machine's share of the plan (unless
-    report-only), push ours (with a remote), recording every finished run."""
+    """Pull others' runs (--remote), run this machine's --share of the plan (unless
+    --report-only), push ours (--remote), recording every finished run."""
     experiments = DvcExperiments(root)
     if options.remote:
         experiments.pull(options.remote)
@@ -70,15 +68,12 @@ def run_sweep(sweep: Sweep, options: Namespace, records_path: Path, root: Path) 
         step = f"{desc}: {step}"
         collect(options, specs, sweep.params, records_path, root, step, SCORED_STAGE, sweep.kind)
 
-    def state() -> SweepState:
+    def state() -> SweepState:  # read again after each round
         return sweep_state(sweep, read_records(records_path))
 
     # Each round may extend a grid; a round that adds no run ends the selection.
     planned: set[Spec] = set()
-    while True:
-        specs = selection_plan(state())
-        if set(specs) <= planned:
-            break
+    while not set(specs := selection_plan(state())) <= planned:
         planned |= set(specs)
         run(specs, "selection")
     run(final_plan(state()), "final")

@@ -1,5 +1,4 @@
-"""Experiments as DVC keeps them, through its command line: what the runner queues, waits for
-and reads (sfae.experiments.runner)."""
+"""DVC's experiments, through its command line: what the runner queues, waits for and reads."""
 
 from __future__ import annotations
 
@@ -29,9 +28,7 @@ _LOST_RUN = re.compile(r"No such file or directory: '[^']*exps/run/([0-9a-f]{40}
 
 
 @dataclass
-class Run:
-    """One row of `dvc exp show`: a baseline commit or an experiment."""
-
+class Run:  # one row of `dvc exp show`: a baseline commit or an experiment
     name: str
     rev: str
     state: str  # "success", "failed", "queued", "running" (a baseline counts as "success")
@@ -42,7 +39,7 @@ class Run:
     baseline_params: dict = field(default_factory=dict)
 
     @property
-    def flat(self) -> dict:
+    def flat(self):
         return run_params(self.params)
 
 
@@ -54,11 +51,9 @@ def _yaml_value(value: Any) -> str:
 
 class DvcExperiments:
     def __init__(self, root: Path, base: str = "HEAD", dvc: Path | None = None, commits: int = 100):
-        self.root = root
+        self.root, self.commits, self.show_timeout = root, commits, SHOW_TIMEOUT
         venv_dvc = Path(sys.executable).with_name("dvc")
         self.dvc = str(dvc or (venv_dvc if venv_dvc.exists() else "dvc"))
-        self.commits = commits
-        self.show_timeout = SHOW_TIMEOUT
         # Pinned: a commit made while a campaign runs must not hide its experiments (runs
         # queued before a commit are listed too, and waited for rather than queued again).
         self.base = self._git("rev-parse", base).strip()
@@ -68,10 +63,10 @@ class DvcExperiments:
         return self._dvc(*args, tool="git")
 
     def _dvc(self, *args: str, timeout: float | None = None, tool: str = "dvc") -> str:
-        # Output to files, not pipes: the queue's workers that `queue start` leaves in the
-        # background inherit it, and a pipe would keep us waiting for the whole queue. With a
-        # timeout the command gets a process group of its own, so that killing it also kills
-        # whatever it started.
+        # Output to files: the workers `queue start` leaves behind inherit it, and a pipe would
+        # wait for the whole queue. With a timeout the command gets a process group of its own,
+        # so that killing it kills whatever it started too.
+        cmd = f"`{tool} {' '.join(args)}`"
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(
                 [self.dvc if tool == "dvc" else tool, *args],
@@ -85,19 +80,16 @@ class DvcExperiments:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                raise SfaeError(
-                    f"`{tool} {' '.join(args)}` gave no answer in {timeout:g} s and was stopped"
-                ) from None
+                raise SfaeError(f"{cmd} gave no answer in {timeout:g} s and was stopped") from None
             out.seek(0)
             err.seek(0)
             if process.returncode != 0:
-                raise SfaeError(f"`{tool} {' '.join(args)}` failed: {err.read().strip()[-2000:]}")
+                raise SfaeError(f"{cmd} failed: {err.read().strip()[-2000:]}")
             return out.read()
 
     def baselines(self) -> list[str]:
-        """The pinned base and every commit a finished (refs/exps/ab/cdef.../name), queued (the
-        queue's stash) or running (its info file) experiment derives from: showing only these
-        is ~8x faster than `exp show -n 100`."""
+        """The pinned base and the commits of finished (refs/exps/ab/cdef.../name), queued (the
+        stash) or running (info file) experiments: ~8x faster to show than `exp show -n 100`."""
         found = {self.base}
         for ref in self._git("for-each-ref", "--format=%(refname)", "refs/exps/").split():
             parts = ref.split("/")
@@ -135,11 +127,8 @@ class DvcExperiments:
         return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
 
     def queue(self, grid: dict[str, list], target: str | None = None) -> None:
-        settings = [
-            arg
-            for key, values in grid.items()
-            for arg in ("-S", f"{key}={','.join(_yaml_value(v) for v in values)}")
-        ]
+        said = {key: ",".join(map(_yaml_value, values)) for key, values in grid.items()}
+        settings = [arg for key, values in said.items() for arg in ("-S", f"{key}={values}")]
         self._dvc("exp", "run", "--queue", *([target] if target else []), *settings)
 
     def start(self, jobs: int) -> None:
@@ -149,9 +138,8 @@ class DvcExperiments:
         self._dvc("queue", "remove", "--failed")
 
     def activity(self) -> tuple:
-        """What changes whenever a queued run starts, ends or fails, read in milliseconds: the
-        experiments' git refs (DVC's queue and results), and the names, sizes and times of the
-        queue's run-info files."""
+        """What changes whenever a run starts, ends or fails, read in milliseconds: the
+        experiments' git refs, and the names, sizes and times of the run-info files."""
         files = []
         for path in sorted(self.run_info.glob("*/*")):
             with contextlib.suppress(OSError):  # a run's files go when it ends
@@ -160,8 +148,8 @@ class DvcExperiments:
         return self._git("for-each-ref", "refs/exps"), tuple(files)
 
     def reap_orphans(self) -> list[str]:
-        """`dvc queue kill` the runs DVC still calls running whose process is gone (a reboot, an
-        ended session), which a resumed campaign would wait for forever; their names."""
+        """`dvc queue kill` the runs DVC calls running whose process is gone (a reboot, an ended
+        session), which a resumed campaign would wait for forever; their names."""
         orphans = []
         for info in sorted(self.run_info.glob("*/*.run")):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
@@ -198,8 +186,7 @@ class DvcExperiments:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process runs: one that ended but that no parent has reaped yet (a zombie,
-    which psutil.pid_exists still counts) does not."""
+    """Whether a process runs (a zombie, which psutil.pid_exists counts, does not)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

@@ -1,9 +1,5 @@
-"""How sure a sweep's selection is: the plateau of a selection curve (validation IoU against a
-regulariser's strength), the strengths a seed's luck could have made best, and where it collapses.
-
-The plan's own statistics (sfae.experiments.sweep_state reads it), beside the reports' intervals
-(sfae.reports.intervals) but below them: the plan never imports a report.
-"""
+"""How sure a sweep's selection is: the plateau of a selection curve, the strengths a seed's luck
+could have made best, and where it collapses (the plan's statistics: it never imports a report)."""
 
 from __future__ import annotations
 
@@ -31,9 +27,7 @@ class SeedPick:
 
 
 @dataclass(frozen=True)
-class Plateau:
-    """Where a selection curve (validation IoU against regulariser strength) is flat at the top."""
-
+class Plateau:  # where a selection curve (validation IoU by strength) is flat at the top
     best: float
     best_mean: float
     se: float | None  # None: not estimable (one seed per strength), see se_note
@@ -69,11 +63,9 @@ def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
     # sum((n_p - 1) s_p^2) and sum(n_p - 1) over the strengths with 2+ seeds
     within = sum((len(v) - 1) * float(np.var(v, ddof=1)) for v in values.values() if len(v) > 1)
     pooled_df = sum(len(v) - 1 for v in values.values())
-    picks: dict[int, tuple[float, float]] = {}  # seed -> (value, strength) of its pick so far
-    for strength, seeds in sorted(curve.items()):  # by strength: a tie keeps the smaller one
-        for seed, value in seeds.items():
-            if seed not in picks or value > picks[seed][0]:
-                picks[seed] = (float(value), float(strength))
+    # Each seed's own pick: the strength of its highest value (a tie: the smaller strength).
+    seeds = sorted({seed for by_seed in curve.values() for seed in by_seed})
+    picks = [min((-v[seed], float(s)) for s, v in curve.items() if seed in v)[1] for seed in seeds]
     se: float | None = None
     note: str | None = "one seed per strength: seed spread not estimable, plateau is the best"
     flat, collapsed = (best,), ()
@@ -84,5 +76,5 @@ def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
     first_above = min((strength for strength in collapsed if strength > max(flat)), default=None)
     return Plateau(
         best, means[best], se, note, pooled_df, flat, min(flat), max(flat), collapsed, first_above,
-        tuple(SeedPick(int(seed), picks[seed][1]) for seed in sorted(picks)),
+        tuple(SeedPick(int(seed), pick) for seed, pick in zip(seeds, picks, strict=True)),
     )  # fmt: skip

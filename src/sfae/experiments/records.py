@@ -1,8 +1,5 @@
-"""Run records: one line of JSON per finished training run, committed under reports/.
-
-The study and the sweeps write them as their runs finish; every report is built from them
-alone, so a fresh clone rebuilds every report without the experiments that made it.
-"""
+"""Run records: one line of JSON per finished run, committed under reports/; every report is
+built from them alone, so a fresh clone rebuilds every report without the experiments."""
 
 from __future__ import annotations
 
@@ -30,9 +27,7 @@ LATER_DEFAULTS = {"data.val_count": 0, "model.arch": "paper", "mall.unlabeled_fr
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One finished run: a variant trained with one seed and its settings, and its results."""
-
+class RunRecord:  # one finished run: a variant, its seed and settings, and its results
     variant: str
     seed: int
     name: str  # experiment name, or "baseline" for a commit's own results
@@ -50,17 +45,17 @@ class RunRecord:
     machine_note: str = ""  # how `machine` was established, where not by the run itself
 
     @property
-    def machine_kind(self) -> str:
+    def machine_kind(self):
         return machine_kind(self.machine or UNKNOWN)
 
     @property
-    def val_count(self) -> int:
+    def val_count(self):
         return int(self.params.get("data.val_count", 0))
 
 
 def trained_on(metrics: dict) -> str:
-    """Where a run trained, as its last training stage noted it in its metrics (else unknown:
-    the machine that recorded a run need not be the one that trained it)."""
+    """Where a run trained, as its last training stage noted it (the machine that recorded a
+    run need not be the one that trained it)."""
     for path in reversed(TRAINING_JSONS):
         if machine := (metrics.get(path) or {}).get("machine"):
             return str(machine)
@@ -68,9 +63,8 @@ def trained_on(metrics: dict) -> str:
 
 
 def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
-    """The records, each whose training stage did not say where it trained taking the kind of a
-    run of the same params on a known kind that reproduced it bit for bit (another kind rounds
-    otherwise). Idempotent."""
+    """The records; one whose training stage did not say where it trained takes the kind of a
+    run that reproduced it bit for bit (another kind rounds otherwise). Idempotent."""
     known = [r for r in records if trained_on(r.metrics) != UNKNOWN]
     corrected = []
     for record in records:
@@ -88,10 +82,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
+        flat.update(flatten(value, f"{dotted}.") if isinstance(value, dict) else {dotted: value})
     return flat
 
 
@@ -121,10 +112,9 @@ def read_records(path: Path) -> list[RunRecord]:
         return []
     records = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
         try:
-            records.append(RunRecord(**json.loads(line)))
+            if line.strip():
+                records.append(RunRecord(**json.loads(line)))
         except (json.JSONDecodeError, TypeError) as error:
             raise SfaeError(f"{path}:{number}: not a run record ({error})") from error
     return records
@@ -135,18 +125,13 @@ def add_records(path: Path, new: Iterable[RunRecord]) -> None:
     in a stable order so that it changes only where runs were added."""
     records = read_records(path)
     known = {_key(record) for record in records}
-    added = []
-    for record in new:
-        if _key(record) not in known:
-            known.add(_key(record))
-            added.append(record)
+    added = [r for r in new if _key(r) not in known and not known.add(_key(r))]
     if not added:
         return
     # One record per key: of a run and its bit-for-bit reproduction, the one that says where.
-    chosen: dict[str, RunRecord] = {}
     corrected = corrected_machines([*records, *added])
-    for record in sorted(corrected, key=lambda r: trained_on(r.metrics) == UNKNOWN):
-        chosen.setdefault(_key(record), record)
+    told = sorted(corrected, key=lambda r: trained_on(r.metrics) == UNKNOWN)
+    chosen = {_key(record): record for record in reversed(told)}  # the first of each key
     ordered = sorted(chosen.values(), key=lambda r: (r.variant, _key(r), r.rev))
     with staged_outputs(path) as (staged,):
         staged.write_text("".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in ordered))

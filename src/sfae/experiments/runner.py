@@ -1,9 +1,6 @@
-"""The resumable runner behind `make study` and `make sweep`: DVC experiments in, records out.
-
-A plan is a list of `Spec`s (params set on top of params.yaml). The runner skips what a record
-holds, waits for what is queued or running, queues the rest as DVC grids (`-S 'seed=1,2'`) and
-records each run as it finishes: a restarted campaign picks up where it stopped.
-"""
+"""The resumable runner behind `make study` and `make sweep`: of a plan (`Spec`s), it skips what
+a record holds, waits for what is queued or running, queues the rest as DVC grids and records
+each run as it finishes, so a restarted campaign picks up where it stopped."""
 
 from __future__ import annotations
 
@@ -36,14 +33,12 @@ from sfae.experiments.records import (
 from sfae.machine import machine_kind, package_versions
 
 IN_FLIGHT = ("queued", "running")
-VANISHED_AFTER_POLLS = 3
-# Polls with runs queued and none running before the workers are started again: a worker dies
-# now and then (kombu's file broker reads a message half-written), leaving its queued runs to
-# wait forever; starting workers again keeps those that live.
+VANISHED_AFTER_POLLS = 3  # polls with nothing in flight before waiting ends
+# Polls with runs queued and none running before the workers start again: a worker dies now
+# and then (kombu's file broker reads a message half-written), leaving its runs to wait forever.
 STALLED_AFTER_POLLS = 4
-# Polls that may pass without asking `dvc exp show` (about a second of CPU, more with many
-# experiments, beside the training) while the queue's activity stays the same; then it is
-# asked anyway, so that a stalled or emptied queue is still seen.
+# Polls that skip `dvc exp show` (a CPU second or more) while the queue's activity is the same;
+# then it is asked anyway, so that a stalled or emptied queue is still seen.
 QUIET_POLLS = 4
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
@@ -51,9 +46,7 @@ TRAINED = re.compile(r"sfae train: ([0-9.]+) s pretraining, ([0-9.]+) s training
 
 
 @dataclass(frozen=True)
-class Spec:
-    """One planned run: the params it sets on top of params.yaml (dotted keys)."""
-
+class Spec:  # one planned run: the params it sets on top of params.yaml (dotted keys)
     overrides: tuple[tuple[str, Any], ...]
 
     @classmethod
@@ -68,7 +61,7 @@ class Spec:
         return dict(self.overrides)
 
     @property
-    def label(self) -> str:
+    def label(self):
         return " ".join(f"{key}={value}" for key, value in self.overrides)
 
 
@@ -96,16 +89,6 @@ def fulfils(params: dict, wanted: dict) -> bool:
     return all(same_value(given[key], value) for key, value in wanted.items())
 
 
-def training_seconds(experiments: DvcExperiments, run: Run) -> float | None:
-    """Seconds a run spent training: from its log (the clock is kept out of tracked outputs),
-    or from the metrics of runs made before that."""
-    summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
-    if any("seconds" in summary for summary in summaries):
-        return sum(float(summary.get("seconds", 0.0)) for summary in summaries)
-    found = TRAINED.findall(experiments.log_text(run) or "")
-    return sum(map(float, found[-1])) if found else None
-
-
 def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     """The record of a finished run, from its row of `exp show` and its per-image table."""
     header, *lines = experiments.read_text(run.rev, IN_REPO.per_image.as_posix()).splitlines()
@@ -113,6 +96,14 @@ def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     per_image = {fields[0]: float(fields[iou]) for fields in (line.split("\t") for line in lines)}
     flat, base = run.flat, run_params(run.baseline_params)
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
+    # Training seconds: from the log (the clock is kept out of tracked outputs), or from the
+    # metrics of runs made before that.
+    summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
+    seconds = None
+    if any("seconds" in summary for summary in summaries):
+        seconds = sum(float(summary.get("seconds", 0.0)) for summary in summaries)
+    elif found := TRAINED.findall(experiments.log_text(run) or ""):
+        seconds = sum(map(float, found[-1]))
     return RunRecord(
         variant=flat["variant"],
         seed=flat["seed"],
@@ -120,7 +111,7 @@ def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
         rev=run.rev,
         evaluate=run.metrics[EVALUATE_JSON],
         mall=run.metrics[MALL_JSON],
-        train_seconds=training_seconds(experiments, run),
+        train_seconds=seconds,
         per_image_iou=per_image,
         commit=run.baseline,
         params=flat,
@@ -148,8 +139,8 @@ def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
 
 
 def share(specs: list[Spec], text: str) -> list[Spec]:
-    """The K-th of N shares (`text` "K/N"): every N-th spec in label order, so N machines
-    with the same plan split it without talking to each other."""
+    """The K-th of N shares (`text` "K/N"): every N-th spec in label order, so that N machines
+    split a plan without talking to each other."""
     try:
         part, parts = (int(value) for value in text.split("/"))
     except ValueError as error:
@@ -158,29 +149,22 @@ def share(specs: list[Spec], text: str) -> list[Spec]:
         raise SfaeError(f"--share {text}: N must be at least 1")
     if not 1 <= part <= parts:
         raise SfaeError(f"--share {part}/{parts}: the part must lie in 1..{parts}")
-    ordered = sorted(specs, key=lambda spec: spec.label)
-    return ordered[part - 1 :: parts]
+    return sorted(specs, key=lambda spec: spec.label)[part - 1 :: parts]
 
 
 @dataclass
-class Outcome:
-    """What a run of the runner found: a record per planned run that has one, and failures."""
-
+class Outcome:  # a record per planned run that has one, and the failed runs' labels
     records: dict[Spec, RunRecord]
     failed: list[str]
 
 
-def find_record(
-    records: Iterable[RunRecord], wanted: dict, kind: str | None = None
-) -> RunRecord | None:
+def find_record(records: Iterable[RunRecord], wanted: dict, kind=None) -> RunRecord | None:
     """The first record that gives `wanted`, trained on a machine of `kind` (None: any)."""
     kinds = (r for r in records if kind is None or r.machine_kind == kind)
     return next((record for record in kinds if fulfils(record.params, wanted)), None)
 
 
-def record_finished(
-    experiments: DvcExperiments, runs: list[Run], records_path: Path, wanted: list[dict]
-) -> None:
+def record_finished(experiments: DvcExperiments, runs: list, records_path: Path, wanted: list):
     """Record the finished runs that give a wanted spec and have no record of their kind."""
     known = read_records(records_path)
     new = []
@@ -209,15 +193,15 @@ def run_plan(
     """Run whatever of `specs` has no record of a machine of `kind` (None: any) yet."""
     wanted = {spec: wanted_params(current, spec) for spec in specs}
 
-    def recorded() -> dict[Spec, RunRecord]:
+    def recorded(runs: list[Run], specs: list[Spec]) -> dict[Spec, RunRecord]:
+        record_finished(experiments, runs, records_path, [wanted[s] for s in specs])
         records = read_records(records_path)
         return {s: r for s, w in wanted.items() if (r := find_record(records, w, kind))}
 
     for name in experiments.reap_orphans():
         print(f"{desc}: run {name} had lost its process (an ended session?); run again")
     runs = experiments.runs()
-    record_finished(experiments, runs, records_path, list(wanted.values()))
-    done = recorded()
+    done = recorded(runs, specs)
 
     def runs_of(spec: Spec) -> list[Run]:
         return [r for r in runs if fulfils(scored_params(r.flat), wanted[spec])]
@@ -249,8 +233,7 @@ def run_plan(
                 continue
             seen, quiet_polls = activity, 0
             runs = experiments.runs()
-            record_finished(experiments, runs, records_path, [wanted[s] for s in waiting])
-            done = recorded()
+            done = recorded(runs, waiting)
             for spec in [spec for spec in waiting if spec not in done]:
                 if (matching := runs_of(spec)) and all(r.state == "failed" for r in matching):
                     failed[spec] = matching[-1].log or "no log"

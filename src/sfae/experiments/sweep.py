@@ -1,8 +1,5 @@
-"""A sweep: every regulariser at its best strength, chosen on validation images, then compared
-(selection, bracketing, finals, candidates: README.md, "make sweep"). Nothing is selected on
-the test split. This module says which runs (`Spec`s) make a sweep; what the records hold of
-them is its state (sfae.experiments.sweep_state). The study is the plan beside it.
-"""
+"""A sweep (README.md, "make sweep"): the runs (`Spec`s) that select each regulariser's strength
+on validation images, never the test split, and compare them; the study is the plan beside it."""
 
 from __future__ import annotations
 
@@ -27,20 +24,14 @@ def study_plan(config: Config) -> list[Spec]:
     return [Spec.of(variant=v, seed=s) for v in POST_VARIANTS for s in config.study.seeds]
 
 
-def study_records(
-    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None = None
-) -> list[RunRecord]:
+def study_records(records: list[RunRecord], specs: list[Spec], params: dict, kind=None) -> list:
     """The record of every planned run that has one (of a machine of `kind`), in plan order."""
     return [r for spec in specs if (r := find_record(records, wanted_params(params, spec), kind))]
 
 
-def other_kinds(
-    records: list[RunRecord], specs: list[Spec], params: dict, kind: str | None
-) -> list[RunRecord]:
+def other_kinds(records: list[RunRecord], specs: list[Spec], params: dict, kind) -> list:
     """The records of planned runs that trained on another machine kind than `kind`."""
-    if kind is None:
-        return []
-    wanted = [wanted_params(params, spec) for spec in specs]
+    wanted = [wanted_params(params, spec) for spec in specs] if kind is not None else []
     return [
         r for r in records if r.machine_kind != kind and any(fulfils(r.params, w) for w in wanted)
     ]
@@ -76,12 +67,14 @@ class Sweep:
             known = ", ".join([MAIN, *named])
             raise SfaeError(f"params.yaml has no sweep.{name} section (the sweeps: {known})")
         self.config, self.params, self.settings, self.name = config, params, settings, name
-        self.arch = MAIN if name == MAIN else settings.arch
-        self.kind = kind
+        self.arch, self.kind = MAIN if name == MAIN else settings.arch, kind
         # Runs of another network than params.yaml's say so; the paper net's never need to.
         self.network = {} if self.arch == "paper" else {"model.arch": self.arch}
         self.final_seeds = settings.final_seeds or config.study.seeds
-        self.compare_with = settings.compare_with
+        self.compare_with, self.network_name = settings.compare_with, NETWORKS[self.arch]
+        self.stem = "sweep" if name == MAIN else f"sweep_{name}"
+        # A network's own sweep (the paper net's, sweep.unet), not a follow-up question.
+        self.is_network = name == MAIN or name in NETWORKS
         known = flatten(params)
         for candidate in settings.candidates:
             if unknown := sorted(set(candidate) - set(known)):
@@ -89,26 +82,12 @@ class Sweep:
                     f"params.yaml: sweep candidate {candidate}: {unknown[0]} is not a setting"
                 )
 
-    @property
-    def stem(self) -> str:
-        return "sweep" if self.name == MAIN else f"sweep_{self.name}"
-
-    @property
-    def network_name(self) -> str:
-        return NETWORKS[self.arch]
-
-    @property
-    def is_network(self) -> bool:
-        """A network's own sweep (the paper net's, sweep.unet), not a follow-up question."""
-        return self.name == MAIN or self.name in NETWORKS
-
     def key(self, variant: str) -> str | None:
         return strength_key(self.config.variants[variant])
 
     def post_mark(self, variant: str) -> tuple[float, str] | None:
         """The post's strength of a variant ("post"), else params.yaml's ("default"); or None."""
-        key = self.key(variant)
-        if key is None:
+        if (key := self.key(variant)) is None:
             return None
         return float(flatten(self.params)[key]), "post" if variant in POST_VARIANTS else "default"
 
@@ -128,11 +107,8 @@ class Sweep:
 
 def records_kind(records: list[RunRecord], arch: str) -> str | None:
     """The machine kind that trained most of a network's runs (ties: the first by name)."""
-    kinds = Counter(
-        r.machine_kind
-        for r in records
-        if r.params.get("model.arch", "paper") == arch and r.machine_kind != UNKNOWN
-    )
+    mine = [r.machine_kind for r in records if r.params.get("model.arch", "paper") == arch]
+    kinds = Counter(kind for kind in mine if kind != UNKNOWN)
     return min(kinds, key=lambda kind: (-kinds[kind], kind)) if kinds else None
 
 

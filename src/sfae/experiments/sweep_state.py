@@ -1,12 +1,10 @@
-"""What the records hold of a sweep, computed once and read by the plan (campaign) and the
-reports: every planned run is a `Spec` held next to the record found for it.
-"""
+"""What the records hold of a sweep, read by the plan (campaign) and the reports: every planned
+run is a `Spec` held next to the record found for it."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,28 +25,22 @@ def val_iou(record: RunRecord) -> float:
 
 
 @dataclass(frozen=True)
-class Runs:
-    """Planned runs (one per seed) and the records found for them, in the same order."""
-
+class Runs:  # planned runs (one per seed) and the records found for them, in the same order
     specs: tuple[Spec, ...]
     found: tuple[RunRecord | None, ...]
 
     @property
-    def records(self) -> tuple[RunRecord, ...]:
-        return tuple(record for record in self.found if record is not None)
+    def records(self):
+        return tuple(r for r in self.found if r is not None)
 
     @property
-    def complete(self) -> bool:
+    def complete(self):
         return all(record is not None for record in self.found)
 
+    # seed -> validation IoU of the recorded runs
     @property
-    def missing(self) -> int:
-        return len(self.specs) - len(self.records)
-
-    @property
-    def validation(self) -> dict[int, float]:
-        """seed -> validation IoU of the recorded runs."""
-        return {record.seed: val_iou(record) for record in self.records}
+    def validation(self):
+        return {r.seed: val_iou(r) for r in self.records}
 
     @property
     def mean(self) -> float | None:
@@ -62,9 +54,7 @@ class Runs:
 
 
 @dataclass(frozen=True)
-class Selection:
-    """One regulariser's selection on validation IoU."""
-
+class Selection:  # one regulariser's selection on validation IoU
     variant: str
     key: str  # the dotted param its strength sets
     grid: tuple[float, ...]  # as params.yaml gives it
@@ -72,46 +62,40 @@ class Selection:
     selected: float | None  # None until every point has all its seeds
     plateau: Plateau | None  # once selected; over the plateau seeds too once they all ran
     post: tuple[float, str]  # the post's value ("post") or params.yaml's ("default")
-    spread: dict[float, Runs] = dataclasses.field(default_factory=dict)  # plateau seeds' runs
+    spread: dict[float, Runs] = field(default_factory=dict)  # plateau seeds' runs
+
+    @property
+    def added(self):
+        return tuple(p for p in self.points if p not in self.grid)
+
+    @property
+    def best_mean(self):
+        return None if self.selected is None else self.points[self.selected].mean
 
     @property
     def bracketed(self) -> bool:
         return self.selected is not None and min(self.points) < self.selected < max(self.points)
 
-    @property
-    def added(self) -> tuple[float, ...]:
-        return tuple(p for p in self.points if p not in self.grid)
-
-    @property
-    def best_mean(self) -> float | None:
-        return None if self.selected is None else self.points[self.selected].mean
-
 
 @dataclass(frozen=True)
-class Reference:
-    """A reference's selection runs (no strength)."""
-
+class Reference:  # a variant without a strength, and its selection runs
     variant: str
     runs: Runs
 
 
 @dataclass(frozen=True)
-class Leader:
-    """The variant of best mean validation IoU of the selected ones and the references."""
-
+class Leader:  # the variant of best mean validation IoU of the selected ones and the references
     variant: str
     strength: dict  # {its strength key: the selected value}, {} for a reference
     validation: float
 
     @property
-    def label(self) -> str:
-        return "".join([self.variant, *(f" @ {value:g}" for value in self.strength.values())])
+    def label(self):
+        return "".join([self.variant, *(f" @ {v:g}" for v in self.strength.values())])
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A setting of the leader tried on validation: its overrides ({}: as swept)."""
-
+class Candidate:  # a setting of the leader tried on validation: its overrides ({}: as swept)
     overrides: dict
     runs: Runs
 
@@ -122,9 +106,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class FinalRow:
-    """One row of the final table: a variant at one strength, on all training images."""
-
+class FinalRow:  # one row of the final table: a variant at one strength, on all training images
     variant: str
     label: str  # "pure", "l2 @ 0.0005", "l2 @ 0.005 (post)", "l2 (not selected)"
     strength: float | None
@@ -134,9 +116,7 @@ class FinalRow:
 
 
 @dataclass(frozen=True)
-class Gap:
-    """Runs still missing: `missing` of `planned` runs of one step for one label."""
-
+class Gap:  # runs still missing: `missing` of `planned` runs of one step for one label
     step: str  # "selection" (of a regulariser), "reference", "final", "candidate", "plateau"
     label: str
     missing: int
@@ -169,21 +149,15 @@ class SweepState:
         runs += [r for s in self.selections for p in s.spread.values() for r in p.records]
         runs += [r for ref in self.references for r in ref.runs.records]
         runs += [r for c in self.candidates for r in c.runs.records]
-        return _once(runs)
+        return tuple({id(r): r for r in runs}.values())  # each once
 
     @property
     def final_runs(self) -> tuple[RunRecord, ...]:
         rows = [*self.rows, *([self.best_finals] if self.best_finals else [])]
-        return _once([r for row in rows for r in row.runs.records])
+        return tuple({id(r): r for row in rows for r in row.runs.records}.values())
 
 
-def _once(runs) -> tuple[RunRecord, ...]:
-    return tuple({id(r): r for r in runs}.values())
-
-
-class _Finder:
-    """Records for specs, of the sweep's machine kind; the specs asked for are noted."""
-
+class _Finder:  # records for specs, of the sweep's machine kind; the specs asked for are noted
     def __init__(self, sweep: Sweep, records: list[RunRecord]):
         # find_record takes the first match: a fixed order makes the state order-free.
         self.records = sorted(
@@ -194,9 +168,8 @@ class _Finder:
     def runs(self, specs) -> Runs:
         self.asked += specs
         wanted = [wanted_params(self.sweep.params, spec) for spec in specs]
-        return Runs(
-            tuple(specs), tuple(find_record(self.records, w, self.sweep.kind) for w in wanted)
-        )
+        found = (find_record(self.records, w, self.sweep.kind) for w in wanted)
+        return Runs(tuple(specs), tuple(found))
 
     def seeds(self, seeds, variant: str, strength=None, final=False, overrides=None) -> Runs:
         return self.runs([self.sweep.spec(variant, s, strength, final, overrides) for s in seeds])
@@ -236,10 +209,8 @@ def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[C
         return ()
     found, seen = [], []
     for overrides in [{}, *sweep.settings.candidates]:
-        specs = [
-            sweep.spec(leader.variant, seed, overrides={**leader.strength, **overrides})
-            for seed in sweep.settings.seeds
-        ]
+        settings = {**leader.strength, **overrides}
+        specs = [sweep.spec(leader.variant, s, overrides=settings) for s in sweep.settings.seeds]
         # Settings the leader's runs do not read (another variant's) make no new run.
         if (scored := wanted_params(sweep.params, specs[0])) in seen:
             continue
@@ -283,7 +254,7 @@ def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, .
     steps += [("final", best_finals.label, [best_finals.runs])] if best_finals else []
     steps += [("plateau", s.variant, s.spread.values()) for s in selections if s.spread]
     gaps = [
-        Gap(step, label, sum(r.missing for r in runs), sum(len(r.specs) for r in runs))
+        Gap(step, label, sum(r.found.count(None) for r in runs), sum(len(r.specs) for r in runs))
         for step, label, runs in steps
     ]
     return tuple(gap for gap in gaps if gap.missing)
@@ -292,12 +263,9 @@ def _gaps(selections, references, rows, candidates, best_finals) -> tuple[Gap, .
 def sweep_state(sweep: Sweep, records: list[RunRecord]) -> SweepState:
     """The sweep's state in the records (of its machine kind); records in any order."""
     finder = _Finder(sweep, records)
-    selections = tuple(
-        _selection(sweep, finder, variant, grid) for variant, grid in sweep.settings.grids.items()
-    )
-    references = tuple(
-        Reference(v, finder.seeds(sweep.settings.seeds, v)) for v in sweep.settings.references
-    )
+    grids, seeds = sweep.settings.grids.items(), sweep.settings.seeds
+    selections = tuple(_selection(sweep, finder, variant, grid) for variant, grid in grids)
+    references = tuple(Reference(v, finder.seeds(seeds, v)) for v in sweep.settings.references)
     leader = _leader(selections, references)
     candidates = _candidates(sweep, finder, leader)
     # Of best mean validation IoU once all are measured (ties: the earlier, as swept).
