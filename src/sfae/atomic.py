@@ -1,11 +1,9 @@
-"""Outputs appear whole or not at all: write to a staging folder, then rename into place.
+"""Outputs appear whole or not at all: each is written in a staging folder, then renamed into place.
 
-A target is staged in a folder `<name>.<8 random characters>` (mkdtemp's), flock-ed while its
-writer lives: in a DVC repository's ignored `.dvc/tmp/sfae-staging/` where the rename from there
-stays atomic (the same mount), else beside the target as `.<name>.<8 random characters>`. A
-writer killed outright leaves its folder, and DVC may restore its outputs from the run cache
-without running it: so every writer removes the unlocked folders of the shared area and of its
-own targets beside them.
+Staging folders (mkdtemp's `<name>.<8 random>`, flock-ed while their writer lives) are in a DVC
+repository's ignored .dvc/tmp/sfae-staging/ where the rename from there stays atomic, else beside
+the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore their outputs
+without running them: every writer removes the unlocked ones of the area and of its targets.
 """
 
 from __future__ import annotations
@@ -98,19 +96,14 @@ def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
             return None  # another file system: leave it untouched
         area.mkdir(parents=True, exist_ok=True)
         _remove_unlocked(area, rf"(?s).+\.{_RANDOM}")  # killed writers'
-        folder, descriptor = _locked_staging_folder(area, f"{target.name}.")
+        # Renaming a name that does not exist touches nothing: ENOENT on one mount, EXDEV across
+        # two (which a bind mount of the same file system also is).
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(area / f"{target.name}.rename-probe", target.parent / ".rename-probe")
+            return None  # cannot happen: nothing makes that name
+        return _locked_staging_folder(area, f"{target.name}.")
     except OSError:
         return None
-    # Renaming a name that does not exist touches nothing: ENOENT on one mount, EXDEV across
-    # two (which a bind mount of the same file system also is).
-    try:
-        os.rename(folder / target.name, target.parent / f".{target.name}.rename-probe")
-    except OSError as error:
-        if error.errno == errno.ENOENT:
-            return folder, descriptor
-    shutil.rmtree(folder, ignore_errors=True)
-    os.close(descriptor)
-    return None
 
 
 def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]) -> None:
@@ -150,7 +143,7 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
     they were; a full disk or an unwritable folder, here or in the body, is an SfaeError naming
     the output.
     """
-    created, staged, locks = [], [], []
+    created, staged = [], []  # staged: (folder, descriptor holding its lock) per target
     try:
         for target in targets:
             try:
@@ -159,14 +152,12 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
                 # Beside it: outside DVC, or left by an older sfae.
                 _remove_unlocked(target.parent, re.escape(f".{target.name}.") + _RANDOM)
                 shared = _shared_staging_folder(target)
-                folder, lock = shared or _locked_staging_folder(target.parent, f".{target.name}.")
+                staged.append(shared or _locked_staging_folder(target.parent, f".{target.name}."))
             except OSError as error:
                 if what := _WRITE_FAILURES.get(error.errno):
                     raise SfaeError(f"{target}: {what}; nothing was written") from error
                 raise
-            staged.append(folder)
-            locks.append(lock)
-        temporaries = [folder / target.name for folder, target in zip(staged, targets, strict=True)]
+        temporaries = [f / t.name for (f, _), t in zip(staged, targets, strict=True)]
         try:
             yield temporaries
             for temporary, target in zip(temporaries, targets, strict=True):
@@ -179,10 +170,10 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
                     target.unlink()
                 os.replace(temporary, target)
         except OSError as error:
-            _write_failure(error, targets, staged)
+            _write_failure(error, targets, [temporary.parent for temporary in temporaries])
             raise
     finally:
-        for folder, lock in zip(staged, locks, strict=True):
+        for folder, lock in staged:
             shutil.rmtree(folder, ignore_errors=True)
             os.close(lock)
         for folder in created:  # the parents made for the targets, deepest first, if empty

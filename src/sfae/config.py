@@ -1,9 +1,6 @@
-"""params.yaml's run config, parsed as DVC parses it (ruamel.yaml), one pydantic model a section.
-
-`load_config` reads all sections but the planning ones (sfae.plans). An error is one line naming
-the file and the dotted key: `params.yaml: data.image_size must be a positive multiple of 16,
-got 50`. The loader is handed the regularisers' registry (sfae.nn.regularisers.registry): a
-variant's schema is VariantConfig plus one field per regulariser, so none is imported here.
+"""params.yaml's run config (all but sfae.plans' sections) as DVC parses it, a pydantic model a
+section; an error is one line naming the file and the dotted key. The loader is handed the
+regularisers (sfae.nn.regularisers.registry): a variant is VariantConfig plus a field for each.
 """
 
 from __future__ import annotations
@@ -151,8 +148,7 @@ class RenderConfig:
 
 
 class VariantConfig(pydantic.BaseModel):
-    """A variant: its bottleneck, and each regulariser's settings in a field by its name
-    (`variant.sparse`; None where it has none): see variant_schema."""
+    """A variant: its bottleneck, and each regulariser's settings (None: not used) by its name."""
 
     model_config = STRICT
     units: ClassVar[tuple] = ()  # the regularisers of the registry (variant_schema)
@@ -162,13 +158,12 @@ class VariantConfig(pydantic.BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _gather_sectionless(cls, data):
-        """The keys of a regulariser without a section into its field (regularizer_scale)."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for unit in [unit for unit in cls.units if not unit.section]:
-            if own := {key: data.pop(key) for key in list(data) if key in unit.model_fields}:
-                data[unit.name] = own
+        # The keys of a regulariser without a section (regularizer_scale) into its field.
+        if isinstance(data, dict):
+            data = dict(data)
+            for unit in [unit for unit in cls.units if not unit.section]:
+                if own := {key: data.pop(key) for key in list(data) if key in unit.model_fields}:
+                    data[unit.name] = own
         return data
 
     @model_validator(mode="after")
@@ -178,8 +173,7 @@ class VariantConfig(pydantic.BaseModel):
         return self
 
     @property
-    def regularisers(self) -> list:
-        """The settings of each regulariser the variant has, in the registry's order."""
+    def regularisers(self) -> list:  # the settings of those it has, in the registry's order
         return [value for value in self.__dict__.values() if isinstance(value, pydantic.BaseModel)]
 
 
@@ -193,8 +187,7 @@ def variant_schema(regularisers: tuple) -> type[VariantConfig]:
 
 
 def strength_key(variant: VariantConfig) -> str | None:
-    """The dotted param that sets how strongly a variant regularises (None: it has none);
-    ValueError for a variant with two strengths: a sweep could not tell which to vary."""
+    """The dotted param that sets how strongly a variant regularises (None: it has none)."""
     keys = [f"variants.{variant.name}.{k}" for u in variant.regularisers if (k := u.strength_key())]
     if len(keys) > 1:
         raise ValueError(f"has {len(keys)} strengths ({', '.join(keys)}): a grid varies one")
@@ -223,7 +216,7 @@ class Config:
         if info.context is None or not isinstance(variants, dict):
             return variants  # a config made anew (dataclasses.replace), or no mapping
         named = {k: {**v, NAME: k} if isinstance(v, dict) else v for k, v in variants.items()}
-        schema = dict[str, info.context["variant_schema"]]
+        schema = dict[str, info.context["variants"]]
         return pydantic.TypeAdapter(schema).validate_python(named)
 
     @field_validator("variant", mode="before")
@@ -239,10 +232,8 @@ class Config:
         return self.model.arch
 
     def pretrain_epochs(self) -> int:
-        """Epochs of the variant's pretraining phase out of train.epochs (0: it has none): its
-        regulariser's pretraining epochs where they and its finetuning ones add up to train.epochs,
-        else train.epochs split in their ratio, at least one left to finetune (so that
-        `-S train.epochs=40` works for every variant); the U-Net's model.unet.pretrain_epochs."""
+        """Epochs of pretraining out of train.epochs: the regulariser's where they and its
+        finetuning ones add up to it, else it split in their ratio (so -S train.epochs=40 works)."""
         shares = [share for unit in self.variant.regularisers if (share := unit.pretrain_share())]
         if not shares:
             return 0
@@ -254,7 +245,6 @@ class Config:
         return min(round(total * pretrain / (pretrain + finetune)), total - 1)
 
     def finetune_epochs(self) -> int:
-        """Epochs of the supervised phase: what the pretraining leaves of the total."""
         return self.train.epochs - self.pretrain_epochs()
 
 
@@ -263,26 +253,20 @@ def load_config(path: Path, regularisers: tuple) -> Config:
     run = {key: value for key, value in read_params(path).items() if key not in PLANNING}
     schema = variant_schema(tuple(regularisers))
     with params_errors(path, Config, schema):
-        adapter = pydantic.TypeAdapter(Config)
-        config = adapter.validate_python(run, context={"variant_schema": schema})
-    return _unet_schedule(config) if config.arch == "unet" else config
-
-
-def _unet_schedule(config: Config) -> Config:
-    """The U-Net's schedule: train.epochs and train.learning_rate become model.unet's."""
-    unet = config.model.unet
-    train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
-    return dataclasses.replace(config, train=train)
+        config = pydantic.TypeAdapter(Config).validate_python(run, context={"variants": schema})
+    return with_arch(config, config.arch)
 
 
 def with_arch(config: Config, arch: str) -> Config:
-    """The config as params.yaml with model.arch set to `arch` loads (from a paper config)."""
-    if arch == config.arch:
+    """The config as params.yaml with model.arch set to `arch` loads: the U-Net's schedule
+    (model.unet's epochs and learning_rate) replaces train's."""
+    if arch == config.arch == "paper":
         return config
     if arch != "unet":
         raise ValueError(f"cannot turn a {config.arch!r} config into {arch!r}")
-    model = dataclasses.replace(config.model, arch=arch)
-    return _unet_schedule(dataclasses.replace(config, model=model))
+    unet, model = config.model.unet, dataclasses.replace(config.model, arch=arch)
+    train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
+    return dataclasses.replace(config, model=model, train=train)
 
 
 def read_params(path: Path) -> dict:
@@ -307,10 +291,11 @@ def params_errors(path: Path, schema, variant=VariantConfig):
         first = error.errors()[0]
         key, known = _where(schema, first["loc"], variant)
         kind, message, value = first["type"], first["msg"], first["input"]
+        # "Input should be a valid integer", "... greater than or equal to 16"
+        problem = f"{message.replace('Input should be', 'must be')}, got {value!r}"
         if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            parent, name = key.rpartition(".")[0::2]
-            near = difflib.get_close_matches(name, known, 1)
-            hint = f"; did you mean {parent}{'.' * bool(parent)}{near[0]}?" if near else ""
+            near = difflib.get_close_matches(name := key.rpartition(".")[2], known, 1)
+            hint = f"; did you mean {key.removesuffix(name)}{near[0]}?" if near else ""
             problem = f"is not a known setting{hint}"
         elif kind == "missing":
             problem = "is missing"
@@ -318,8 +303,6 @@ def params_errors(path: Path, schema, variant=VariantConfig):
             problem = f"must be a mapping, got {value!r}"
         elif kind == "value_error":
             problem = message.removeprefix("Value error, ")
-        else:  # "Input should be a valid integer", "... greater than or equal to 16"
-            problem = f"{message.replace('Input should be', 'must be')}, got {value!r}"
         raise SfaeError(f"{path}: {key or 'the file'} {problem}") from None
 
 
@@ -337,12 +320,12 @@ def _where(schema, loc: tuple, variant) -> tuple[str, list[str]]:
         known = [key for key in fields if key not in inline and key != "name"]
         known += [key for unit in inline.values() for key in unit.model_fields]
         parts += [] if part in inline else [part]
-        if part not in fields:  # unknown, unless one of typed extras (sfae.plans.SweepConfig's)
-            if (extra := get_type_hints(schema).get("__pydantic_extra__")) is None:
-                break
+        if part in fields:
+            schema = fields[part].annotation
+        elif extra := get_type_hints(schema).get("__pydantic_extra__"):  # sfae.plans.SweepConfig's
             schema = get_args(extra)[-1]
-            continue
-        schema = fields[part].annotation
+        else:
+            break  # an unknown key
         if type(None) in get_args(schema):  # X | None
             schema = get_args(schema)[0]
     return ".".join(parts), known
