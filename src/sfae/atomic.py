@@ -1,9 +1,10 @@
 """Outputs appear whole or not at all: each is written in a staging folder, then renamed into place.
 
 Staging folders (mkdtemp's `<name>.<8 random>`, flock-ed while their writer lives) are in a DVC
-repository's ignored .dvc/tmp/sfae-staging/ where the rename from there stays atomic, else beside
-the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore their outputs
-without running them: every writer removes the unlocked ones of the area and of its targets.
+repository's .dvc/tmp/sfae-staging/ (ignored, untracked) where the rename from there stays atomic,
+else beside the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore
+their outputs without running them: every writer removes the unlocked ones of the area and of
+its targets.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from sfae.errors import SfaeError
 
 _RANDOM = "[a-z0-9_]{8}"  # tempfile.mkdtemp's
-# DVC's temp folder, below a repository's root: .dvc/.gitignore ignores it, DVC tracks nothing.
 SHARED_STAGING = Path(".dvc", "tmp", "sfae-staging")
 _WRITE_FAILURES = {  # the OSErrors of writing that the user can fix
     errno.ENOSPC: "disk full (no space left on device)",
@@ -96,8 +96,7 @@ def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
             return None  # another file system: leave it untouched
         area.mkdir(parents=True, exist_ok=True)
         _remove_unlocked(area, rf"(?s).+\.{_RANDOM}")  # killed writers'
-        # Renaming a name that does not exist touches nothing: ENOENT on one mount, EXDEV across
-        # two (which a bind mount of the same file system also is).
+        # Renaming no file touches nothing: ENOENT on one mount, EXDEV across two (bind mounts too).
         with contextlib.suppress(FileNotFoundError):
             os.rename(area / f"{target.name}.rename-probe", target.parent / ".rename-probe")
             return None  # cannot happen: nothing makes that name
@@ -107,8 +106,7 @@ def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
 
 
 def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]) -> None:
-    """Raise the SfaeError saying which output could not be written and why, where the user
-    can fix it."""
+    """Raise the SfaeError naming the output that could not be written, if the user can fix it."""
     if (what := _WRITE_FAILURES.get(error.errno)) is None:
         return
     if error.filename is None:  # h5py and Keras name no file: those on the fullest disk
@@ -122,14 +120,10 @@ def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]
                 named = [target for target, space in free.items() if space == min(free.values())]
         raise SfaeError(f"{', '.join(map(str, named))}: {what}; nothing was written") from error
     failed = Path(os.fsdecode(error.filename))
-    # A staging folder means nothing to the user: name its target (or the old output, being
-    # replaced, or the folder it lives in).
-    inside = [t for f, t in zip(staged, targets, strict=True) if failed.is_relative_to(f)]
-    named = inside + [
-        t
-        for t in targets
-        if is_staging_folder(failed, t) or failed == t.parent or failed.is_relative_to(t)
-    ]
+    # Name the target of a staging folder (it means nothing to the user), the old output being
+    # replaced, or the folder it lives in.
+    named = [t for f, t in zip(staged, targets, strict=True) if failed.is_relative_to(f)]
+    named += [t for t in targets if failed == t.parent or failed.is_relative_to(t)]
     if not named and error.errno in (errno.EACCES, errno.EPERM):
         what = "permission denied"  # an input, perhaps: do not call it an output
     raise SfaeError(f"{named[0] if named else failed}: {what}; nothing was written") from error
@@ -138,11 +132,8 @@ def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]
 @contextlib.contextmanager
 def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
     """Yield a temporary path per target (a file or a folder); on success rename each into place.
-
-    On any error the temporaries (and parent folders made for them) go and the targets stay as
-    they were; a full disk or an unwritable folder, here or in the body, is an SfaeError naming
-    the output.
-    """
+    On any error the temporaries and parents made for them go, the targets stay as they were,
+    and a full disk or an unwritable folder is an SfaeError naming the output."""
     created, staged = [], []  # staged: (folder, descriptor holding its lock) per target
     try:
         for target in targets:

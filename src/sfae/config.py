@@ -1,7 +1,6 @@
-"""params.yaml's run config (all but sfae.plans' sections) as DVC parses it, a pydantic model a
-section; an error is one line naming the file and the dotted key. The loader is handed the
-regularisers (sfae.nn.regularisers.registry): a variant is VariantConfig plus a field for each.
-"""
+"""params.yaml's run config (not sfae.plans' sections), a pydantic model a section; an error is one
+line naming the file and dotted key. A variant is VariantConfig plus a field per regulariser of
+the registry the loader is handed (sfae.nn.regularisers.registry: none is imported here)."""
 
 from __future__ import annotations
 
@@ -30,8 +29,7 @@ POST_VARIANTS = ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")  # the 2018
 ARCHS = ("paper", "unet")
 PENNFUDAN_IMAGES = 170
 MAX_SEED = 2**31 - 1  # the training seed goes to Keras/TensorFlow as a 32-bit integer
-# OpenCV's colour maps (cv2.COLORMAP_*, lower case), listed here so that reading the config
-# needs no OpenCV; tests/test_render.py checks the list against the installed OpenCV.
+# cv2.COLORMAP_* in lower case, so that the config needs no OpenCV (tests/test_render.py checks).
 COLORMAPS = (
     *("autumn", "bone", "cividis", "cool", "deepgreen", "hot", "hsv", "inferno", "jet"),
     *("magma", "ocean", "parula", "pink", "plasma", "rainbow", "spring", "summer", "turbo"),
@@ -216,8 +214,7 @@ class Config:
         if info.context is None or not isinstance(variants, dict):
             return variants  # a config made anew (dataclasses.replace), or no mapping
         named = {k: {**v, NAME: k} if isinstance(v, dict) else v for k, v in variants.items()}
-        schema = dict[str, info.context["variants"]]
-        return pydantic.TypeAdapter(schema).validate_python(named)
+        return pydantic.TypeAdapter(dict[str, info.context["variants"]]).validate_python(named)
 
     @field_validator("variant", mode="before")
     @classmethod
@@ -258,8 +255,7 @@ def load_config(path: Path, regularisers: tuple) -> Config:
 
 
 def with_arch(config: Config, arch: str) -> Config:
-    """The config as params.yaml with model.arch set to `arch` loads: the U-Net's schedule
-    (model.unet's epochs and learning_rate) replaces train's."""
+    """The config as it loads with model.arch `arch`: the U-Net's epochs and learning rate rule."""
     if arch == config.arch == "paper":
         return config
     if arch != "unet":

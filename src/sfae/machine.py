@@ -17,9 +17,8 @@ UNKNOWN = "unknown"
 
 
 def machine_kind(description: str | None = None) -> str:
-    """The kind ("NVIDIA H100 80GB HBM3 GPU", "2-core x86_64 CPU", "unknown") a description
-    names (this machine's when None): a kind, or in older records `<platform>, <processor>,
-    <n> CPUs[, <GPU>]`."""
+    """The kind ("NVIDIA H100 80GB HBM3 GPU", "2-core x86_64 CPU", "unknown") of a description (a
+    kind; in older records `<platform>, <processor>, <n> CPUs[, <GPU>]`), or of this machine."""
     if description is None:
         device, processor = accelerator(), platform.processor() or platform.machine()
         return f"{device} GPU" if device else f"{os.cpu_count()}-core {processor} CPU"
