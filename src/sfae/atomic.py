@@ -1,11 +1,9 @@
 """Outputs appear whole or not at all: each is written in a staging folder, then renamed into place.
 
 Staging folders (mkdtemp's `<name>.<8 random>`, flock-ed while their writer lives) are in a DVC
-repository's .dvc/tmp/sfae-staging/ (ignored, untracked) where the rename from there stays atomic,
-else beside the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore
-their outputs without running them: every writer removes the unlocked ones of the area and of
-its targets.
-"""
+repository's .dvc/tmp/sfae-staging/ (ignored, untracked) where the rename stays atomic, else beside
+the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore their outputs
+without running them: every writer removes the unlocked ones of the area and of its targets."""
 
 from __future__ import annotations
 
@@ -44,23 +42,17 @@ def shared_staging_area(target: Path) -> Path | None:
 
 def is_staging_folder(path: Path, target: Path) -> bool:
     """Whether path is named as a staging folder of target: beside it, or in the shared area."""
-    if path.parent == target.parent:
-        prefix = f".{target.name}."
-    elif path.name.startswith(f"{target.name}.") and path.parent == shared_staging_area(target):
-        prefix = f"{target.name}."
-    else:
-        return False
-    return re.fullmatch(re.escape(prefix) + _RANDOM, path.name) is not None
+    if (beside := path.parent == target.parent) or path.parent == shared_staging_area(target):
+        return bool(re.fullmatch(re.escape(f"{'.' * beside}{target.name}.") + _RANDOM, path.name))
+    return False
 
 
 def _remove_unlocked(folder: Path, name: str) -> None:
     """Remove the staging folders in folder (named as the regex name says) no live writer holds."""
     with contextlib.suppress(OSError):
-        for candidate in sorted(folder.iterdir()):
-            if not re.fullmatch(name, candidate.name) or candidate.is_symlink():
-                continue
-            with contextlib.suppress(OSError):  # gone meanwhile, not a folder, or locked (live)
-                descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
+        for candidate in [c for c in sorted(folder.iterdir()) if re.fullmatch(name, c.name)]:
+            with contextlib.suppress(OSError):  # gone, not a folder (or a link), locked (live)
+                descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
                 try:
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     shutil.rmtree(candidate, ignore_errors=True)
@@ -86,8 +78,7 @@ def _locked_staging_folder(where: Path, prefix: str) -> tuple[Path, int]:
 
 
 def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
-    """A locked staging folder of target in its repository's shared area; None where it has
-    none (outside DVC, not writable, or another mount: the rename must stay atomic)."""
+    """A locked staging folder of target in its repository's shared area, if one is usable."""
     if (area := shared_staging_area(target)) is None:
         return None
     try:
@@ -151,9 +142,8 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
         temporaries = [f / t.name for (f, _), t in zip(staged, targets, strict=True)]
         try:
             yield temporaries
-            for temporary, target in zip(temporaries, targets, strict=True):
-                if not temporary.exists():
-                    raise FileNotFoundError(f"{target}: the stage wrote nothing there")
+            if lost := [t for f, t in zip(temporaries, targets, strict=True) if not f.exists()]:
+                raise FileNotFoundError(f"{lost[0]}: the stage wrote nothing there")
             for temporary, target in zip(temporaries, targets, strict=True):
                 if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target)

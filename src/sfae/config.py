@@ -38,8 +38,7 @@ COLORMAPS = (
 PLANNING = ("study", "sweep")  # they plan runs and change none: no stage reads them
 SWEEP_KEYS = ("variant", "seed", "data.val_count", "model.arch")  # set by the sweep for every run
 
-# YAML values are typed: a quoted "96" or a 96.0 is a mistake, not an integer to coerce.
-Int = pydantic.StrictInt
+Int = pydantic.StrictInt  # YAML is typed: a quoted "96" or a 96.0 is a mistake, no integer
 Number = Annotated[float, pydantic.Strict()]  # an integer is a number too
 STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)  # every section and plan
 NAME = "(variant name)"  # what the loader validates a variant's name from: no YAML key
@@ -66,8 +65,7 @@ class DataConfig:
     image_size: Annotated[Int, between(16, 1024)]  # halved four times by the paper net
     train_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 1)]
     split_seed: Annotated[Int, between(0, 2**32 - 1)]
-    # held out of the training split for selection; 0 keeps the 85/85 split
-    val_count: Annotated[Int, up_to(0, "train_count", less=1)]
+    val_count: Annotated[Int, up_to(0, "train_count", less=1)]  # held out to select (0: none)
 
     @field_validator("image_size")
     @classmethod
@@ -81,8 +79,7 @@ class DataConfig:
 class MallConfig:
     frames: Annotated[Int, between(1, 2000)]
     person_height: Annotated[Number, between(1.0, 480.0)]
-    # The last N of the 2000 frames, for the variants that learn from unlabeled frames too.
-    unlabeled_frames: Annotated[Int, between(0, 2000)]
+    unlabeled_frames: Annotated[Int, between(0, 2000)]  # the last N, to learn from unlabeled
 
     @field_validator("unlabeled_frames")
     @classmethod
@@ -105,8 +102,7 @@ class TrainConfig:
 @dataclass(config=STRICT)
 class UnetConfig:
     depth: Annotated[Int, between(2, 5)]  # levels; a multiple of 16 halves down to a fifth
-    # Per-example normalisations only: batch statistics would make train.shards change the math.
-    norm: Literal["group", "none"]
+    norm: Literal["group", "none"]  # per example: batch statistics would vary with train.shards
     groups: Annotated[Int, between(1, 64)]  # GroupNormalization groups
     width: Annotated[Int, between(1, 256)]  # channels of the first level, doubled per level
     epochs: Annotated[Int, between(1, 100_000)]  # replaces train.epochs
@@ -146,8 +142,6 @@ class RenderConfig:
 
 
 class VariantConfig(pydantic.BaseModel):
-    """A variant: its bottleneck, and each regulariser's settings (None: not used) by its name."""
-
     model_config = STRICT
     units: ClassVar[tuple] = ()  # the regularisers of the registry (variant_schema)
     name: str = Field(validation_alias=NAME)  # its key in `variants`
@@ -155,8 +149,7 @@ class VariantConfig(pydantic.BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _gather_sectionless(cls, data):
-        # The keys of a regulariser without a section (regularizer_scale) into its field.
+    def _gather_sectionless(cls, data):  # the keys of sectionless regularisers into their fields
         if isinstance(data, dict):
             data = dict(data)
             for unit in [unit for unit in cls.units if not unit.section]:
@@ -194,8 +187,6 @@ def strength_key(variant: VariantConfig) -> str | None:
 
 @dataclass(config=STRICT)
 class Config:
-    """The run config (study and sweep: sfae.plans.load_plans adds them)."""
-
     variants: dict[str, VariantConfig]  # every variant of params.yaml, in its order
     variant: VariantConfig  # the one `variant` names
     seed: Annotated[Int, between(0, MAX_SEED)]

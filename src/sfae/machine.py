@@ -1,12 +1,10 @@
 """Where a run ran: the machine *kind* and the versions of the packages that shape its numbers.
-
-Rounding differs between a GPU and a CPU or CPUs of another kind, which over hundreds of epochs
-acts like another seed: comparisons read runs of one kind, the GPU that computed or else the CPU
-architecture and cores (no kernel version: it is the same on the next identical machine).
-"""
+Rounding differs from kind to kind (GPU; CPU architecture and cores: no kernel version), which
+over hundreds of epochs acts like another seed: comparisons read runs of one kind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -60,10 +58,8 @@ def accelerator() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    versions = {"python": platform.python_version(), **dict.fromkeys(PACKAGES, "not installed")}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
     return versions

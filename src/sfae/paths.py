@@ -16,8 +16,7 @@ class ProjectPaths:
         self.mall_prepared = root / "data/prepared/mall.npz"
         # The Mall frames after the scored ones, which sparse filtering may learn from.
         self.unlabeled_prepared = root / "data/prepared/mall_unlabeled.npz"
-        # What training reads of params.yaml, resolved (the check_params stage writes it).
-        self.settings = root / "metrics/settings.json"
+        self.settings = root / "metrics/settings.json"  # params.yaml, resolved by check_params
         self.split = root / "metrics/split.json"
         self.final_model = root / "models/model.keras"
         self.pretrain_log = root / "metrics/pretrain"

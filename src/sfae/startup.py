@@ -1,6 +1,5 @@
-"""Imported first by every script that runs the network: TensorFlow, quietly. Its native
-start-up lines (cuInit, oneDNN) read as errors: unless TF_CPP_MIN_LOG_LEVEL is set, its import
-and device set-up run with stderr caught, written out should they fail."""
+"""Imported first by every script that runs the network: unless TF_CPP_MIN_LOG_LEVEL is set,
+TensorFlow starts with stderr caught (cuInit, oneDNN lines read as errors), shown if it fails."""
 
 import os
 import sys
