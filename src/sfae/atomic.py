@@ -1,13 +1,9 @@
-"""Outputs appear whole or not at all: write to a staging folder, then rename into place.
+"""Outputs appear whole or not at all: each is written in a staging folder, then renamed into place.
 
-Each target is staged in a folder `<name>.<8 random characters>` (tempfile.mkdtemp's names),
-locked (flock) while its writer lives: in a DVC repository's ignored `.dvc/tmp/sfae-staging/`
-when that is on the target's mount (the rename stays atomic), else beside the target as
-`.<name>.<8 random characters>`. A writer killed outright cannot remove its folder, and DVC
-may restore the stage's outputs from its run cache without running it again: so every writer
-removes the unlocked (dead writers') folders of the shared area, and of its own targets beside
-them. A live writer's folder is locked: no writer removes what is still being written.
-"""
+Staging folders (mkdtemp's `<name>.<8 random>`, flock-ed while their writer lives) are in a DVC
+repository's .dvc/tmp/sfae-staging/ (ignored, untracked) where the rename stays atomic, else beside
+the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore their outputs
+without running them: every writer removes the unlocked ones of the area and of its targets."""
 
 from __future__ import annotations
 
@@ -23,14 +19,9 @@ from pathlib import Path
 
 from sfae.errors import SfaeError
 
-# The random part of tempfile.mkdtemp's names: 8 of "a-z", "0-9" and "_".
-_RANDOM_PART = re.compile(r"[a-z0-9_]{8}")
-# Where a DVC repository's staging folders live, below its root: DVC's temp folder, which
-# .dvc/.gitignore ignores and DVC never tracks.
+_RANDOM = "[a-z0-9_]{8}"  # tempfile.mkdtemp's
 SHARED_STAGING = Path(".dvc", "tmp", "sfae-staging")
-
-# OSErrors of writing that the user can fix, and how to say them.
-_WRITE_FAILURES = {
+_WRITE_FAILURES = {  # the OSErrors of writing that the user can fix
     errno.ENOSPC: "disk full (no space left on device)",
     errno.EDQUOT: "disk quota exceeded",
     errno.EACCES: "not writable (permission denied)",
@@ -40,8 +31,7 @@ _WRITE_FAILURES = {
 
 
 def shared_staging_area(target: Path) -> Path | None:
-    """The staging area of the innermost DVC repository (a folder with a .dvc folder) that
-    holds target; None outside one."""
+    """The staging area of the innermost DVC repository (a folder with .dvc/) holding target."""
     with contextlib.suppress(OSError):
         folder = target.parent.resolve()
         for root in (folder, *folder.parents):
@@ -51,36 +41,23 @@ def shared_staging_area(target: Path) -> Path | None:
 
 
 def is_staging_folder(path: Path, target: Path) -> bool:
-    """Whether path is named as staged_outputs names the staging folders of target: beside
-    target, or in its repository's shared staging area."""
-    beside, shared = f".{target.name}.", f"{target.name}."
-    if path.parent == target.parent and path.name.startswith(beside):
-        return _RANDOM_PART.fullmatch(path.name[len(beside) :]) is not None
-    if path.name.startswith(shared) and path.parent == shared_staging_area(target):
-        return _RANDOM_PART.fullmatch(path.name[len(shared) :]) is not None
+    """Whether path is named as a staging folder of target: beside it, or in the shared area."""
+    if (beside := path.parent == target.parent) or path.parent == shared_staging_area(target):
+        return bool(re.fullmatch(re.escape(f"{'.' * beside}{target.name}.") + _RANDOM, path.name))
     return False
 
 
-def _is_any_staging_folder(path: Path) -> bool:
-    name, dot, random_part = path.name.rpartition(".")
-    return bool(name and dot) and _RANDOM_PART.fullmatch(random_part) is not None
-
-
-def _remove_unlocked(folder: Path, is_staging) -> None:
-    """Remove the staging folders in folder (those is_staging names) that no live writer holds."""
+def _remove_unlocked(folder: Path, name: str) -> None:
+    """Remove the staging folders in folder (named as the regex name says) no live writer holds."""
     with contextlib.suppress(OSError):
-        candidates = [c for c in sorted(folder.iterdir()) if is_staging(c) and not c.is_symlink()]
-        for candidate in candidates:
-            try:
-                descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError:
-                continue  # gone meanwhile, or not a folder
-            try:
-                with contextlib.suppress(OSError):  # a live writer's, locked
+        for candidate in [c for c in sorted(folder.iterdir()) if re.fullmatch(name, c.name)]:
+            with contextlib.suppress(OSError):  # gone, not a folder (or a link), locked (live)
+                descriptor = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+                try:
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     shutil.rmtree(candidate, ignore_errors=True)
-            finally:
-                os.close(descriptor)
+                finally:
+                    os.close(descriptor)
 
 
 def _locked_staging_folder(where: Path, prefix: str) -> tuple[Path, int]:
@@ -94,133 +71,79 @@ def _locked_staging_folder(where: Path, prefix: str) -> tuple[Path, int]:
         except OSError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        # Blocks only while another writer's clean-up holds it, before it removes it.
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # waits only on a clean-up that then removes it
         if os.fstat(descriptor).st_nlink > 0:
             return folder, descriptor
         os.close(descriptor)  # removed as stale before we locked it: make another
 
 
-def _renames_into(folder: Path, target: Path) -> bool:
-    """Whether a rename from folder to target's folder can succeed: the same mount.
-
-    Renaming a name that does not exist says so without touching anything: ENOENT on one
-    mount, EXDEV across two (which a bind mount of the same file system also is).
-    """
-    try:
-        os.rename(folder / target.name, target.parent / f".{target.name}.rename-probe")
-    except OSError as error:
-        return error.errno == errno.ENOENT
-    return False  # cannot happen: the folder is new, empty and ours
-
-
 def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
-    """A locked staging folder of target in its repository's shared area, or None where it
-    has none (outside DVC, another mount, not writable)."""
-    area = shared_staging_area(target)
-    if area is None:
+    """A locked staging folder of target in its repository's shared area, if one is usable."""
+    if (area := shared_staging_area(target)) is None:
         return None
     try:
         existing = next(folder for folder in (area, *area.parents) if folder.exists())
         if existing.stat().st_dev != target.parent.stat().st_dev:
             return None  # another file system: leave it untouched
         area.mkdir(parents=True, exist_ok=True)
-        _remove_unlocked(area, _is_any_staging_folder)  # those of killed writers
-        folder, descriptor = _locked_staging_folder(area, f"{target.name}.")
+        _remove_unlocked(area, rf"(?s).+\.{_RANDOM}")  # killed writers'
+        # Renaming no file touches nothing: ENOENT on one mount, EXDEV across two (bind mounts too).
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(area / f"{target.name}.rename-probe", target.parent / ".rename-probe")
+            return None  # cannot happen: nothing makes that name
+        return _locked_staging_folder(area, f"{target.name}.")
     except OSError:
         return None
-    if _renames_into(folder, target):
-        return folder, descriptor
-    shutil.rmtree(folder, ignore_errors=True)
-    os.close(descriptor)
-    return None
 
 
-def _staging_folder(target: Path) -> tuple[Path, int]:
-    """A locked staging folder of target: in the shared area where it can, else beside it."""
-    # Beside it: outside DVC, or left by an older sfae.
-    _remove_unlocked(target.parent, lambda folder: is_staging_folder(folder, target))
-    shared = _shared_staging_folder(target)
-    if shared is not None:
-        return shared
-    return _locked_staging_folder(target.parent, f".{target.name}.")
-
-
-def _full_targets(targets: tuple[Path, ...], staged: list[Path]) -> list[Path]:
-    """The targets whose staging folders are on the file system with the least space free.
-
-    A full disk seldom names the file (h5py, Keras): all targets when they share a disk.
-    """
-    free = {}
-    for folder, target in zip(staged, targets, strict=False):
-        with contextlib.suppress(OSError):
-            status = os.statvfs(folder)
-            free[target] = status.f_bavail * status.f_frsize
-    if len(set(free.values())) < 2:
-        return list(targets)
-    least = min(free.values())
-    return [target for target, space in free.items() if space == least]
-
-
-def _write_failure(
-    error: OSError, targets: tuple[Path, ...], staged: list[Path]
-) -> SfaeError | None:
-    """The SfaeError saying which output could not be written and why, or None."""
-    what = _WRITE_FAILURES.get(error.errno)
-    if what is None:
-        return None
-    if error.filename is None:
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        names = _full_targets(targets, staged) if full else list(targets)
-        return SfaeError(f"{', '.join(map(str, names))}: {what}; nothing was written")
+def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]) -> None:
+    """Raise the SfaeError naming the output that could not be written, if the user can fix it."""
+    if (what := _WRITE_FAILURES.get(error.errno)) is None:
+        return
+    if error.filename is None:  # h5py and Keras name no file: those on the fullest disk
+        named = list(targets)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = {}
+            for folder, target in zip(staged, targets, strict=True):
+                with contextlib.suppress(OSError):
+                    free[target] = (status := os.statvfs(folder)).f_bavail * status.f_frsize
+            if len(set(free.values())) > 1:
+                named = [target for target, space in free.items() if space == min(free.values())]
+        raise SfaeError(f"{', '.join(map(str, named))}: {what}; nothing was written") from error
     failed = Path(os.fsdecode(error.filename))
-    # A staging folder means nothing to the user: name its target (or the old output,
-    # being replaced, or the folder it lives in).
-    pairs = zip(staged, targets, strict=True)
-    named = [target for folder, target in pairs if failed.is_relative_to(folder)]
-    named += [
-        target
-        for target in targets
-        if is_staging_folder(failed, target)
-        or failed == target.parent
-        or failed.is_relative_to(target)
-    ]
+    # Name the target of a staging folder (it means nothing to the user), the old output being
+    # replaced, or the folder it lives in.
+    named = [t for f, t in zip(staged, targets, strict=True) if failed.is_relative_to(f)]
+    named += [t for t in targets if failed == t.parent or failed.is_relative_to(t)]
     if not named and error.errno in (errno.EACCES, errno.EPERM):
         what = "permission denied"  # an input, perhaps: do not call it an output
-    return SfaeError(f"{named[0] if named else failed}: {what}; nothing was written")
+    raise SfaeError(f"{named[0] if named else failed}: {what}; nothing was written") from error
 
 
 @contextlib.contextmanager
 def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
-    """Yield one temporary path per target; on success rename each into place.
-
-    A target is a file or a folder: whatever the body writes at its temporary path.
-    On any error the temporaries (and parent folders made for them) are removed and
-    existing targets are left as they were. A full disk or an unwritable folder, here
-    or in the body, becomes an SfaeError naming the output.
-    """
-    created: list[Path] = []
-    staged: list[Path] = []
-    locks: list[int] = []
+    """Yield a temporary path per target (a file or a folder); on success rename each into place.
+    On any error the temporaries and parents made for them go, the targets stay as they were,
+    and a full disk or an unwritable folder is an SfaeError naming the output."""
+    created, staged = [], []  # staged: (folder, descriptor holding its lock) per target
     try:
         for target in targets:
             try:
                 created += [parent for parent in target.parents if not parent.exists()]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                folder, descriptor = _staging_folder(target)
+                # Beside it: outside DVC, or left by an older sfae.
+                _remove_unlocked(target.parent, re.escape(f".{target.name}.") + _RANDOM)
+                shared = _shared_staging_folder(target)
+                staged.append(shared or _locked_staging_folder(target.parent, f".{target.name}."))
             except OSError as error:
-                what = _WRITE_FAILURES.get(error.errno)
-                if what is None:
-                    raise
-                raise SfaeError(f"{target}: {what}; nothing was written") from error
-            staged.append(folder)
-            locks.append(descriptor)
-        temporaries = [folder / target.name for folder, target in zip(staged, targets, strict=True)]
+                if what := _WRITE_FAILURES.get(error.errno):
+                    raise SfaeError(f"{target}: {what}; nothing was written") from error
+                raise
+        temporaries = [f / t.name for (f, _), t in zip(staged, targets, strict=True)]
         try:
             yield temporaries
-            for temporary, target in zip(temporaries, targets, strict=True):
-                if not temporary.exists():
-                    raise FileNotFoundError(f"{target}: the stage wrote nothing there")
+            if lost := [t for f, t in zip(temporaries, targets, strict=True) if not f.exists()]:
+                raise FileNotFoundError(f"{lost[0]}: the stage wrote nothing there")
             for temporary, target in zip(temporaries, targets, strict=True):
                 if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target)
@@ -228,15 +151,12 @@ def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
                     target.unlink()
                 os.replace(temporary, target)
         except OSError as error:
-            failure = _write_failure(error, targets, staged)
-            if failure is None:
-                raise
-            raise failure from error
+            _write_failure(error, targets, [temporary.parent for temporary in temporaries])
+            raise
     finally:
-        for folder in staged:
+        for folder, lock in staged:
             shutil.rmtree(folder, ignore_errors=True)
-        for descriptor in locks:
-            os.close(descriptor)
+            os.close(lock)
         for folder in created:  # the parents made for the targets, deepest first, if empty
             with contextlib.suppress(OSError):
                 folder.rmdir()

@@ -1,10 +1,6 @@
-"""params.yaml's run config, parsed as DVC parses it (ruamel.yaml), one pydantic model a section.
-
-`load_config` reads all sections but the planning ones (sfae.plans). An error is one line naming
-the file and the dotted key: `params.yaml: data.image_size must be a positive multiple of 16,
-got 50`. The loader is handed the regularisers' registry (sfae.nn.regularisers.registry): a
-variant's schema is VariantConfig plus one field per regulariser, so none is imported here.
-"""
+"""params.yaml's run config (not sfae.plans' sections), a pydantic model a section; an error is one
+line naming the file and dotted key. A variant is VariantConfig plus a field per regulariser of
+the registry the loader is handed (sfae.nn.regularisers.registry: none is imported here)."""
 
 from __future__ import annotations
 
@@ -33,8 +29,7 @@ POST_VARIANTS = ("pure", "l1", "l2", "sparse_softabs", "sparse_elu")  # the 2018
 ARCHS = ("paper", "unet")
 PENNFUDAN_IMAGES = 170
 MAX_SEED = 2**31 - 1  # the training seed goes to Keras/TensorFlow as a 32-bit integer
-# OpenCV's colour maps (cv2.COLORMAP_*, lower case), listed here so that reading the config
-# needs no OpenCV; tests/test_render.py checks the list against the installed OpenCV.
+# cv2.COLORMAP_* in lower case, so that the config needs no OpenCV (tests/test_render.py checks).
 COLORMAPS = (
     *("autumn", "bone", "cividis", "cool", "deepgreen", "hot", "hsv", "inferno", "jet"),
     *("magma", "ocean", "parula", "pink", "plasma", "rainbow", "spring", "summer", "turbo"),
@@ -43,8 +38,7 @@ COLORMAPS = (
 PLANNING = ("study", "sweep")  # they plan runs and change none: no stage reads them
 SWEEP_KEYS = ("variant", "seed", "data.val_count", "model.arch")  # set by the sweep for every run
 
-# YAML values are typed: a quoted "96" or a 96.0 is a mistake, not an integer to coerce.
-Int = pydantic.StrictInt
+Int = pydantic.StrictInt  # YAML is typed: a quoted "96" or a 96.0 is a mistake, no integer
 Number = Annotated[float, pydantic.Strict()]  # an integer is a number too
 STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)  # every section and plan
 NAME = "(variant name)"  # what the loader validates a variant's name from: no YAML key
@@ -71,8 +65,7 @@ class DataConfig:
     image_size: Annotated[Int, between(16, 1024)]  # halved four times by the paper net
     train_count: Annotated[Int, between(1, PENNFUDAN_IMAGES - 1)]
     split_seed: Annotated[Int, between(0, 2**32 - 1)]
-    # held out of the training split for selection; 0 keeps the 85/85 split
-    val_count: Annotated[Int, up_to(0, "train_count", less=1)]
+    val_count: Annotated[Int, up_to(0, "train_count", less=1)]  # held out to select (0: none)
 
     @field_validator("image_size")
     @classmethod
@@ -86,8 +79,7 @@ class DataConfig:
 class MallConfig:
     frames: Annotated[Int, between(1, 2000)]
     person_height: Annotated[Number, between(1.0, 480.0)]
-    # The last N of the 2000 frames, for the variants that learn from unlabeled frames too.
-    unlabeled_frames: Annotated[Int, between(0, 2000)]
+    unlabeled_frames: Annotated[Int, between(0, 2000)]  # the last N, to learn from unlabeled
 
     @field_validator("unlabeled_frames")
     @classmethod
@@ -110,8 +102,7 @@ class TrainConfig:
 @dataclass(config=STRICT)
 class UnetConfig:
     depth: Annotated[Int, between(2, 5)]  # levels; a multiple of 16 halves down to a fifth
-    # Per-example normalisations only: batch statistics would make train.shards change the math.
-    norm: Literal["group", "none"]
+    norm: Literal["group", "none"]  # per example: batch statistics would vary with train.shards
     groups: Annotated[Int, between(1, 64)]  # GroupNormalization groups
     width: Annotated[Int, between(1, 256)]  # channels of the first level, doubled per level
     epochs: Annotated[Int, between(1, 100_000)]  # replaces train.epochs
@@ -151,9 +142,6 @@ class RenderConfig:
 
 
 class VariantConfig(pydantic.BaseModel):
-    """A variant: its bottleneck, and each regulariser's settings in a field by its name
-    (`variant.sparse`; None where it has none): see variant_schema."""
-
     model_config = STRICT
     units: ClassVar[tuple] = ()  # the regularisers of the registry (variant_schema)
     name: str = Field(validation_alias=NAME)  # its key in `variants`
@@ -161,14 +149,12 @@ class VariantConfig(pydantic.BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _gather_sectionless(cls, data):
-        """The keys of a regulariser without a section into its field (regularizer_scale)."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for unit in [unit for unit in cls.units if not unit.section]:
-            if own := {key: data.pop(key) for key in list(data) if key in unit.model_fields}:
-                data[unit.name] = own
+    def _gather_sectionless(cls, data):  # the keys of sectionless regularisers into their fields
+        if isinstance(data, dict):
+            data = dict(data)
+            for unit in [unit for unit in cls.units if not unit.section]:
+                if own := {key: data.pop(key) for key in list(data) if key in unit.model_fields}:
+                    data[unit.name] = own
         return data
 
     @model_validator(mode="after")
@@ -178,8 +164,7 @@ class VariantConfig(pydantic.BaseModel):
         return self
 
     @property
-    def regularisers(self) -> list:
-        """The settings of each regulariser the variant has, in the registry's order."""
+    def regularisers(self) -> list:  # the settings of those it has, in the registry's order
         return [value for value in self.__dict__.values() if isinstance(value, pydantic.BaseModel)]
 
 
@@ -193,8 +178,7 @@ def variant_schema(regularisers: tuple) -> type[VariantConfig]:
 
 
 def strength_key(variant: VariantConfig) -> str | None:
-    """The dotted param that sets how strongly a variant regularises (None: it has none);
-    ValueError for a variant with two strengths: a sweep could not tell which to vary."""
+    """The dotted param that sets how strongly a variant regularises (None: it has none)."""
     keys = [f"variants.{variant.name}.{k}" for u in variant.regularisers if (k := u.strength_key())]
     if len(keys) > 1:
         raise ValueError(f"has {len(keys)} strengths ({', '.join(keys)}): a grid varies one")
@@ -203,8 +187,6 @@ def strength_key(variant: VariantConfig) -> str | None:
 
 @dataclass(config=STRICT)
 class Config:
-    """The run config (study and sweep: sfae.plans.load_plans adds them)."""
-
     variants: dict[str, VariantConfig]  # every variant of params.yaml, in its order
     variant: VariantConfig  # the one `variant` names
     seed: Annotated[Int, between(0, MAX_SEED)]
@@ -223,8 +205,7 @@ class Config:
         if info.context is None or not isinstance(variants, dict):
             return variants  # a config made anew (dataclasses.replace), or no mapping
         named = {k: {**v, NAME: k} if isinstance(v, dict) else v for k, v in variants.items()}
-        schema = dict[str, info.context["variant_schema"]]
-        return pydantic.TypeAdapter(schema).validate_python(named)
+        return pydantic.TypeAdapter(dict[str, info.context["variants"]]).validate_python(named)
 
     @field_validator("variant", mode="before")
     @classmethod
@@ -239,10 +220,8 @@ class Config:
         return self.model.arch
 
     def pretrain_epochs(self) -> int:
-        """Epochs of the variant's pretraining phase out of train.epochs (0: it has none): its
-        regulariser's pretraining epochs where they and its finetuning ones add up to train.epochs,
-        else train.epochs split in their ratio, at least one left to finetune (so that
-        `-S train.epochs=40` works for every variant); the U-Net's model.unet.pretrain_epochs."""
+        """Epochs of pretraining out of train.epochs: the regulariser's where they and its
+        finetuning ones add up to it, else it split in their ratio (so -S train.epochs=40 works)."""
         shares = [share for unit in self.variant.regularisers if (share := unit.pretrain_share())]
         if not shares:
             return 0
@@ -254,7 +233,6 @@ class Config:
         return min(round(total * pretrain / (pretrain + finetune)), total - 1)
 
     def finetune_epochs(self) -> int:
-        """Epochs of the supervised phase: what the pretraining leaves of the total."""
         return self.train.epochs - self.pretrain_epochs()
 
 
@@ -263,26 +241,19 @@ def load_config(path: Path, regularisers: tuple) -> Config:
     run = {key: value for key, value in read_params(path).items() if key not in PLANNING}
     schema = variant_schema(tuple(regularisers))
     with params_errors(path, Config, schema):
-        adapter = pydantic.TypeAdapter(Config)
-        config = adapter.validate_python(run, context={"variant_schema": schema})
-    return _unet_schedule(config) if config.arch == "unet" else config
-
-
-def _unet_schedule(config: Config) -> Config:
-    """The U-Net's schedule: train.epochs and train.learning_rate become model.unet's."""
-    unet = config.model.unet
-    train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
-    return dataclasses.replace(config, train=train)
+        config = pydantic.TypeAdapter(Config).validate_python(run, context={"variants": schema})
+    return with_arch(config, config.arch)
 
 
 def with_arch(config: Config, arch: str) -> Config:
-    """The config as params.yaml with model.arch set to `arch` loads (from a paper config)."""
-    if arch == config.arch:
+    """The config as it loads with model.arch `arch`: the U-Net's epochs and learning rate rule."""
+    if arch == config.arch == "paper":
         return config
     if arch != "unet":
         raise ValueError(f"cannot turn a {config.arch!r} config into {arch!r}")
-    model = dataclasses.replace(config.model, arch=arch)
-    return _unet_schedule(dataclasses.replace(config, model=model))
+    unet, model = config.model.unet, dataclasses.replace(config.model, arch=arch)
+    train = dataclasses.replace(config.train, epochs=unet.epochs, learning_rate=unet.learning_rate)
+    return dataclasses.replace(config, model=model, train=train)
 
 
 def read_params(path: Path) -> dict:
@@ -307,10 +278,11 @@ def params_errors(path: Path, schema, variant=VariantConfig):
         first = error.errors()[0]
         key, known = _where(schema, first["loc"], variant)
         kind, message, value = first["type"], first["msg"], first["input"]
+        # "Input should be a valid integer", "... greater than or equal to 16"
+        problem = f"{message.replace('Input should be', 'must be')}, got {value!r}"
         if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-            parent, name = key.rpartition(".")[0::2]
-            near = difflib.get_close_matches(name, known, 1)
-            hint = f"; did you mean {parent}{'.' * bool(parent)}{near[0]}?" if near else ""
+            near = difflib.get_close_matches(name := key.rpartition(".")[2], known, 1)
+            hint = f"; did you mean {key.removesuffix(name)}{near[0]}?" if near else ""
             problem = f"is not a known setting{hint}"
         elif kind == "missing":
             problem = "is missing"
@@ -318,8 +290,6 @@ def params_errors(path: Path, schema, variant=VariantConfig):
             problem = f"must be a mapping, got {value!r}"
         elif kind == "value_error":
             problem = message.removeprefix("Value error, ")
-        else:  # "Input should be a valid integer", "... greater than or equal to 16"
-            problem = f"{message.replace('Input should be', 'must be')}, got {value!r}"
         raise SfaeError(f"{path}: {key or 'the file'} {problem}") from None
 
 
@@ -337,12 +307,12 @@ def _where(schema, loc: tuple, variant) -> tuple[str, list[str]]:
         known = [key for key in fields if key not in inline and key != "name"]
         known += [key for unit in inline.values() for key in unit.model_fields]
         parts += [] if part in inline else [part]
-        if part not in fields:  # unknown, unless one of typed extras (sfae.plans.SweepConfig's)
-            if (extra := get_type_hints(schema).get("__pydantic_extra__")) is None:
-                break
+        if part in fields:
+            schema = fields[part].annotation
+        elif extra := get_type_hints(schema).get("__pydantic_extra__"):  # sfae.plans.SweepConfig's
             schema = get_args(extra)[-1]
-            continue
-        schema = fields[part].annotation
+        else:
+            break  # an unknown key
         if type(None) in get_args(schema):  # X | None
             schema = get_args(schema)[0]
     return ".".join(parts), known

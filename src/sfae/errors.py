@@ -18,6 +18,5 @@ def run_stage(main: Callable[[], None]) -> None:
     except SfaeError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    # The interpreter's last garbage collection walks every object TensorFlow made: about 1 s
-    # of each stage's exit. Frozen objects are left to the process's end instead.
+    # Spares the exit's last garbage collection of every TensorFlow object (about 1 s a stage).
     gc.freeze()

@@ -1,13 +1,10 @@
-"""Where a run ran: the machine and the versions of the packages that shape its numbers.
-
-Rounding differs between a CPU and a GPU, or CPUs of another kind, and over hundreds of
-epochs that acts like another seed: so every comparison reads runs of one machine *kind*.
-The kind is what decides the rounding and is stable from one identical machine to the next
-(no kernel version in it): the GPU that computed, or else the CPU architecture and cores.
-"""
+"""Where a run ran: the machine *kind* and the versions of the packages that shape its numbers.
+Rounding differs from kind to kind (GPU; CPU architecture and cores: no kernel version), which
+over hundreds of epochs acts like another seed: comparisons read runs of one kind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -18,30 +15,24 @@ UNKNOWN = "unknown"
 
 
 def machine_kind(description: str | None = None) -> str:
-    """The kind of the machine a description names (this machine's when None):
-    "NVIDIA H100 80GB HBM3 GPU", "2-core x86_64 CPU" or "unknown".
-
-    A description is already a kind (what the training stage logs now) or, in older records,
-    "<platform>, <processor>, <n> CPUs[, <GPU>]"."""
+    """The kind ("NVIDIA H100 80GB HBM3 GPU", "2-core x86_64 CPU", "unknown") of a description (a
+    kind; in older records `<platform>, <processor>, <n> CPUs[, <GPU>]`), or of this machine."""
     if description is None:
         device, processor = accelerator(), platform.processor() or platform.machine()
         return f"{device} GPU" if device else f"{os.cpu_count()}-core {processor} CPU"
     if description == UNKNOWN or description.endswith((" GPU", " CPU")):
         return description
     parts = description.split(", ")
-    cores = next((p for p in parts if p.endswith(" CPUs") and p[:-5].isdigit()), None)
-    if len(parts) < 3 or cores is None:
+    at = next((i for i, p in enumerate(parts) if p.endswith(" CPUs") and p[:-5].isdigit()), None)
+    if len(parts) < 3 or at is None:
         return UNKNOWN
-    after = parts[parts.index(cores) + 1 :]
-    if after:
-        return f"{', '.join(after)} GPU"
-    processor = parts[parts.index(cores) - 1]
-    return f"{cores[:-5]}-core {processor} CPU"
+    if at + 1 < len(parts):
+        return f"{', '.join(parts[at + 1 :])} GPU"
+    return f"{parts[at][:-5]}-core {parts[at - 1]} CPU"
 
 
 def local_machine_kind() -> str:
-    """This machine's kind as its training runs will report it: Keras is loaded first, so
-    that a GPU it would compute on is seen (a few seconds, once)."""
+    """This machine's kind as its training runs report it: Keras first, to see its GPU."""
     import keras  # noqa: F401
 
     return machine_kind()
@@ -67,10 +58,8 @@ def accelerator() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+    versions = {"python": platform.python_version(), **dict.fromkeys(PACKAGES, "not installed")}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
     return versions

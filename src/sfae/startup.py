@@ -1,10 +1,5 @@
-"""Imported first by every script that runs the network: TensorFlow, quietly.
-
-TensorFlow's native start-up lines ("failed call to cuInit", oneDNN notices) come before its
-logging starts, and a new user reads them as errors. Unless TF_CPP_MIN_LOG_LEVEL is set (the
-user wants TensorFlow's say), its import and device set-up run with stderr caught, written out
-should they fail.
-"""
+"""Imported first by every script that runs the network: unless TF_CPP_MIN_LOG_LEVEL is set,
+TensorFlow starts with stderr caught (cuInit, oneDNN lines read as errors), shown if it fails."""
 
 import os
 import sys
