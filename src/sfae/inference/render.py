@@ -22,21 +22,13 @@ def colormap_code(name: str) -> int:
     return code
 
 
-def overlay(
-    frame: np.ndarray, probability: np.ndarray, alpha: float, colormap: str | int, bgr=False
-) -> np.ndarray:
-    """Blend the colour-mapped probability over an RGB uint8 frame.
-
-    The blend weight is alpha times the probability, so background stays the plain frame
-    and only confident foreground takes on `alpha` of the colour. `colormap` is a name or an
-    OpenCV COLORMAP_* constant. With bgr=True the frame and the result are in OpenCV's BGR
-    order (as video decoders and writers use): the same picture.
-    """
+def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, bgr=False):
+    """The colour-mapped probability over an RGB (bgr=True: BGR) uint8 frame, weighted by
+    alpha times the probability: background stays the plain frame."""
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
-    upsampled = resize_probability(probability, (frame.shape[1], frame.shape[0]))
-    # Clip because a model's sigmoid output can stray a hair outside [0, 1] after resizing,
-    # and the weight below must stay a convex combination.
-    upsampled = np.clip(upsampled, 0.0, 1.0)
+    # Clipped: a sigmoid output can stray a hair outside [0, 1] after resizing, and the weight
+    # below must stay a convex combination.
+    upsampled = np.clip(resize_probability(probability, (frame.shape[1], frame.shape[0])), 0, 1)
     levels = cv2.convertScaleAbs(upsampled, alpha=255.0)  # round(255 p) as uint8
     colour = cv2.applyColorMap(levels, code)  # BGR
     if not bgr:
@@ -59,13 +51,10 @@ def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None)
 
 
 def check_video(path: Path, frames: int) -> None:
-    """Read the video back and count: OpenCV's writer drops frames it cannot write (a full
-    disk) with a warning only."""
+    """Count the frames written: OpenCV's writer drops those it cannot write with a warning."""
     capture = cv2.VideoCapture(str(path))
-    try:
-        written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    finally:
-        capture.release()
+    written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
     if written != frames:
         raise SfaeError(f"{path}: wrote {written} of {frames} frames (disk full or not writable?)")
 
@@ -73,12 +62,8 @@ def check_video(path: Path, frames: int) -> None:
 def render_videos(
     frame_paths: list[Path], probabilities: np.ndarray, outputs: tuple, settings: RenderConfig
 ) -> None:
-    """Overlay probabilities[i] on frame_paths[i] and write (mp4, gif, strip png) = outputs.
-
-    The MP4 holds every frame at full size; the GIF every `gif_frame_step`-th frame at
-    `gif_width`, each shown as long as in the MP4, looping; the strip `strip_frames` evenly
-    spaced frames at `gif_width`, side by side. Full-size frames are streamed one at a time.
-    """
+    """Overlay probabilities[i] on frame_paths[i]: an MP4 of every frame, a GIF of every
+    `gif_frame_step`-th and a strip of `strip_frames` evenly spaced frames, at `gif_width`."""
     mp4_path, gif_path, strip_path = outputs
     if len(frame_paths) != probabilities.shape[0]:
         raise SfaeError(
@@ -87,9 +72,8 @@ def render_videos(
         )
     code = colormap_code(settings.colormap)
     step, width = settings.gif_frame_step, settings.gif_width
-    # `strip_frames` evenly spaced frames from first to last (repeats if there are too few)
-    strip_wanted = np.linspace(0, len(frame_paths) - 1, settings.strip_frames).round()
-    strip_wanted = strip_wanted.astype(int).tolist()
+    strip = np.linspace(0, len(frame_paths) - 1, settings.strip_frames).round().astype(int)
+    strip_wanted = strip.tolist()  # repeats if there are too few frames
     gif_wanted = range(0, len(frame_paths), step)
     small: dict[int, np.ndarray] = {}  # the frames of either, downscaled
     writer: cv2.VideoWriter | None = None
@@ -98,8 +82,7 @@ def render_videos(
             frame = read_rgb(frame_path)
             size = (frame.shape[1], frame.shape[0])
             if writer is None:
-                frame_size = size
-                writer = open_mp4_writer(mp4_path, settings.fps, *frame_size)
+                frame_size, writer = size, open_mp4_writer(mp4_path, settings.fps, *size)
             elif size != frame_size:
                 # A video has one frame size; the writer would silently drop the odd frame.
                 raise SfaeError(
