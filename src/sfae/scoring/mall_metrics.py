@@ -1,35 +1,17 @@
 """Generalisation scores of a foreground model on CUHK Mall frames, which have no masks.
 
-Inputs are at model resolution H x W. A full frame is `frame_size` = (width, height) pixels
-(640 x 480 for Mall), so model pixel (x, y) has its centre at full-frame coordinates
-((x + 0.5) * width / W, (y + 0.5) * height / H). Head points (x, y) are given in model pixel
-coordinates (x_model = x_full * W / width, y_model = y_full * H / height); a point lies in model
-pixel (floor(x), floor(y)), and a point on the far edge (x = W or y = H) in the last pixel.
-
-- Height at a head: h = person_height / sqrt(perspective at the head's model pixel), in
-  full-frame pixels. `perspective` is the dataset's perspective map resized to model
-  resolution (relative per-pixel area weights, ~1 at the bottom of the frame, ~15 at the top).
-- Head hit rate: over all annotated heads whose model pixel lies inside the ROI (all frames
-  pooled), the share whose body box is at least half predicted foreground. Body box
-  (full-frame px): x in [hx - 0.2 h, hx + 0.2 h], y in [hy, hy + 0.8 h], with (hx, hy) the
-  head in full-frame px; its foreground share is the mean of `predicted` over the model pixels
-  whose centres lie in the box; if no pixel centre lies in the box, the single model pixel
-  containing the box centre (hx, hy + 0.4 h), clamped to the image, is used. 0.0 when no head
-  lies inside the ROI (`heads_in_roi` then says 0).
-- False foreground: among predicted-foreground model pixels inside the ROI (all frames pooled),
-  the share whose centre is farther (full-frame Euclidean distance) than the radius h_j from
-  every head j of that frame, with h_j that head's height; every head of the frame counts,
-  inside the ROI or not. 0.0 when there is no predicted foreground in the ROI (nothing
-  claimed, nothing false).
-- Count correlation: Pearson r, over frames, between the perspective-weighted predicted area
-  sum(predicted * perspective * roi) and the true count; 0.0 when either series has zero
-  variance (for instance a constant prediction, or a single frame), so it is never NaN.
+Predictions are at model resolution H x W; model pixel (x, y) has its centre at full-frame
+((x + 0.5) * width / W, (y + 0.5) * height / H), with `frame_size` = (width, height). Head
+points are in model pixel coordinates: a point lies in pixel (floor(x), floor(y)), one on the
+far edge in the last. A head is h = person_height / sqrt(perspective at its pixel) full-frame
+px tall; its body box, x in [hx - 0.2 h, hx + 0.2 h] and y in [hy, hy + 0.8 h], is hit when
+at least half the pixels whose centres lie in it are foreground (none: the pixel under its
+centre, clamped to the image). README "Metrics" defines the scores.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -136,14 +118,7 @@ def _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, 
     return foreground / area
 
 
-def per_frame_mall_scores(
-    predicted: np.ndarray,
-    heads: Sequence[np.ndarray],
-    roi: np.ndarray,
-    perspective: np.ndarray,
-    frame_size: tuple[float, float],
-    person_height: float = 110.0,
-) -> dict[str, np.ndarray]:
+def per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person_height=110.0):
     """Per-frame counts behind `mall_scores`, each an array of length n: "heads_in_roi",
     "head_hits" (heads in the ROI whose body box is >= half foreground), "foreground_in_roi"
     (predicted pixels in the ROI), "false_foreground" (those farther than h_j from every head),
@@ -197,17 +172,10 @@ def pearson_or_zero(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.clip(np.dot(first, second) / spread, -1.0, 1.0))
 
 
-def mall_scores(
-    predicted: np.ndarray,
-    heads: Sequence[np.ndarray],
-    roi: np.ndarray,
-    perspective: np.ndarray,
-    counts: np.ndarray,
-    frame_size: tuple[float, float],
-    person_height: float = 110.0,
-) -> dict[str, float | int]:
-    """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"},
-    as defined in the module docstring."""
+def mall_scores(predicted, heads, roi, perspective, counts, frame_size, person_height=110.0):
+    """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"}:
+    the shares of the summed per-frame counts (0.0 where nothing is counted) and the Pearson
+    r of the weighted area and the counts."""
     table = per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person_height)
     frames = len(predicted)
     counts = np.asarray(counts, dtype=np.float64)

@@ -1,36 +1,7 @@
-"""Binary foreground segmentation scores for a batch of masks.
-
-`truth` and `predicted` are boolean arrays of shape (n, h, w). Per image, with TP, FP, FN, TN
-the pixel counts of the confusion matrix:
-
-- iou = TP / (TP + FP + FN)
-- dice = 2 TP / (2 TP + FP + FN)
-- precision = TP / (TP + FP)
-- recall = TP / (TP + FN)
-- accuracy = (TP + TN) / (TP + FP + FN + TN)
-
-Boundary scores: the boundary of a mask is its foreground minus its binary erosion by a 3x3
-cross (pixels outside the image count as background, so foreground touching the image edge is
-boundary). A predicted boundary pixel is matched when a true boundary pixel lies within
-`tolerance` pixels of it (Euclidean distance), and a true boundary pixel is matched when a
-predicted one lies within `tolerance` of it.
-
-- boundary_precision = matched predicted boundary px / predicted boundary px
-- boundary_recall = matched true boundary px / true boundary px
-- boundary_f1 = 2 P R / (P + R), with P, R the boundary precision and recall
-
-Conventions where a denominator is zero (no division by zero, no NaN, no warnings):
-
-- iou and dice are 1.0 when TP + FP + FN = 0 (truth and prediction both empty).
-- precision is 1.0 when TP + FP = 0 and FN = 0 (nothing predicted, nothing missed), else 0.0.
-- recall is 1.0 when TP + FN = 0 and FP = 0 (nothing to find, nothing claimed), else 0.0.
-- boundary precision and recall follow the same rule: 1.0 when both boundaries are empty,
-  0.0 when only the denominator's boundary is empty.
-- boundary_f1 is 0.0 when boundary precision and recall are both 0.0.
-
-Two summaries over the batch: "pooled" sums every count over the images and applies the
-formulas above once to the sums (boundary scores from the summed matched and total boundary
-pixels); "mean" applies the formulas per image and averages the scores over the images.
+"""Scores of boolean masks (n, h, w): pixel scores of the confusion matrix and boundary
+scores (boundary: foreground minus its erosion by a 3x3 cross, background outside), each
+"pooled" (of the counts summed over the images) and as the "mean" over images. A zero
+denominator gives no NaN: empty truth and prediction agree perfectly (1.0; README "Metrics").
 """
 
 from __future__ import annotations
@@ -44,17 +15,12 @@ from scipy import ndimage
 from sfae.errors import SfaeError
 
 PIXEL_COUNT_KEYS = ("tp", "fp", "fn", "tn")
-BOUNDARY_COUNT_KEYS = (
-    *("boundary_matched_predicted", "boundary_predicted"),
-    *("boundary_matched_truth", "boundary_truth"),
+BOUNDARY_COUNT_KEYS = tuple(
+    f"boundary_{key}" for key in ("matched_predicted", "predicted", "matched_truth", "truth")
 )
 COUNT_KEYS = PIXEL_COUNT_KEYS + BOUNDARY_COUNT_KEYS
-SCORE_KEYS = (
-    *("iou", "dice", "precision", "recall", "accuracy"),
-    *("boundary_precision", "boundary_recall", "boundary_f1"),
-)
-
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")  # per_image.tsv
+SCORE_KEYS = (*TABLE_COLUMNS[:5], "boundary_precision", "boundary_recall", "boundary_f1")
 _CROSS = ndimage.generate_binary_structure(2, 1)
 
 
@@ -80,7 +46,7 @@ def _check_tolerance(tolerance: float) -> float:
     return value
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray, when_empty: object) -> np.ndarray:
+def _ratio(numerator, denominator, when_empty) -> np.ndarray:
     """numerator / denominator, and `when_empty` where the denominator is 0."""
     numerator, denominator = np.broadcast_arrays(
         np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
@@ -116,10 +82,9 @@ def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: floa
     return int(np.count_nonzero(boundary_from & (distance_to <= tolerance)))
 
 
-def boundary_counts(
-    truth: np.ndarray, predicted: np.ndarray, tolerance: float
-) -> dict[str, np.ndarray]:
-    """Per-image matched and total boundary pixel counts (int64 arrays of length n)."""
+def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance) -> dict:
+    """Per-image boundary pixels (int64 arrays of length n): of the prediction, those within
+    tolerance (Euclidean) of the truth's, and the other way round."""
     tolerance = _check_tolerance(tolerance)  # the masks: checked by confusion() first
     rows = []
     for masks in zip(truth, predicted, strict=True):
@@ -130,8 +95,7 @@ def boundary_counts(
 
 
 def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise, with the
-    module's zero-denominator conventions."""
+    """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise."""
     tp, fp, fn, tn, matched_predicted, predicted_total, matched_truth, truth_total = (
         np.asarray(counts[key], dtype=np.int64) for key in COUNT_KEYS
     )
@@ -150,9 +114,7 @@ def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def per_image_scores(
-    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
-) -> dict[str, np.ndarray]:
+def per_image_scores(truth: np.ndarray, predicted: np.ndarray, tolerance=2) -> dict:
     """Per-image table: every key of COUNT_KEYS and SCORE_KEYS -> array of length n."""
     counts = confusion(truth, predicted) | boundary_counts(truth, predicted, tolerance)
     return counts | scores_from_counts(counts)
@@ -160,8 +122,7 @@ def per_image_scores(
 
 def summarize(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """{"pooled": scores of the summed counts, "mean": per-image scores averaged over images}."""
-    summed = {key: np.sum(table[key]) for key in COUNT_KEYS}
-    pooled = scores_from_counts(summed)
+    pooled = scores_from_counts({key: np.sum(table[key]) for key in COUNT_KEYS})
     return {
         "pooled": {key: float(pooled[key]) for key in SCORE_KEYS},
         "mean": {key: float(np.mean(table[key])) for key in SCORE_KEYS},
