@@ -46,8 +46,7 @@ class Report:
 
     @contextlib.contextmanager
     def failure_of(self, path: Path, written: tuple[Path, ...] = ()):
-        """What the body raises is reported as a failure of path, and the command goes on;
-        else the outputs `written` are."""
+        """What the body raises is a failure of path, and the command goes on; else `written`."""
         try:
             yield
         except SfaeError as error:  # it names its file already
@@ -131,11 +130,9 @@ def segment_images(paths: list[Path], segmenter, out: Path, threshold: float, dr
 
 
 def segment_video(source: Path, target: Path, segmenter, draw) -> None:
-    """The probability overlaid on every frame, as an MP4 at the video's rate and size.
-
-    A thread decodes the next batch while the network works on this one, and another draws
-    and encodes the last one (OpenCV and TensorFlow release the GIL).
-    """
+    """The probability overlaid on every frame, as an MP4 at the video's rate and size: a
+    thread decodes the next batch while the network works on this one, and another draws and
+    encodes the last one (OpenCV and TensorFlow release the GIL)."""
     import cv2
     from tqdm import tqdm
 
@@ -157,21 +154,20 @@ def segment_video(source: Path, target: Path, segmenter, draw) -> None:
                 f"{source}: cannot open it as a video (unreadable, truncated or damaged)"
             )
         fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps > 0 else FALLBACK_FPS  # NaN too
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        with (
-            staged_outputs(target) as (temporary,),
-            ThreadPoolExecutor(1) as reader,
-            ThreadPoolExecutor(1) as encoder,
-            tqdm(total=max(expected, 0) or None, desc=source.name, unit="frame") as progress,
-        ):
-            read, written = reader.submit(read_frames), encoder.submit(int)  # int: a no-op
-            try:
+        with staged_outputs(target) as (temporary,):
+            with (
+                ThreadPoolExecutor(1) as reader,
+                ThreadPoolExecutor(1) as encoder,
+                tqdm(total=max(expected, 0) or None, desc=source.name, unit="frame") as progress,
+            ):
+                read, written = reader.submit(read_frames), encoder.submit(int)  # int: a no-op
                 while frames := read.result():
                     read = reader.submit(read_frames)
                     if writer is None:
                         size = frames[0].shape[1], frames[0].shape[0]
-                        rate = fps if fps > 0 else FALLBACK_FPS  # NaN too
-                        writer = open_mp4_writer(temporary, rate, *size, shown=target)
+                        writer = open_mp4_writer(temporary, fps, *size, shown=target)
                     # Decoders and writers work in BGR: so do the network's input and the
                     # overlay, which saves two colour conversions of every full-size frame.
                     probabilities = segmenter.probabilities(frames, bgr=True)
@@ -180,21 +176,20 @@ def segment_video(source: Path, target: Path, segmenter, draw) -> None:
                     decoded += len(frames)
                     progress.update(len(frames))
                 written.result()
-            finally:
-                read.cancel()
-                if writer is not None:
-                    encoder.submit(writer.release).result()
             if decoded == 0:
                 raise SfaeError(
                     f"{source}: no frame could be decoded (empty, truncated or damaged)"
                 )
+            writer.release()
             if expected > 0 and decoded < expected:
                 raise SfaeError(
                     f"{source}: truncated or damaged: decoded {decoded} of its {expected} frames"
                 )
             check_video(temporary, decoded)
-    finally:
+    finally:  # the executors are done: no thread uses the capture or the writer
         capture.release()
+        if writer is not None:
+            writer.release()  # after a failure; a no-op after success
 
 
 def fraction(text: str) -> float:
