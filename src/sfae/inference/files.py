@@ -1,7 +1,5 @@
-"""`sfae predict INPUT...`: masks and overlays of images, folders of images and videos.
-
-A bad input is one line `error: <path>: <problem>` on stderr, the others are still written.
-"""
+"""`sfae predict INPUT...`: masks and overlays of images, folders of images and videos; a bad
+input is one line `error: <path>: <problem>` on stderr, and the others are still written."""
 
 from __future__ import annotations
 

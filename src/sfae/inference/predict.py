@@ -1,7 +1,6 @@
 """The one prediction path (evaluation, the Mall videos, the finetune log, `sfae predict`):
 `predict_probabilities` takes images at the network's input size, a `Segmenter` RGB uint8
-images of any size, resized as prepare.py does, and gives each map at its image's size.
-"""
+images of any size, resized as prepare.py does, and gives each map at its image's size."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Generalisation scores of a foreground model on CUHK Mall frames, which have no masks.
-
-Predictions are at model resolution H x W; model pixel (x, y) has its centre at full-frame
-((x + 0.5) * width / W, (y + 0.5) * height / H), with `frame_size` = (width, height). Head
-points are in model pixel coordinates: a point lies in pixel (floor(x), floor(y)), one on the
-far edge in the last. A head is h = person_height / sqrt(perspective at its pixel) full-frame
-px tall; its body box, x in [hx - 0.2 h, hx + 0.2 h] and y in [hy, hy + 0.8 h], is hit when
-at least half the pixels whose centres lie in it are foreground (none: the pixel under its
-centre, clamped to the image). README "Metrics" defines the scores.
-"""
+"""Generalisation scores of a foreground model on CUHK Mall frames, which have no masks
+(README "Metrics"): predictions at model resolution, head points in model pixel coordinates,
+distances and heights in full-frame pixels; model pixel i's centre is at (i + 0.5) * scale."""
 
 from __future__ import annotations
 
@@ -56,8 +49,8 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
         raise SfaeError("perspective must be finite and > 0 everywhere")
     if len(frame_size) != 2:
         raise SfaeError(f"frame_size must be (width, height), got {frame_size!r}")
-    frame_width = _positive_number("frame width", frame_size[0])
-    frame_height = _positive_number("frame height", frame_size[1])
+    scale_x = _positive_number("frame width", frame_size[0]) / width
+    scale_y = _positive_number("frame height", frame_size[1]) / height
     person_height = _positive_number("person_height", person_height)
     if len(heads) != frames:
         raise SfaeError(f"{len(heads)} frames of head points for {frames} predicted frames")
@@ -77,8 +70,7 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
                 f"{width}x{height} model image (points are in model pixel coordinates)"
             )
         checked_heads.append(points)
-    scales = frame_width / width, frame_height / height
-    return checked_heads, roi != 0, perspective, *scales, person_height
+    return checked_heads, roi != 0, perspective, scale_x, scale_y, person_height
 
 
 def _pixel_of(coordinate: np.ndarray, size: int) -> np.ndarray:

@@ -1,8 +1,7 @@
 """Scores of boolean masks (n, h, w): pixel scores of the confusion matrix and boundary
 scores (boundary: foreground minus its erosion by a 3x3 cross, background outside), each
 "pooled" (of the counts summed over the images) and as the "mean" over images. A zero
-denominator gives no NaN: empty truth and prediction agree perfectly (1.0; README "Metrics").
-"""
+denominator gives no NaN: empty truth and prediction agree perfectly (1.0; README "Metrics")."""
 
 from __future__ import annotations
 
@@ -34,16 +33,6 @@ def _check_batch(truth: np.ndarray, predicted: np.ndarray) -> None:
             raise SfaeError(f"{name} must have shape (n, h, w), none of them 0, got {masks.shape}")
     if truth.shape != predicted.shape:
         raise SfaeError(f"truth {truth.shape} and predicted {predicted.shape} differ in shape")
-
-
-def _check_tolerance(tolerance: float) -> float:
-    try:
-        value = float(tolerance)
-    except (TypeError, ValueError) as error:
-        raise SfaeError(f"tolerance must be a number of pixels, got {tolerance!r}") from error
-    if not math.isfinite(value) or value < 0:
-        raise SfaeError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
-    return value
 
 
 def _ratio(numerator, denominator, when_empty) -> np.ndarray:
@@ -84,13 +73,19 @@ def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: floa
 
 def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance) -> dict:
     """Per-image boundary pixels (int64 arrays of length n): of the prediction, those within
-    tolerance (Euclidean) of the truth's, and the other way round."""
-    tolerance = _check_tolerance(tolerance)  # the masks: checked by confusion() first
+    tolerance (Euclidean) of the truth's, and the other way round. The masks: checked by
+    confusion() first."""
+    try:
+        value = float(tolerance)
+    except (TypeError, ValueError) as error:
+        raise SfaeError(f"tolerance must be a number of pixels, got {tolerance!r}") from error
+    if not math.isfinite(value) or value < 0:
+        raise SfaeError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
     rows = []
     for masks in zip(truth, predicted, strict=True):
         true, found = (boundary(mask) for mask in masks)
-        row = (_matched(found, true, tolerance), np.count_nonzero(found))
-        rows.append(row + (_matched(true, found, tolerance), np.count_nonzero(true)))
+        row = (_matched(found, true, value), np.count_nonzero(found))
+        rows.append(row + (_matched(true, found, value), np.count_nonzero(true)))
     return dict(zip(BOUNDARY_COUNT_KEYS, np.array(rows, dtype=np.int64).T, strict=True))
 
 
