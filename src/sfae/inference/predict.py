@@ -33,10 +33,8 @@ def load_trained(path: Path) -> keras.Model:
             return keras.models.load_model(path)
     except Exception as error:  # zipfile, json, h5py and Keras each raise their own kinds
         detail = " ".join(str(error).split())[:200]
-        raise SfaeError(
-            f"{path}: damaged or not a model sfae can load ({type(error).__name__}: {detail}); "
-            f"{remedy}"
-        ) from error
+        problem = f"damaged or not a model sfae can load ({type(error).__name__}: {detail})"
+        raise SfaeError(f"{path}: {problem}; {remedy}") from error
     raise SfaeError(f"{path}: damaged ({damaged} fails its checksum); {remedy}")
 
 

@@ -41,9 +41,8 @@ def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, b
 
 def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
     """A writer of an MP4 at path; its error names `shown` (a staged path's target) or path."""
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height)
-    )
+    fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+    writer = cv2.VideoWriter(str(path), fourcc, float(fps), (width, height))
     if not writer.isOpened():
         where = shown or path
         raise SfaeError(f"{where}: cannot open an MP4 video writer (codec mp4v, {width}x{height})")

@@ -29,15 +29,12 @@ def _positive_number(name: str, value: float) -> float:
 def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height) -> tuple:
     """The inputs checked: heads as (k, 2) float arrays, roi as bool, perspective as float,
     the full-frame px per model px along x and along y, and person_height."""
-    if not isinstance(predicted, np.ndarray) or predicted.dtype != np.bool_:
-        raise SfaeError(
-            f"predicted must be a boolean numpy array, got {getattr(predicted, 'dtype', None)}"
-        )
-    if predicted.ndim != 3 or 0 in predicted.shape:
-        raise SfaeError(
-            f"predicted must have shape (n, H, W), none of them 0, got {predicted.shape}"
-        )
-    frames, height, width = predicted.shape
+    dtype = getattr(predicted, "dtype", None)
+    if not isinstance(predicted, np.ndarray) or dtype != np.bool_:
+        raise SfaeError(f"predicted must be a boolean numpy array, got {dtype}")
+    if len(shape := predicted.shape) != 3 or 0 in shape:
+        raise SfaeError(f"predicted must have shape (n, H, W), none of them 0, got {shape}")
+    frames, height, width = shape
     roi, perspective = np.asarray(roi), np.asarray(perspective, dtype=np.float64)
     for name, values in (("roi", roi), ("perspective", perspective)):
         if values.shape != (height, width):
@@ -57,12 +54,9 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
     checked_heads = []
     for index, points in enumerate(heads):
         points = np.asarray(points, dtype=np.float64)
-        if points.size == 0:
-            points = points.reshape(0, 2)
-        if points.ndim != 2 or points.shape[1] != 2:
-            raise SfaeError(
-                f"frame {index}: head points must have shape (k, 2), got {points.shape}"
-            )
+        points = points.reshape(0, 2) if points.size == 0 else points
+        if len(shape := points.shape) != 2 or shape[1] != 2:
+            raise SfaeError(f"frame {index}: head points must have shape (k, 2), got {shape}")
         inside = ((points >= 0) & (points <= (width, height))).all(axis=1)  # NaN is not
         if not inside.all():
             raise SfaeError(
