@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import sys
 import tempfile
@@ -24,12 +25,9 @@ DEFAULT_BATCH = 64
 FALLBACK_FPS = 25.0  # for a video that does not say its frame rate
 
 
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
-
-
 def outputs(path: Path, out: Path) -> tuple[Path, ...]:
-    names = ("overlay.mp4",) if is_video(path) else ("mask.png", "overlay.png")
+    video = path.suffix.lower() in VIDEO_SUFFIXES
+    names = ("overlay.mp4",) if video else ("mask.png", "overlay.png")
     return tuple(out / f"{path.stem}_{name}" for name in names)
 
 
@@ -47,12 +45,10 @@ class Report:
         """What the body raises is a failure of path, and the command goes on; else `written`."""
         try:
             yield
-        except SfaeError as error:  # it names its file already
-            return self.error(str(error))
-        except Exception as error:
+        except Exception as error:  # an SfaeError names its file already
             detail = " ".join(str(error).split())[:200]
             why = f"{type(error).__name__}: {detail}" if detail else repr(error)
-            return self.error(f"{path}: {why}")
+            return self.error(error if isinstance(error, SfaeError) else f"{path}: {why}")
         if written:
             self.written += 1
             print(f"{path} -> {', '.join(map(str, written))}")
@@ -222,10 +218,8 @@ def predict_command(args: argparse.Namespace) -> int:
         report.error(str(error))
         return 1
 
-    def draw(frame, probability, bgr=False):
-        return overlay(frame, probability, args.alpha, code, bgr=bgr)
-
-    for video, run in itertools.groupby(jobs, key=is_video):
+    draw = functools.partial(overlay, alpha=args.alpha, colormap=code)
+    for video, run in itertools.groupby(jobs, key=lambda p: p.suffix.lower() in VIDEO_SUFFIXES):
         if not video:  # consecutive images share batches
             segment_images(list(run), segmenter, args.out, args.threshold, draw, report)
             continue
