@@ -95,12 +95,10 @@ def check_output_folder(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as error:
-        if isinstance(error, FileExistsError):
-            problem = ": it is a file, not a folder"
-        elif isinstance(error, NotADirectoryError):
-            problem = ": a parent is not a folder"
-        else:
-            problem = f" ({error.strerror or type(error).__name__})"
+        problem = {
+            FileExistsError: ": it is a file, not a folder",
+            NotADirectoryError: ": a parent is not a folder",
+        }.get(type(error), f" ({error.strerror or type(error).__name__})")
         raise SfaeError(f"{out}: cannot write the outputs here{problem}") from error
 
 
@@ -142,31 +140,28 @@ def segment_video(source: Path, target: Path, segmenter, draw) -> None:
             writer.write(draw(frame, probability, bgr=True))
 
     capture, writer, decoded = cv2.VideoCapture(str(source)), None, 0
+    if not capture.isOpened():  # nothing to release
+        raise SfaeError(f"{source}: cannot open it as a video (unreadable, truncated or damaged)")
     try:
-        if not capture.isOpened():
-            raise SfaeError(
-                f"{source}: cannot open it as a video (unreadable, truncated or damaged)"
-            )
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = fps if fps > 0 else FALLBACK_FPS  # NaN too
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         with staged_outputs(target) as (temporary,):
+            # At most one read and one write are pending at a time, each in order.
             with (
-                ThreadPoolExecutor(1) as reader,
-                ThreadPoolExecutor(1) as encoder,
+                ThreadPoolExecutor(2) as pool,
                 tqdm(total=max(expected, 0) or None, desc=source.name, unit="frame") as progress,
             ):
-                read, written = reader.submit(read_frames), encoder.submit(int)  # int: a no-op
+                read, written = pool.submit(read_frames), pool.submit(int)  # int: a no-op
                 while frames := read.result():
-                    read = reader.submit(read_frames)
+                    read = pool.submit(read_frames)
                     if writer is None:
                         size = frames[0].shape[1], frames[0].shape[0]
                         writer = open_mp4_writer(temporary, fps, *size, shown=target)
-                    # Decoders and writers work in BGR: so do the network's input and the
-                    # overlay, which saves two colour conversions of every full-size frame.
+                    # In BGR, as decoders and writers: two colour conversions of a frame saved.
                     probabilities = segmenter.probabilities(frames, bgr=True)
                     written.result()
-                    written = encoder.submit(draw_and_write, frames, probabilities)
+                    written = pool.submit(draw_and_write, frames, probabilities)
                     decoded += len(frames)
                     progress.update(len(frames))
                 written.result()
@@ -180,7 +175,7 @@ def segment_video(source: Path, target: Path, segmenter, draw) -> None:
                     f"{source}: truncated or damaged: decoded {decoded} of its {expected} frames"
                 )
             check_video(temporary, decoded)
-    finally:  # the executors are done: no thread uses the capture or the writer
+    finally:  # the pool is done: no thread uses the capture or the writer
         capture.release()
         if writer is not None:
             writer.release()  # after a failure; a no-op after success

@@ -43,8 +43,8 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
     chunks = []
     for start in range(0, len(images), batch_size):
         outputs = model.predict_on_batch(images[start : start + batch_size])
-        if isinstance(outputs, list | tuple):  # sfae's models: the mask first, then features
-            outputs = outputs[0]
+        # sfae's models give the mask first, then features
+        outputs = outputs[0] if isinstance(outputs, list | tuple) else outputs
         chunks.append(np.asarray(outputs, dtype=np.float32)[..., 0])
     return np.concatenate(chunks)
 

@@ -57,9 +57,7 @@ def check_video(path: Path, frames: int) -> None:
         raise SfaeError(f"{path}: wrote {written} of {frames} frames (disk full or not writable?)")
 
 
-def render_videos(
-    frame_paths: list[Path], probabilities: np.ndarray, outputs: tuple, settings: RenderConfig
-) -> None:
+def render_videos(frame_paths: list[Path], probabilities, outputs, settings: RenderConfig):
     """Overlay probabilities[i] on frame_paths[i]: an MP4 of every frame, a GIF of every
     `gif_frame_step`-th and a strip of `strip_frames` evenly spaced frames, at `gif_width`."""
     mp4_path, gif_path, strip_path = outputs

@@ -153,9 +153,7 @@ def pearson_or_zero(first: np.ndarray, second: np.ndarray) -> float:
         return 0.0
     first, second = first - first.mean(), second - second.mean()
     spread = math.sqrt(float(np.dot(first, first)) * float(np.dot(second, second)))
-    if spread == 0.0:
-        return 0.0
-    return float(np.clip(np.dot(first, second) / spread, -1.0, 1.0))
+    return float(np.clip(np.dot(first, second) / spread, -1.0, 1.0)) if spread else 0.0
 
 
 def mall_scores(predicted, heads, roi, perspective, counts, frame_size, person_height=110.0):

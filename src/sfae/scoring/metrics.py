@@ -37,12 +37,9 @@ def _check_batch(truth: np.ndarray, predicted: np.ndarray) -> None:
 
 def _ratio(numerator, denominator, when_empty) -> np.ndarray:
     """numerator / denominator, and `when_empty` where the denominator is 0."""
-    numerator, denominator = np.broadcast_arrays(
-        np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
-    )
-    result = np.broadcast_to(np.asarray(when_empty, dtype=np.float64), numerator.shape).copy()
-    np.divide(numerator, denominator, out=result, where=denominator > 0)
-    return result
+    arrays = (np.asarray(a, dtype=np.float64) for a in (numerator, denominator, when_empty))
+    numerator, denominator, when_empty = np.broadcast_arrays(*arrays)
+    return np.divide(numerator, denominator, out=when_empty.copy(), where=denominator > 0)
 
 
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
