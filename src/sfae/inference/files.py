@@ -22,7 +22,6 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_ALPHA = 0.45
 DEFAULT_COLORMAP = "jet"
 DEFAULT_BATCH = 64
-FALLBACK_FPS = 25.0  # for a video that does not say its frame rate
 
 
 def outputs(path: Path, out: Path) -> tuple[Path, ...]:
@@ -122,9 +121,8 @@ def segment_images(paths: list[Path], segmenter, out: Path, threshold: float, dr
 
 
 def segment_video(source: Path, target: Path, segmenter, draw) -> None:
-    """The probability overlaid on every frame, as an MP4 at the video's rate and size: a
-    thread decodes the next batch while the network works on this one, and another draws and
-    encodes the last one (OpenCV and TensorFlow release the GIL)."""
+    """Every frame with its probability overlaid, as an MP4 at the video's rate and size; the
+    next batch is decoded and the last one drawn and encoded while the network works."""
     import cv2
     from tqdm import tqdm
 
@@ -144,27 +142,26 @@ def segment_video(source: Path, target: Path, segmenter, draw) -> None:
         raise SfaeError(f"{source}: cannot open it as a video (unreadable, truncated or damaged)")
     try:
         fps = capture.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps > 0 else FALLBACK_FPS  # NaN too
+        fps = fps if fps > 0 else 25.0  # a video that does not say its rate (NaN too)
         expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        with staged_outputs(target) as (temporary,):
-            # At most one read and one write are pending at a time, each in order.
-            with (
-                ThreadPoolExecutor(2) as pool,
-                tqdm(total=max(expected, 0) or None, desc=source.name, unit="frame") as progress,
-            ):
-                read, written = pool.submit(read_frames), pool.submit(int)  # int: a no-op
-                while frames := read.result():
-                    read = pool.submit(read_frames)
-                    if writer is None:
-                        size = frames[0].shape[1], frames[0].shape[0]
-                        writer = open_mp4_writer(temporary, fps, *size, shown=target)
-                    # In BGR, as decoders and writers: two colour conversions of a frame saved.
-                    probabilities = segmenter.probabilities(frames, bgr=True)
-                    written.result()
-                    written = pool.submit(draw_and_write, frames, probabilities)
-                    decoded += len(frames)
-                    progress.update(len(frames))
+        with (
+            staged_outputs(target) as (temporary,),
+            ThreadPoolExecutor(2) as pool,  # a read and a write pending at most, each in order
+            tqdm(total=max(expected, 0) or None, desc=source.name, unit="frame") as progress,
+        ):
+            read, written = pool.submit(read_frames), pool.submit(int)  # int: a no-op
+            while frames := read.result():
+                read = pool.submit(read_frames)
+                if writer is None:
+                    size = frames[0].shape[1], frames[0].shape[0]
+                    writer = open_mp4_writer(temporary, fps, *size, shown=target)
+                # In BGR, as decoders and writers: two colour conversions of a frame saved.
+                probabilities = segmenter.probabilities(frames, bgr=True)
                 written.result()
+                written = pool.submit(draw_and_write, frames, probabilities)
+                decoded += len(frames)
+                progress.update(len(frames))
+            written.result()
             if decoded == 0:
                 raise SfaeError(
                     f"{source}: no frame could be decoded (empty, truncated or damaged)"
@@ -175,7 +172,7 @@ def segment_video(source: Path, target: Path, segmenter, draw) -> None:
                     f"{source}: truncated or damaged: decoded {decoded} of its {expected} frames"
                 )
             check_video(temporary, decoded)
-    finally:  # the pool is done: no thread uses the capture or the writer
+    finally:  # the pool has shut down: no thread uses the capture or the writer
         capture.release()
         if writer is not None:
             writer.release()  # after a failure; a no-op after success
@@ -212,7 +209,6 @@ def predict_command(args: argparse.Namespace) -> int:
     except SfaeError as error:
         report.error(str(error))
         return 1
-
     draw = functools.partial(overlay, alpha=args.alpha, colormap=code)
     for video, run in itertools.groupby(jobs, key=lambda p: p.suffix.lower() in VIDEO_SUFFIXES):
         if not video:  # consecutive images share batches

@@ -5,7 +5,6 @@ images of any size, resized as prepare.py does, and gives each map at its image'
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -18,7 +17,6 @@ from sfae.errors import SfaeError
 
 def load_trained(path: Path) -> keras.Model:
     """The trained model at path; a missing, truncated or damaged file is an SfaeError."""
-    path = Path(path)
     if not path.is_file():
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
     remedy = "run `dvc repro` to make it again"
@@ -81,7 +79,7 @@ class Segmenter:
         """The model saved at path; a missing, damaged or non-segmentation file is an SfaeError."""
         return cls(load_trained(Path(path)), Path(path), batch_size)
 
-    def probabilities(self, frames: Sequence[np.ndarray], bgr=False) -> list[np.ndarray]:
+    def probabilities(self, frames: list[np.ndarray], bgr=False) -> list[np.ndarray]:
         """One float32 (height, width) map per RGB uint8 image. bgr=True takes frames in BGR
         order (a video decoder's) and swaps the channels after resizing: the same numbers."""
         for index, frame in enumerate(frames):

@@ -94,9 +94,7 @@ def render_videos(frame_paths: list[Path], probabilities, outputs, settings: Ren
     check_video(mp4_path, len(frame_paths))
     # Encoded in memory, then written: imageio's file writer flushes again when collected,
     # which turned a full disk into a traceback after the error line.
-    duration = 1000.0 * step / settings.fps
     gif = np.stack([small[i] for i in gif_wanted])
-    gif_path.write_bytes(
-        iio.imwrite("<bytes>", gif, plugin="pillow", extension=".gif", duration=duration, loop=0)
-    )
+    options = dict(plugin="pillow", extension=".gif", duration=1000.0 * step / settings.fps, loop=0)
+    gif_path.write_bytes(iio.imwrite("<bytes>", gif, **options))
     write_png(strip_path, np.concatenate([small[i] for i in strip_wanted], axis=1))

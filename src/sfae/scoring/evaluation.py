@@ -32,9 +32,8 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
 
 def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: int):
     """(grid: image | truth | prediction per row, errors: TP/FP/FN per image) as uint8 RGB."""
-    picks = fixed_indices(len(data.test_names), wanted)
     rows, errors = [], []
-    for i in picks:
+    for i in fixed_indices(len(data.test_names), wanted):
         image, truth = data.test_images[i], data.test_masks[i, ..., 0]
         rows.append([to_uint8(image), tint(image, truth), tint(image, probability[i])])
         errors.append(error_overlay(image, truth > 0.5, probability[i] >= threshold))

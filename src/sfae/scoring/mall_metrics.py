@@ -27,8 +27,8 @@ def _positive_number(name: str, value: float) -> float:
 
 
 def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height) -> tuple:
-    """The inputs checked: heads as (k, 2) float arrays, roi as bool, perspective as float,
-    the full-frame px per model px along x and along y, and person_height."""
+    """Heads as (k, 2) floats, roi bool, perspective float, full-frame px per model px along x
+    and y, person_height: checked."""
     dtype = getattr(predicted, "dtype", None)
     if not isinstance(predicted, np.ndarray) or dtype != np.bool_:
         raise SfaeError(f"predicted must be a boolean numpy array, got {dtype}")
@@ -83,32 +83,26 @@ def _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, 
     left, top = np.maximum(left, 0).astype(np.int64), np.maximum(top, 0).astype(np.int64)
     right = np.minimum(right, width - 1).astype(np.int64)
     bottom = np.minimum(bottom, height - 1).astype(np.int64)
-
     empty = (left > right) | (top > bottom)
     centre_x = _pixel_of(head_x[empty] / scale_x, width)
     centre_y = _pixel_of((head_y[empty] + BODY_LENGTH / 2 * head_height[empty]) / scale_y, height)
     left[empty], right[empty] = centre_x, centre_x
     top[empty], bottom[empty] = centre_y, centre_y
-
     # Summed-area table with a zero row and column in front: any box sum in four look-ups.
     summed = np.zeros((predicted.shape[0], height + 1, width + 1), dtype=np.int32)
     np.cumsum(np.cumsum(predicted, axis=1, dtype=np.int32), axis=2, out=summed[:, 1:, 1:])
     f = frame_of_head
-    foreground = (
-        summed[f, bottom + 1, right + 1]
-        - summed[f, top, right + 1]
-        - summed[f, bottom + 1, left]
-        + summed[f, top, left]
-    )
+    foreground = summed[f, bottom + 1, right + 1] - summed[f, top, right + 1]
+    foreground -= summed[f, bottom + 1, left]
+    foreground += summed[f, top, left]
     area = (bottom - top + 1) * (right - left + 1)
     return foreground / area
 
 
 def per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person_height=110.0):
-    """Per-frame counts behind `mall_scores`, each an array of length n: "heads_in_roi",
-    "head_hits" (heads in the ROI whose body box is >= half foreground), "foreground_in_roi"
-    (predicted pixels in the ROI), "false_foreground" (those farther than h_j from every head),
-    "weighted_area" (sum(predicted * perspective * roi))."""
+    """Per-frame counts behind `mall_scores` (arrays of length n): "heads_in_roi", "head_hits"
+    (those whose body box is at least half foreground), "foreground_in_roi", "false_foreground"
+    (farther than h_j from every head), "weighted_area" (sum(predicted * perspective * roi))."""
     heads, roi, perspective, scale_x, scale_y, person_height = _check_inputs(
         predicted, heads, roi, perspective, frame_size, person_height
     )
@@ -119,11 +113,9 @@ def per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person
     pixel_y = _pixel_of(all_heads[:, 1], height)
     head_height = person_height / np.sqrt(perspective[pixel_y, pixel_x])
     head_x, head_y = all_heads[:, 0] * scale_x, all_heads[:, 1] * scale_y
-
     in_roi = roi[pixel_y, pixel_x]
     hit = _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, scale_y)
     hit = in_roi & (hit >= HIT_SHARE)
-
     claimed = predicted & roi
     centre_x = (np.arange(width) + 0.5) * scale_x
     centre_y = (np.arange(height) + 0.5) * scale_y
@@ -135,7 +127,6 @@ def per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person
         dy2 = (centre_y[None, :, None] - head_y[frame_heads, None, None]) ** 2
         near_a_head = (dx2 + dy2 <= head_height[frame_heads, None, None] ** 2).any(axis=0)
         false_foreground[frame] = np.count_nonzero(claimed[frame] & ~near_a_head)
-
     return {
         "heads_in_roi": np.bincount(frame_of_head[in_roi], minlength=frames).astype(np.int64),
         "head_hits": np.bincount(frame_of_head[hit], minlength=frames).astype(np.int64),
@@ -157,9 +148,8 @@ def pearson_or_zero(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def mall_scores(predicted, heads, roi, perspective, counts, frame_size, person_height=110.0):
-    """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"}:
-    the shares of the summed per-frame counts (0.0 where nothing is counted) and the Pearson
-    r of the weighted area and the counts."""
+    """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"}: shares
+    of the summed counts (0.0 of nothing), the Pearson r of the weighted area and the counts."""
     table = per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person_height)
     frames = len(predicted)
     counts = np.asarray(counts, dtype=np.float64)

@@ -23,18 +23,6 @@ SCORE_KEYS = (*TABLE_COLUMNS[:5], "boundary_precision", "boundary_recall", "boun
 _CROSS = ndimage.generate_binary_structure(2, 1)
 
 
-def _check_batch(truth: np.ndarray, predicted: np.ndarray) -> None:
-    for name, masks in (("truth", truth), ("predicted", predicted)):
-        if not isinstance(masks, np.ndarray):
-            raise SfaeError(f"{name} must be a boolean numpy array, got {type(masks).__name__}")
-        if masks.dtype != np.bool_:
-            raise SfaeError(f"{name} must be a boolean array, got dtype {masks.dtype}")
-        if masks.ndim != 3 or 0 in masks.shape:
-            raise SfaeError(f"{name} must have shape (n, h, w), none of them 0, got {masks.shape}")
-    if truth.shape != predicted.shape:
-        raise SfaeError(f"truth {truth.shape} and predicted {predicted.shape} differ in shape")
-
-
 def _ratio(numerator, denominator, when_empty) -> np.ndarray:
     """numerator / denominator, and `when_empty` where the denominator is 0."""
     arrays = (np.asarray(a, dtype=np.float64) for a in (numerator, denominator, when_empty))
@@ -44,7 +32,15 @@ def _ratio(numerator, denominator, when_empty) -> np.ndarray:
 
 def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
     """Per-image pixel counts {"tp", "fp", "fn", "tn"}, each an int64 array of length n."""
-    _check_batch(truth, predicted)
+    for name, masks in (("truth", truth), ("predicted", predicted)):
+        if not isinstance(masks, np.ndarray):
+            raise SfaeError(f"{name} must be a boolean numpy array, got {type(masks).__name__}")
+        if masks.dtype != np.bool_:
+            raise SfaeError(f"{name} must be a boolean array, got dtype {masks.dtype}")
+        if masks.ndim != 3 or 0 in masks.shape:
+            raise SfaeError(f"{name} must have shape (n, h, w), none of them 0, got {masks.shape}")
+    if truth.shape != predicted.shape:
+        raise SfaeError(f"truth {truth.shape} and predicted {predicted.shape} differ in shape")
     tp, fp, fn = (
         np.count_nonzero(pixels, axis=(1, 2)).astype(np.int64)
         for pixels in (truth & predicted, ~truth & predicted, truth & ~predicted)
@@ -69,9 +65,8 @@ def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: floa
 
 
 def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance) -> dict:
-    """Per-image boundary pixels (int64 arrays of length n): of the prediction, those within
-    tolerance (Euclidean) of the truth's, and the other way round. The masks: checked by
-    confusion() first."""
+    """Per-image boundary pixels (int64, length n): of the prediction, those within tolerance
+    (Euclidean) of the truth's, and the reverse. confusion() checks the masks first."""
     try:
         value = float(tolerance)
     except (TypeError, ValueError) as error:
@@ -130,5 +125,4 @@ def pooled_iou(truth: np.ndarray, predicted: np.ndarray) -> float:
 def write_table(path: Path, rows: list[dict]) -> None:
     """per_image.tsv: tab-separated, a header line, one row per image (none: the header)."""
     cells = [[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
-    header = ["name", *TABLE_COLUMNS]
-    path.write_text("".join("\t".join(line) + "\n" for line in [header, *cells]))
+    path.write_text("".join("\t".join(line) + "\n" for line in [["name", *TABLE_COLUMNS], *cells]))
