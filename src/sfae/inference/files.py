@@ -16,8 +16,7 @@ from sfae.errors import SfaeError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi")
-# params.yaml's evaluate.threshold, render.alpha and render.colormap, fixed here so that the
-# command runs without params.yaml; tests/test_predict.py checks they agree.
+# params.yaml's values, fixed so that the command runs without it (tests/test_predict.py checks)
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_ALPHA = 0.45
 DEFAULT_COLORMAP = "jet"
@@ -54,8 +53,7 @@ class Report:
 
 
 def expand_inputs(inputs: list[str], out: Path, report: Report) -> list[Path]:
-    """The files to process, in order: a folder stands for its images, sorted by name. Of
-    two inputs with the same output names, the second is refused."""
+    """The files to process, in order (a folder: its images by name); outputs never clash."""
     supported = ", ".join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     jobs, owners, seen = [], {}, set()
     for given in map(Path, inputs):

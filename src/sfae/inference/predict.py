@@ -1,6 +1,5 @@
-"""The one prediction path (evaluation, the Mall videos, the finetune log, `sfae predict`):
-`predict_probabilities` takes images at the network's input size, a `Segmenter` RGB uint8
-images of any size, resized as prepare.py does, and gives each map at its image's size."""
+"""The one prediction path: `predict_probabilities` for images at the network's input size, a
+`Segmenter` for RGB uint8 images of any size (resized as prepare.py does, maps at their size)."""
 
 from __future__ import annotations
 
@@ -41,8 +40,7 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
     chunks = []
     for start in range(0, len(images), batch_size):
         outputs = model.predict_on_batch(images[start : start + batch_size])
-        # sfae's models give the mask first, then features
-        outputs = outputs[0] if isinstance(outputs, list | tuple) else outputs
+        outputs = outputs[0] if isinstance(outputs, list | tuple) else outputs  # sfae's: mask first
         chunks.append(np.asarray(outputs, dtype=np.float32)[..., 0])
     return np.concatenate(chunks)
 

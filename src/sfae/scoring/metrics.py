@@ -1,11 +1,9 @@
-"""Scores of boolean masks (n, h, w): pixel scores of the confusion matrix and boundary
-scores (boundary: foreground minus its erosion by a 3x3 cross, background outside), each
-"pooled" (of the counts summed over the images) and as the "mean" over images. A zero
-denominator gives no NaN: empty truth and prediction agree perfectly (1.0; README "Metrics")."""
+"""Pixel and boundary scores of boolean masks (n, h, w), "pooled" (of the summed counts) and
+as the "mean" over images (README "Metrics"); the boundary is the foreground minus its erosion
+by a 3x3 cross. A zero denominator gives no NaN: two empty masks agree perfectly (1.0)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,6 @@ BOUNDARY_COUNT_KEYS = tuple(
 COUNT_KEYS = PIXEL_COUNT_KEYS + BOUNDARY_COUNT_KEYS
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")  # per_image.tsv
 SCORE_KEYS = (*TABLE_COLUMNS[:5], "boundary_precision", "boundary_recall", "boundary_f1")
-_CROSS = ndimage.generate_binary_structure(2, 1)
 
 
 def _ratio(numerator, denominator, when_empty) -> np.ndarray:
@@ -52,7 +49,7 @@ def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Boundary pixels of a 2-D boolean mask: mask AND NOT erosion(mask, 3x3 cross, border 0)."""
     mask = mask.astype(bool, copy=False)
-    return mask & ~ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)  # scipy's default: the cross
 
 
 def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: float) -> int:
@@ -71,7 +68,7 @@ def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance) -> dict
         value = float(tolerance)
     except (TypeError, ValueError) as error:
         raise SfaeError(f"tolerance must be a number of pixels, got {tolerance!r}") from error
-    if not math.isfinite(value) or value < 0:
+    if not np.isfinite(value) or value < 0:
         raise SfaeError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
     rows = []
     for masks in zip(truth, predicted, strict=True):
