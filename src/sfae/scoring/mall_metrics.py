@@ -27,8 +27,8 @@ def _positive_number(name: str, value: float) -> float:
 
 
 def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height) -> tuple:
-    """Heads as (k, 2) floats, roi bool, perspective float, full-frame px per model px along x
-    and y, person_height: checked."""
+    """The inputs, checked: heads as (k, 2) floats, roi as bool, perspective as float, the
+    full-frame px per model px along x and along y, and person_height."""
     dtype = getattr(predicted, "dtype", None)
     if not isinstance(predicted, np.ndarray) or dtype != np.bool_:
         raise SfaeError(f"predicted must be a boolean numpy array, got {dtype}")
