@@ -1,19 +1,9 @@
-"""The one prediction path: load a trained model, turn images into foreground probabilities.
-
-Evaluation, the Mall videos, the finetune log and `sfae predict` all go through here:
-`predict_probabilities` takes images already at the network's input size (as data/prepared
-holds them); a `Segmenter` takes RGB uint8 images of any size, resizes them as prepare.py does
-and the maps back to each image's size. In a notebook:
-
-    segmenter = Segmenter.load("models/model.keras")
-    probability = segmenter.probability(rgb)   # float32 (height, width) in [0, 1]
-    mask = segmenter.mask(rgb)                 # uint8 (height, width), 0 or 255
-"""
+"""The one prediction path: `predict_probabilities` for images at the network's input size, a
+`Segmenter` for RGB uint8 images of any size (resized as prepare.py does, maps at their size)."""
 
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -26,7 +16,6 @@ from sfae.errors import SfaeError
 
 def load_trained(path: Path) -> keras.Model:
     """The trained model at path; a missing, truncated or damaged file is an SfaeError."""
-    path = Path(path)
     if not path.is_file():
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
     remedy = "run `dvc repro` to make it again"
@@ -41,10 +30,8 @@ def load_trained(path: Path) -> keras.Model:
             return keras.models.load_model(path)
     except Exception as error:  # zipfile, json, h5py and Keras each raise their own kinds
         detail = " ".join(str(error).split())[:200]
-        raise SfaeError(
-            f"{path}: damaged or not a model sfae can load ({type(error).__name__}: {detail}); "
-            f"{remedy}"
-        ) from error
+        problem = f"damaged or not a model sfae can load ({type(error).__name__}: {detail})"
+        raise SfaeError(f"{path}: {problem}; {remedy}") from error
     raise SfaeError(f"{path}: damaged ({damaged} fails its checksum); {remedy}")
 
 
@@ -53,8 +40,7 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
     chunks = []
     for start in range(0, len(images), batch_size):
         outputs = model.predict_on_batch(images[start : start + batch_size])
-        if isinstance(outputs, list | tuple):  # sfae's models: the mask first, then features
-            outputs = outputs[0]
+        outputs = outputs[0] if isinstance(outputs, list | tuple) else outputs  # sfae's: mask first
         chunks.append(np.asarray(outputs, dtype=np.float32)[..., 0])
     return np.concatenate(chunks)
 
@@ -64,20 +50,10 @@ def to_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(probability >= threshold, np.uint8(255), np.uint8(0))
 
 
-def _check_rgb(frame: np.ndarray, index: int) -> None:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3:
-        got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame)
-        raise SfaeError(f"image {index}: expected uint8 (height, width, 3) RGB, got {got}")
-    if frame.shape[2] != 3 or 0 in frame.shape:
-        raise SfaeError(f"image {index}: expected uint8 (height, width, 3) RGB, got {frame.shape}")
-
-
 class Segmenter:
     """A model loaded once, checked to be a segmentation model; images in, maps out."""
 
-    def __init__(
-        self, model: keras.Model, source: str | Path = "model", batch_size: int = 64
-    ) -> None:
+    def __init__(self, model: keras.Model, source: str | Path = "model", batch_size=64):
         inputs, outputs = model.inputs or [], model.outputs or []
         shape = tuple(inputs[0].shape) if len(inputs) == 1 else None
         if shape is None or len(shape) != 4 or shape[3] != 3 or not all(shape[1:3]):
@@ -101,18 +77,18 @@ class Segmenter:
         """The model saved at path; a missing, damaged or non-segmentation file is an SfaeError."""
         return cls(load_trained(Path(path)), Path(path), batch_size)
 
-    def probabilities(
-        self, frames: Sequence[np.ndarray] | np.ndarray, bgr: bool = False
-    ) -> list[np.ndarray]:
-        """One float32 (height, width) map per RGB uint8 image of any size.
-
-        Each image is resized to the network's input with image_io.resize_image (as prepare.py
-        resizes the training images), and its map back to its own size. bgr=True takes frames
-        in OpenCV's BGR order (a video decoder's) and swaps the channels after resizing: the
-        same numbers, less work.
-        """
+    def probabilities(self, frames: list[np.ndarray], bgr=False) -> list[np.ndarray]:
+        """One float32 (height, width) map per RGB uint8 image. bgr=True takes frames in BGR
+        order (a video decoder's) and swaps the channels after resizing: the same numbers."""
         for index, frame in enumerate(frames):
-            _check_rgb(frame, index)
+            array = isinstance(frame, np.ndarray)
+            if not array or frame.dtype != np.uint8 or frame.ndim != 3:
+                got = f"{frame.dtype} {frame.shape}" if array else type(frame)
+            elif frame.shape[2] != 3 or 0 in frame.shape:
+                got = frame.shape
+            else:
+                continue
+            raise SfaeError(f"image {index}: expected uint8 (height, width, 3) RGB, got {got}")
         if len(frames) == 0:
             return []
         order = slice(None, None, -1 if bgr else 1)  # resizing works on each channel alone

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sfae.config import COLORMAPS, RenderConfig
-from sfae.data.image_io import read_rgb, resize_probability, write_png
+from sfae.data.image_io import image_size, read_rgb, resize_probability, write_png
 from sfae.errors import SfaeError
 
 
@@ -22,36 +22,26 @@ def colormap_code(name: str) -> int:
     return code
 
 
-def overlay(
-    frame: np.ndarray, probability: np.ndarray, alpha: float, colormap: str | int, bgr=False
-) -> np.ndarray:
-    """Blend the colour-mapped probability over an RGB uint8 frame.
-
-    The blend weight is alpha times the probability, so background stays the plain frame
-    and only confident foreground takes on `alpha` of the colour. `colormap` is a name or an
-    OpenCV COLORMAP_* constant. With bgr=True the frame and the result are in OpenCV's BGR
-    order (as video decoders and writers use): the same picture.
-    """
+def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, bgr=False):
+    """The colour-mapped probability over an RGB (bgr=True: BGR) uint8 frame, weighted by
+    alpha times the probability: background stays the plain frame."""
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
-    upsampled = resize_probability(probability, (frame.shape[1], frame.shape[0]))
-    # Clip because a model's sigmoid output can stray a hair outside [0, 1] after resizing,
-    # and the weight below must stay a convex combination.
-    upsampled = np.clip(upsampled, 0.0, 1.0)
+    # Clipped: a sigmoid output can stray a hair outside [0, 1] after resizing, and the weight
+    # below must stay a convex combination.
+    upsampled = np.clip(resize_probability(probability, (frame.shape[1], frame.shape[0])), 0, 1)
     levels = cv2.convertScaleAbs(upsampled, alpha=255.0)  # round(255 p) as uint8
     colour = cv2.applyColorMap(levels, code)  # BGR
     if not bgr:
         colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
     weight = upsampled * np.float32(alpha)
-    # frame * (1 - weight) + colour * weight, rounded, in one OpenCV pass over uint8
-    # (`sfae predict` overlays every frame of a video: a numpy float blend was 7x slower).
+    # frame * (1 - weight) + colour * weight, rounded, in one pass (numpy's: 7x slower).
     return cv2.blendLinear(frame, colour, 1.0 - weight, weight)
 
 
 def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
     """A writer of an MP4 at path; its error names `shown` (a staged path's target) or path."""
-    writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), float(fps), (width, height)
-    )
+    fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+    writer = cv2.VideoWriter(str(path), fourcc, float(fps), (width, height))
     if not writer.isOpened():
         where = shown or path
         raise SfaeError(f"{where}: cannot open an MP4 video writer (codec mp4v, {width}x{height})")
@@ -59,26 +49,17 @@ def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None)
 
 
 def check_video(path: Path, frames: int) -> None:
-    """Read the video back and count: OpenCV's writer drops frames it cannot write (a full
-    disk) with a warning only."""
+    """Count the frames written: OpenCV's writer drops those it cannot write with a warning."""
     capture = cv2.VideoCapture(str(path))
-    try:
-        written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    finally:
-        capture.release()
+    written = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    capture.release()
     if written != frames:
         raise SfaeError(f"{path}: wrote {written} of {frames} frames (disk full or not writable?)")
 
 
-def render_videos(
-    frame_paths: list[Path], probabilities: np.ndarray, outputs: tuple, settings: RenderConfig
-) -> None:
-    """Overlay probabilities[i] on frame_paths[i] and write (mp4, gif, strip png) = outputs.
-
-    The MP4 holds every frame at full size; the GIF every `gif_frame_step`-th frame at
-    `gif_width`, each shown as long as in the MP4, looping; the strip `strip_frames` evenly
-    spaced frames at `gif_width`, side by side. Full-size frames are streamed one at a time.
-    """
+def render_videos(frame_paths: list[Path], probabilities, outputs, settings: RenderConfig):
+    """Overlay probabilities[i] on frame_paths[i]: an MP4 of every frame, a GIF of every
+    `gif_frame_step`-th and a strip of `strip_frames` evenly spaced frames, at `gif_width`."""
     mp4_path, gif_path, strip_path = outputs
     if len(frame_paths) != probabilities.shape[0]:
         raise SfaeError(
@@ -87,21 +68,17 @@ def render_videos(
         )
     code = colormap_code(settings.colormap)
     step, width = settings.gif_frame_step, settings.gif_width
-    # `strip_frames` evenly spaced frames from first to last (repeats if there are too few)
-    strip_wanted = np.linspace(0, len(frame_paths) - 1, settings.strip_frames).round()
-    strip_wanted = strip_wanted.astype(int).tolist()
+    strip = np.linspace(0, len(frame_paths) - 1, settings.strip_frames).round().astype(int)
+    strip_wanted = strip.tolist()  # repeats if there are too few frames
     gif_wanted = range(0, len(frame_paths), step)
     small: dict[int, np.ndarray] = {}  # the frames of either, downscaled
-    writer: cv2.VideoWriter | None = None
+    # A video has one frame size, the first frame's: the writer would silently drop others.
+    frame_size = image_size(frame_paths[0])
+    writer = open_mp4_writer(mp4_path, settings.fps, *frame_size)
     try:
         for index, frame_path in enumerate(tqdm(frame_paths, desc="render MP4", unit="frame")):
             frame = read_rgb(frame_path)
-            size = (frame.shape[1], frame.shape[0])
-            if writer is None:
-                frame_size = size
-                writer = open_mp4_writer(mp4_path, settings.fps, *frame_size)
-            elif size != frame_size:
-                # A video has one frame size; the writer would silently drop the odd frame.
+            if (size := (frame.shape[1], frame.shape[0])) != frame_size:
                 raise SfaeError(
                     f"{frame_path}: frame is {size[0]}x{size[1]} but earlier "
                     f"frames are {frame_size[0]}x{frame_size[1]}"
@@ -113,14 +90,11 @@ def render_videos(
                 # INTER_AREA avoids aliasing when shrinking
                 small[index] = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
     finally:
-        if writer is not None:
-            writer.release()
+        writer.release()
     check_video(mp4_path, len(frame_paths))
     # Encoded in memory, then written: imageio's file writer flushes again when collected,
     # which turned a full disk into a traceback after the error line.
-    duration = 1000.0 * step / settings.fps
     gif = np.stack([small[i] for i in gif_wanted])
-    gif_path.write_bytes(
-        iio.imwrite("<bytes>", gif, plugin="pillow", extension=".gif", duration=duration, loop=0)
-    )
+    options = dict(plugin="pillow", extension=".gif", duration=1000.0 * step / settings.fps, loop=0)
+    gif_path.write_bytes(iio.imwrite("<bytes>", gif, **options))
     write_png(strip_path, np.concatenate([small[i] for i in strip_wanted], axis=1))

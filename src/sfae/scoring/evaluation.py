@@ -19,28 +19,21 @@ def penn_fudan_scores(model, data: PennFudanSplits, threshold: float, tolerance:
     test = summarize(table)  # {"pooled": ..., "mean": ...}
     train_truth = data.train_masks[..., 0] > 0.5
     train_predicted = predict_probabilities(model, data.train_images) >= threshold
-    train_pooled = pooled_iou(train_truth, train_predicted)
-    train_mean = float(np.mean(per_image_scores(train_truth, train_predicted, tolerance)["iou"]))
-    result = {
-        "test": test,
-        "train": {"iou_pooled": train_pooled, "iou_mean": train_mean},
-        "gap": {
-            "iou_pooled": train_pooled - test["pooled"]["iou"],
-            "iou_mean": train_mean - test["mean"]["iou"],
-        },
-    }
+    train = {"iou_pooled": pooled_iou(train_truth, train_predicted)}
+    train_table = per_image_scores(train_truth, train_predicted, tolerance)
+    train["iou_mean"] = float(np.mean(train_table["iou"]))
+    gap = {f"iou_{kind}": train[f"iou_{kind}"] - test[kind]["iou"] for kind in ("pooled", "mean")}
     rows = [
         {"name": name, **{key: float(table[key][i]) for key in TABLE_COLUMNS}}
         for i, name in enumerate(data.test_names)
     ]
-    return result, rows, test_probability
+    return {"test": test, "train": train, "gap": gap}, rows, test_probability
 
 
 def prediction_pictures(data: PennFudanSplits, probability, threshold, wanted: int):
     """(grid: image | truth | prediction per row, errors: TP/FP/FN per image) as uint8 RGB."""
-    picks = fixed_indices(len(data.test_names), wanted)
     rows, errors = [], []
-    for i in picks:
+    for i in fixed_indices(len(data.test_names), wanted):
         image, truth = data.test_images[i], data.test_masks[i, ..., 0]
         rows.append([to_uint8(image), tint(image, truth), tint(image, probability[i])])
         errors.append(error_overlay(image, truth > 0.5, probability[i] >= threshold))

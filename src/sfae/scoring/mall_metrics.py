@@ -1,35 +1,10 @@
-"""Generalisation scores of a foreground model on CUHK Mall frames, which have no masks.
-
-Inputs are at model resolution H x W. A full frame is `frame_size` = (width, height) pixels
-(640 x 480 for Mall), so model pixel (x, y) has its centre at full-frame coordinates
-((x + 0.5) * width / W, (y + 0.5) * height / H). Head points (x, y) are given in model pixel
-coordinates (x_model = x_full * W / width, y_model = y_full * H / height); a point lies in model
-pixel (floor(x), floor(y)), and a point on the far edge (x = W or y = H) in the last pixel.
-
-- Height at a head: h = person_height / sqrt(perspective at the head's model pixel), in
-  full-frame pixels. `perspective` is the dataset's perspective map resized to model
-  resolution (relative per-pixel area weights, ~1 at the bottom of the frame, ~15 at the top).
-- Head hit rate: over all annotated heads whose model pixel lies inside the ROI (all frames
-  pooled), the share whose body box is at least half predicted foreground. Body box
-  (full-frame px): x in [hx - 0.2 h, hx + 0.2 h], y in [hy, hy + 0.8 h], with (hx, hy) the
-  head in full-frame px; its foreground share is the mean of `predicted` over the model pixels
-  whose centres lie in the box; if no pixel centre lies in the box, the single model pixel
-  containing the box centre (hx, hy + 0.4 h), clamped to the image, is used. 0.0 when no head
-  lies inside the ROI (`heads_in_roi` then says 0).
-- False foreground: among predicted-foreground model pixels inside the ROI (all frames pooled),
-  the share whose centre is farther (full-frame Euclidean distance) than the radius h_j from
-  every head j of that frame, with h_j that head's height; every head of the frame counts,
-  inside the ROI or not. 0.0 when there is no predicted foreground in the ROI (nothing
-  claimed, nothing false).
-- Count correlation: Pearson r, over frames, between the perspective-weighted predicted area
-  sum(predicted * perspective * roi) and the true count; 0.0 when either series has zero
-  variance (for instance a constant prediction, or a single frame), so it is never NaN.
-"""
+"""Generalisation scores of a foreground model on CUHK Mall frames, which have no masks
+(README "Metrics"): predictions at model resolution, head points in model pixel coordinates,
+distances and heights in full-frame pixels; model pixel i's centre is at (i + 0.5) * scale."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -52,17 +27,14 @@ def _positive_number(name: str, value: float) -> float:
 
 
 def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height) -> tuple:
-    """The inputs checked: heads as (k, 2) float arrays, roi as bool, perspective as float,
-    the full-frame px per model px along x and along y, and person_height."""
-    if not isinstance(predicted, np.ndarray) or predicted.dtype != np.bool_:
-        raise SfaeError(
-            f"predicted must be a boolean numpy array, got {getattr(predicted, 'dtype', None)}"
-        )
-    if predicted.ndim != 3 or 0 in predicted.shape:
-        raise SfaeError(
-            f"predicted must have shape (n, H, W), none of them 0, got {predicted.shape}"
-        )
-    frames, height, width = predicted.shape
+    """The inputs, checked: heads as (k, 2) floats, roi as bool, perspective as float, the
+    full-frame px per model px along x and along y, and person_height."""
+    dtype = getattr(predicted, "dtype", None)
+    if not isinstance(predicted, np.ndarray) or dtype != np.bool_:
+        raise SfaeError(f"predicted must be a boolean numpy array, got {dtype}")
+    if len(shape := predicted.shape) != 3 or 0 in shape:
+        raise SfaeError(f"predicted must have shape (n, H, W), none of them 0, got {shape}")
+    frames, height, width = shape
     roi, perspective = np.asarray(roi), np.asarray(perspective, dtype=np.float64)
     for name, values in (("roi", roi), ("perspective", perspective)):
         if values.shape != (height, width):
@@ -74,20 +46,17 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
         raise SfaeError("perspective must be finite and > 0 everywhere")
     if len(frame_size) != 2:
         raise SfaeError(f"frame_size must be (width, height), got {frame_size!r}")
-    frame_width = _positive_number("frame width", frame_size[0])
-    frame_height = _positive_number("frame height", frame_size[1])
+    scale_x = _positive_number("frame width", frame_size[0]) / width
+    scale_y = _positive_number("frame height", frame_size[1]) / height
     person_height = _positive_number("person_height", person_height)
     if len(heads) != frames:
         raise SfaeError(f"{len(heads)} frames of head points for {frames} predicted frames")
     checked_heads = []
     for index, points in enumerate(heads):
         points = np.asarray(points, dtype=np.float64)
-        if points.size == 0:
-            points = points.reshape(0, 2)
-        if points.ndim != 2 or points.shape[1] != 2:
-            raise SfaeError(
-                f"frame {index}: head points must have shape (k, 2), got {points.shape}"
-            )
+        points = points.reshape(0, 2) if points.size == 0 else points
+        if len(shape := points.shape) != 2 or shape[1] != 2:
+            raise SfaeError(f"frame {index}: head points must have shape (k, 2), got {shape}")
         inside = ((points >= 0) & (points <= (width, height))).all(axis=1)  # NaN is not
         if not inside.all():
             raise SfaeError(
@@ -95,8 +64,7 @@ def _check_inputs(predicted, heads, roi, perspective, frame_size, person_height)
                 f"{width}x{height} model image (points are in model pixel coordinates)"
             )
         checked_heads.append(points)
-    scales = frame_width / width, frame_height / height
-    return checked_heads, roi != 0, perspective, *scales, person_height
+    return checked_heads, roi != 0, perspective, scale_x, scale_y, person_height
 
 
 def _pixel_of(coordinate: np.ndarray, size: int) -> np.ndarray:
@@ -115,39 +83,26 @@ def _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, 
     left, top = np.maximum(left, 0).astype(np.int64), np.maximum(top, 0).astype(np.int64)
     right = np.minimum(right, width - 1).astype(np.int64)
     bottom = np.minimum(bottom, height - 1).astype(np.int64)
-
     empty = (left > right) | (top > bottom)
     centre_x = _pixel_of(head_x[empty] / scale_x, width)
     centre_y = _pixel_of((head_y[empty] + BODY_LENGTH / 2 * head_height[empty]) / scale_y, height)
     left[empty], right[empty] = centre_x, centre_x
     top[empty], bottom[empty] = centre_y, centre_y
-
     # Summed-area table with a zero row and column in front: any box sum in four look-ups.
     summed = np.zeros((predicted.shape[0], height + 1, width + 1), dtype=np.int32)
     np.cumsum(np.cumsum(predicted, axis=1, dtype=np.int32), axis=2, out=summed[:, 1:, 1:])
     f = frame_of_head
-    foreground = (
-        summed[f, bottom + 1, right + 1]
-        - summed[f, top, right + 1]
-        - summed[f, bottom + 1, left]
-        + summed[f, top, left]
-    )
+    foreground = summed[f, bottom + 1, right + 1] - summed[f, top, right + 1]
+    foreground -= summed[f, bottom + 1, left]
+    foreground += summed[f, top, left]
     area = (bottom - top + 1) * (right - left + 1)
     return foreground / area
 
 
-def per_frame_mall_scores(
-    predicted: np.ndarray,
-    heads: Sequence[np.ndarray],
-    roi: np.ndarray,
-    perspective: np.ndarray,
-    frame_size: tuple[float, float],
-    person_height: float = 110.0,
-) -> dict[str, np.ndarray]:
-    """Per-frame counts behind `mall_scores`, each an array of length n: "heads_in_roi",
-    "head_hits" (heads in the ROI whose body box is >= half foreground), "foreground_in_roi"
-    (predicted pixels in the ROI), "false_foreground" (those farther than h_j from every head),
-    "weighted_area" (sum(predicted * perspective * roi))."""
+def per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person_height=110.0):
+    """Per-frame counts behind `mall_scores` (arrays of length n): "heads_in_roi", "head_hits"
+    (those whose body box is at least half foreground), "foreground_in_roi", "false_foreground"
+    (farther than h_j from every head), "weighted_area" (sum(predicted * perspective * roi))."""
     heads, roi, perspective, scale_x, scale_y, person_height = _check_inputs(
         predicted, heads, roi, perspective, frame_size, person_height
     )
@@ -158,11 +113,9 @@ def per_frame_mall_scores(
     pixel_y = _pixel_of(all_heads[:, 1], height)
     head_height = person_height / np.sqrt(perspective[pixel_y, pixel_x])
     head_x, head_y = all_heads[:, 0] * scale_x, all_heads[:, 1] * scale_y
-
     in_roi = roi[pixel_y, pixel_x]
     hit = _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, scale_y)
     hit = in_roi & (hit >= HIT_SHARE)
-
     claimed = predicted & roi
     centre_x = (np.arange(width) + 0.5) * scale_x
     centre_y = (np.arange(height) + 0.5) * scale_y
@@ -174,7 +127,6 @@ def per_frame_mall_scores(
         dy2 = (centre_y[None, :, None] - head_y[frame_heads, None, None]) ** 2
         near_a_head = (dx2 + dy2 <= head_height[frame_heads, None, None] ** 2).any(axis=0)
         false_foreground[frame] = np.count_nonzero(claimed[frame] & ~near_a_head)
-
     return {
         "heads_in_roi": np.bincount(frame_of_head[in_roi], minlength=frames).astype(np.int64),
         "head_hits": np.bincount(frame_of_head[hit], minlength=frames).astype(np.int64),
@@ -192,22 +144,12 @@ def pearson_or_zero(first: np.ndarray, second: np.ndarray) -> float:
         return 0.0
     first, second = first - first.mean(), second - second.mean()
     spread = math.sqrt(float(np.dot(first, first)) * float(np.dot(second, second)))
-    if spread == 0.0:
-        return 0.0
-    return float(np.clip(np.dot(first, second) / spread, -1.0, 1.0))
+    return float(np.clip(np.dot(first, second) / spread, -1.0, 1.0)) if spread else 0.0
 
 
-def mall_scores(
-    predicted: np.ndarray,
-    heads: Sequence[np.ndarray],
-    roi: np.ndarray,
-    perspective: np.ndarray,
-    counts: np.ndarray,
-    frame_size: tuple[float, float],
-    person_height: float = 110.0,
-) -> dict[str, float | int]:
-    """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"},
-    as defined in the module docstring."""
+def mall_scores(predicted, heads, roi, perspective, counts, frame_size, person_height=110.0):
+    """{"head_hit_rate", "false_foreground", "count_correlation", "heads_in_roi", "frames"}: shares
+    of the summed counts (0.0 of nothing), the Pearson r of the weighted area and the counts."""
     table = per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person_height)
     frames = len(predicted)
     counts = np.asarray(counts, dtype=np.float64)

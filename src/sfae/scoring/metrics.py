@@ -1,41 +1,9 @@
-"""Binary foreground segmentation scores for a batch of masks.
-
-`truth` and `predicted` are boolean arrays of shape (n, h, w). Per image, with TP, FP, FN, TN
-the pixel counts of the confusion matrix:
-
-- iou = TP / (TP + FP + FN)
-- dice = 2 TP / (2 TP + FP + FN)
-- precision = TP / (TP + FP)
-- recall = TP / (TP + FN)
-- accuracy = (TP + TN) / (TP + FP + FN + TN)
-
-Boundary scores: the boundary of a mask is its foreground minus its binary erosion by a 3x3
-cross (pixels outside the image count as background, so foreground touching the image edge is
-boundary). A predicted boundary pixel is matched when a true boundary pixel lies within
-`tolerance` pixels of it (Euclidean distance), and a true boundary pixel is matched when a
-predicted one lies within `tolerance` of it.
-
-- boundary_precision = matched predicted boundary px / predicted boundary px
-- boundary_recall = matched true boundary px / true boundary px
-- boundary_f1 = 2 P R / (P + R), with P, R the boundary precision and recall
-
-Conventions where a denominator is zero (no division by zero, no NaN, no warnings):
-
-- iou and dice are 1.0 when TP + FP + FN = 0 (truth and prediction both empty).
-- precision is 1.0 when TP + FP = 0 and FN = 0 (nothing predicted, nothing missed), else 0.0.
-- recall is 1.0 when TP + FN = 0 and FP = 0 (nothing to find, nothing claimed), else 0.0.
-- boundary precision and recall follow the same rule: 1.0 when both boundaries are empty,
-  0.0 when only the denominator's boundary is empty.
-- boundary_f1 is 0.0 when boundary precision and recall are both 0.0.
-
-Two summaries over the batch: "pooled" sums every count over the images and applies the
-formulas above once to the sums (boundary scores from the summed matched and total boundary
-pixels); "mean" applies the formulas per image and averages the scores over the images.
-"""
+"""Pixel and boundary scores of boolean masks (n, h, w), "pooled" (of the summed counts) and
+as the "mean" over images (README "Metrics"); the boundary is the foreground minus its erosion
+by a 3x3 cross. A zero denominator gives no NaN: two empty masks agree perfectly (1.0)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +12,23 @@ from scipy import ndimage
 from sfae.errors import SfaeError
 
 PIXEL_COUNT_KEYS = ("tp", "fp", "fn", "tn")
-BOUNDARY_COUNT_KEYS = (
-    *("boundary_matched_predicted", "boundary_predicted"),
-    *("boundary_matched_truth", "boundary_truth"),
+BOUNDARY_COUNT_KEYS = tuple(
+    f"boundary_{key}" for key in ("matched_predicted", "predicted", "matched_truth", "truth")
 )
 COUNT_KEYS = PIXEL_COUNT_KEYS + BOUNDARY_COUNT_KEYS
-SCORE_KEYS = (
-    *("iou", "dice", "precision", "recall", "accuracy"),
-    *("boundary_precision", "boundary_recall", "boundary_f1"),
-)
-
 TABLE_COLUMNS = ("iou", "dice", "precision", "recall", "accuracy", "boundary_f1")  # per_image.tsv
-_CROSS = ndimage.generate_binary_structure(2, 1)
+SCORE_KEYS = (*TABLE_COLUMNS[:5], "boundary_precision", "boundary_recall", "boundary_f1")
 
 
-def _check_batch(truth: np.ndarray, predicted: np.ndarray) -> None:
+def _ratio(numerator, denominator, when_empty) -> np.ndarray:
+    """numerator / denominator, and `when_empty` where the denominator is 0."""
+    arrays = (np.asarray(a, dtype=np.float64) for a in (numerator, denominator, when_empty))
+    numerator, denominator, when_empty = np.broadcast_arrays(*arrays)
+    return np.divide(numerator, denominator, out=when_empty.copy(), where=denominator > 0)
+
+
+def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image pixel counts {"tp", "fp", "fn", "tn"}, each an int64 array of length n."""
     for name, masks in (("truth", truth), ("predicted", predicted)):
         if not isinstance(masks, np.ndarray):
             raise SfaeError(f"{name} must be a boolean numpy array, got {type(masks).__name__}")
@@ -68,31 +38,6 @@ def _check_batch(truth: np.ndarray, predicted: np.ndarray) -> None:
             raise SfaeError(f"{name} must have shape (n, h, w), none of them 0, got {masks.shape}")
     if truth.shape != predicted.shape:
         raise SfaeError(f"truth {truth.shape} and predicted {predicted.shape} differ in shape")
-
-
-def _check_tolerance(tolerance: float) -> float:
-    try:
-        value = float(tolerance)
-    except (TypeError, ValueError) as error:
-        raise SfaeError(f"tolerance must be a number of pixels, got {tolerance!r}") from error
-    if not math.isfinite(value) or value < 0:
-        raise SfaeError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
-    return value
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray, when_empty: object) -> np.ndarray:
-    """numerator / denominator, and `when_empty` where the denominator is 0."""
-    numerator, denominator = np.broadcast_arrays(
-        np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
-    )
-    result = np.broadcast_to(np.asarray(when_empty, dtype=np.float64), numerator.shape).copy()
-    np.divide(numerator, denominator, out=result, where=denominator > 0)
-    return result
-
-
-def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image pixel counts {"tp", "fp", "fn", "tn"}, each an int64 array of length n."""
-    _check_batch(truth, predicted)
     tp, fp, fn = (
         np.count_nonzero(pixels, axis=(1, 2)).astype(np.int64)
         for pixels in (truth & predicted, ~truth & predicted, truth & ~predicted)
@@ -104,7 +49,7 @@ def confusion(truth: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Boundary pixels of a 2-D boolean mask: mask AND NOT erosion(mask, 3x3 cross, border 0)."""
     mask = mask.astype(bool, copy=False)
-    return mask & ~ndimage.binary_erosion(mask, structure=_CROSS, border_value=0)
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)  # scipy's default: the cross
 
 
 def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: float) -> int:
@@ -116,22 +61,25 @@ def _matched(boundary_from: np.ndarray, boundary_to: np.ndarray, tolerance: floa
     return int(np.count_nonzero(boundary_from & (distance_to <= tolerance)))
 
 
-def boundary_counts(
-    truth: np.ndarray, predicted: np.ndarray, tolerance: float
-) -> dict[str, np.ndarray]:
-    """Per-image matched and total boundary pixel counts (int64 arrays of length n)."""
-    tolerance = _check_tolerance(tolerance)  # the masks: checked by confusion() first
+def boundary_counts(truth: np.ndarray, predicted: np.ndarray, tolerance) -> dict:
+    """Per-image boundary pixels (int64, length n): of the prediction, those within tolerance
+    (Euclidean) of the truth's, and the reverse. confusion() checks the masks first."""
+    try:
+        value = float(tolerance)
+    except (TypeError, ValueError) as error:
+        raise SfaeError(f"tolerance must be a number of pixels, got {tolerance!r}") from error
+    if not np.isfinite(value) or value < 0:
+        raise SfaeError(f"tolerance must be a finite number >= 0 pixels, got {tolerance!r}")
     rows = []
     for masks in zip(truth, predicted, strict=True):
         true, found = (boundary(mask) for mask in masks)
-        row = (_matched(found, true, tolerance), np.count_nonzero(found))
-        rows.append(row + (_matched(true, found, tolerance), np.count_nonzero(true)))
+        row = (_matched(found, true, value), np.count_nonzero(found))
+        rows.append(row + (_matched(true, found, value), np.count_nonzero(true)))
     return dict(zip(BOUNDARY_COUNT_KEYS, np.array(rows, dtype=np.int64).T, strict=True))
 
 
 def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise, with the
-    module's zero-denominator conventions."""
+    """Every score in SCORE_KEYS from the counts in COUNT_KEYS, elementwise."""
     tp, fp, fn, tn, matched_predicted, predicted_total, matched_truth, truth_total = (
         np.asarray(counts[key], dtype=np.int64) for key in COUNT_KEYS
     )
@@ -150,9 +98,7 @@ def scores_from_counts(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def per_image_scores(
-    truth: np.ndarray, predicted: np.ndarray, tolerance: float = 2
-) -> dict[str, np.ndarray]:
+def per_image_scores(truth: np.ndarray, predicted: np.ndarray, tolerance=2) -> dict:
     """Per-image table: every key of COUNT_KEYS and SCORE_KEYS -> array of length n."""
     counts = confusion(truth, predicted) | boundary_counts(truth, predicted, tolerance)
     return counts | scores_from_counts(counts)
@@ -160,8 +106,7 @@ def per_image_scores(
 
 def summarize(table: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """{"pooled": scores of the summed counts, "mean": per-image scores averaged over images}."""
-    summed = {key: np.sum(table[key]) for key in COUNT_KEYS}
-    pooled = scores_from_counts(summed)
+    pooled = scores_from_counts({key: np.sum(table[key]) for key in COUNT_KEYS})
     return {
         "pooled": {key: float(pooled[key]) for key in SCORE_KEYS},
         "mean": {key: float(np.mean(table[key])) for key in SCORE_KEYS},
@@ -177,5 +122,4 @@ def pooled_iou(truth: np.ndarray, predicted: np.ndarray) -> float:
 def write_table(path: Path, rows: list[dict]) -> None:
     """per_image.tsv: tab-separated, a header line, one row per image (none: the header)."""
     cells = [[f"{v:.6f}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
-    header = ["name", *TABLE_COLUMNS]
-    path.write_text("".join("\t".join(line) + "\n" for line in [header, *cells]))
+    path.write_text("".join("\t".join(line) + "\n" for line in [["name", *TABLE_COLUMNS], *cells]))

@@ -34,9 +34,8 @@ def grid(rows: list[list[np.ndarray]], scale: int = 2, gap: int = 4) -> np.ndarr
     tiles = [[np.kron(tile, np.ones((scale, scale, 1), np.uint8)) for tile in row] for row in rows]
     height, width = tiles[0][0].shape[:2]
     columns = max(len(row) for row in tiles)
-    canvas = np.full(
-        (len(tiles) * (height + gap) + gap, columns * (width + gap) + gap, 3), 255, np.uint8
-    )
+    shape = (len(tiles) * (height + gap) + gap, columns * (width + gap) + gap, 3)
+    canvas = np.full(shape, 255, np.uint8)
     for r, row in enumerate(tiles):
         for c, tile in enumerate(row):
             top, left = gap + r * (height + gap), gap + c * (width + gap)
