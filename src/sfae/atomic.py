@@ -5,8 +5,6 @@ repository's .dvc/tmp/sfae-staging/ (ignored, untracked) where the rename stays 
 the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore their outputs
 without running them: every writer removes the unlocked ones of the area and of its targets."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import fcntl

@@ -2,8 +2,6 @@
 recorded as they finish and resumed where they stopped), rebuild the `reports` from the records.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import sys

@@ -2,8 +2,6 @@
 line naming the file and dotted key. A variant is VariantConfig plus a field per regulariser of
 the registry the loader is handed (sfae.nn.regularisers.registry: none is imported here)."""
 
-from __future__ import annotations
-
 import dataclasses
 import difflib
 import functools

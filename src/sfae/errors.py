@@ -1,7 +1,5 @@
 """One exception type for every user-facing failure, and the wrapper stages run under."""
 
-from __future__ import annotations
-
 import gc
 import sys
 from collections.abc import Callable

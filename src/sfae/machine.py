@@ -2,8 +2,6 @@
 Rounding differs from kind to kind (GPU; CPU architecture and cores: no kernel version), which
 over hundreds of epochs acts like another seed: comparisons read runs of one kind."""
 
-from __future__ import annotations
-
 import contextlib
 import os
 import platform

@@ -1,7 +1,5 @@
 """The one place that knows where every file of the pipeline lives."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 MIRROR_ENV = "SFAE_DATA_MIRROR"
@@ -33,6 +31,6 @@ class ProjectPaths:
         self.run_records = root / "reports/runs.jsonl"  # every study and sweep run (committed)
 
     @classmethod
-    def here(cls) -> ProjectPaths:
+    def here(cls) -> "ProjectPaths":
         """Paths of the project in the current directory (DVC runs stages from the root)."""
         return cls(Path.cwd())

@@ -2,8 +2,6 @@
 they plan runs and change none, so no stage depends on this module and a change here re-runs
 nothing."""
 
-from __future__ import annotations
-
 import dataclasses
 import itertools
 from pathlib import Path

@@ -2,8 +2,6 @@
 downloaded over HTTP), extract it safely, verify every file; only a verified copy replaces
 what was there."""
 
-from __future__ import annotations
-
 import os
 import stat
 import tempfile

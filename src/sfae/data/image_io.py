@@ -1,7 +1,5 @@
 """The one module that reads, resizes and writes images and masks."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import cv2

@@ -1,7 +1,5 @@
 """Turn the raw datasets into small arrays at model resolution (data/prepared/)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """The prepared arrays (data/prepared/*.npz) as the training and scoring stages read them."""
 
-from __future__ import annotations
-
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,7 +1,5 @@
 """The two datasets: where they come from, how they are laid out, how to verify them."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,8 +1,6 @@
 """A campaign (the study, a sweep) on this machine or on N machines sharing the plan through a
 git remote; a sweep's plan is read off its state, step by step."""
 
-from __future__ import annotations
-
 from argparse import Namespace
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """DVC's experiments, through its command line: what the runner queues, waits for and reads."""
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os

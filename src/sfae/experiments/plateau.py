@@ -1,8 +1,6 @@
 """How sure a sweep's selection is: the plateau of a selection curve, the strengths a seed's luck
 could have made best, and where it collapses (the plan's statistics: it never imports a report)."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass

@@ -1,8 +1,6 @@
 """Run records: one line of JSON per finished run, committed under reports/; every report is
 built from them alone, so a fresh clone rebuilds every report without the experiments."""
 
-from __future__ import annotations
-
 import json
 import math
 from collections.abc import Iterable

@@ -2,8 +2,6 @@
 a record holds, waits for what is queued or running, queues the rest as DVC grids and records
 each run as it finishes, so a restarted campaign picks up where it stopped."""
 
-from __future__ import annotations
-
 import itertools
 import re
 import sys
@@ -50,11 +48,11 @@ class Spec:  # one planned run: the params it sets on top of params.yaml (dotted
     overrides: tuple[tuple[str, Any], ...]
 
     @classmethod
-    def of(cls, **overrides: Any) -> Spec:
+    def of(cls, **overrides: Any) -> "Spec":
         return cls.from_dict(overrides)
 
     @classmethod
-    def from_dict(cls, overrides: dict) -> Spec:
+    def from_dict(cls, overrides: dict) -> "Spec":
         return cls(tuple(sorted(overrides.items())))
 
     def as_dict(self) -> dict:

@@ -1,8 +1,6 @@
 """A sweep (README.md, "make sweep"): the runs (`Spec`s) that select each regulariser's strength
 on validation images, never the test split, and compare them; the study is the plan beside it."""
 
-from __future__ import annotations
-
 from collections import Counter
 
 from sfae.config import POST_VARIANTS, Config, strength_key

@@ -1,8 +1,6 @@
 """What the records hold of a sweep, read by the plan (campaign) and the reports: every planned
 run is a `Spec` held next to the record found for it."""
 
-from __future__ import annotations
-
 import json
 from dataclasses import dataclass, field
 

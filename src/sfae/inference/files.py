@@ -1,8 +1,6 @@
 """`sfae predict INPUT...`: masks and overlays of images, folders of images and videos; a bad
 input is one line `error: <path>: <problem>` on stderr, and the others are still written."""
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import functools

@@ -1,8 +1,6 @@
 """The one prediction path: `predict_probabilities` for images at the network's input size, a
 `Segmenter` for RGB uint8 images of any size (resized as prepare.py does, maps at their size)."""
 
-from __future__ import annotations
-
 import zipfile
 from pathlib import Path
 
@@ -73,7 +71,7 @@ class Segmenter:
         self.model, self.batch_size = model, batch_size
 
     @classmethod
-    def load(cls, path: str | Path, batch_size: int = 64) -> Segmenter:
+    def load(cls, path: str | Path, batch_size: int = 64) -> "Segmenter":
         """The model saved at path; a missing, damaged or non-segmentation file is an SfaeError."""
         return cls(load_trained(Path(path)), Path(path), batch_size)
 

@@ -1,7 +1,5 @@
 """Overlay predicted foreground probabilities on video frames and write MP4, GIF and PNG strip."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import cv2

@@ -1,7 +1,5 @@
 """One epoch of minibatch training on each backend, as the training loop (training.fit) runs it."""
 
-from __future__ import annotations
-
 import math
 
 import keras

@@ -4,8 +4,6 @@
 (`paper_model`) or a U-Net (`unet_model`). Both output [mask probability, features].
 """
 
-from __future__ import annotations
-
 import keras
 import numpy as np
 from keras import layers, ops

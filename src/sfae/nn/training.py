@@ -1,7 +1,5 @@
 """Losses and the training loop of both phases (sparse pretraining, supervised finetuning)."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -78,7 +78,9 @@ def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
             "; ".join(map(ranked, tested)) + ".",
         ),
         above_all(
-            "l1", redder, "foreground_share",
+            "l1",
+            redder,
+            "foreground_share",
             "L1's Mall overlay is \"redder\" (too much foreground). Tested: l1's Mall "
             f"foreground share is above that of {join(redder)}, the other regularised variants.",
         ),
@@ -89,7 +91,9 @@ def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
             f"(difference {l2_sharper:+.3f}).",
         ),
         above_all(
-            "sparse_softabs", NON_SPARSE, "boundary_f1",
+            "sparse_softabs",
+            NON_SPARSE,
+            "boundary_f1",
             "sparse + soft-absolute has the clearest decision boundary. Tested: sparse_softabs's "
             f"boundary F1 is above that of the non-sparse variants {join(NON_SPARSE)}.",
         ),
@@ -100,7 +104,7 @@ def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
             f"{elu_said}. {ranked('boundary_f1')}.",
         ),
         _sparse_regularises_better(mean, value, comparisons),
-    ]  # fmt: skip
+    ]
 
 
 def _sparse_regularises_better(mean, value, comparisons: dict[str, Comparison]) -> Claim:

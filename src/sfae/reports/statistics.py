@@ -148,6 +148,12 @@ def compare_family(
     verdicts = [(v, [c for c in comparisons.values() if c.verdict == v]) for v in VERDICTS]
     kind = next((c.kind for c in comparisons.values()), None)
     return Family(
-        reference, comparisons, tuple(pending), tuple(fallen), alpha, len(groups) - 1, kind,
-        {verdict: those for verdict, those in verdicts if those},
-    )  # fmt: skip
+        reference=reference,
+        comparisons=comparisons,
+        pending=tuple(pending),
+        collapsed=tuple(fallen),
+        alpha=alpha,
+        size=len(groups) - 1,
+        kind=kind,
+        by_verdict={verdict: those for verdict, those in verdicts if those},
+    )

@@ -67,9 +67,18 @@ def findings(state: SweepState) -> Findings:
     runs = [*state.selection_runs, *state.final_runs]
     kind = state.sweep.kind or (one_kind({"runs": runs}) if runs else "no machine yet")
     return Findings(
-        state, table, compared, families, head_family, labels and pair, head, candidate,
-        better, kind, len(compared) < len(state.rows),
-    )  # fmt: skip
+        state=state,
+        table=table,
+        compared=compared,
+        families=families,
+        head_family=head_family,
+        head_pair=labels and pair,
+        head=head,
+        candidate=candidate,
+        better=better,
+        kind=kind,
+        in_study=len(compared) < len(state.rows),
+    )
 
 
 def answer(found: Findings) -> str:

@@ -1,7 +1,5 @@
 """Turn a trained model into numbers and pictures: Penn-Fudan test scores and Mall scores."""
 
-from __future__ import annotations
-
 import numpy as np
 
 from sfae.data.prepared import MallArrays, PennFudanSplits

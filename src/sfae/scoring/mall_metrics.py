@@ -2,8 +2,6 @@
 (README "Metrics"): predictions at model resolution, head points in model pixel coordinates,
 distances and heights in full-frame pixels; model pixel i's centre is at (i + 0.5) * scale."""
 
-from __future__ import annotations
-
 import math
 
 import numpy as np

@@ -2,8 +2,6 @@
 as the "mean" over images (README "Metrics"); the boundary is the foreground minus its erosion
 by a 3x3 cross. A zero denominator gives no NaN: two empty masks agree perfectly (1.0)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import numpy as np

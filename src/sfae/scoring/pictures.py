@@ -1,7 +1,5 @@
 """Pictures a person judges at a glance: prediction grids and error overlays."""
 
-from __future__ import annotations
-
 import numpy as np
 
 MASK_COLOUR = np.array([255, 40, 40], np.float32)  # red, as the original post's overlays

@@ -5,8 +5,6 @@ same flip, zoom and shift; the mask is then re-binarised (interpolation blurs it
 Brightness and contrast touch the image alone.
 """
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import numpy as np

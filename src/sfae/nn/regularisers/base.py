@@ -7,8 +7,6 @@ of its one unit with a strength. Units import Keras inside the hooks only, so th
 check imports no TensorFlow.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import ClassVar
 

@@ -1,7 +1,5 @@
 """Spatial dropout after every hidden convolution: `dropout` (the rate)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from sfae.config import Number, between

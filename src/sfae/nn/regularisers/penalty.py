@@ -1,7 +1,5 @@
 """L1 or L2 penalty on every convolution kernel: `regularizer` and `regularizer_scale`."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator

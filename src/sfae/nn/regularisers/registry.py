@@ -5,8 +5,6 @@ REGULARISERS, and a variant in params.yaml that uses its keys. sfae.config is ha
 registry (here, and by sfae.plans.load_plans). Nothing here imports Keras.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 from sfae import config

@@ -1,8 +1,6 @@
 """Sparse filtering of the bottleneck features (`sparse: {...}`): pretraining on its cost
 alone, then its cost added to the supervised loss."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from sfae.config import Int, Number, between
