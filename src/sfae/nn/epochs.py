@@ -1,6 +1,4 @@
-"""One epoch of minibatch training on each backend, as the training loop (training.fit) runs it."""
-
-from __future__ import annotations
+"""One epoch of minibatch training on each backend, as training.fit runs it."""
 
 import math
 
@@ -10,13 +8,9 @@ import keras
 def _tensorflow_epoch(
     model, optimizer, terms, names, images, masks, count, batch_size, shards, augment, unlabeled
 ):
-    """One compiled function that runs an epoch of `count` examples on the TF backend.
-
-    One call per epoch instead of one per step removes the per-step Python and
-    input-pipeline overhead that dominates this tiny network; each batch is split in
-    `shards` parallel shards (see training.run_in_shards), so that more than one core works.
-    With `unlabeled`, each step also hands the terms the frames its `frame_order` window picks.
-    """
+    """One tf.function per epoch (not per step: the per-step overhead dominates this tiny net),
+    each batch in `shards` parallel shards (training.run_in_shards); with `unlabeled`, each
+    step also hands the terms the frames its `frame_order` window picks."""
     import tensorflow as tf
 
     # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
@@ -54,11 +48,8 @@ def _tensorflow_epoch(
 
 
 def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size, *_):
-    """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
-
-    XLA compiles the whole step and schedules it itself: no shards (fit refuses frames here).
-    Non-trainable state (dropout's seed generators) is carried from step to step.
-    """
+    """The same epoch on JAX: one jitted step through Keras' stateless API, no shards (XLA
+    schedules the step itself); non-trainable state (dropout's seeds) goes from step to step."""
     import jax
     import jax.numpy as jnp
 
@@ -88,9 +79,7 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size,
         return [trainable_values, optimizer_values, fixed_values], stacked
 
     def run_epoch(order, data=None, _frames=None):
-        epoch_images, epoch_masks = (
-            (images, masks) if data is None else (jnp.asarray(data[0]), jnp.asarray(data[1]))
-        )
+        epoch_images, epoch_masks = (images, masks) if data is None else map(jnp.asarray, data)
         state = [[variable.value for variable in group] for group in groups]
         sums = jnp.zeros(len(names))
         for start in range(0, count, batch_size):
