@@ -1,7 +1,5 @@
 """Losses and the training loop of both phases (sparse pretraining, supervised finetuning)."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,9 +35,8 @@ def configure_determinism(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-        # This network's ops are too small to gain from intra-op threads; they only add
-        # synchronisation (measured ~20% per step on 2 cores). A runtime that already
-        # started (e.g. in a test session) keeps its threads: hence the suppress.
+        # Intra-op threads only add synchronisation to this net's small ops (~20% per step on
+        # 2 cores); a runtime already started (a test session) keeps its threads.
         with contextlib.suppress(RuntimeError):
             tf.config.threading.set_intra_op_parallelism_threads(1)
 
@@ -54,21 +51,16 @@ def shard_slices(count, shards: int) -> list[tuple]:
 
 
 def run_in_shards(model, images, shards: int):
-    """The model's outputs for each shard of the batch, and each shard's slice.
-
-    Examples are independent (no batch statistics), so shards change nothing in the math,
-    only the graph: independent passes, which TensorFlow's inter-op threads run in parallel.
-    """
+    """The model's outputs for each shard of the batch, and the slices. Examples are independent
+    (no batch statistics): the same math, in passes TensorFlow's inter-op threads run at once."""
     slices = shard_slices(ops.shape(images)[0], shards)
     if shards == 1:
         return [model(images, training=True)], slices
-    outputs = [model(images[start:end], training=True) for start, end in slices]
-    return outputs, slices
+    return [model(images[start:end], training=True) for start, end in slices], slices
 
 
 def refuse_batch_statistics(model: keras.Model, shards: int) -> None:
-    """SfaeError for shards > 1 on a network with batch statistics (BatchNormalization): its
-    shards would normalise over a part of the batch each, other math, not other rounding."""
+    """SfaeError for shards > 1 on a net with BatchNormalization (shards would change its math)."""
     if shards <= 1:
         return
     pending, batch_normalised = list(model.layers), []
@@ -96,22 +88,17 @@ def mean_over_shards(values, slices):
 
 
 def finetune_terms(config: Config) -> LossTerms:
-    """Loss terms of the supervised phase; "loss" is what the optimiser minimises.
-
-    Each shard computes its own segmentation loss (a mean over examples); the regularisers'
-    terms (sparse filtering) couple the batch, so they see the joined bottleneck features.
-    """
+    """The supervised phase's terms ("loss" is minimised): a segmentation loss per shard; the
+    regularisers' terms (sparse filtering) couple the batch, so they see all its features."""
     extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
 
     def terms(model, images, masks, shards=1, unlabeled=None):
         outputs, slices = run_in_shards(model, images, shards)
-        segmentation = mean_over_shards(
-            [
-                segmentation_loss(masks[start:end], probabilities)
-                for (probabilities, _), (start, end) in zip(outputs, slices, strict=True)
-            ],
-            slices,
-        )
+        losses = [
+            segmentation_loss(masks[start:end], probabilities)
+            for (probabilities, _), (start, end) in zip(outputs, slices, strict=True)
+        ]
+        segmentation = mean_over_shards(losses, slices)
         penalty = weight_penalty(model)
         result = {"segmentation": segmentation, "penalty": penalty}
         total = segmentation + penalty
@@ -138,8 +125,7 @@ def pretrain_terms(config: Config) -> LossTerms:
     name, _, cost = pretraining(config).loss_term()
 
     def terms(model, images, masks, shards=1):
-        outputs, _ = run_in_shards(model, images, shards)
-        value = cost(ops.concatenate(outputs, axis=0))
+        value = cost(ops.concatenate(run_in_shards(model, images, shards)[0], axis=0))
         return {"loss": value, name: value}
 
     return terms
@@ -149,10 +135,6 @@ def pretrain_terms(config: Config) -> LossTerms:
 class EpochLog:
     epoch: int
     terms: dict[str, float]
-
-
-def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
-    return rng.permutation(count).astype(np.int32)
 
 
 def fit(
@@ -173,12 +155,10 @@ def fit(
 ) -> list[EpochLog]:
     """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
 
-    `shards` splits each batch for parallel work on TensorFlow: the same math, other
-    rounding, which hundreds of epochs grow into another trajectory, as another seed would
-    (hence a tracked parameter, not the core count). `augment` draws a fresh augmented copy
-    of the set each epoch; `per_epoch`, how many of `images` an epoch draws (a pool of images
-    and frames); `unlabeled`, frames without masks, a batch beside each labelled one for the
-    terms (the sparse cost). SfaeError as soon as a loss turns NaN or infinite.
+    `shards` (TensorFlow): the same math, other rounding, which hundreds of epochs grow into
+    another trajectory (hence a tracked parameter, not the core count). `augment` draws a fresh
+    copy of the set each epoch; `per_epoch`: how many of `images` an epoch draws; `unlabeled`:
+    frames without masks, a batch beside each labelled one. SfaeError on a NaN or inf loss.
     """
     backend = keras.backend.backend()
     if backend not in EPOCH_RUNNERS:
@@ -201,13 +181,12 @@ def fit(
     frames_rng = np.random.default_rng([seed, 3])
     history = []
     for epoch in range(epochs):
-        order = (
-            shuffled_order(rng, len(images)) if shuffle else np.arange(len(images), dtype=np.int32)
-        )[:count]
+        order = (rng.permutation(len(images)) if shuffle else np.arange(len(images)))[:count]
+        order = order.astype(np.int32)
         data = augment(images, masks) if augment else None
         frames = None
         if unlabeled is not None:
-            frames = shuffled_order(frames_rng, len(unlabeled))[: len(order)]
+            frames = frames_rng.permutation(len(unlabeled)).astype(np.int32)[: len(order)]
         values = np.asarray(run_epoch(order, data, frames))
         log = EpochLog(epoch, dict(zip(names, values.tolist(), strict=True)))
         if not np.all(np.isfinite(values)):
@@ -221,9 +200,7 @@ def fit(
     return history
 
 
-def pretrain(
-    model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None, unlabeled=None
-):
+def pretrain(model: keras.Model, config: Config, images, on_epoch_end=None, unlabeled=None):
     """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck; with
     unlabeled frames, each epoch draws as many as there are images from both together."""
     unit, epochs = pretraining(config), config.pretrain_epochs()
@@ -232,12 +209,11 @@ def pretrain(
     count = len(images)
     if unlabeled is not None and len(unlabeled):
         images = np.concatenate([images, unlabeled])
-    dummy_masks = np.zeros((len(images), 1), np.float32)
     return fit(
         encoder_model(model),
         pretrain_terms(config),
         images,
-        dummy_masks,
+        np.zeros((len(images), 1), np.float32),  # no masks
         epochs,
         unit.pretrain_learning_rate,
         config.train.batch_size,
