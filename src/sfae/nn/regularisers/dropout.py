@@ -1,7 +1,5 @@
 """Spatial dropout after every hidden convolution: `dropout` (the rate)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 from sfae.config import Number, between
@@ -9,9 +7,7 @@ from sfae.nn.regularisers.base import Regulariser
 
 
 class Dropout(Regulariser):
-    name = "dropout"
-    section = False  # `dropout: 0.1` is a key of the variant
-    strength = "dropout"
+    name, section, strength = "dropout", False, "dropout"  # `dropout: 0.1` is a key of the variant
 
     dropout: Annotated[Number, between(0.0, 0.95)] = 0.0
 

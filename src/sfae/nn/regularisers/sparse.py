@@ -1,8 +1,6 @@
 """Sparse filtering of the bottleneck features (`sparse: {...}`): pretraining on its cost
 alone, then its cost added to the supervised loss."""
 
-from __future__ import annotations
-
 from typing import Annotated, Literal
 
 from sfae.config import Int, Number, between
@@ -10,8 +8,7 @@ from sfae.nn.regularisers.base import Regulariser
 
 
 class Sparse(Regulariser):
-    name = "sparse"
-    strength = "weight"
+    name, strength = "sparse", "weight"
 
     activation: Literal["softabs", "elu"]
     epsilon: Annotated[Number, between(0.0, 1.0)]
