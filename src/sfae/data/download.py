@@ -1,8 +1,5 @@
-"""Install a dataset into data/raw/: fetch its zip (copied from a local mirror folder, or
-downloaded over HTTP), extract it safely, verify every file; only a verified copy replaces
-what was there."""
-
-from __future__ import annotations
+"""Install a dataset into data/raw/: its zip from a local mirror folder or over HTTP, extracted
+safely, every file verified; only a verified copy replaces what was there."""
 
 import os
 import stat
@@ -32,8 +29,8 @@ def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
         allowed_methods=("GET",),
     )
     session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, HTTPAdapter(max_retries=retry))
     return session
 
 

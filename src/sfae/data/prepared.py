@@ -1,7 +1,5 @@
 """The prepared arrays (data/prepared/*.npz) as the training and scoring stages read them."""
 
-from __future__ import annotations
-
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +35,11 @@ class MallArrays:
     frame_size: tuple[int, int]
 
 
-MALL_KEYS = (
-    *("frames", "frame_numbers", "head_points", "head_offsets"),
-    *("counts", "roi", "perspective", "frame_size"),
-)
-
-
 def load_mall(path: Path) -> MallArrays:
-    arrays = load_arrays(path, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
+    keys = ("frames", "frame_numbers", "head_points", "head_offsets", "counts", "roi")
+    arrays = load_arrays(
+        path, (*keys, "perspective", "frame_size"), "prepared Mall arrays", "preprocess_mall"
+    )
     return MallArrays(
         **{key: arrays[key] for key in ("frames", "frame_numbers", "counts", "roi", "perspective")},
         heads=np.split(arrays["head_points"], arrays["head_offsets"][1:-1]),
@@ -81,8 +76,9 @@ def load_pennfudan(path: Path) -> PennFudanSplits:
 
 def load_unlabeled(path: Path, count: int) -> np.ndarray:
     """The last `count` unlabeled Mall frames, float32 in [0, 1] as the training images are."""
-    what = "prepared unlabeled frames"
-    frames = load_arrays(path, ("frames",), what, "preprocess_unlabeled")["frames"]
+    frames = load_arrays(path, ["frames"], "prepared unlabeled frames", "preprocess_unlabeled")[
+        "frames"
+    ]
     if count > len(frames):
         raise SfaeError(f"{path}: holds {len(frames)} unlabeled frames, {count} asked for")
     return frames[len(frames) - count :].astype(np.float32) / 255.0

@@ -5,8 +5,6 @@ Python object ids into its config (`shared_object_id`), so the same weights save
 different bytes, a different DVC hash, and needless re-runs of every stage after training.
 """
 
-from __future__ import annotations
-
 import io
 import json
 import zipfile

@@ -1,7 +1,5 @@
 """Sparse filtering (Ngiam et al., NIPS 2011) as a differentiable cost on a feature batch."""
 
-from __future__ import annotations
-
 from keras import ops
 
 
