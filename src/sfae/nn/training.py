@@ -61,18 +61,11 @@ def run_in_shards(model, images, shards: int):
 
 def refuse_batch_statistics(model: keras.Model, shards: int) -> None:
     """SfaeError for shards > 1 on a net with BatchNormalization (shards would change its math)."""
-    if shards <= 1:
-        return
-    pending, batch_normalised = list(model.layers), []
-    while pending:
-        layer = pending.pop(0)
-        pending.extend(getattr(layer, "layers", []))  # nested models
-        if isinstance(layer, keras.layers.BatchNormalization):
-            batch_normalised.append(layer.name)
-    if batch_normalised:
+    found = [x.name for x in model.layers if isinstance(x, keras.layers.BatchNormalization)]
+    if shards > 1 and found:
         raise SfaeError(
             f"train.shards {shards} would change the math of a network with batch statistics "
-            f"({', '.join(batch_normalised)}): set train.shards to 1"
+            f"({', '.join(found)}): set train.shards to 1"
         )
 
 
