@@ -13,6 +13,8 @@ def sparse_filtering_loss(features, activation="softabs", epsilon=1e-8):
     "softabs" or "elu"), each feature (column) of A to unit L2 norm over the batch, then each
     example (row) over k. Ngiam sums A^, the mean divides by batch * k; epsilon also guards the
     two normalisations against division by zero."""
+    if activation not in ("softabs", "elu"):
+        raise ValueError(f"activation must be 'softabs' or 'elu', got {activation!r}")
     activated = soft_absolute(features, epsilon) if activation == "softabs" else ops.elu(features)
 
     def unit_norm(a, axis):
