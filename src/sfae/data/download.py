@@ -17,11 +17,8 @@ from sfae.data.sources import Dataset
 from sfae.errors import SfaeError
 from sfae.paths import MIRROR_ENV
 
-CHUNK_BYTES = 1 << 20
-
 
 def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
-    """A session that retries connection errors and 5xx answers with exponential back-off."""
     retry = Retry(
         total=retries,
         backoff_factor=backoff,
@@ -37,7 +34,6 @@ def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
 def download(
     url: str, destination: Path, session: requests.Session | None = None, timeout: float = 30.0
 ) -> None:
-    """Stream url to destination through a temporary file renamed into place when complete."""
     session = session or http_session()
     with tempfile.TemporaryDirectory(
         dir=destination.parent, prefix=f".{destination.name}."
@@ -49,7 +45,7 @@ def download(
                 response.raise_for_status()
                 expected = int(response.headers.get("content-length", 0)) or None
                 with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name) as bar:
-                    for chunk in response.iter_content(CHUNK_BYTES):
+                    for chunk in response.iter_content(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))
                 # Content-Length counts the bytes sent, before any Content-Encoding is undone.
@@ -77,7 +73,6 @@ def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
 
 
 def extract_zip(archive: Path, target: Path) -> None:
-    """Extract archive into target after checking every member and every CRC."""
     try:
         with zipfile.ZipFile(archive) as bundle:
             for info in bundle.infolist():

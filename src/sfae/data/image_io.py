@@ -60,5 +60,4 @@ def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.nda
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a uint8 RGB or grey image as PNG."""
     Image.fromarray(image).save(path, format="PNG")

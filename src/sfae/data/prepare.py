@@ -99,7 +99,6 @@ def _mall_frames(raw: Path, numbers: range, size: tuple[int, int], desc: str) ->
 
 
 def save_arrays(path: Path, arrays: dict) -> None:
-    """Write arrays as an uncompressed .npz (path must end in .npz)."""
     with path.open("wb") as out:
         np.savez(out, **arrays)
 

@@ -26,7 +26,6 @@ class Dataset:
 
 
 def pennfudan_pairs(root: Path) -> list[tuple[str, Path, Path]]:
-    """(name, image, mask) for every image, paired by file name in sorted order."""
     images = sorted((root / "PNGImages").glob("*.png"))
     return [(p.stem, p, root / "PedMasks" / f"{p.stem}_mask.png") for p in images]
 

@@ -60,7 +60,6 @@ def save_model_deterministic(model: keras.Model, path: Path) -> None:
 
 
 def load_weights(model: keras.Model, path: Path) -> None:
-    """model.load_weights(path); a missing, damaged or unfitting file is an SfaeError."""
     path = Path(path)
     if not path.is_file():
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
@@ -76,7 +75,6 @@ def load_weights(model: keras.Model, path: Path) -> None:
 
 
 def one_line(error: BaseException) -> str:
-    """An exception as `Type: message` on one line, shortened."""
     text = " ".join(str(error).split())
     text = text[:197] + "..." if len(text) > 200 else text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -23,13 +23,11 @@ def segmentation_loss(masks, probabilities):
 
 
 def weight_penalty(model: keras.Model):
-    """The L1/L2 kernel penalty of the model (0 when it has none)."""
     penalties = model.losses
     return ops.sum(ops.stack(penalties)) if penalties else ops.zeros(())
 
 
 def configure_determinism(seed: int) -> None:
-    """Seed every generator and ask the backend for deterministic kernels."""
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -41,11 +39,7 @@ def configure_determinism(seed: int) -> None:
             tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
-LossTerms = Callable[..., dict]
-
-
 def shard_slices(count, shards: int) -> list[tuple]:
-    """Contiguous (start, end) slices that split a batch of `count` into `shards` parts."""
     bounds = [(count * shard) // shards for shard in range(shards + 1)]
     return list(zip(bounds, bounds[1:], strict=False))
 
@@ -80,7 +74,7 @@ def mean_over_shards(values, slices):
     return total / ops.cast(slices[-1][1], "float32")
 
 
-def finetune_terms(config: Config) -> LossTerms:
+def finetune_terms(config: Config) -> Callable:
     """The supervised phase's terms ("loss" is minimised): a segmentation loss per shard; the
     regularisers' terms (sparse filtering) couple the batch, so they see all its features."""
     extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
@@ -113,7 +107,7 @@ def pretraining(config: Config):
     return next((unit for unit in config.variant.regularisers if unit.pretrain_share()), None)
 
 
-def pretrain_terms(config: Config) -> LossTerms:
+def pretrain_terms(config: Config) -> Callable:
     """Pretraining: only the pretraining regulariser's cost of the bottleneck, no labels."""
     name, _, cost = pretraining(config).loss_term()
 
@@ -132,7 +126,7 @@ class EpochLog:
 
 def fit(
     model: keras.Model,
-    terms: LossTerms,
+    terms: Callable,
     images: np.ndarray,
     masks: np.ndarray,
     epochs: int,
