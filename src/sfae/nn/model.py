@@ -60,13 +60,6 @@ def only_one(config: Config, hook: str, does: str, *args):
     return found[0] if found else None
 
 
-def hidden_layers(config: Config, x, name: str, seeds):
-    """x after the regularisers' layers for the hidden convolution `name` (dropout)."""
-    for unit in config.variant.regularisers:
-        x = unit.hidden_layer(x, name, seeds)
-    return x
-
-
 def seed_stream(key, count: int):
     return iter(np.random.default_rng(key).integers(0, MAX_SEED, size=count).tolist())
 
@@ -93,8 +86,8 @@ def paper_model(config: Config) -> keras.Model:
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
         op = kind(channels, kernel, activation=act, kernel_initializer=normal(), name=name, **same)
         x = op(x)
-        if act != "sigmoid":  # every hidden feature map, not the mask
-            x = hidden_layers(config, x, name, layer_seeds)
+        for unit in [] if act == "sigmoid" else config.variant.regularisers:  # not on the mask
+            x = unit.hidden_layer(x, name, layer_seeds)
         return x
 
     def pool(x, first, name):
@@ -124,10 +117,8 @@ def paper_model(config: Config) -> keras.Model:
     x = resize(x, size // 8, "bicubic", "up_2")
     x = conv(x, 3, kernel=1, transpose=True, name="decode_2t")
     x = conv(x, 3, kernel=1, name="decode_2")
-    for step, (skip, interpolation) in enumerate(
-        [(encoded_quarter, "bilinear"), (encoded_half, "bilinear"), (encoded_full, "bicubic")],
-        start=3,
-    ):
+    skips = [(encoded_quarter, "bilinear"), (encoded_half, "bilinear"), (encoded_full, "bicubic")]
+    for step, (skip, interpolation) in enumerate(skips, start=3):
         x = resize(x, size // 2 ** (5 - step), interpolation, f"up_{step}")
         x = layers.Concatenate(name=f"skip_{step}")([x, skip])
         x = conv(x, 3, transpose=True, name=f"decode_{step}t")
@@ -162,13 +153,14 @@ def unet_model(config: Config) -> keras.Model:
         if grouped:
             x = layers.GroupNormalization(unet.groups, name=f"{name}_norm")(x)
         x = layers.Activation("elu", name=f"{name}_elu")(x)
-        return hidden_layers(config, x, name, layer_seeds)
+        for unit in config.variant.regularisers:
+            x = unit.hidden_layer(x, name, layer_seeds)
+        return x
 
     def block(x, channels, name):
         return conv(conv(x, channels, f"{name}a"), channels, f"{name}b")
 
-    images = keras.Input((size, size, 3), name="image")
-    x = images
+    x = images = keras.Input((size, size, 3), name="image")
     skips = []
     for level in range(1, unet.depth + 1):
         if level > 1:
