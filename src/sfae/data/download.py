@@ -35,16 +35,15 @@ def download(
     url: str, destination: Path, session: requests.Session | None = None, timeout: float = 30.0
 ) -> None:
     session = session or http_session()
-    with tempfile.TemporaryDirectory(
-        dir=destination.parent, prefix=f".{destination.name}."
-    ) as work:
-        partial = Path(work, destination.name)
+    name = destination.name
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as work:
+        partial = Path(work, name)
         with partial.open("wb") as out:
             try:
                 response = session.get(url, stream=True, timeout=timeout)
                 response.raise_for_status()
                 expected = int(response.headers.get("content-length", 0)) or None
-                with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name) as bar:
+                with tqdm(total=expected, unit="B", unit_scale=True, desc=name) as bar:
                     for chunk in response.iter_content(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))

@@ -13,12 +13,10 @@ from sfae.errors import SfaeError
 
 def split_names(names: list[str], train_count: int, seed: int) -> tuple[list[str], list[str]]:
     """Seeded shuffle of the sorted names; the first train_count are train, the rest test."""
-    ordered = sorted(names)
-    if not 0 < train_count < len(ordered):
-        raise SfaeError(
-            f"train_count {train_count} must leave images in both splits of {len(names)}"
-        )
-    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]
+    ordered, count = sorted(names), len(names)
+    if not 0 < train_count < count:
+        raise SfaeError(f"train_count {train_count} must leave images in both splits of {count}")
+    shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(count)]
     return shuffled[:train_count], shuffled[train_count:]
 
 
@@ -31,9 +29,7 @@ def hold_out(train: list[str], val_count: int, seed: int) -> tuple[list[str], li
     return [n for i, n in enumerate(train) if i not in picked], [train[i] for i in sorted(picked)]
 
 
-def prepare_pennfudan(
-    raw: Path, image_size: int, train_count: int, seed: int, val_count: int = 0
-) -> dict:
+def prepare_pennfudan(raw: Path, image_size: int, train_count: int, seed: int, val_count=0) -> dict:
     """Images in [0, 1] and binary masks at image_size, split into train, val and test (val only
     when val_count > 0: the file is then as before validation existed)."""
     pairs = sources.pennfudan_pairs(raw)
@@ -61,10 +57,8 @@ def prepare_pennfudan(
 def prepare_mall(raw: Path, image_size: int, frames: int) -> dict:
     """The first `frames` frames at image_size, head points in resized pixels, ROI, perspective."""
     heads, counts = sources.load_mall_annotations(raw)
-    if frames > len(heads):
-        raise SfaeError(
-            f"{raw / 'mall_gt.mat'}: asked for {frames} frames, it annotates {len(heads)}"
-        )
+    if frames > (count := len(heads)):
+        raise SfaeError(f"{raw / 'mall_gt.mat'}: asked for {frames} frames, it annotates {count}")
     roi, perspective = sources.load_mall_geometry(raw)
     size = (image_size, image_size)
     width, height = sources.MALL_FRAME_SIZE

@@ -44,10 +44,8 @@ def verify_pennfudan(root: Path, expected: int = PENNFUDAN_COUNT) -> None:
     for _, image_path, mask_path in tqdm(pairs, desc="verify Penn-Fudan", unit="image"):
         (width, height), mask = open_image(image_path).size, read_mask(mask_path)
         if mask.shape != (height, width):
-            raise SfaeError(
-                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                f"{width}x{height}"
-            )
+            size = f"{mask.shape[1]}x{mask.shape[0]}"
+            raise SfaeError(f"{mask_path}: mask is {size} but its image is {width}x{height}")
         ids = np.unique(mask)
         if ids[0] != 0 or not np.array_equal(ids, np.arange(ids[-1] + 1)):
             raise SfaeError(f"{mask_path}: mask values must be 0..N, got {ids.tolist()}")
@@ -98,9 +96,8 @@ def load_mall_geometry(root: Path) -> tuple[np.ndarray, np.ndarray]:
 
     roi, perspective = _load_mat(path, "ROI/perspective file", read)
     if roi.shape != (shape := MALL_FRAME_SIZE[::-1]) or perspective.shape != shape:
-        raise SfaeError(
-            f"{path}: ROI {roi.shape} and perspective {perspective.shape} must be {shape}"
-        )
+        shapes = f"ROI {roi.shape} and perspective {perspective.shape}"
+        raise SfaeError(f"{path}: {shapes} must be {shape}")
     return roi, perspective
 
 

@@ -8,9 +8,8 @@ import keras
 def _tensorflow_epoch(
     model, optimizer, terms, names, images, masks, count, batch_size, shards, augment, unlabeled
 ):
-    """One tf.function per epoch (not per step: the per-step overhead dominates this tiny net),
-    each batch in `shards` parallel shards (training.run_in_shards); with `unlabeled`, each
-    step also hands the terms the frames its `frame_order` window picks."""
+    """One tf.function per epoch (per-step overhead dominates this tiny net), each batch in
+    `shards` parallel shards; with `unlabeled`, the frames that `frame_order` picks per step."""
     import tensorflow as tf
 
     # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.

@@ -130,12 +130,9 @@ def paper_model(config: Config) -> keras.Model:
 
 
 def unet_model(config: Config) -> keras.Model:
-    """A U-Net: [mask probability (s, s, 1), features (width * 2^(depth-1),)].
-
-    GroupNormalization is per example, so train.shards keeps the math. The features (the
-    deepest level average-pooled, where sparse filtering acts) are not what the decoder reads,
-    so bottleneck_activation is unused. He-normal kernels: N(0, 0.05) does not suit up to
-    9 * 8 * width inputs. No bias before a normalisation (its beta is one)."""
+    """A U-Net: [mask, features (the deepest level average-pooled, unread by the decoder: no
+    bottleneck_activation)]. Per-example normalisation (train.shards keeps the math); He-normal
+    kernels (N(0, 0.05) does not suit 9 * 8 * width inputs); no bias before a normalisation."""
     unet = config.model.unet
     size = config.data.image_size
     seeds, layer_seeds = seed_stream([config.seed, 3], 256), seed_stream([config.seed, 4], 256)

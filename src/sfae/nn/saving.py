@@ -1,8 +1,5 @@
-"""Model files that depend on the weights only: byte-stable .keras archives; clear load errors.
-
-Keras writes the save time into a .keras archive (metadata.json, the zip entries' dates) and
-Python object ids into its config (`shared_object_id`): the same weights saved twice would give
-other bytes, another DVC hash, and needless re-runs of every stage after training."""
+"""Byte-stable .keras archives (Keras writes the save time and Python object ids into them: the
+same weights would get another DVC hash each save, re-running every later stage); load errors."""
 
 import io
 import json

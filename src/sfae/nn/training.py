@@ -140,13 +140,9 @@ def fit(
     per_epoch: int | None = None,
     unlabeled: np.ndarray | None = None,
 ) -> list[EpochLog]:
-    """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
-
-    `shards` (TensorFlow): the same math, other rounding, which hundreds of epochs grow into
-    another trajectory (hence a tracked parameter, not the core count). `augment` draws a fresh
-    copy of the set each epoch; `per_epoch`: how many of `images` an epoch draws; `unlabeled`:
-    frames without masks, a batch beside each labelled one. SfaeError on a NaN or inf loss.
-    """
+    """Adam on minibatches of a shuffled in-memory set: the per-epoch mean terms. `shards` (TF):
+    the same math, other rounding, which many epochs grow into another trajectory (a tracked
+    parameter, not the core count); `per_epoch`: how many of `images` an epoch draws."""
     backend = keras.backend.backend()
     if backend not in EPOCH_RUNNERS:
         raise SfaeError(
