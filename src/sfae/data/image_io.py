@@ -51,8 +51,7 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A probability map as float32, bilinear (convex weights: it stays in [0, 1]); unchanged
-    when it has that size."""
+    """A probability map as float32, bilinear (it stays in [0, 1]); unchanged at that size."""
     probability = np.asarray(probability, dtype=np.float32)
     if probability.shape == (size[1], size[0]):
         return probability

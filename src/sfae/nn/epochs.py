@@ -55,10 +55,10 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size,
     images, masks = jnp.asarray(images), jnp.asarray(masks)
     trainable, fixed = model.trainable_variables, model.non_trainable_variables
 
-    def loss(trainable_values, fixed_values, batch_images, batch_masks):
-        mapping = list(zip([*trainable, *fixed], [*trainable_values, *fixed_values], strict=True))
+    def loss(weights, fixed_values, x, y):  # x, y: a batch of images and masks
+        mapping = list(zip([*trainable, *fixed], [*weights, *fixed_values], strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            values = terms(model, batch_images, batch_masks)
+            values = terms(model, x, y)
         fixed_after = [scope.get_current_value(variable) for variable in fixed]
         return values["loss"], (values, fixed_after)
 
@@ -66,16 +66,11 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size,
     groups = (trainable, optimizer.variables, fixed)  # the state a step takes and returns
 
     @jax.jit
-    def step(state, batch_images, batch_masks):
-        trainable_values, optimizer_values, fixed_values = state
-        (_, (values, fixed_values)), grads = gradient(
-            trainable_values, fixed_values, batch_images, batch_masks
-        )
-        trainable_values, optimizer_values = optimizer.stateless_apply(
-            optimizer_values, grads, trainable_values
-        )
-        stacked = jnp.stack([values[name] for name in names])
-        return [trainable_values, optimizer_values, fixed_values], stacked
+    def step(state, x, y):
+        weights, optimizer_values, fixed_values = state
+        (_, (values, fixed_values)), grads = gradient(weights, fixed_values, x, y)
+        weights, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, weights)
+        return [weights, optimizer_values, fixed_values], jnp.stack([values[n] for n in names])
 
     def run_epoch(order, data=None, _frames=None):
         epoch_images, epoch_masks = (images, masks) if data is None else map(jnp.asarray, data)
