@@ -58,15 +58,13 @@ def download(
 
 def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
     """Path of zip_name: in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
-    value = os.environ.get(MIRROR_ENV, "").strip()
-    if not value:
+    if not (value := os.environ.get(MIRROR_ENV, "").strip()):
         download(url, workdir / zip_name)
         return workdir / zip_name
     mirror = Path(value).expanduser()
     if not mirror.is_dir():
         raise SfaeError(f"{mirror}: {MIRROR_ENV} names no folder")
-    source = mirror / zip_name
-    if not source.is_file():
+    if not (source := mirror / zip_name).is_file():
         raise SfaeError(f"{source}: not found in the data mirror ({MIRROR_ENV}={mirror})")
     return source
 

@@ -11,7 +11,6 @@ from tqdm import tqdm
 from sfae.data.image_io import open_image, read_mask
 from sfae.errors import SfaeError
 
-PENNFUDAN_COUNT = 170
 MALL_FRAMES = 2000
 MALL_FRAME_SIZE = (640, 480)
 
@@ -30,7 +29,7 @@ def pennfudan_pairs(root: Path) -> list[tuple[str, Path, Path]]:
     return [(p.stem, p, root / "PedMasks" / f"{p.stem}_mask.png") for p in images]
 
 
-def verify_pennfudan(root: Path, expected: int = PENNFUDAN_COUNT) -> None:
+def verify_pennfudan(root: Path, expected: int = 170) -> None:
     """170 RGB PNGs, each with a same-size mask `<name>_mask.png` holding ids 0..N."""
     pairs = pennfudan_pairs(root)
     if len(pairs) != expected:
