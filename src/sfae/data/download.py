@@ -19,11 +19,9 @@ from sfae.paths import MIRROR_ENV
 
 
 def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
+    statuses = (429, 500, 502, 503, 504)
     retry = Retry(
-        total=retries,
-        backoff_factor=backoff,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET",),
+        total=retries, backoff_factor=backoff, status_forcelist=statuses, allowed_methods=("GET",)
     )
     session = requests.Session()
     for scheme in ("http://", "https://"):
@@ -31,9 +29,7 @@ def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
     return session
 
 
-def download(
-    url: str, destination: Path, session: requests.Session | None = None, timeout: float = 30.0
-) -> None:
+def download(url: str, destination: Path, session=None, timeout: float = 30.0) -> None:
     session = session or http_session()
     name = destination.name
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as work:

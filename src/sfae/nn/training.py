@@ -17,9 +17,8 @@ from sfae.nn.regularisers.base import Augment
 
 def segmentation_loss(masks, probabilities):
     """Mean squared error + binary cross-entropy, equal weight, as in the paper."""
-    return ops.mean(ops.square(probabilities - masks)) + ops.mean(
-        keras.losses.binary_crossentropy(masks, probabilities)
-    )
+    squared = ops.mean(ops.square(probabilities - masks))
+    return squared + ops.mean(keras.losses.binary_crossentropy(masks, probabilities))
 
 
 def weight_penalty(model: keras.Model):
