@@ -1,5 +1,4 @@
-"""Install a dataset into data/raw/: its zip from a local mirror folder or over HTTP, extracted
-safely, every file verified; only a verified copy replaces what was there."""
+"""Install a dataset (a mirror's or a downloaded zip, extracted safely, verified) in data/raw/."""
 
 import os
 import stat

@@ -47,8 +47,7 @@ def _tensorflow_epoch(
 
 
 def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size, *_):
-    """The same epoch on JAX: one jitted step through Keras' stateless API, no shards (XLA
-    schedules the step itself); non-trainable state (dropout's seeds) goes from step to step."""
+    """The same on JAX: a jitted stateless step (no shards: XLA schedules it itself)."""
     import jax
     import jax.numpy as jnp
 

@@ -1,5 +1,4 @@
-"""The segmentation networks in Keras 3 (keras.ops only: any backend runs them), the paper's
-auto-encoder or a U-Net (`model.arch`); both output [mask probability, features]."""
+"""The networks (keras.ops only: any backend), outputs [mask probability, features]."""
 
 import keras
 import numpy as np

@@ -49,8 +49,7 @@ def deterministic_archive(data: bytes) -> bytes:
 
 
 def save_model_deterministic(model: keras.Model, path: Path) -> None:
-    """model.save(path), with the same bytes whenever the model and its weights are the same;
-    it loads with plain keras.models.load_model (the weights file inside is byte-stable)."""
+    """model.save(path), the same bytes for the same model (load_model reads it as ever)."""
     path = Path(path)
     model.save(path)
     path.write_bytes(deterministic_archive(path.read_bytes()))

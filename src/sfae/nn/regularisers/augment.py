@@ -1,6 +1,5 @@
-"""Augmentation drawn afresh every epoch (`augment: {...}`) with Keras' preprocessing layers:
-image and mask go through the geometric ones as one 4-channel tensor (the same flip, zoom and
-shift; the mask is then re-binarised), brightness and contrast touch the image alone."""
+"""Augmentation drawn afresh every epoch (`augment: {...}`) with Keras' preprocessing layers;
+image and mask share the geometric ones (as one 4-channel tensor), the image alone the rest."""
 
 from typing import Annotated
 

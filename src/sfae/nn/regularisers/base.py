@@ -1,6 +1,5 @@
-"""What a regulariser is: a pydantic model of its settings (sfae.config validates it as part of a
-variant) that overrides the hooks it needs, each a no-op here. Units import Keras inside the hooks
-only, so that the params check imports no TensorFlow."""
+"""A regulariser: a pydantic model of its settings overriding the hooks it needs (no-ops here);
+Keras is imported inside the hooks only, so that the params check imports no TensorFlow."""
 
 from collections.abc import Callable
 from typing import ClassVar

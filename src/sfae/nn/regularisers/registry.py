@@ -1,5 +1,4 @@
-"""Our regularisers (a new one: a module of this package, listed in REGULARISERS), and the
-loader of the stages' config that knows them. Nothing here imports Keras."""
+"""Our regularisers, and the loader of the stages' config that knows them (imports no Keras)."""
 
 from pathlib import Path
 

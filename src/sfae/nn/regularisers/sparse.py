@@ -1,5 +1,4 @@
-"""Sparse filtering of the bottleneck features (`sparse: {...}`): pretraining on its cost
-alone, then its cost added to the supervised loss."""
+"""Sparse filtering of the bottleneck (`sparse: {...}`): pretraining, then part of the loss."""
 
 from typing import Annotated, Literal
 
