@@ -188,12 +188,14 @@ def test_sharded_terms_and_gradients_equal_the_whole_batch(base: Config, data, v
     assert_shards_change_nothing(unet_config(base, variant), *data)
 
 
-def test_the_loop_refuses_shards_for_batch_statistics(base: Config, data) -> None:
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "in-a-nested-model"])
+def test_the_loop_refuses_shards_for_batch_statistics(base: Config, data, nested) -> None:
     images, masks = data
     inputs = keras.Input((SIZE, SIZE, 3))
-    hidden = keras.layers.BatchNormalization(name="batch_norm")(
-        keras.layers.Conv2D(2, 3, padding="same")(inputs)
-    )
+    norm = keras.layers.BatchNormalization(name="batch_norm")
+    if nested:  # a block built as its own model: its layers are not the outer model's
+        norm = keras.Sequential([norm], name="block")
+    hidden = norm(keras.layers.Conv2D(2, 3, padding="same")(inputs))
     mask = keras.layers.Conv2D(1, 1, activation="sigmoid", name="mask")(hidden)
     features = keras.layers.GlobalAveragePooling2D(name="features")(hidden)
     model = keras.Model(inputs, [mask, features])

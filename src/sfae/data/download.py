@@ -1,6 +1,4 @@
-"""Install a dataset into data/raw/: fetch its zip (copied from a local mirror folder, or
-downloaded over HTTP), extract it safely, verify every file; only a verified copy replaces
-what was there."""
+"""Install a dataset (a mirror's or a downloaded zip, extracted safely, verified) in data/raw/."""
 
 import os
 import stat
@@ -18,39 +16,30 @@ from sfae.data.sources import Dataset
 from sfae.errors import SfaeError
 from sfae.paths import MIRROR_ENV
 
-CHUNK_BYTES = 1 << 20
-
 
 def http_session(retries: int = 4, backoff: float = 1.0) -> requests.Session:
-    """A session that retries connection errors and 5xx answers with exponential back-off."""
+    statuses = (429, 500, 502, 503, 504)
     retry = Retry(
-        total=retries,
-        backoff_factor=backoff,
-        status_forcelist=(429, 500, 502, 503, 504),
-        allowed_methods=("GET",),
+        total=retries, backoff_factor=backoff, status_forcelist=statuses, allowed_methods=("GET",)
     )
     session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, HTTPAdapter(max_retries=retry))
     return session
 
 
-def download(
-    url: str, destination: Path, session: requests.Session | None = None, timeout: float = 30.0
-) -> None:
-    """Stream url to destination through a temporary file renamed into place when complete."""
+def download(url: str, destination: Path, session=None, timeout: float = 30.0) -> None:
     session = session or http_session()
-    with tempfile.TemporaryDirectory(
-        dir=destination.parent, prefix=f".{destination.name}."
-    ) as work:
-        partial = Path(work, destination.name)
+    name = destination.name
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{name}.") as work:
+        partial = Path(work, name)
         with partial.open("wb") as out:
             try:
                 response = session.get(url, stream=True, timeout=timeout)
                 response.raise_for_status()
                 expected = int(response.headers.get("content-length", 0)) or None
-                with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name) as bar:
-                    for chunk in response.iter_content(CHUNK_BYTES):
+                with tqdm(total=expected, unit="B", unit_scale=True, desc=name) as bar:
+                    for chunk in response.iter_content(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))
                 # Content-Length counts the bytes sent, before any Content-Encoding is undone.
@@ -64,21 +53,18 @@ def download(
 
 def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
     """Path of zip_name: in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
-    value = os.environ.get(MIRROR_ENV, "").strip()
-    if not value:
+    if not (value := os.environ.get(MIRROR_ENV, "").strip()):
         download(url, workdir / zip_name)
         return workdir / zip_name
     mirror = Path(value).expanduser()
     if not mirror.is_dir():
         raise SfaeError(f"{mirror}: {MIRROR_ENV} names no folder")
-    source = mirror / zip_name
-    if not source.is_file():
+    if not (source := mirror / zip_name).is_file():
         raise SfaeError(f"{source}: not found in the data mirror ({MIRROR_ENV}={mirror})")
     return source
 
 
 def extract_zip(archive: Path, target: Path) -> None:
-    """Extract archive into target after checking every member and every CRC."""
     try:
         with zipfile.ZipFile(archive) as bundle:
             for info in bundle.infolist():

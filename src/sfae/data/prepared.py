@@ -35,14 +35,11 @@ class MallArrays:
     frame_size: tuple[int, int]
 
 
-MALL_KEYS = (
-    *("frames", "frame_numbers", "head_points", "head_offsets"),
-    *("counts", "roi", "perspective", "frame_size"),
-)
-
-
 def load_mall(path: Path) -> MallArrays:
-    arrays = load_arrays(path, MALL_KEYS, "prepared Mall arrays", "preprocess_mall")
+    keys = ("frames", "frame_numbers", "head_points", "head_offsets", "counts", "roi")
+    arrays = load_arrays(
+        path, (*keys, "perspective", "frame_size"), "prepared Mall arrays", "preprocess_mall"
+    )
     return MallArrays(
         **{key: arrays[key] for key in ("frames", "frame_numbers", "counts", "roi", "perspective")},
         heads=np.split(arrays["head_points"], arrays["head_offsets"][1:-1]),
@@ -64,9 +61,7 @@ class PennFudanSplits:
 
 
 def load_pennfudan(path: Path) -> PennFudanSplits:
-    keys = [
-        f"{split}_{kind}" for split in ("train", "test") for kind in ("images", "masks", "names")
-    ]
+    keys = [f"{s}_{kind}" for s in ("train", "test") for kind in ("images", "masks", "names")]
     arrays = load_arrays(path, keys, "prepared Penn-Fudan arrays", "preprocess_pennfudan")
     fields = {}
     for split in ("train", "val", "test"):  # val: empty arrays where none are held out
@@ -79,8 +74,8 @@ def load_pennfudan(path: Path) -> PennFudanSplits:
 
 def load_unlabeled(path: Path, count: int) -> np.ndarray:
     """The last `count` unlabeled Mall frames, float32 in [0, 1] as the training images are."""
-    what = "prepared unlabeled frames"
-    frames = load_arrays(path, ("frames",), what, "preprocess_unlabeled")["frames"]
+    frames = load_arrays(path, ["frames"], "prepared unlabeled frames", "preprocess_unlabeled")
+    frames = frames["frames"]
     if count > len(frames):
         raise SfaeError(f"{path}: holds {len(frames)} unlabeled frames, {count} asked for")
     return frames[len(frames) - count :].astype(np.float32) / 255.0

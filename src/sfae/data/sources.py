@@ -8,10 +8,9 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from sfae.data.image_io import image_size, read_mask
+from sfae.data.image_io import open_image, read_mask
 from sfae.errors import SfaeError
 
-PENNFUDAN_COUNT = 170
 MALL_FRAMES = 2000
 MALL_FRAME_SIZE = (640, 480)
 
@@ -26,12 +25,11 @@ class Dataset:
 
 
 def pennfudan_pairs(root: Path) -> list[tuple[str, Path, Path]]:
-    """(name, image, mask) for every image, paired by file name in sorted order."""
     images = sorted((root / "PNGImages").glob("*.png"))
     return [(p.stem, p, root / "PedMasks" / f"{p.stem}_mask.png") for p in images]
 
 
-def verify_pennfudan(root: Path, expected: int = PENNFUDAN_COUNT) -> None:
+def verify_pennfudan(root: Path, expected: int = 170) -> None:
     """170 RGB PNGs, each with a same-size mask `<name>_mask.png` holding ids 0..N."""
     pairs = pennfudan_pairs(root)
     if len(pairs) != expected:
@@ -43,13 +41,10 @@ def verify_pennfudan(root: Path, expected: int = PENNFUDAN_COUNT) -> None:
     if len(masks) != expected:
         raise SfaeError(f"{root / 'PedMasks'}: expected {expected} masks, found {len(masks)}")
     for _, image_path, mask_path in tqdm(pairs, desc="verify Penn-Fudan", unit="image"):
-        image_wh = image_size(image_path)
-        mask = read_mask(mask_path)
-        if (mask.shape[1], mask.shape[0]) != image_wh:
-            raise SfaeError(
-                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                f"{image_wh[0]}x{image_wh[1]}"
-            )
+        (width, height), mask = open_image(image_path).size, read_mask(mask_path)
+        if mask.shape != (height, width):
+            size = f"{mask.shape[1]}x{mask.shape[0]}"
+            raise SfaeError(f"{mask_path}: mask is {size} but its image is {width}x{height}")
         ids = np.unique(mask)
         if ids[0] != 0 or not np.array_equal(ids, np.arange(ids[-1] + 1)):
             raise SfaeError(f"{mask_path}: mask values must be 0..N, got {ids.tolist()}")
@@ -60,17 +55,26 @@ def mall_frame_path(root: Path, number: int) -> Path:
     return root / "frames" / f"seq_{number:06d}.jpg"
 
 
-def load_mall_annotations(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per-frame head points (N x 2, x and y in pixels) and per-frame counts."""
-    path = root / "mall_gt.mat"
+def _load_mat(path: Path, what: str, read: Callable):
+    """read(the .mat file at path); SfaeError naming `what` it is not."""
     if not path.is_file():  # loadmat reports a missing file as a vague OSError
         raise SfaeError(f"{path}: file not found")
     try:
-        gt = scipy.io.loadmat(path)
+        return read(scipy.io.loadmat(path))
+    except Exception as error:
+        raise SfaeError(f"{path}: not a readable {what} ({error!r})") from error
+
+
+def load_mall_annotations(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """Per-frame head points (N x 2, x and y in pixels) and per-frame counts."""
+    path = root / "mall_gt.mat"
+
+    def read(gt):
         counts = np.asarray(gt["count"]).ravel().astype(np.int64)
         heads = [np.asarray(cell["loc"][0, 0], dtype=np.float64) for cell in gt["frame"].ravel()]
-    except Exception as error:
-        raise SfaeError(f"{path}: not a readable Mall ground-truth file ({error!r})") from error
+        return heads, counts
+
+    heads, counts = _load_mat(path, "Mall ground-truth file", read)
     if len(heads) != len(counts):
         raise SfaeError(f"{path}: {len(heads)} frames of head points but {len(counts)} counts")
     for index, (points, count) in enumerate(zip(heads, counts, strict=True)):
@@ -84,19 +88,15 @@ def load_mall_annotations(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
 def load_mall_geometry(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """The region-of-interest mask (uint8) and the perspective map (float), both 480x640."""
     path = root / "perspective_roi.mat"
-    if not path.is_file():  # loadmat reports a missing file as a vague OSError
-        raise SfaeError(f"{path}: file not found")
-    try:
-        mat = scipy.io.loadmat(path)
+
+    def read(mat):
         roi = np.asarray(mat["roi"]["mask"][0, 0]).astype(np.uint8)
-        perspective = np.asarray(mat["pMapN"], dtype=np.float64)
-    except Exception as error:
-        raise SfaeError(f"{path}: not a readable ROI/perspective file ({error!r})") from error
-    shape = MALL_FRAME_SIZE[::-1]
-    if roi.shape != shape or perspective.shape != shape:
-        raise SfaeError(
-            f"{path}: ROI {roi.shape} and perspective {perspective.shape} must be {shape}"
-        )
+        return roi, np.asarray(mat["pMapN"], dtype=np.float64)
+
+    roi, perspective = _load_mat(path, "ROI/perspective file", read)
+    if roi.shape != (shape := MALL_FRAME_SIZE[::-1]) or perspective.shape != shape:
+        shapes = f"ROI {roi.shape} and perspective {perspective.shape}"
+        raise SfaeError(f"{path}: {shapes} must be {shape}")
     return roi, perspective
 
 
@@ -106,8 +106,7 @@ def verify_mall(root: Path, expected: int = MALL_FRAMES) -> None:
         path = mall_frame_path(root, number)
         if not path.is_file():
             raise SfaeError(f"{path}: missing frame {number} of {expected}")
-        size = image_size(path)
-        if size != MALL_FRAME_SIZE:
+        if (size := open_image(path).size) != MALL_FRAME_SIZE:
             raise SfaeError(f"{path}: frame is {size[0]}x{size[1]}, expected 640x480")
     heads, _ = load_mall_annotations(root)
     if len(heads) < expected:
@@ -115,18 +114,10 @@ def verify_mall(root: Path, expected: int = MALL_FRAMES) -> None:
     load_mall_geometry(root)
 
 
+PENNFUDAN_URL = "https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip"
+MALL_URL = "http://personal.ie.cuhk.edu.hk/~ccloy/files/datasets/mall_dataset.zip"
 PENNFUDAN = Dataset(
-    name="pennfudan",
-    zip_name="PennFudanPed.zip",
-    url="https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip",
-    folder="PennFudanPed",
-    verify=verify_pennfudan,
+    "pennfudan", "PennFudanPed.zip", PENNFUDAN_URL, "PennFudanPed", verify_pennfudan
 )
-MALL = Dataset(
-    name="mall",
-    zip_name="mall_dataset.zip",
-    url="http://personal.ie.cuhk.edu.hk/~ccloy/files/datasets/mall_dataset.zip",
-    folder="mall_dataset",
-    verify=verify_mall,
-)
+MALL = Dataset("mall", "mall_dataset.zip", MALL_URL, "mall_dataset", verify_mall)
 DATASETS = {dataset.name: dataset for dataset in (PENNFUDAN, MALL)}

@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sfae.config import COLORMAPS, RenderConfig
-from sfae.data.image_io import image_size, read_rgb, resize_probability, write_png
+from sfae.data.image_io import open_image, read_rgb, resize_probability, write_png
 from sfae.errors import SfaeError
 
 
@@ -71,7 +71,7 @@ def render_videos(frame_paths: list[Path], probabilities, outputs, settings: Ren
     gif_wanted = range(0, len(frame_paths), step)
     small: dict[int, np.ndarray] = {}  # the frames of either, downscaled
     # A video has one frame size, the first frame's: the writer would silently drop others.
-    frame_size = image_size(frame_paths[0])
+    frame_size = open_image(frame_paths[0]).size
     writer = open_mp4_writer(mp4_path, settings.fps, *frame_size)
     try:
         for index, frame_path in enumerate(tqdm(frame_paths, desc="render MP4", unit="frame")):

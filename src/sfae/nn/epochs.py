@@ -1,4 +1,4 @@
-"""One epoch of minibatch training on each backend, as the training loop (training.fit) runs it."""
+"""One epoch of minibatch training on each backend, as training.fit runs it."""
 
 import math
 
@@ -8,13 +8,8 @@ import keras
 def _tensorflow_epoch(
     model, optimizer, terms, names, images, masks, count, batch_size, shards, augment, unlabeled
 ):
-    """One compiled function that runs an epoch of `count` examples on the TF backend.
-
-    One call per epoch instead of one per step removes the per-step Python and
-    input-pipeline overhead that dominates this tiny network; each batch is split in
-    `shards` parallel shards (see training.run_in_shards), so that more than one core works.
-    With `unlabeled`, each step also hands the terms the frames its `frame_order` window picks.
-    """
+    """One tf.function per epoch (per-step overhead dominates this tiny net), each batch in
+    `shards` parallel shards; with `unlabeled`, the frames that `frame_order` picks per step."""
     import tensorflow as tf
 
     # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
@@ -52,21 +47,17 @@ def _tensorflow_epoch(
 
 
 def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size, *_):
-    """The same epoch on the JAX backend: one jitted step through Keras' stateless API.
-
-    XLA compiles the whole step and schedules it itself: no shards (fit refuses frames here).
-    Non-trainable state (dropout's seed generators) is carried from step to step.
-    """
+    """The same on JAX: a jitted stateless step (no shards: XLA schedules it itself)."""
     import jax
     import jax.numpy as jnp
 
     images, masks = jnp.asarray(images), jnp.asarray(masks)
     trainable, fixed = model.trainable_variables, model.non_trainable_variables
 
-    def loss(trainable_values, fixed_values, batch_images, batch_masks):
-        mapping = list(zip([*trainable, *fixed], [*trainable_values, *fixed_values], strict=True))
+    def loss(weights, fixed_values, x, y):  # x, y: a batch of images and masks
+        mapping = list(zip([*trainable, *fixed], [*weights, *fixed_values], strict=True))
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            values = terms(model, batch_images, batch_masks)
+            values = terms(model, x, y)
         fixed_after = [scope.get_current_value(variable) for variable in fixed]
         return values["loss"], (values, fixed_after)
 
@@ -74,21 +65,14 @@ def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size,
     groups = (trainable, optimizer.variables, fixed)  # the state a step takes and returns
 
     @jax.jit
-    def step(state, batch_images, batch_masks):
-        trainable_values, optimizer_values, fixed_values = state
-        (_, (values, fixed_values)), grads = gradient(
-            trainable_values, fixed_values, batch_images, batch_masks
-        )
-        trainable_values, optimizer_values = optimizer.stateless_apply(
-            optimizer_values, grads, trainable_values
-        )
-        stacked = jnp.stack([values[name] for name in names])
-        return [trainable_values, optimizer_values, fixed_values], stacked
+    def step(state, x, y):
+        weights, optimizer_values, fixed_values = state
+        (_, (values, fixed_values)), grads = gradient(weights, fixed_values, x, y)
+        weights, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, weights)
+        return [weights, optimizer_values, fixed_values], jnp.stack([values[n] for n in names])
 
     def run_epoch(order, data=None, _frames=None):
-        epoch_images, epoch_masks = (
-            (images, masks) if data is None else (jnp.asarray(data[0]), jnp.asarray(data[1]))
-        )
+        epoch_images, epoch_masks = (images, masks) if data is None else map(jnp.asarray, data)
         state = [[variable.value for variable in group] for group in groups]
         sums = jnp.zeros(len(names))
         for start in range(0, count, batch_size):

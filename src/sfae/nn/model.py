@@ -1,8 +1,4 @@
-"""The segmentation networks in Keras 3 (keras.ops only, so any backend runs it).
-
-`build_model` builds the one params.yaml's `model.arch` names: the paper's auto-encoder
-(`paper_model`) or a U-Net (`unet_model`). Both output [mask probability, features].
-"""
+"""The networks (keras.ops only: any backend), outputs [mask probability, features]."""
 
 import keras
 import numpy as np
@@ -17,11 +13,8 @@ BOTTLENECK_UNITS = 9  # reshaped to 3x3x1 for the decoder
 
 @keras.saving.register_keras_serializable(package="sfae")
 class PoolMix(layers.Layer):
-    """2x2/stride-2 pooling as a learnable blend: w * first + (1 - w) * second.
-
-    first/second are "max" and "avg" in either order; the paper alternates the order
-    from one pooling step to the next, with one scalar w per step.
-    """
+    """2x2/stride-2 pooling, w * first + (1 - w) * second with one learnt scalar w; first and
+    second are max and avg, in the order the paper alternates from one pooling to the next."""
 
     def __init__(self, first="max", stddev=0.05, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -30,27 +23,17 @@ class PoolMix(layers.Layer):
         self.first, self.stddev, self.seed = first, stddev, seed
 
     def build(self, input_shape):
-        self.mix = self.add_weight(
-            name="mix",
-            shape=(),
-            initializer=keras.initializers.RandomNormal(stddev=self.stddev, seed=self.seed),
-        )
+        initializer = keras.initializers.RandomNormal(stddev=self.stddev, seed=self.seed)
+        self.mix = self.add_weight(name="mix", shape=(), initializer=initializer)
 
     def call(self, inputs):
         pooled_max = ops.max_pool(inputs, pool_size=2, strides=2, padding="valid")
         pooled_avg = ops.average_pool(inputs, pool_size=2, strides=2, padding="valid")
-        first, second = (
-            (pooled_max, pooled_avg) if self.first == "max" else (pooled_avg, pooled_max)
-        )
+        first, second = (pooled_max, pooled_avg)[:: 1 if self.first == "max" else -1]
         return self.mix * first + (1.0 - self.mix) * second
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "first": self.first,
-            "stddev": self.stddev,
-            "seed": self.seed,
-        }
+        return dict(super().get_config(), first=self.first, stddev=self.stddev, seed=self.seed)
 
 
 @keras.saving.register_keras_serializable(package="sfae")
@@ -65,55 +48,45 @@ class SoftAbsolute(layers.Layer):
         return soft_absolute(inputs, self.epsilon)
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return dict(super().get_config(), epsilon=self.epsilon)
 
 
 def only_one(config: Config, hook: str, does: str, *args):
-    """What the variant's one regulariser with `hook` gives (None: none has it); SfaeError for two
-    (`does` says what they would both do)."""
+    """What the variant's one regulariser with `hook` gives (None: none); SfaeError for two."""
     found = [v for u in config.variant.regularisers if (v := getattr(u, hook)(*args)) is not None]
     if len(found) > 1:
         raise SfaeError(f"variant {config.variant.name}: two regularisers {does}")
     return found[0] if found else None
 
 
-def hidden_layers(config: Config, x, name: str, seeds):
-    """x after the variant's regularisers' layers for the hidden convolution `name` (dropout)."""
-    for unit in config.variant.regularisers:
-        x = unit.hidden_layer(x, name, seeds)
-    return x
+def seed_stream(key, count: int):
+    return iter(np.random.default_rng(key).integers(0, MAX_SEED, size=count).tolist())
 
 
 def build_model(config: Config) -> keras.Model:
-    """The network of config.arch, outputs [mask, features]; one config, one set of weights."""
+    """The network of config.arch; one config, one set of weights."""
     return unet_model(config) if config.arch == "unet" else paper_model(config)
 
 
 def paper_model(config: Config) -> keras.Model:
-    """The auto-encoder, outputs [mask probability (s, s, 1), bottleneck features (9,)]."""
+    """The auto-encoder: [mask probability (s, s, 1), bottleneck features (9,)]."""
     size = config.data.image_size
-    seeds = iter(np.random.default_rng(config.seed).integers(0, MAX_SEED, size=64).tolist())
+    seeds = seed_stream(config.seed, 64)
     # A stream of their own, so that dropout leaves every other variant's weights as they were.
-    layer_seeds = iter(
-        np.random.default_rng([config.seed, 2]).integers(0, MAX_SEED, size=64).tolist()
-    )
+    layer_seeds = seed_stream([config.seed, 2], 64)
     stddev = config.train.init_stddev
     regularizer = only_one(config, "kernel_regularizer", "penalise the kernels")
+    same = dict(padding="same", use_bias=False, kernel_regularizer=regularizer)
 
-    def conv(x, channels, kernel=3, activation="elu", transpose=False, name=None):
+    def normal():
+        return keras.initializers.RandomNormal(stddev=stddev, seed=next(seeds))
+
+    def conv(x, channels, kernel=3, act="elu", transpose=False, name=None):
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
-        x = kind(
-            channels,
-            kernel,
-            padding="same",
-            activation=activation,
-            use_bias=False,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=stddev, seed=next(seeds)),
-            kernel_regularizer=regularizer,
-            name=name,
-        )(x)
-        if activation != "sigmoid":  # every hidden feature map, not the mask
-            x = hidden_layers(config, x, name, layer_seeds)
+        op = kind(channels, kernel, activation=act, kernel_initializer=normal(), name=name, **same)
+        x = op(x)
+        for unit in [] if act == "sigmoid" else config.variant.regularisers:  # not on the mask
+            x = unit.hidden_layer(x, name, layer_seeds)
         return x
 
     def pool(x, first, name):
@@ -130,10 +103,7 @@ def paper_model(config: Config) -> keras.Model:
     flat = layers.Flatten(name="flatten")(pool(encoded_eighth, "avg", "pool_4"))  # (s/16)^2 * 8
 
     features = layers.Dense(
-        BOTTLENECK_UNITS,
-        use_bias=False,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=stddev, seed=next(seeds)),
-        name="bottleneck",
+        BOTTLENECK_UNITS, use_bias=False, kernel_initializer=normal(), name="bottleneck"
     )(flat)
     # Sparse variants feed the decoder linearly: their nonlinearity lives in the sparse cost.
     code = features
@@ -146,67 +116,47 @@ def paper_model(config: Config) -> keras.Model:
     x = resize(x, size // 8, "bicubic", "up_2")
     x = conv(x, 3, kernel=1, transpose=True, name="decode_2t")
     x = conv(x, 3, kernel=1, name="decode_2")
-    for step, (skip, interpolation) in enumerate(
-        [(encoded_quarter, "bilinear"), (encoded_half, "bilinear"), (encoded_full, "bicubic")],
-        start=3,
-    ):
+    skips = [(encoded_quarter, "bilinear"), (encoded_half, "bilinear"), (encoded_full, "bicubic")]
+    for step, (skip, interpolation) in enumerate(skips, start=3):
         x = resize(x, size // 2 ** (5 - step), interpolation, f"up_{step}")
         x = layers.Concatenate(name=f"skip_{step}")([x, skip])
         x = conv(x, 3, transpose=True, name=f"decode_{step}t")
         if step < 5:
             x = conv(x, 3, name=f"decode_{step}")
-    x = conv(x, 1, activation="sigmoid", name="mask")
+    x = conv(x, 1, act="sigmoid", name="mask")
     features = layers.Identity(name="features")(features)
     return keras.Model(images, [x, features], name=f"sfae_{config.variant.name}")
 
 
 def unet_model(config: Config) -> keras.Model:
-    """A U-Net, outputs [mask probability (s, s, 1), features (width * 2^(depth-1),)].
-
-    model.unet.depth levels, each two 3x3 convolutions (+ GroupNormalization with norm
-    "group", per example: train.shards stays the same math) and ELU; 2x2 max pooling down,
-    2x2/stride-2 transposed convolutions up, each joined with its level's skip; a 1x1 sigmoid
-    convolution makes the mask. The features are the deepest level globally average-pooled,
-    where sparse filtering acts; the decoder does not read them (it reads the deepest map),
-    so bottleneck_activation is not used. Regularisers as in the paper net, dropout on its
-    own seed stream. Kernels are He-normal: the paper's N(0, 0.05) does not suit up to
-    9 * 8 * width inputs. Convolutions before a normalisation have no bias (its beta is one).
-    """
+    """A U-Net: [mask, features (the deepest level average-pooled, unread by the decoder: no
+    bottleneck_activation)]. Per-example normalisation (train.shards keeps the math); He-normal
+    kernels (N(0, 0.05) does not suit 9 * 8 * width inputs); no bias before a normalisation."""
     unet = config.model.unet
     size = config.data.image_size
-    seeds = iter(np.random.default_rng([config.seed, 3]).integers(0, MAX_SEED, 256).tolist())
-    layer_seeds = iter(np.random.default_rng([config.seed, 4]).integers(0, MAX_SEED, 256).tolist())
+    seeds, layer_seeds = seed_stream([config.seed, 3], 256), seed_stream([config.seed, 4], 256)
     regularizer = only_one(config, "kernel_regularizer", "penalise the kernels")
     grouped = unet.norm == "group"
 
     def kernel_settings():
-        return {
-            "kernel_initializer": keras.initializers.HeNormal(seed=next(seeds)),
-            "kernel_regularizer": regularizer,
-        }
+        initializer = keras.initializers.HeNormal(seed=next(seeds))
+        return {"kernel_initializer": initializer, "kernel_regularizer": regularizer}
 
     def conv(x, channels, name, kernel=3, transpose=False):
-        """A hidden convolution: conv, GroupNormalization (norm "group"), ELU, dropout."""
         kind = layers.Conv2DTranspose if transpose else layers.Conv2D
-        x = kind(
-            channels,
-            kernel,
-            strides=2 if transpose else 1,
-            padding="same",
-            use_bias=not grouped,
-            name=name,
-            **kernel_settings(),
-        )(x)
+        settings = dict(padding="same", use_bias=not grouped, name=name, **kernel_settings())
+        x = kind(channels, kernel, strides=2 if transpose else 1, **settings)(x)
         if grouped:
             x = layers.GroupNormalization(unet.groups, name=f"{name}_norm")(x)
         x = layers.Activation("elu", name=f"{name}_elu")(x)
-        return hidden_layers(config, x, name, layer_seeds)
+        for unit in config.variant.regularisers:
+            x = unit.hidden_layer(x, name, layer_seeds)
+        return x
 
     def block(x, channels, name):
         return conv(conv(x, channels, f"{name}a"), channels, f"{name}b")
 
-    images = keras.Input((size, size, 3), name="image")
-    x = images
+    x = images = keras.Input((size, size, 3), name="image")
     skips = []
     for level in range(1, unet.depth + 1):
         if level > 1:

@@ -1,9 +1,5 @@
-"""Model files that depend on the weights only: byte-stable .keras archives; clear load errors.
-
-Keras writes the save time into a .keras archive (metadata.json and the zip entry dates) and
-Python object ids into its config (`shared_object_id`), so the same weights saved twice give
-different bytes, a different DVC hash, and needless re-runs of every stage after training.
-"""
+"""Byte-stable .keras archives (Keras writes the save time and Python object ids into them: the
+same weights would get another DVC hash each save, re-running every later stage); load errors."""
 
 import io
 import json
@@ -13,10 +9,6 @@ from pathlib import Path
 import keras
 
 from sfae.errors import SfaeError
-
-FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
-FIXED_DATE_SAVED = "1980-01-01@00:00:00"  # in Keras' format, for tools that read it
-ENTRY_MODE = 0o644
 
 
 def _renumber_shared_objects(node: object, numbers: dict) -> object:
@@ -40,7 +32,7 @@ def deterministic_archive(data: bytes) -> bytes:
     if "metadata.json" in entries:
         metadata = json.loads(entries["metadata.json"])
         if "date_saved" in metadata:
-            metadata["date_saved"] = FIXED_DATE_SAVED
+            metadata["date_saved"] = "1980-01-01@00:00:00"  # the zip entries' date, Keras' format
         entries["metadata.json"] = json.dumps(metadata).encode()
     if "config.json" in entries:
         config = _renumber_shared_objects(json.loads(entries["config.json"]), {})
@@ -48,27 +40,22 @@ def deterministic_archive(data: bytes) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as target:
         for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # the earliest a zip has
             info.compress_type = zipfile.ZIP_STORED  # as Keras writes it
-            info.external_attr = ENTRY_MODE << 16
+            info.external_attr = 0o644 << 16
             info.create_system = 3  # Unix, whatever the machine
             target.writestr(info, entries[name])
     return buffer.getvalue()
 
 
 def save_model_deterministic(model: keras.Model, path: Path) -> None:
-    """model.save(path), with the same bytes whenever the model and its weights are the same.
-
-    The archive loads with plain keras.models.load_model. The weights file inside is
-    already byte-stable (h5py records no times there).
-    """
+    """model.save(path), the same bytes for the same model (load_model reads it as ever)."""
     path = Path(path)
     model.save(path)
     path.write_bytes(deterministic_archive(path.read_bytes()))
 
 
 def load_weights(model: keras.Model, path: Path) -> None:
-    """model.load_weights(path); a missing, damaged or unfitting file is an SfaeError."""
     path = Path(path)
     if not path.is_file():
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
@@ -84,8 +71,6 @@ def load_weights(model: keras.Model, path: Path) -> None:
 
 
 def one_line(error: BaseException) -> str:
-    """An exception as `Type: message` on one line, shortened."""
     text = " ".join(str(error).split())
-    if len(text) > 200:
-        text = text[:197] + "..."
+    text = text[:197] + "..." if len(text) > 200 else text
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -9,26 +9,15 @@ def soft_absolute(x, epsilon=1e-8):
 
 
 def sparse_filtering_loss(features, activation="softabs", epsilon=1e-8):
-    """Sparse filtering cost of a (batch, k) feature matrix F, as a scalar.
-
-        A     = act(F)                  act = sqrt(F^2 + eps) ("softabs") or ELU ("elu")
-        A~    = A / ||A||_2 over batch  each feature (column) to unit norm
-        A^    = A~ / ||A~||_2 over k    then each example (row) to unit norm
-        cost  = mean(A^)
-
-    Ngiam sums A^ (its L1 norm); the mean is that sum divided by batch * k.
-    epsilon also guards the two normalisations against division by zero.
-    """
-    if activation == "softabs":
-        activated = soft_absolute(features, epsilon)
-    elif activation == "elu":
-        activated = ops.elu(features)
-    else:
+    """mean(A^) of a (batch, k) feature matrix F: A = soft_absolute(F) or elu(F) (activation
+    "softabs" or "elu"), each feature (column) of A to unit L2 norm over the batch, then each
+    example (row) over k. Ngiam sums A^, the mean divides by batch * k; epsilon also guards the
+    two normalisations against division by zero."""
+    if activation not in ("softabs", "elu"):
         raise ValueError(f"activation must be 'softabs' or 'elu', got {activation!r}")
-    per_feature = activated / ops.sqrt(
-        ops.sum(ops.square(activated), axis=0, keepdims=True) + epsilon
-    )
-    per_example = per_feature / ops.sqrt(
-        ops.sum(ops.square(per_feature), axis=1, keepdims=True) + epsilon
-    )
-    return ops.mean(per_example)
+    activated = soft_absolute(features, epsilon) if activation == "softabs" else ops.elu(features)
+
+    def unit_norm(a, axis):
+        return a / ops.sqrt(ops.sum(ops.square(a), axis=axis, keepdims=True) + epsilon)
+
+    return ops.mean(unit_norm(unit_norm(activated, 0), 1))  # features, then examples

@@ -17,68 +17,51 @@ from sfae.nn.regularisers.base import Augment
 
 def segmentation_loss(masks, probabilities):
     """Mean squared error + binary cross-entropy, equal weight, as in the paper."""
-    return ops.mean(ops.square(probabilities - masks)) + ops.mean(
-        keras.losses.binary_crossentropy(masks, probabilities)
-    )
+    squared = ops.mean(ops.square(probabilities - masks))
+    return squared + ops.mean(keras.losses.binary_crossentropy(masks, probabilities))
 
 
 def weight_penalty(model: keras.Model):
-    """The L1/L2 kernel penalty of the model (0 when it has none)."""
     penalties = model.losses
     return ops.sum(ops.stack(penalties)) if penalties else ops.zeros(())
 
 
 def configure_determinism(seed: int) -> None:
-    """Seed every generator and ask the backend for deterministic kernels."""
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-        # This network's ops are too small to gain from intra-op threads; they only add
-        # synchronisation (measured ~20% per step on 2 cores). A runtime that already
-        # started (e.g. in a test session) keeps its threads: hence the suppress.
+        # Intra-op threads only add synchronisation to this net's small ops (~20% per step on
+        # 2 cores); a runtime already started (a test session) keeps its threads.
         with contextlib.suppress(RuntimeError):
             tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
-LossTerms = Callable[..., dict]
-
-
 def shard_slices(count, shards: int) -> list[tuple]:
-    """Contiguous (start, end) slices that split a batch of `count` into `shards` parts."""
     bounds = [(count * shard) // shards for shard in range(shards + 1)]
     return list(zip(bounds, bounds[1:], strict=False))
 
 
 def run_in_shards(model, images, shards: int):
-    """The model's outputs for each shard of the batch, and each shard's slice.
-
-    Examples are independent (no batch statistics), so shards change nothing in the math,
-    only the graph: independent passes, which TensorFlow's inter-op threads run in parallel.
-    """
+    """The model's outputs for each shard of the batch, and the slices. Examples are independent
+    (no batch statistics): the same math, in passes TensorFlow's inter-op threads run at once."""
     slices = shard_slices(ops.shape(images)[0], shards)
     if shards == 1:
         return [model(images, training=True)], slices
-    outputs = [model(images[start:end], training=True) for start, end in slices]
-    return outputs, slices
+    return [model(images[start:end], training=True) for start, end in slices], slices
 
 
 def refuse_batch_statistics(model: keras.Model, shards: int) -> None:
-    """SfaeError for shards > 1 on a network with batch statistics (BatchNormalization): its
-    shards would normalise over a part of the batch each, other math, not other rounding."""
-    if shards <= 1:
-        return
-    pending, batch_normalised = list(model.layers), []
-    while pending:
-        layer = pending.pop(0)
-        pending.extend(getattr(layer, "layers", []))  # nested models
-        if isinstance(layer, keras.layers.BatchNormalization):
-            batch_normalised.append(layer.name)
-    if batch_normalised:
+    """SfaeError for shards > 1 on a net with BatchNormalization (shards would change its math)."""
+    layers = list(model.layers)
+    for layer in layers:  # the list grows by nested models' layers as it is walked
+        layers += getattr(layer, "layers", [])
+    found = [x.name for x in layers if isinstance(x, keras.layers.BatchNormalization)]
+    if shards > 1 and found:
         raise SfaeError(
             f"train.shards {shards} would change the math of a network with batch statistics "
-            f"({', '.join(batch_normalised)}): set train.shards to 1"
+            f"({', '.join(found)}): set train.shards to 1"
         )
 
 
@@ -93,23 +76,18 @@ def mean_over_shards(values, slices):
     return total / ops.cast(slices[-1][1], "float32")
 
 
-def finetune_terms(config: Config) -> LossTerms:
-    """Loss terms of the supervised phase; "loss" is what the optimiser minimises.
-
-    Each shard computes its own segmentation loss (a mean over examples); the regularisers'
-    terms (sparse filtering) couple the batch, so they see the joined bottleneck features.
-    """
+def finetune_terms(config: Config) -> Callable:
+    """The supervised phase's terms ("loss" is minimised): a segmentation loss per shard; the
+    regularisers' terms (sparse filtering) couple the batch, so they see all its features."""
     extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
 
     def terms(model, images, masks, shards=1, unlabeled=None):
         outputs, slices = run_in_shards(model, images, shards)
-        segmentation = mean_over_shards(
-            [
-                segmentation_loss(masks[start:end], probabilities)
-                for (probabilities, _), (start, end) in zip(outputs, slices, strict=True)
-            ],
-            slices,
-        )
+        losses = [
+            segmentation_loss(masks[start:end], probabilities)
+            for (probabilities, _), (start, end) in zip(outputs, slices, strict=True)
+        ]
+        segmentation = mean_over_shards(losses, slices)
         penalty = weight_penalty(model)
         result = {"segmentation": segmentation, "penalty": penalty}
         total = segmentation + penalty
@@ -131,13 +109,12 @@ def pretraining(config: Config):
     return next((unit for unit in config.variant.regularisers if unit.pretrain_share()), None)
 
 
-def pretrain_terms(config: Config) -> LossTerms:
+def pretrain_terms(config: Config) -> Callable:
     """Pretraining: only the pretraining regulariser's cost of the bottleneck, no labels."""
     name, _, cost = pretraining(config).loss_term()
 
     def terms(model, images, masks, shards=1):
-        outputs, _ = run_in_shards(model, images, shards)
-        value = cost(ops.concatenate(outputs, axis=0))
+        value = cost(ops.concatenate(run_in_shards(model, images, shards)[0], axis=0))
         return {"loss": value, name: value}
 
     return terms
@@ -149,13 +126,9 @@ class EpochLog:
     terms: dict[str, float]
 
 
-def shuffled_order(rng: np.random.Generator, count: int) -> np.ndarray:
-    return rng.permutation(count).astype(np.int32)
-
-
 def fit(
     model: keras.Model,
-    terms: LossTerms,
+    terms: Callable,
     images: np.ndarray,
     masks: np.ndarray,
     epochs: int,
@@ -169,15 +142,9 @@ def fit(
     per_epoch: int | None = None,
     unlabeled: np.ndarray | None = None,
 ) -> list[EpochLog]:
-    """Adam on minibatches of a shuffled in-memory set; returns the per-epoch mean terms.
-
-    `shards` splits each batch for parallel work on TensorFlow: the same math, other
-    rounding, which hundreds of epochs grow into another trajectory, as another seed would
-    (hence a tracked parameter, not the core count). `augment` draws a fresh augmented copy
-    of the set each epoch; `per_epoch`, how many of `images` an epoch draws (a pool of images
-    and frames); `unlabeled`, frames without masks, a batch beside each labelled one for the
-    terms (the sparse cost). SfaeError as soon as a loss turns NaN or infinite.
-    """
+    """Adam on minibatches of a shuffled in-memory set: the per-epoch mean terms. `shards` (TF):
+    the same math, other rounding, which many epochs grow into another trajectory (a tracked
+    parameter, not the core count); `per_epoch`: how many of `images` an epoch draws."""
     backend = keras.backend.backend()
     if backend not in EPOCH_RUNNERS:
         raise SfaeError(
@@ -199,13 +166,12 @@ def fit(
     frames_rng = np.random.default_rng([seed, 3])
     history = []
     for epoch in range(epochs):
-        order = (
-            shuffled_order(rng, len(images)) if shuffle else np.arange(len(images), dtype=np.int32)
-        )[:count]
+        order = (rng.permutation(len(images)) if shuffle else np.arange(len(images)))[:count]
+        order = order.astype(np.int32)
         data = augment(images, masks) if augment else None
         frames = None
         if unlabeled is not None:
-            frames = shuffled_order(frames_rng, len(unlabeled))[: len(order)]
+            frames = frames_rng.permutation(len(unlabeled)).astype(np.int32)[: len(order)]
         values = np.asarray(run_epoch(order, data, frames))
         log = EpochLog(epoch, dict(zip(names, values.tolist(), strict=True)))
         if not np.all(np.isfinite(values)):
@@ -219,9 +185,7 @@ def fit(
     return history
 
 
-def pretrain(
-    model: keras.Model, config: Config, images: np.ndarray, on_epoch_end=None, unlabeled=None
-):
+def pretrain(model: keras.Model, config: Config, images, on_epoch_end=None, unlabeled=None):
     """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck; with
     unlabeled frames, each epoch draws as many as there are images from both together."""
     unit, epochs = pretraining(config), config.pretrain_epochs()
@@ -230,12 +194,11 @@ def pretrain(
     count = len(images)
     if unlabeled is not None and len(unlabeled):
         images = np.concatenate([images, unlabeled])
-    dummy_masks = np.zeros((len(images), 1), np.float32)
     return fit(
         encoder_model(model),
         pretrain_terms(config),
         images,
-        dummy_masks,
+        np.zeros((len(images), 1), np.float32),  # no masks
         epochs,
         unit.pretrain_learning_rate,
         config.train.batch_size,

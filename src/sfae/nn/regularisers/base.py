@@ -1,11 +1,5 @@
-"""What a regulariser is: its settings, its strength, and what it adds to training.
-
-A unit is a pydantic model of its settings (validated by sfae.config as part of a variant)
-that overrides the hooks it needs (each a no-op here): to the model, the loss, the data or the
-schedule. A variant may combine several (`augment` + `regularizer: l2`); its strength is that
-of its one unit with a strength. Units import Keras inside the hooks only, so that the params
-check imports no TensorFlow.
-"""
+"""A regulariser: a pydantic model of its settings overriding the hooks it needs (no-ops here);
+Keras is imported inside the hooks only, so that the params check imports no TensorFlow."""
 
 from collections.abc import Callable
 from typing import ClassVar
@@ -27,18 +21,13 @@ class Regulariser(BaseModel):
 
     def strength_key(self) -> str | None:
         """The strength's dotted key within the variant (None: no strength)."""
-        if self.strength is None:
-            return None
-        return f"{self.name}.{self.strength}" if self.section else self.strength
+        return f"{self.name}.{self.strength}" if self.strength and self.section else self.strength
 
     def pretrain_share(self) -> tuple[int, int] | None:
-        """(pretraining, finetuning) epochs, for one that pretrains the encoder first; the
-        config splits train.epochs in this ratio (Config.pretrain_epochs)."""
-        return None
+        """(pretraining, finetuning) epochs to pretrain on its cost (Config.pretrain_epochs)."""
 
     def kernel_regularizer(self):
         """A Keras regulariser for every convolution kernel, or None."""
-        return None
 
     def hidden_layer(self, x, name: str, seeds):
         """x after the hidden convolution `name`; seeds: the model's stream for such layers."""
@@ -46,8 +35,6 @@ class Regulariser(BaseModel):
 
     def loss_term(self) -> tuple[str, float, Callable] | None:
         """(name, weight, cost(features)) added to the supervised loss, or None."""
-        return None
 
     def augmentation(self, seed: int) -> Augment | None:
         """A fresh augmented copy of the training set for each epoch, or None."""
-        return None

@@ -7,9 +7,7 @@ from sfae.nn.regularisers.base import Regulariser
 
 
 class Dropout(Regulariser):
-    name = "dropout"
-    section = False  # `dropout: 0.1` is a key of the variant
-    strength = "dropout"
+    name, section, strength = "dropout", False, "dropout"  # `dropout: 0.1` is a key of the variant
 
     dropout: Annotated[Number, between(0.0, 0.95)] = 0.0
 

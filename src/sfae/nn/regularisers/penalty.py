@@ -9,15 +9,12 @@ from sfae.nn.regularisers.base import Regulariser
 
 
 class Penalty(Regulariser):
-    name = "penalty"
-    section = False  # `regularizer: l2` and `regularizer_scale` are keys of the variant
-    strength = "regularizer_scale"
+    # `regularizer: l2` and `regularizer_scale` are keys of the variant
+    name, section, strength = "penalty", False, "regularizer_scale"
 
     regularizer: Literal["none", "l1", "l2"]
-    # l1: scale * sum|w|; l2: scale * sum(w^2) / 2, as tf.contrib's l2_regularizer
-    regularizer_scale: Annotated[
-        Number, between(0.0, 10.0), Field(validate_default=True)  # checked even if left out
-    ] = 0.0
+    # validate_default: checked even if left out
+    regularizer_scale: Annotated[Number, between(0.0, 10.0), Field(validate_default=True)] = 0.0
 
     @field_validator("regularizer_scale")
     @classmethod
@@ -33,9 +30,8 @@ class Penalty(Regulariser):
     def kernel_regularizer(self):
         import keras
 
-        if self.regularizer == "l1":
+        if self.regularizer == "l1":  # tf.contrib's l1_regularizer(scale): scale * sum|w|
             return keras.regularizers.L1(self.regularizer_scale)
         if self.regularizer == "l2":
             # tf.contrib's l2_regularizer(scale) is scale * sum(w^2) / 2; Keras' L2(c): c * sum(w^2)
             return keras.regularizers.L2(self.regularizer_scale / 2)
-        return None

@@ -1,9 +1,4 @@
-"""Our regularisers, and the loader of the stages' config that knows them.
-
-A new regulariser is a module of this package (a subclass of base.Regulariser) added to
-REGULARISERS, and a variant in params.yaml that uses its keys. sfae.config is handed this
-registry (here, and by sfae.plans.load_plans). Nothing here imports Keras.
-"""
+"""Our regularisers, and the loader of the stages' config that knows them (imports no Keras)."""
 
 from pathlib import Path
 
@@ -15,7 +10,6 @@ from sfae.nn.regularisers.penalty import Penalty
 from sfae.nn.regularisers.sparse import Sparse
 
 REGULARISERS = (Penalty, Dropout, Augmentation, Sparse)
-
 
 # The highest value each strength may take (its `le` bound), by its key's last part.
 STRENGTH_LIMITS = {
@@ -30,10 +24,9 @@ def load_config(path: Path) -> config.Config:
     loaded = config.load_config(path, REGULARISERS)
     prepared = loaded.mall.unlabeled_frames
     for name, variant in loaded.variants.items():
-        if variant.sparse and variant.sparse.unlabeled_frames > prepared:
+        if variant.sparse and (asked := variant.sparse.unlabeled_frames) > prepared:
             raise SfaeError(
-                f"{path}: variants.{name}.sparse.unlabeled_frames "
-                f"({variant.sparse.unlabeled_frames}) is more than the {prepared} frames that "
-                f"mall.unlabeled_frames prepares"
+                f"{path}: variants.{name}.sparse.unlabeled_frames ({asked}) is more than the "
+                f"{prepared} frames that mall.unlabeled_frames prepares"
             )
     return loaded

@@ -1,5 +1,4 @@
-"""Sparse filtering of the bottleneck features (`sparse: {...}`): pretraining on its cost
-alone, then its cost added to the supervised loss."""
+"""Sparse filtering of the bottleneck (`sparse: {...}`): pretraining, then part of the loss."""
 
 from typing import Annotated, Literal
 
@@ -8,8 +7,7 @@ from sfae.nn.regularisers.base import Regulariser
 
 
 class Sparse(Regulariser):
-    name = "sparse"
-    strength = "weight"
+    name, strength = "sparse", "weight"
 
     activation: Literal["softabs", "elu"]
     epsilon: Annotated[Number, between(0.0, 1.0)]
