@@ -1,6 +1,5 @@
 """The `sfae` command: `predict` your own files, run the `study` or a `sweep` (DVC experiments,
-recorded as they finish and resumed where they stopped), rebuild the `reports` from the records.
-"""
+recorded as they finish, resumed where they stopped), rebuild the `reports` from the records."""
 
 import argparse
 import os
@@ -37,31 +36,18 @@ def parser() -> argparse.ArgumentParser:
         predict.add_argument(flag, type=kind, default=default, help=f"{what} (default %(default)s)")
     study = commands.add_parser("study", help="the post's five variants x the study seeds")
     sweep = commands.add_parser("sweep", help="each regulariser's strength, selected, compared")
+    shares = "run only the K-th of N deterministic shares of the runs (for N machines)"
+    remote = "pull experiments from this git remote (and its DVC remote) first, push ours after"
     for command in (study, sweep):
         add = command.add_argument
         add("--jobs", type=files.positive, default=1, help="experiments run at once (default 1)")
         add("--report-only", action="store_true", help="rebuild the report only")
-        add(
-            "--share",
-            default="1/1",
-            metavar="K/N",
-            help="run only the K-th of N deterministic shares of the runs (for N machines)",
-        )
-        add(
-            "--remote",
-            metavar="GIT_REMOTE",
-            help="pull experiments from this git remote (and "
-            "its DVC remote) first, push ours after",
-        )
-    which = sweep.add_mutually_exclusive_group()
-    which.add_argument(
-        "--arch",
-        choices=ARCHS,
-        help="the network's own sweep: sweep (paper, the default), sweep.unet",
-    )
-    which.add_argument(
-        "--name", help="a named sweep of params.yaml's `sweep` (unet, unet_stacked, ...)"
-    )
+        add("--share", default="1/1", metavar="K/N", help=shares)
+        add("--remote", metavar="GIT_REMOTE", help=remote)
+    own = "the network's own sweep: sweep (paper, the default), sweep.unet"
+    which = sweep.add_mutually_exclusive_group().add_argument
+    which("--arch", choices=ARCHS, help=own)
+    which("--name", help="a named sweep of params.yaml's `sweep` (unet, unet_stacked, ...)")
     commands.add_parser("reports", help="rebuild every report from reports/runs.jsonl")
     return top
 

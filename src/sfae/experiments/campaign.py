@@ -1,5 +1,5 @@
-"""A campaign (the study, a sweep) on this machine or on N machines sharing the plan through a
-git remote; a sweep's plan is read off its state, step by step."""
+"""A campaign (the study, a sweep) here or on N machines sharing a git remote; a sweep's plan is
+read off its state, step by step."""
 
 from argparse import Namespace
 from pathlib import Path
@@ -21,8 +21,7 @@ def collect(
     target: str | None = None,
     kind: str | None = None,
 ) -> None:
-    """Pull others' runs (--remote), run this machine's --share of the plan (unless
-    --report-only), push ours (--remote), recording every finished run."""
+    """Pull (--remote), run this machine's --share (unless --report-only), push; record all."""
     experiments = DvcExperiments(root)
     if options.remote:
         experiments.pull(options.remote)

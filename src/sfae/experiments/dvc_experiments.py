@@ -86,8 +86,8 @@ class DvcExperiments:
             return out.read()
 
     def baselines(self) -> list[str]:
-        """The pinned base and the commits of finished (refs/exps/ab/cdef.../name), queued (the
-        stash) or running (info file) experiments: ~8x faster to show than `exp show -n 100`."""
+        """The base and the commits of finished, queued or running experiments (~8x faster to show
+        than `exp show -n 100`)."""
         found = {self.base}
         for ref in self._git("for-each-ref", "--format=%(refname)", "refs/exps/").split():
             parts = ref.split("/")
@@ -136,8 +136,7 @@ class DvcExperiments:
         self._dvc("queue", "remove", "--failed")
 
     def activity(self) -> tuple:
-        """What changes whenever a run starts, ends or fails, read in milliseconds: the
-        experiments' git refs, and the names, sizes and times of the run-info files."""
+        """What changes when a run starts, ends or fails, read fast: refs and run-info files."""
         files = []
         for path in sorted(self.run_info.glob("*/*")):
             with contextlib.suppress(OSError):  # a run's files go when it ends
@@ -146,8 +145,7 @@ class DvcExperiments:
         return self._git("for-each-ref", "refs/exps"), tuple(files)
 
     def reap_orphans(self) -> list[str]:
-        """`dvc queue kill` the runs DVC calls running whose process is gone (a reboot, an ended
-        session), which a resumed campaign would wait for forever; their names."""
+        """Kill (and name) the runs DVC calls running whose process is gone (else waited for)."""
         orphans = []
         for info in sorted(self.run_info.glob("*/*.run")):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):

@@ -28,26 +28,15 @@ class SeedPick:
 class Plateau:  # where a selection curve (validation IoU by strength) is flat at the top
     best: float
     best_mean: float
-    se: float | None  # None: not estimable (one seed per strength), see se_note
-    se_note: str | None
-    pooled_df: int  # df of the pooled seed variance, sum(n_p - 1)
+    se: float | None  # None: not estimable (one seed per strength)
     plateau: tuple[float, ...]  # strengths whose mean is within one SE of the best's, sorted
-    plateau_low: float
-    plateau_high: float
     collapsed: tuple[float, ...]  # strengths whose mean is more than 3 SE below the best's
-    first_collapse_above: float | None  # the lowest collapsed strength above the plateau
     seed_picks: tuple[SeedPick, ...]  # by seed
 
 
 def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
-    """The best strength of a selection curve {strength: {seed: validation IoU}}, and how sure.
-
-    Best: the highest mean over seeds (ties: the smaller strength). SE = sqrt(s^2 / n_best), s^2
-    the seed variance pooled over strengths with 2+ seeds, sum((n_p - 1) s_p^2) / sum(n_p - 1):
-    one strength has too few seeds to say how much seeds move a mean, and training noise is about
-    the same along the curve. Plateau: means >= best - SE, what a seed's luck could have made
-    best; collapsed: means < best - 3 SE. One seed per strength: no SE, the plateau is the best.
-    """
+    """The best strength of {strength: {seed: validation IoU}} (ties: the smaller) and how sure; the
+    SE pools the seed variance over strengths (why: sfae.reports.sweep_report.PLATEAUS)."""
     if not curve:
         raise SfaeError("the selection curve has no strength")
     values: dict[float, list[float]] = {}  # strength -> its seeds' values
@@ -64,15 +53,18 @@ def plateau(curve: Mapping[float, Mapping[int, float]]) -> Plateau:
     # Each seed's own pick: the strength of its highest value (a tie: the smaller strength).
     seeds = sorted({seed for by_seed in curve.values() for seed in by_seed})
     picks = [min((-v[seed], float(s)) for s, v in curve.items() if seed in v)[1] for seed in seeds]
-    se: float | None = None
-    note: str | None = "one seed per strength: seed spread not estimable, plateau is the best"
-    flat, collapsed = (best,), ()
+    se, flat, collapsed = None, (best,), ()
     if pooled_df > 0:
-        se, note = math.sqrt(within / pooled_df / len(values[best])), None
+        se = math.sqrt(within / pooled_df / len(values[best]))
         flat = tuple(strength for strength, mean in means.items() if mean >= means[best] - se)
         collapsed = tuple(s for s, mean in means.items() if mean < means[best] - 3.0 * se)
-    first_above = min((strength for strength in collapsed if strength > max(flat)), default=None)
     return Plateau(
-        best, means[best], se, note, pooled_df, flat, min(flat), max(flat), collapsed, first_above,
-        tuple(SeedPick(int(seed), pick) for seed, pick in zip(seeds, picks, strict=True)),
-    )  # fmt: skip
+        best=best,
+        best_mean=means[best],
+        se=se,
+        plateau=flat,
+        collapsed=collapsed,
+        seed_picks=tuple(
+            SeedPick(int(seed), pick) for seed, pick in zip(seeds, picks, strict=True)
+        ),
+    )

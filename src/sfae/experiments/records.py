@@ -52,8 +52,7 @@ class RunRecord:  # one finished run: a variant, its seed and settings, and its 
 
 
 def trained_on(metrics: dict) -> str:
-    """Where a run trained, as its last training stage noted it (the machine that recorded a
-    run need not be the one that trained it)."""
+    """Where its last training stage says it trained (not always the machine that recorded it)."""
     for path in reversed(TRAINING_JSONS):
         if machine := (metrics.get(path) or {}).get("machine"):
             return str(machine)
@@ -61,8 +60,7 @@ def trained_on(metrics: dict) -> str:
 
 
 def corrected_machines(records: list[RunRecord]) -> list[RunRecord]:
-    """The records; one whose training stage did not say where it trained takes the kind of a
-    run that reproduced it bit for bit (another kind rounds otherwise). Idempotent."""
+    """A record not saying where it trained takes the kind of a bit-for-bit twin. Idempotent."""
     known = [r for r in records if trained_on(r.metrics) != UNKNOWN]
     corrected = []
     for record in records:
@@ -85,8 +83,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def run_params(params: dict) -> dict:
-    """The flattened params that can change a run (all but the planning sections), a setting
-    added later at the value that runs made before it had."""
+    """The flattened params that can change a run (not the planning sections), LATER_DEFAULTS in."""
     return {**LATER_DEFAULTS, **flatten({k: v for k, v in params.items() if k not in PLANNING})}
 
 
@@ -119,8 +116,7 @@ def read_records(path: Path) -> list[RunRecord]:
 
 
 def add_records(path: Path, new: Iterable[RunRecord]) -> None:
-    """Add the records whose key no record has yet; rewrite the file whole, machines corrected,
-    in a stable order so that it changes only where runs were added."""
+    """Add the records of new keys; rewrite the file, machines corrected, in a stable order."""
     records = read_records(path)
     known = {_key(record) for record in records}
     added = [r for r in new if _key(r) not in known and not known.add(_key(r))]

@@ -1,6 +1,5 @@
-"""The resumable runner behind `make study` and `make sweep`: of a plan (`Spec`s), it skips what
-a record holds, waits for what is queued or running, queues the rest as DVC grids and records
-each run as it finishes, so a restarted campaign picks up where it stopped."""
+"""The resumable runner of a plan (`Spec`s): it skips what a record holds, waits for what is queued
+or running, queues the rest as DVC grids and records each run as it finishes."""
 
 import itertools
 import re
@@ -81,8 +80,7 @@ def wanted_params(current: dict, spec: Spec) -> dict:
 
 
 def fulfils(params: dict, wanted: dict) -> bool:
-    """Whether a run's flattened params give what is wanted; a setting added after it ran
-    counts as the value it had then (LATER_DEFAULTS), any other missing key as matching."""
+    """Whether flattened params give `wanted` (LATER_DEFAULTS in; other absent keys match)."""
     given = {**wanted, **LATER_DEFAULTS, **params}
     return all(same_value(given[key], value) for key, value in wanted.items())
 
@@ -94,8 +92,7 @@ def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
     per_image = {fields[0]: float(fields[iou]) for fields in (line.split("\t") for line in lines)}
     flat, base = run.flat, run_params(run.baseline_params)
     overrides = {key: value for key, value in flat.items() if base.get(key, object()) != value}
-    # Training seconds: from the log (the clock is kept out of tracked outputs), or from the
-    # metrics of runs made before that.
+    # Training seconds: from the metrics of older runs, else the log (the clock stays untracked).
     summaries = [run.metrics.get(path, {}) for path in TRAINING_JSONS]
     seconds = None
     if any("seconds" in summary for summary in summaries):
@@ -121,8 +118,7 @@ def make_record(experiments: DvcExperiments, run: Run) -> RunRecord:
 
 
 def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
-    """Few `-S key=a,b,c` grids whose products are exactly the given specs: two grids that
-    differ in one key's values alone merge, until none do."""
+    """Few `-S key=a,b,c` grids whose products are `specs` (two differing in one key merge)."""
     merged = [{key: [value] for key, value in spec.overrides} for spec in specs]
     while True:
         for a, b in itertools.combinations(merged, 2):
@@ -137,8 +133,7 @@ def grids(specs: Iterable[Spec]) -> list[dict[str, list]]:
 
 
 def share(specs: list[Spec], text: str) -> list[Spec]:
-    """The K-th of N shares (`text` "K/N"): every N-th spec in label order, so that N machines
-    split a plan without talking to each other."""
+    """The K-th of N shares (`text` "K/N"): every N-th spec in label order (N machines, no talk)."""
     try:
         part, parts = (int(value) for value in text.split("/"))
     except ValueError as error:

@@ -121,8 +121,7 @@ def range_said(selection: Selection) -> str:
     if len(plateau) == 1:
         text = f"{variant}: {best} alone (every other strength lies more than one SE below it)"
     elif points[first : first + len(plateau)] == plateau:  # no strength between left out
-        low, high = flat.plateau_low, flat.plateau_high
-        text = f"{variant}: anything from {low:g} to {high:g} does as well as {best}"
+        text = f"{variant}: anything from {plateau[0]:g} to {plateau[-1]:g} does as well as {best}"
     else:
         strengths = join(f"{x:g}" for x in plateau)
         between = "but not the strengths between them"
