@@ -1,6 +1,5 @@
-"""The planning sections of params.yaml (`study`, `sweep`, with named sweeps such as sweep.unet):
-they plan runs and change none, so no stage depends on this module and a change here re-runs
-nothing."""
+"""The planning sections of params.yaml (`study`, `sweep` with named sweeps like sweep.unet): they
+change no run, so no stage depends on this module and a change here re-runs nothing."""
 
 import dataclasses
 import itertools
@@ -118,8 +117,7 @@ class SweepSettings(BaseModel):  # what every sweep sets (sfae.experiments.sweep
     # {dotted key: value} settings of the validation leader tried beside it; the best runs finals.
     candidates: Candidates = ()
     compare_with: Variants = ("pure",)  # each a family of its own; the answer reads the first
-    # Seeds run at every point once the selection is fixed: they measure the curve's plateau
-    # and never move the selection, so they can run after the finals.
+    # Run at every point once the selection is fixed: they measure the plateau, never select.
     plateau_seeds: Seeds | None = None
 
     @field_validator("plateau_seeds")
@@ -143,8 +141,7 @@ class NamedSweep(SweepSettings):  # a sweep of its own under `sweep`, saying its
 
 
 def _says_its_arch(section):
-    """A section of `sweep` beside its settings is a named sweep if it says its `arch`: a typo
-    like `grid` stays an unknown setting."""
+    """A section of `sweep` is a named sweep if it says its `arch` (a typo stays unknown)."""
     if not (isinstance(section, dict) and "arch" in section):
         raise pydantic_core.PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
     return section

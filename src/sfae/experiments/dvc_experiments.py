@@ -52,8 +52,7 @@ class DvcExperiments:
         self.root, self.commits, self.show_timeout = root, commits, SHOW_TIMEOUT
         venv_dvc = Path(sys.executable).with_name("dvc")
         self.dvc = str(dvc or (venv_dvc if venv_dvc.exists() else "dvc"))
-        # Pinned: a commit made while a campaign runs must not hide its experiments (runs
-        # queued before a commit are listed too, and waited for rather than queued again).
+        # Pinned: a commit made mid-campaign must not hide its queued runs (else queued again).
         self.base = self._git("rev-parse", base).strip()
         self.run_info = root / ".dvc" / "tmp" / "exps" / "run"  # DVC's own: <stash>/<stash>.run
 
@@ -61,9 +60,8 @@ class DvcExperiments:
         return self._dvc(*args, tool="git")
 
     def _dvc(self, *args: str, timeout: float | None = None, tool: str = "dvc") -> str:
-        # Output to files: the workers `queue start` leaves behind inherit it, and a pipe would
-        # wait for the whole queue. With a timeout the command gets a process group of its own,
-        # so that killing it kills whatever it started too.
+        # Output to files: the workers `queue start` leaves inherit it (a pipe would wait for the
+        # whole queue). With a timeout, a process group of its own: killed with what it started.
         cmd = f"`{tool} {' '.join(args)}`"
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             process = subprocess.Popen(
@@ -102,17 +100,15 @@ class DvcExperiments:
         return sorted(found)
 
     def runs(self, tries: int = 3, pause: float = 5.0) -> list[Run]:
-        # `exp show` fails now and then while a worker sets up its workspace ("directory ...
-        # does not exist") or hangs on a lock (12 min seen): ask again before giving up.
+        # `exp show` fails while a worker sets up or hangs on a lock (12 min seen): ask again.
         revs = [arg for rev in self.baselines() for arg in ("--rev", rev)]
         command = ("exp", "show", "--json", *revs, "-n", "1")
         for _ in range(tries - 1):
             try:
                 return parse_exp_show(json.loads(self._dvc(*command, timeout=self.show_timeout)))
             except SfaeError as error:
-                # A worker killed while setting up or cleaning up a run leaves it "running" with
-                # no info file, and every `exp show` fails on it: `dvc queue kill` ends it. A
-                # live worker's run fails so too while it is set up; DVC refuses to kill that.
+                # A run whose worker died leaves it "running" with no info file, failing every
+                # `exp show`: `queue kill` ends it (DVC refuses while a live worker sets it up).
                 if lost := _LOST_RUN.search(str(error)):
                     try:
                         self._dvc("queue", "kill", lost[1])

@@ -31,11 +31,9 @@ from sfae.machine import machine_kind, package_versions
 
 IN_FLIGHT = ("queued", "running")
 VANISHED_AFTER_POLLS = 3  # polls with nothing in flight before waiting ends
-# Polls with runs queued and none running before the workers start again: a worker dies now
-# and then (kombu's file broker reads a message half-written), leaving its runs to wait forever.
+# Polls with runs queued, none running, before the workers restart: a worker dies now and then.
 STALLED_AFTER_POLLS = 4
-# Polls that skip `dvc exp show` (a CPU second or more) while the queue's activity is the same;
-# then it is asked anyway, so that a stalled or emptied queue is still seen.
+# Polls skipping `dvc exp show` (a CPU second) while the activity is unchanged; then it is asked.
 QUIET_POLLS = 4
 # What a run's scores depend on: the rest of params.yaml (render, planning) does not count.
 SCORED_SECTIONS = ("data", "mall", "train", "evaluate")
@@ -210,8 +208,7 @@ def run_plan(
         for grid in grids(missing):
             experiments.queue(grid, target)
     if missing or pending:
-        # Queued runs left by an ended session have no worker: start them too (workers
-        # already running are kept; DVC starts only those missing).
+        # An ended session's queued runs have no worker (DVC starts only the missing ones).
         experiments.start(jobs)
     waiting = [*pending, *missing]
     failed: dict[Spec, str] = {}
@@ -235,8 +232,7 @@ def run_plan(
             bar.refresh()
             if len(finished) == len(waiting):
                 break
-            # Runs that vanished from the queue (a killed worker, a removed task) would
-            # otherwise be waited for forever: give up once nothing is left in flight.
+            # Runs gone from the queue (a killed worker) are waited for until none is in flight.
             flying = [run for run in runs if run.state in IN_FLIGHT]
             idle_polls = 0 if flying else idle_polls + 1
             if idle_polls >= VANISHED_AFTER_POLLS:

@@ -67,8 +67,7 @@ def claims(table: Summary, comparisons: dict[str, Comparison]) -> list[Claim]:
         elu, elu_said = "mixed", "sparse_elu beats every non-sparse variant but not sparse_softabs"
     if highest("boundary_f1") == "sparse_elu":
         elu, elu_said = "agrees", "sparse_elu has the highest boundary F1"
-    # Pure is the extreme of the first claim; "redder" is judged against the other regularised
-    # networks, which the blog showed beside it.
+    # "Redder" is judged against the other regularised networks, which the blog showed beside it.
     redder = ("l2", *SPARSE)
     return [
         Claim(

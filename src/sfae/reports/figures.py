@@ -78,8 +78,7 @@ def write_selection_chart(state: SweepState, path: Path) -> None:
             )  # fmt: skip
         if not strengths:
             axes.text(0.5, 0.5, "no runs yet", ha="center", transform=axes.transAxes)
-        # Limits before the log scale: an empty panel's default limits would be singular; the
-        # axis spans the grid as run, before any result.
+        # Limits before the log scale (an empty panel's would be singular): the grid as run.
         if selection.points:
             axes.set_xlim(min(selection.points) / 2, max(selection.points) * 2)
         axes.set_xscale("log")

@@ -73,14 +73,10 @@ def _cost_section(groups: dict[str, list[RunRecord]], params: dict, left: str | 
     rows = []
     for variant, runs in groups.items():
         seconds = {run.seed: run.train_seconds for run in runs if run.train_seconds is not None}
-        cells = [
-            duration(seconds[seed], longest) if seed in seconds else "no run" for seed in seeds
-        ]
+        cells = [duration(seconds[s], longest) if s in seconds else "no run" for s in seeds]
         rows.append([f"`{variant}`", *cells, duration(sum(seconds.values()))])
     packages = dict.fromkeys(name for record in records for name in record.packages)
-    package_rows = [
-        [f"`{name}`", tally(r.packages.get(name, "") for r in records)] for name in packages
-    ]
+    package_rows = [[f"`{n}`", tally(r.packages.get(n, "") for r in records)] for n in packages]
     run_rows = [[f"`{r.variant}`", r.seed, f"`{r.name}`", f"`{r.rev}`"] for r in records]
     return paragraphs(
         "## What it took",
