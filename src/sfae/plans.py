@@ -61,43 +61,30 @@ def _candidates(value):
     return value
 
 
-Seeds = Annotated[
-    tuple,
-    _check(
-        lambda v: (
-            v and all(type(s) is int and 0 <= s <= MAX_SEED for s in v) and len(set(v)) == len(v)
-        ),
-        f"must be a list of distinct integers in [0, {MAX_SEED}], got {{!r}}",
-    ),
-]
+def _seeds(v):  # distinct integers in [0, MAX_SEED]
+    return v and all(type(s) is int and 0 <= s <= MAX_SEED for s in v) and len(set(v)) == len(v)
+
+
+def _ascending(v):  # at least two ascending positive numbers
+    numbers = len(v) >= 2 and all(type(x) in (int, float) for x in v)
+    return numbers and v[0] > 0 and all(a < b for a, b in itertools.pairwise(v))
+
+
+def _settings(v):  # a non-empty list of non-empty {dotted key: scalar} mappings
+    if not (v and all(isinstance(c, dict) and c for c in v)):
+        return False
+    return all(isinstance(x, bool | int | float | str) for c in v for x in c.values())
+
+
+SEEDS = f"must be a list of distinct integers in [0, {MAX_SEED}], got {{!r}}"
+Seeds = Annotated[tuple, _check(_seeds, SEEDS)]
 Grid = Annotated[
-    tuple,
-    _check(
-        lambda v: (
-            len(v) >= 2
-            and all(type(x) in (int, float) for x in v)
-            and v[0] > 0
-            and all(a < b for a, b in itertools.pairwise(v))
-        ),
-        "must be at least two ascending positive numbers, got {!r}",
-        float,
-    ),
+    tuple, _check(_ascending, "must be at least two ascending positive numbers, got {!r}", float)
 ]
 Candidates = Annotated[
     tuple,
     BeforeValidator(_candidates),
-    _check(
-        lambda v: (
-            v
-            and all(
-                isinstance(c, dict)
-                and c
-                and all(isinstance(x, bool | int | float | str) for x in c.values())
-                for c in v
-            )
-        ),
-        "must be a list of {{dotted.key: value}} mappings, got {!r}",
-    ),
+    _check(_settings, "must be a list of {{dotted.key: value}} mappings, got {!r}"),
 ]
 Variants = Annotated[tuple, BeforeValidator(_references)]
 

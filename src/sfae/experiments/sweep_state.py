@@ -35,9 +35,8 @@ class Runs:  # planned runs (one per seed) and the records found for them, in th
     def complete(self):
         return all(record is not None for record in self.found)
 
-    # seed -> validation IoU of the recorded runs
     @property
-    def validation(self):
+    def validation(self):  # seed -> validation IoU of the recorded runs
         return {r.seed: val_iou(r) for r in self.records}
 
     @property
@@ -218,8 +217,7 @@ def _candidates(sweep: Sweep, finder: _Finder, leader: Leader | None) -> tuple[C
 
 
 def _rows(sweep: Sweep, finder: _Finder, selections) -> list[FinalRow]:
-    """Each variant at its selected strength (references by name) and, where those are other
-    runs, the study's at the post's settings."""
+    """Each variant at its selected strength (references by name), and the study's if not those."""
     chosen = {s.variant: s.selected for s in selections}
     study = study_plan(sweep.config)
     rows = []

@@ -63,9 +63,8 @@ def _cell(found: Findings, variant: str) -> str:
     if row is None or row.label not in found.table:
         return "pending"
     mean, std, n = found.table[row.label]["test_iou"]
-    return (
-        f"{mean:.3f} ± {std:.3f} (n = {n}){'' if row.strength is None else f' @ {row.strength:g}'}"
-    )
+    at = "" if row.strength is None else f" @ {row.strength:g}"
+    return f"{mean:.3f} ± {std:.3f} (n = {n}){at}"
 
 
 def _verdicts(found: Findings) -> str:

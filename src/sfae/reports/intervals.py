@@ -60,15 +60,12 @@ def difference_interval(
     reference_seeds: Sequence[int],
     level: float = 0.95,
 ) -> Difference:
-    """Interval of the mean per-image IoU difference, ours minus reference, over seeds and images.
+    """Interval of the mean per-image IoU difference D = ours - reference over seeds and images.
 
-    Where the smaller side's seeds all appear in the other, runs pair by seed (same initial weights
-    and shuffles: correlated training noise cancels; extra seeds drop), else Welch. With n seeds, I
-    images, D = ours - reference: S = var_s(mean_i D)/n (Welch: s_o^2/n_o + s_r^2/n_r), G =
-    var_i(mean_s D)/I, R = MS_resid(D)/(nI); SE^2 = max(S + G - R, S, G), df by Satterthwaite.
-    - R: the seed-by-image residual is in both S and G but once in the grand mean (two-way ANOVA);
-    S + G is 4-9% too wide here. S, G each estimate a part, hence the floor.
-    """
+    Runs pair by seed where the smaller side's seeds all appear in the other (shared training
+    noise cancels), else Welch. S = var_s(mean_i D)/n, G = var_i(mean_s D)/I, R = MS_resid(D)/(nI):
+    SE^2 = max(S + G - R, S, G), df by Satterthwaite; the seed-by-image residual is in both S and
+    G but once in the grand mean (S + G is 4-9% too wide here), and S, G each estimate a part."""
     ours_runs, ours_seeds = _runs("ours", ours, ours_seeds)
     reference_runs, reference_seeds = _runs("reference", reference, reference_seeds)
     images = ours_runs.shape[1]
@@ -127,10 +124,9 @@ class HolmComparison:
 def holm(
     comparisons: Mapping[str, Difference], alpha: float = 0.05, family_size: int | None = None
 ) -> dict[str, HolmComparison]:
-    """Holm's correction over a family (name -> uncorrected Difference), each interval at its step's
-    level 1 - alpha/(m - j + 1) (by p-value; from the first not rejected on, that one's), so it
-    excludes zero iff Holm rejects. Holm needs no independence, which comparisons with one shared
-    reference lack. family_size: comparisons with no runs yet count as not rejected (p = 1)."""
+    """Holm's correction (needs no independence) over name -> Difference, each interval at its
+    step's level 1 - alpha/(m - j + 1), from the first not rejected on that one's, so it excludes
+    zero iff Holm rejects. family_size: comparisons with no runs yet count as not rejected."""
     _check_level(alpha, "alpha")
     if not comparisons or not all(isinstance(d, Difference) for d in comparisons.values()):
         raise SfaeError("holm needs one or more comparisons, each a Difference")
