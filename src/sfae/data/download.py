@@ -52,7 +52,7 @@ def download(url: str, destination: Path, session=None, timeout: float = 30.0) -
 
 
 def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
-    """Path of zip_name: in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
+    """zip_name in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
     if not (value := os.environ.get(MIRROR_ENV, "").strip()):
         download(url, workdir / zip_name)
         return workdir / zip_name

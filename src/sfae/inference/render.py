@@ -13,7 +13,6 @@ from sfae.errors import SfaeError
 
 
 def colormap_code(name: str) -> int:
-    """The OpenCV COLORMAP_* constant for a name such as "jet", "viridis" or "inferno"."""
     code = getattr(cv2, f"COLORMAP_{name.upper()}", None) if isinstance(name, str) else None
     if not isinstance(code, int):
         raise SfaeError(f"unknown colour map {name!r}; valid names: {', '.join(COLORMAPS)}")
@@ -21,8 +20,7 @@ def colormap_code(name: str) -> int:
 
 
 def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, bgr=False):
-    """The colour-mapped probability over an RGB (bgr=True: BGR) uint8 frame, weighted by
-    alpha times the probability: background stays the plain frame."""
+    """The colour-mapped probability over a uint8 frame, weighted by alpha * probability."""
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
     # Clipped: a sigmoid output can stray a hair outside [0, 1] after resizing, and the weight
     # below must stay a convex combination.
@@ -37,7 +35,7 @@ def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, b
 
 
 def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
-    """A writer of an MP4 at path; its error names `shown` (a staged path's target) or path."""
+    """An MP4 writer; its error names `shown` (a staged path's target) or path."""
     fourcc = cv2.VideoWriter.fourcc(*"mp4v")
     writer = cv2.VideoWriter(str(path), fourcc, float(fps), (width, height))
     if not writer.isOpened():
@@ -56,7 +54,7 @@ def check_video(path: Path, frames: int) -> None:
 
 
 def render_videos(frame_paths: list[Path], probabilities, outputs, settings: RenderConfig):
-    """Overlay probabilities[i] on frame_paths[i]: an MP4 of every frame, a GIF of every
+    """probabilities[i] over frame_paths[i]: an MP4 of every frame, a GIF of every
     `gif_frame_step`-th and a strip of `strip_frames` evenly spaced frames, at `gif_width`."""
     mp4_path, gif_path, strip_path = outputs
     if len(frame_paths) != probabilities.shape[0]:

@@ -12,7 +12,7 @@ from sfae.errors import SfaeError
 
 
 def _renumber_shared_objects(node: object, numbers: dict) -> object:
-    """Replace the id() values Keras uses as `shared_object_id` by 1, 2, ... in order."""
+    """The id() values Keras uses as `shared_object_id` replaced by 1, 2, ... in order."""
     if isinstance(node, list):
         return [_renumber_shared_objects(item, numbers) for item in node]
     if not isinstance(node, dict):
@@ -55,12 +55,18 @@ def save_model_deterministic(model: keras.Model, path: Path) -> None:
     path.write_bytes(deterministic_archive(path.read_bytes()))
 
 
-def load_weights(model: keras.Model, path: Path) -> None:
+def check_saved(path: Path) -> Path:
+    """path, if a file that is not empty; else an SfaeError saying how to make it again."""
     path = Path(path)
     if not path.is_file():
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
     if path.stat().st_size == 0:
         raise SfaeError(f"{path}: empty (truncated); run `dvc repro` to make it again")
+    return path
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    path = check_saved(path)
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many kinds for a bad file
