@@ -79,12 +79,9 @@ def extract_zip(archive: Path, target: Path) -> None:
             if broken is not None:
                 raise SfaeError(f"{archive}: member {broken!r} is corrupt (CRC mismatch)")
             bundle.extractall(target)
-    except zipfile.BadZipFile as error:
-        raise SfaeError(
-            f"{archive}: not a valid zip file ({error}); truncated download?"
-        ) from error
-    except (EOFError, zipfile.LargeZipFile, OSError) as error:
-        raise SfaeError(f"{archive}: cannot be read ({error}); truncated download?") from error
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError) as error:
+        what = "not a valid zip file" if isinstance(error, zipfile.BadZipFile) else "cannot be read"
+        raise SfaeError(f"{archive}: {what} ({error}); truncated download?") from error
 
 
 def install(dataset: Dataset, destination: Path) -> None:

@@ -29,14 +29,11 @@ def deterministic_archive(data: bytes) -> bytes:
     """A .keras archive rewritten so that its bytes depend on the model only."""
     with zipfile.ZipFile(io.BytesIO(data)) as source:
         entries = {info.filename: source.read(info) for info in source.infolist()}
-    if "metadata.json" in entries:
-        metadata = json.loads(entries["metadata.json"])
-        if "date_saved" in metadata:
-            metadata["date_saved"] = "1980-01-01@00:00:00"  # the zip entries' date, Keras' format
-        entries["metadata.json"] = json.dumps(metadata).encode()
-    if "config.json" in entries:
-        config = _renumber_shared_objects(json.loads(entries["config.json"]), {})
-        entries["config.json"] = json.dumps(config).encode()
+    metadata = json.loads(entries["metadata.json"])
+    metadata["date_saved"] = "1980-01-01@00:00:00"  # the zip entries' date, Keras' format
+    config = _renumber_shared_objects(json.loads(entries["config.json"]), {})
+    entries["metadata.json"] = json.dumps(metadata).encode()
+    entries["config.json"] = json.dumps(config).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as target:
         for name in sorted(entries):

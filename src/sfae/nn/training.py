@@ -32,8 +32,7 @@ def configure_determinism(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-        # Intra-op threads only add synchronisation to this net's small ops (~20% per step on
-        # 2 cores); a runtime already started (a test session) keeps its threads.
+        # Intra-op threads only slow this net's small ops (~20%); a started runtime keeps its own.
         with contextlib.suppress(RuntimeError):
             tf.config.threading.set_intra_op_parallelism_threads(1)
 
@@ -124,8 +123,7 @@ def _tensorflow_epoch(
     """One tf.function per epoch (per-step overhead dominates this tiny net)."""
     import tensorflow as tf
 
-    # Augmented data changes every epoch: variables, assigned each epoch, keep one trace.
-    # Fixed data stays constants, so the graph of every other variant is as it was.
+    # Augmented data: variables, assigned each epoch, keep one trace; fixed data: constants.
     holder = tf.Variable if augment else tf.constant
     images, masks = holder(images), holder(masks)
     frames = None if unlabeled is None else tf.constant(unlabeled)
