@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sfae.atomic import staged_outputs
-from sfae.scoring.pictures import (
+from sfae.scoring.evaluation import (
     FALSE_NEGATIVE,
     FALSE_POSITIVE,
     TRUE_POSITIVE,

@@ -52,7 +52,7 @@ def download(url: str, destination: Path, session=None, timeout: float = 30.0) -
 
 
 def obtain_zip(zip_name: str, url: str, workdir: Path) -> Path:
-    """Path of zip_name: in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
+    """zip_name in the mirror when SFAE_DATA_MIRROR is set, else downloaded to workdir."""
     if not (value := os.environ.get(MIRROR_ENV, "").strip()):
         download(url, workdir / zip_name)
         return workdir / zip_name
@@ -79,12 +79,9 @@ def extract_zip(archive: Path, target: Path) -> None:
             if broken is not None:
                 raise SfaeError(f"{archive}: member {broken!r} is corrupt (CRC mismatch)")
             bundle.extractall(target)
-    except zipfile.BadZipFile as error:
-        raise SfaeError(
-            f"{archive}: not a valid zip file ({error}); truncated download?"
-        ) from error
-    except (EOFError, zipfile.LargeZipFile, OSError) as error:
-        raise SfaeError(f"{archive}: cannot be read ({error}); truncated download?") from error
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile, OSError) as error:
+        what = "not a valid zip file" if isinstance(error, zipfile.BadZipFile) else "cannot be read"
+        raise SfaeError(f"{archive}: {what} ({error}); truncated download?") from error
 
 
 def install(dataset: Dataset, destination: Path) -> None:

@@ -22,12 +22,10 @@ def open_image(path: Path) -> Image.Image:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image as uint8 (height, width, 3) RGB."""
     return np.asarray(open_image(path).convert("RGB"))
 
 
 def read_mask(path: Path) -> np.ndarray:
-    """An instance mask as an integer (height, width) array of ids, 0 = background."""
     image = open_image(path)
     if image.mode not in ("L", "P", "I", "I;16", "1"):
         raise SfaeError(f"{path}: a mask must be a single-channel image, got mode {image.mode}")
@@ -36,22 +34,20 @@ def read_mask(path: Path) -> np.ndarray:
 
 # Sizes are (width, height), as cv2 takes them.
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(height, width, channels) uint8, area-averaged, as float32 in [0, 1]."""
+    """uint8 (height, width, channels), area-averaged, as float32 in [0, 1]."""
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
 def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A real-valued map (e.g. a perspective map), area-averaged, as float32."""
     return cv2.resize(values.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A binary mask, area-averaged, then thresholded at 1/2 (uint8)."""
     return (resize_map(mask, size) >= 0.5).astype(np.uint8)
 
 
 def resize_probability(probability: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A probability map as float32, bilinear (it stays in [0, 1]); unchanged at that size."""
+    """Bilinear (it stays in [0, 1]); unchanged at that size."""
     probability = np.asarray(probability, dtype=np.float32)
     if probability.shape == (size[1], size[0]):
         return probability

@@ -21,8 +21,7 @@ def split_names(names: list[str], train_count: int, seed: int) -> tuple[list[str
 
 
 def hold_out(train: list[str], val_count: int, seed: int) -> tuple[list[str], list[str]]:
-    """(fit, val): val_count training names drawn with the split's seed for validation. The
-    names left to fit keep their order: val_count 0 gives the same training run as before."""
+    """(fit, val): the names left to fit keep their order, so val_count 0 trains as before."""
     if not 0 <= val_count < len(train):
         raise SfaeError(f"val_count {val_count} must leave images to train on of {len(train)}")
     picked = set(np.random.default_rng([seed, 1]).permutation(len(train))[:val_count].tolist())
@@ -30,8 +29,8 @@ def hold_out(train: list[str], val_count: int, seed: int) -> tuple[list[str], li
 
 
 def prepare_pennfudan(raw: Path, image_size: int, train_count: int, seed: int, val_count=0) -> dict:
-    """Images in [0, 1] and binary masks at image_size, split into train, val and test (val only
-    when val_count > 0: the file is then as before validation existed)."""
+    """Images in [0, 1] and binary masks at image_size, split into train, val (only when
+    val_count > 0: the file is then as before validation existed) and test."""
     pairs = sources.pennfudan_pairs(raw)
     if not pairs:
         raise SfaeError(f"{raw / 'PNGImages'}: no PNG images")
@@ -98,6 +97,5 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 
 def split_record(arrays: dict) -> str:
-    """The split as reviewable JSON: the image names of each split (val may be empty)."""
     record = {split: list(arrays.get(f"{split}_names", [])) for split in ("train", "val", "test")}
     return json.dumps(record, indent=2) + "\n"

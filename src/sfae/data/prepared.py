@@ -10,7 +10,6 @@ from sfae.errors import SfaeError
 
 
 def load_arrays(path: Path, keys=(), what: str = "", stage: str = "") -> dict[str, np.ndarray]:
-    """The arrays saved at path, which must hold `keys` (else: not `what`; run `stage`)."""
     try:
         with np.load(path, allow_pickle=False) as bundle:
             arrays = {key: bundle[key] for key in bundle.files}

@@ -51,12 +51,10 @@ def verify_pennfudan(root: Path, expected: int = 170) -> None:
 
 
 def mall_frame_path(root: Path, number: int) -> Path:
-    """Frame `number`, counted from 1 as in the dataset's file names."""
     return root / "frames" / f"seq_{number:06d}.jpg"
 
 
 def _load_mat(path: Path, what: str, read: Callable):
-    """read(the .mat file at path); SfaeError naming `what` it is not."""
     if not path.is_file():  # loadmat reports a missing file as a vague OSError
         raise SfaeError(f"{path}: file not found")
     try:
@@ -66,7 +64,7 @@ def _load_mat(path: Path, what: str, read: Callable):
 
 
 def load_mall_annotations(root: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """Per-frame head points (N x 2, x and y in pixels) and per-frame counts."""
+    """Per-frame head points (N x 2, x and y in pixels) and counts."""
     path = root / "mall_gt.mat"
 
     def read(gt):

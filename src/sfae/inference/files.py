@@ -85,7 +85,6 @@ def expand_inputs(inputs: list[str], out: Path, report: Report) -> list[Path]:
 
 
 def check_output_folder(out: Path) -> None:
-    """Create out if needed and prove a file can be made in it; else an SfaeError."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
@@ -98,7 +97,6 @@ def check_output_folder(out: Path) -> None:
 
 
 def segment_images(paths: list[Path], segmenter, out: Path, threshold: float, draw, report):
-    """Masks and overlays of image files, `batch_size` images through the network at a time."""
     from sfae.atomic import staged_outputs
     from sfae.data.image_io import read_rgb, write_png
     from sfae.inference.predict import to_mask
@@ -117,8 +115,8 @@ def segment_images(paths: list[Path], segmenter, out: Path, threshold: float, dr
 
 
 def segment_video(source: Path, target: Path, segmenter, draw) -> None:
-    """Every frame with its probability overlaid, as an MP4 at the video's rate and size; the
-    next batch is decoded and the last one drawn and encoded while the network works."""
+    """An MP4 of the overlaid frames; the next batch is decoded and the last one drawn and
+    encoded while the network works."""
     import cv2
     from tqdm import tqdm
 

@@ -1,5 +1,4 @@
-"""The one prediction path: `predict_probabilities` for images at the network's input size, a
-`Segmenter` for RGB uint8 images of any size (resized as prepare.py does, maps at their size)."""
+"""The one prediction path: images at the network's input size, or of any size (`Segmenter`)."""
 
 import zipfile
 from pathlib import Path
@@ -10,16 +9,13 @@ import numpy as np
 import sfae.nn.model  # noqa: F401  (registers the custom layers for loading)
 from sfae.data.image_io import resize_image, resize_probability
 from sfae.errors import SfaeError
+from sfae.nn.saving import check_saved
 
 
 def load_trained(path: Path) -> keras.Model:
     """The trained model at path; a missing, truncated or damaged file is an SfaeError."""
-    if not path.is_file():
-        raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
     remedy = "run `dvc repro` to make it again"
-    if path.stat().st_size == 0:
-        raise SfaeError(f"{path}: empty (truncated); {remedy}")
-    if not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+    if not zipfile.is_zipfile(check_saved(path)):  # Keras would call it "File not found"
         raise SfaeError(f"{path}: truncated or damaged, not a .keras zip archive; {remedy}")
     try:
         with zipfile.ZipFile(path) as archive:
@@ -34,7 +30,6 @@ def load_trained(path: Path) -> keras.Model:
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 100):
-    """Foreground probabilities (n, h, w) of the model for a stack of images."""
     chunks = []
     for start in range(0, len(images), batch_size):
         outputs = model.predict_on_batch(images[start : start + batch_size])
@@ -44,12 +39,12 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
 
 
 def to_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """uint8 (height, width): 255 where the probability is at least threshold, else 0."""
     return np.where(probability >= threshold, np.uint8(255), np.uint8(0))
 
 
 class Segmenter:
-    """A model loaded once, checked to be a segmentation model; images in, maps out."""
+    """A model checked to be a segmentation model; RGB uint8 images in (resized as prepare.py
+    does), maps out at their size."""
 
     def __init__(self, model: keras.Model, source: str | Path = "model", batch_size=64):
         inputs, outputs = model.inputs or [], model.outputs or []
@@ -72,12 +67,10 @@ class Segmenter:
 
     @classmethod
     def load(cls, path: str | Path, batch_size: int = 64) -> "Segmenter":
-        """The model saved at path; a missing, damaged or non-segmentation file is an SfaeError."""
         return cls(load_trained(Path(path)), Path(path), batch_size)
 
     def probabilities(self, frames: list[np.ndarray], bgr=False) -> list[np.ndarray]:
-        """One float32 (height, width) map per RGB uint8 image. bgr=True takes frames in BGR
-        order (a video decoder's) and swaps the channels after resizing: the same numbers."""
+        """One float32 map per image; bgr=True: frames in BGR order, as a video decoder's."""
         for index, frame in enumerate(frames):
             array = isinstance(frame, np.ndarray)
             if not array or frame.dtype != np.uint8 or frame.ndim != 3:
@@ -98,9 +91,7 @@ class Segmenter:
         ]
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
-        """Foreground probability, float32 (height, width), of one RGB uint8 image."""
         return self.probabilities([rgb])[0]
 
     def mask(self, rgb: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-        """uint8 (height, width) mask of one RGB uint8 image: 255 foreground, 0 background."""
         return to_mask(self.probability(rgb), threshold)

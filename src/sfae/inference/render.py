@@ -13,7 +13,6 @@ from sfae.errors import SfaeError
 
 
 def colormap_code(name: str) -> int:
-    """The OpenCV COLORMAP_* constant for a name such as "jet", "viridis" or "inferno"."""
     code = getattr(cv2, f"COLORMAP_{name.upper()}", None) if isinstance(name, str) else None
     if not isinstance(code, int):
         raise SfaeError(f"unknown colour map {name!r}; valid names: {', '.join(COLORMAPS)}")
@@ -21,11 +20,9 @@ def colormap_code(name: str) -> int:
 
 
 def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, bgr=False):
-    """The colour-mapped probability over an RGB (bgr=True: BGR) uint8 frame, weighted by
-    alpha times the probability: background stays the plain frame."""
+    """The colour-mapped probability over a uint8 frame, weighted by alpha * probability."""
     code = colormap if isinstance(colormap, int) else colormap_code(colormap)
-    # Clipped: a sigmoid output can stray a hair outside [0, 1] after resizing, and the weight
-    # below must stay a convex combination.
+    # Clipped: resizing can stray a hair outside [0, 1], and the blend must stay convex.
     upsampled = np.clip(resize_probability(probability, (frame.shape[1], frame.shape[0])), 0, 1)
     levels = cv2.convertScaleAbs(upsampled, alpha=255.0)  # round(255 p) as uint8
     colour = cv2.applyColorMap(levels, code)  # BGR
@@ -37,7 +34,7 @@ def overlay(frame: np.ndarray, probability, alpha: float, colormap: str | int, b
 
 
 def open_mp4_writer(path: Path, fps: float, width: int, height: int, shown=None):
-    """A writer of an MP4 at path; its error names `shown` (a staged path's target) or path."""
+    """An MP4 writer; its error names `shown` (a staged path's target) or path."""
     fourcc = cv2.VideoWriter.fourcc(*"mp4v")
     writer = cv2.VideoWriter(str(path), fourcc, float(fps), (width, height))
     if not writer.isOpened():
@@ -56,7 +53,7 @@ def check_video(path: Path, frames: int) -> None:
 
 
 def render_videos(frame_paths: list[Path], probabilities, outputs, settings: RenderConfig):
-    """Overlay probabilities[i] on frame_paths[i]: an MP4 of every frame, a GIF of every
+    """probabilities[i] over frame_paths[i]: an MP4 of every frame, a GIF of every
     `gif_frame_step`-th and a strip of `strip_frames` evenly spaced frames, at `gif_width`."""
     mp4_path, gif_path, strip_path = outputs
     if len(frame_paths) != probabilities.shape[0]:
@@ -85,13 +82,11 @@ def render_videos(frame_paths: list[Path], probabilities, outputs, settings: Ren
             writer.write(cv2.cvtColor(overlaid, cv2.COLOR_RGB2BGR))
             if index in gif_wanted or index in strip_wanted:
                 height = max(1, round(overlaid.shape[0] * width / overlaid.shape[1]))
-                # INTER_AREA avoids aliasing when shrinking
                 small[index] = cv2.resize(overlaid, (width, height), interpolation=cv2.INTER_AREA)
     finally:
         writer.release()
     check_video(mp4_path, len(frame_paths))
-    # Encoded in memory, then written: imageio's file writer flushes again when collected,
-    # which turned a full disk into a traceback after the error line.
+    # In memory: imageio's file writer flushed again when collected (a full disk: a traceback).
     gif = np.stack([small[i] for i in gif_wanted])
     options = dict(plugin="pillow", extension=".gif", duration=1000.0 * step / settings.fps, loop=0)
     gif_path.write_bytes(iio.imwrite("<bytes>", gif, **options))

@@ -12,7 +12,7 @@ from sfae.errors import SfaeError
 
 
 def _renumber_shared_objects(node: object, numbers: dict) -> object:
-    """Replace the id() values Keras uses as `shared_object_id` by 1, 2, ... in order."""
+    """The id() values Keras uses as `shared_object_id` replaced by 1, 2, ... in order."""
     if isinstance(node, list):
         return [_renumber_shared_objects(item, numbers) for item in node]
     if not isinstance(node, dict):
@@ -29,14 +29,11 @@ def deterministic_archive(data: bytes) -> bytes:
     """A .keras archive rewritten so that its bytes depend on the model only."""
     with zipfile.ZipFile(io.BytesIO(data)) as source:
         entries = {info.filename: source.read(info) for info in source.infolist()}
-    if "metadata.json" in entries:
-        metadata = json.loads(entries["metadata.json"])
-        if "date_saved" in metadata:
-            metadata["date_saved"] = "1980-01-01@00:00:00"  # the zip entries' date, Keras' format
-        entries["metadata.json"] = json.dumps(metadata).encode()
-    if "config.json" in entries:
-        config = _renumber_shared_objects(json.loads(entries["config.json"]), {})
-        entries["config.json"] = json.dumps(config).encode()
+    metadata = json.loads(entries["metadata.json"])
+    metadata["date_saved"] = "1980-01-01@00:00:00"  # the zip entries' date, Keras' format
+    config = _renumber_shared_objects(json.loads(entries["config.json"]), {})
+    entries["metadata.json"] = json.dumps(metadata).encode()
+    entries["config.json"] = json.dumps(config).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as target:
         for name in sorted(entries):
@@ -55,12 +52,18 @@ def save_model_deterministic(model: keras.Model, path: Path) -> None:
     path.write_bytes(deterministic_archive(path.read_bytes()))
 
 
-def load_weights(model: keras.Model, path: Path) -> None:
+def check_saved(path: Path) -> Path:
+    """path, if a file that is not empty; else an SfaeError saying how to make it again."""
     path = Path(path)
     if not path.is_file():
         raise SfaeError(f"{path}: not found; run `dvc repro` to make it")
     if path.stat().st_size == 0:
         raise SfaeError(f"{path}: empty (truncated); run `dvc repro` to make it again")
+    return path
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    path = check_saved(path)
     try:
         model.load_weights(path)
     except Exception as error:  # h5py and Keras raise many kinds for a bad file

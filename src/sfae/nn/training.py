@@ -1,6 +1,7 @@
-"""Losses and the training loop of both phases (sparse pretraining, supervised finetuning)."""
+"""Losses, one epoch on each backend, and the loop of both phases (pretraining, finetuning)."""
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,7 +11,6 @@ from keras import ops
 
 from sfae.config import Config
 from sfae.errors import SfaeError
-from sfae.nn.epochs import EPOCH_RUNNERS
 from sfae.nn.model import encoder_model, only_one
 from sfae.nn.regularisers.base import Augment
 
@@ -32,8 +32,7 @@ def configure_determinism(seed: int) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-        # Intra-op threads only add synchronisation to this net's small ops (~20% per step on
-        # 2 cores); a runtime already started (a test session) keeps its threads.
+        # Intra-op threads only slow this net's small ops (~20%); a started runtime keeps its own.
         with contextlib.suppress(RuntimeError):
             tf.config.threading.set_intra_op_parallelism_threads(1)
 
@@ -44,8 +43,8 @@ def shard_slices(count, shards: int) -> list[tuple]:
 
 
 def run_in_shards(model, images, shards: int):
-    """The model's outputs for each shard of the batch, and the slices. Examples are independent
-    (no batch statistics): the same math, in passes TensorFlow's inter-op threads run at once."""
+    """The outputs of each shard of the batch, and the slices: the same math (no batch
+    statistics), in passes TensorFlow's inter-op threads run at once."""
     slices = shard_slices(ops.shape(images)[0], shards)
     if shards == 1:
         return [model(images, training=True)], slices
@@ -66,7 +65,7 @@ def refuse_batch_statistics(model: keras.Model, shards: int) -> None:
 
 
 def mean_over_shards(values, slices):
-    """The batch mean of a per-example mean computed shard by shard (weighted by size)."""
+    """The batch mean of per-shard means."""
     if len(values) == 1:
         return values[0]
     total = sum(
@@ -77,8 +76,8 @@ def mean_over_shards(values, slices):
 
 
 def finetune_terms(config: Config) -> Callable:
-    """The supervised phase's terms ("loss" is minimised): a segmentation loss per shard; the
-    regularisers' terms (sparse filtering) couple the batch, so they see all its features."""
+    """The supervised terms ("loss" is minimised); the regularisers' (sparse filtering) couple
+    the batch, so they see all its features."""
     extra = [term for unit in config.variant.regularisers if (term := unit.loss_term())]
 
     def terms(model, images, masks, shards=1, unlabeled=None):
@@ -105,12 +104,10 @@ def finetune_terms(config: Config) -> Callable:
 
 
 def pretraining(config: Config):
-    """The variant's regulariser that pretrains the encoder first (sparse), or None."""
     return next((unit for unit in config.variant.regularisers if unit.pretrain_share()), None)
 
 
 def pretrain_terms(config: Config) -> Callable:
-    """Pretraining: only the pretraining regulariser's cost of the bottleneck, no labels."""
     name, _, cost = pretraining(config).loss_term()
 
     def terms(model, images, masks, shards=1):
@@ -118,6 +115,90 @@ def pretrain_terms(config: Config) -> Callable:
         return {"loss": value, name: value}
 
     return terms
+
+
+def _tensorflow_epoch(
+    model, optimizer, terms, names, images, masks, count, batch_size, shards, augment, unlabeled
+):
+    """One tf.function per epoch (per-step overhead dominates this tiny net)."""
+    import tensorflow as tf
+
+    # Augmented data: variables, assigned each epoch, keep one trace; fixed data: constants.
+    holder = tf.Variable if augment else tf.constant
+    images, masks = holder(images), holder(masks)
+    frames = None if unlabeled is None else tf.constant(unlabeled)
+    steps = math.ceil(count / batch_size)
+    variables = model.trainable_variables
+    # No shard may be empty: not more shards than examples in the smallest (last) batch.
+    shards = min(shards, batch_size, count - (steps - 1) * batch_size)
+
+    @tf.function
+    def run_epoch(order, frame_order):
+        sums = tf.zeros([len(names)])
+        for step in tf.range(steps):
+            window = slice(step * batch_size, tf.minimum((step + 1) * batch_size, count))
+            index = order[window]
+            extra = {} if frames is None else {"unlabeled": tf.gather(frames, frame_order[window])}
+            with tf.GradientTape() as tape:
+                batch = (tf.gather(images, index), tf.gather(masks, index))
+                values = terms(model, *batch, shards, **extra)
+            optimizer.apply(tape.gradient(values["loss"], variables), variables)
+            weight = tf.cast(tf.shape(index)[0], tf.float32)
+            sums += tf.stack([values[name] for name in names]) * weight
+        return sums / count
+
+    def run(order, data=None, frame_order=None):
+        if data is not None:
+            images.assign(data[0])
+            masks.assign(data[1])
+        return run_epoch(order, frame_order)
+
+    return run
+
+
+def _jax_epoch(model, optimizer, terms, names, images, masks, count, batch_size, *_):
+    """A jitted stateless step (no shards: XLA schedules it itself)."""
+    import jax
+    import jax.numpy as jnp
+
+    images, masks = jnp.asarray(images), jnp.asarray(masks)
+    trainable, fixed = model.trainable_variables, model.non_trainable_variables
+
+    def loss(weights, fixed_values, x, y):  # x, y: a batch of images and masks
+        mapping = list(zip([*trainable, *fixed], [*weights, *fixed_values], strict=True))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            values = terms(model, x, y)
+        fixed_after = [scope.get_current_value(variable) for variable in fixed]
+        return values["loss"], (values, fixed_after)
+
+    gradient = jax.value_and_grad(loss, has_aux=True)
+    groups = (trainable, optimizer.variables, fixed)  # the state a step takes and returns
+
+    @jax.jit
+    def step(state, x, y):
+        weights, optimizer_values, fixed_values = state
+        (_, (values, fixed_values)), grads = gradient(weights, fixed_values, x, y)
+        weights, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, weights)
+        return [weights, optimizer_values, fixed_values], jnp.stack([values[n] for n in names])
+
+    def run_epoch(order, data=None, _frames=None):
+        epoch_images, epoch_masks = (images, masks) if data is None else map(jnp.asarray, data)
+        state = [[variable.value for variable in group] for group in groups]
+        sums = jnp.zeros(len(names))
+        for start in range(0, count, batch_size):
+            index = order[start : start + batch_size]
+            state, values = step(state, epoch_images[index], epoch_masks[index])
+            sums = sums + values * len(index)
+        # Back into the variables, so callbacks (IoU logging, saving) see this epoch's model.
+        for group, values in zip(groups, state, strict=True):
+            for variable, value in zip(group, values, strict=True):
+                variable.assign(value)
+        return sums / count
+
+    return run_epoch
+
+
+EPOCH_RUNNERS = {"tensorflow": _tensorflow_epoch, "jax": _jax_epoch}
 
 
 @dataclass
@@ -186,8 +267,8 @@ def fit(
 
 
 def pretrain(model: keras.Model, config: Config, images, on_epoch_end=None, unlabeled=None):
-    """Phase 1 of sparse variants: the sparse cost alone moves encoder and bottleneck; with
-    unlabeled frames, each epoch draws as many as there are images from both together."""
+    """Phase 1 of sparse variants; with unlabeled frames, each epoch draws as many as there are
+    images from both together."""
     unit, epochs = pretraining(config), config.pretrain_epochs()
     if unit is None or epochs == 0:
         return []
@@ -210,13 +291,12 @@ def pretrain(model: keras.Model, config: Config, images, on_epoch_end=None, unla
 
 
 def augmentation(config: Config) -> Augment | None:
-    """The variant's augmentation of the training set, drawn afresh each epoch, or None."""
     return only_one(config, "augmentation", "augment the data", config.seed)
 
 
 def finetune(model, config: Config, images, masks, on_epoch_end=None, unlabeled=None):
-    """Phase 2 (the only phase of pure/L1/L2): a fresh Adam on the supervised loss; with
-    unlabeled frames, the regularisers' costs see a batch of them beside each labelled one."""
+    """Phase 2 (the only one of pure/L1/L2); the regularisers' costs see a batch of unlabeled
+    frames beside each labelled one."""
     return fit(
         model,
         finetune_terms(config),

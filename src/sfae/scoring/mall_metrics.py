@@ -107,16 +107,14 @@ def per_frame_mall_scores(predicted, heads, roi, perspective, frame_size, person
     frames, height, width = predicted.shape
     all_heads = np.concatenate(heads)
     frame_of_head = np.repeat(np.arange(frames), [len(points) for points in heads])
-    pixel_x = _pixel_of(all_heads[:, 0], width)
-    pixel_y = _pixel_of(all_heads[:, 1], height)
+    pixel_x, pixel_y = _pixel_of(all_heads[:, 0], width), _pixel_of(all_heads[:, 1], height)
     head_height = person_height / np.sqrt(perspective[pixel_y, pixel_x])
     head_x, head_y = all_heads[:, 0] * scale_x, all_heads[:, 1] * scale_y
     in_roi = roi[pixel_y, pixel_x]
     hit = _box_shares(predicted, frame_of_head, head_x, head_y, head_height, scale_x, scale_y)
     hit = in_roi & (hit >= HIT_SHARE)
     claimed = predicted & roi
-    centre_x = (np.arange(width) + 0.5) * scale_x
-    centre_y = (np.arange(height) + 0.5) * scale_y
+    centre_x, centre_y = (np.arange(width) + 0.5) * scale_x, (np.arange(height) + 0.5) * scale_y
     false_foreground = np.zeros(frames, dtype=np.int64)
     for frame in range(frames):
         frame_heads = frame_of_head == frame

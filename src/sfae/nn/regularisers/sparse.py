@@ -16,8 +16,7 @@ class Sparse(Regulariser):
     pretrain_learning_rate: Annotated[Number, between(1e-8, 1.0)]
     finetune_epochs: Annotated[Int, between(1, 100_000)]
     weight: Annotated[Number, between(0.0, 1000.0)]  # supervised loss + weight * sparse cost
-    # The last N CUHK Mall frames, which have no masks, seen by sparse filtering beside the
-    # labelled images (0: none). The first mall.frames are scored, so N may not reach them.
+    # The last N Mall frames (no masks) beside the labelled images; N may not reach mall.frames.
     unlabeled_frames: Annotated[Int, between(0, 2000)] = 0
 
     def pretrain_share(self) -> tuple[int, int]:
