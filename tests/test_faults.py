@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import os
+import re
 import runpy
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from conftest import dvc, environment, output
 from test_no_litter import shared_staging, staging_names, training_stage
 
 import sfae.nn.training
-from sfae.atomic import SHARED_STAGING, is_staging_folder, staged_outputs
+from sfae.atomic import SHARED_STAGING, staged_outputs
 from sfae.data.prepare import save_arrays
 from sfae.errors import SfaeError
 from sfae.inference.predict import load_trained
@@ -40,6 +41,15 @@ from sfae.nn.saving import deterministic_archive, load_weights, save_model_deter
 from sfae.paths import ProjectPaths
 
 # ---------------------------------------------------------------- staging folders
+
+
+def is_staging_folder(path: Path, target: Path) -> bool:
+    """Whether path is named as a staging folder of target: beside it, or in a shared area."""
+    if (beside := path.parent == target.parent) or path.parent.match(f"*/{SHARED_STAGING}"):
+        return bool(
+            re.fullmatch(re.escape(f"{'.' * beside}{target.name}.") + "[a-z0-9_]{8}", path.name)
+        )
+    return False
 
 
 def staging_folder(target: Path) -> Path:

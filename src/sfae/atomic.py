@@ -1,9 +1,6 @@
-"""Outputs appear whole or not at all: each is written in a staging folder, then renamed into place.
-
-Staging folders (mkdtemp's `<name>.<8 random>`, flock-ed while their writer lives) are in a DVC
-repository's .dvc/tmp/sfae-staging/ (ignored, untracked) where the rename stays atomic, else beside
-the target (`.<name>.<8 random>`). Killed writers leave theirs, and DVC may restore their outputs
-without running them: every writer removes the unlocked ones of the area and of its targets."""
+"""Outputs appear whole or not at all: written in a staging folder (mkdtemp's, flock-ed while its
+writer lives) in the DVC repository's .dvc/tmp/sfae-staging/, else beside the target, then renamed
+into place. DVC may restore a killed writer's outputs: every writer removes unlocked folders."""
 
 import contextlib
 import errno
@@ -26,23 +23,6 @@ _WRITE_FAILURES = {  # the OSErrors of writing that the user can fix
     errno.EPERM: "not writable (operation not permitted)",
     errno.EROFS: "not writable (read-only file system)",
 }
-
-
-def shared_staging_area(target: Path) -> Path | None:
-    """The staging area of the innermost DVC repository (a folder with .dvc/) holding target."""
-    with contextlib.suppress(OSError):
-        folder = target.parent.resolve()
-        for root in (folder, *folder.parents):
-            if (root / ".dvc").is_dir():
-                return root / SHARED_STAGING
-    return None
-
-
-def is_staging_folder(path: Path, target: Path) -> bool:
-    """Whether path is named as a staging folder of target: beside it, or in the shared area."""
-    if (beside := path.parent == target.parent) or path.parent == shared_staging_area(target):
-        return bool(re.fullmatch(re.escape(f"{'.' * beside}{target.name}.") + _RANDOM, path.name))
-    return False
 
 
 def _remove_unlocked(folder: Path, name: str) -> None:
@@ -76,10 +56,14 @@ def _locked_staging_folder(where: Path, prefix: str) -> tuple[Path, int]:
 
 
 def _shared_staging_folder(target: Path) -> tuple[Path, int] | None:
-    """A locked staging folder of target in its repository's shared area, if one is usable."""
-    if (area := shared_staging_area(target)) is None:
-        return None
+    """A locked staging folder of target in the shared area of the innermost DVC repository (a
+    folder with .dvc/) holding it, if it is usable."""
     try:
+        folder = target.parent.resolve()
+        root = next((r for r in (folder, *folder.parents) if (r / ".dvc").is_dir()), None)
+        if root is None:
+            return None
+        area = root / SHARED_STAGING
         existing = next(folder for folder in (area, *area.parents) if folder.exists())
         if existing.stat().st_dev != target.parent.stat().st_dev:
             return None  # another file system: leave it untouched
@@ -109,8 +93,7 @@ def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]
                 named = [target for target, space in free.items() if space == min(free.values())]
         raise SfaeError(f"{', '.join(map(str, named))}: {what}; nothing was written") from error
     failed = Path(os.fsdecode(error.filename))
-    # Name the target of a staging folder (it means nothing to the user), the old output being
-    # replaced, or the folder it lives in.
+    # The target of a staging folder (meaningless to the user), of its old output or its folder.
     named = [t for f, t in zip(staged, targets, strict=True) if failed.is_relative_to(f)]
     named += [t for t in targets if failed == t.parent or failed.is_relative_to(t)]
     if not named and error.errno in (errno.EACCES, errno.EPERM):
@@ -120,9 +103,8 @@ def _write_failure(error: OSError, targets: tuple[Path, ...], staged: list[Path]
 
 @contextlib.contextmanager
 def staged_outputs(*targets: Path) -> Iterator[list[Path]]:
-    """Yield a temporary path per target (a file or a folder); on success rename each into place.
-    On any error the temporaries and parents made for them go, the targets stay as they were,
-    and a full disk or an unwritable folder is an SfaeError naming the output."""
+    """A temporary path per target (file or folder), renamed into place on success; on an error
+    the targets stay as they were, and a full disk or unwritable folder is an SfaeError."""
     created, staged = [], []  # staged: (folder, descriptor holding its lock) per target
     try:
         for target in targets:

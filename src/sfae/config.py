@@ -218,14 +218,11 @@ class Config:
         return self.model.arch
 
     def pretrain_epochs(self) -> int:
-        """Epochs of pretraining out of train.epochs: the regulariser's where they and its
-        finetuning ones add up to it, else it split in their ratio (so -S train.epochs=40 works)."""
-        shares = [share for unit in self.variant.regularisers if (share := unit.pretrain_share())]
-        if not shares:
-            return 0
-        if self.arch == "unet":
-            return self.model.unet.pretrain_epochs
-        (pretrain, finetune), total = shares[0], self.train.epochs
+        """Pretraining epochs: the regulariser's if its two add to train.epochs, else in ratio."""
+        share = next((s for u in self.variant.regularisers if (s := u.pretrain_share())), None)
+        if share is None or self.arch == "unet":
+            return 0 if share is None else self.model.unet.pretrain_epochs
+        (pretrain, finetune), total = share, self.train.epochs
         if pretrain + finetune == total:
             return pretrain
         return min(round(total * pretrain / (pretrain + finetune)), total - 1)

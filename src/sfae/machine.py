@@ -38,18 +38,16 @@ def local_machine_kind() -> str:
 
 def accelerator() -> str | None:
     """The GPU that Keras' backend computes on, if any (None before Keras is imported)."""
-    keras = sys.modules.get("keras")
-    backend = keras.backend.backend() if keras is not None else None
+    backend = keras.backend.backend() if (keras := sys.modules.get("keras")) else None
     if backend == "jax":
         import jax
 
-        if jax.default_backend() != "cpu":
-            return str(jax.devices()[0].device_kind)
-    elif backend == "tensorflow":
+        return str(jax.devices()[0].device_kind) if jax.default_backend() != "cpu" else None
+    if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:  # the model ("NVIDIA H100 ..."), not the device path "/physical_device:GPU:0"
+        # The model ("NVIDIA H100 ..."), not the device path "/physical_device:GPU:0".
+        if gpus := tf.config.list_physical_devices("GPU"):
             details = tf.config.experimental.get_device_details(gpus[0])
             return str(details.get("device_name") or gpus[0].name)
     return None

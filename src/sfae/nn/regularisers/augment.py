@@ -37,8 +37,7 @@ def augmenter(settings: "Augmentation", seed: int) -> Augment:
         moved_images, moved_masks = joined[..., :3], joined[..., 3:]
         for layer in tone:
             moved_images = layer(moved_images, training=True)
-        moved_masks = ops.cast(moved_masks >= 0.5, "float32")
-        moved = (moved_images, moved_masks)
+        moved = (moved_images, ops.cast(moved_masks >= 0.5, "float32"))
         return tuple(np.asarray(ops.convert_to_numpy(array), np.float32) for array in moved)
 
     return augment

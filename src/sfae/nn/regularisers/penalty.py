@@ -13,7 +13,6 @@ class Penalty(Regulariser):
     name, section, strength = "penalty", False, "regularizer_scale"
 
     regularizer: Literal["none", "l1", "l2"]
-    # validate_default: checked even if left out
     regularizer_scale: Annotated[Number, between(0.0, 10.0), Field(validate_default=True)] = 0.0
 
     @field_validator("regularizer_scale")
