@@ -52,4 +52,5 @@ class Augmentation(Regulariser):
     brightness: Annotated[Number, between(0.0, 1.0)]  # add at most this (images lie in [0, 1])
     contrast: Annotated[Number, between(0.0, 0.9)]  # factor in [1 - contrast, 1 + contrast]
 
-    augmentation = augmenter  # the hook: augmentation(seed)
+    def augmentation(self, seed: int) -> Augment:
+        return augmenter(self, seed)
