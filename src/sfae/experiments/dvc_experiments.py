@@ -37,7 +37,7 @@ class Run:  # one row of `dvc exp show`: a baseline commit or an experiment
     baseline_params: dict = field(default_factory=dict)
 
     @property
-    def flat(self):
+    def flat(self) -> dict:
         return run_params(self.params)
 
 

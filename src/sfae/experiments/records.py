@@ -43,11 +43,11 @@ class RunRecord:  # one finished run: a variant, its seed and settings, and its 
     machine_note: str = ""  # how `machine` was established, where not by the run itself
 
     @property
-    def machine_kind(self):
+    def machine_kind(self) -> str:
         return machine_kind(self.machine or UNKNOWN)
 
     @property
-    def val_count(self):
+    def val_count(self) -> int:
         return int(self.params.get("data.val_count", 0))
 
 

@@ -56,7 +56,7 @@ class Spec:  # one planned run: the params it sets on top of params.yaml (dotted
         return dict(self.overrides)
 
     @property
-    def label(self):
+    def label(self) -> str:
         return " ".join(f"{key}={value}" for key, value in self.overrides)
 
 
@@ -149,13 +149,17 @@ class Outcome:  # a record per planned run that has one, and the failed runs' la
     failed: list[str]
 
 
-def find_record(records: Iterable[RunRecord], wanted: dict, kind=None) -> RunRecord | None:
+def find_record(
+    records: Iterable[RunRecord], wanted: dict, kind: str | None = None
+) -> RunRecord | None:
     """The first record that gives `wanted`, trained on a machine of `kind` (None: any)."""
     kinds = (r for r in records if kind is None or r.machine_kind == kind)
     return next((record for record in kinds if fulfils(record.params, wanted)), None)
 
 
-def record_finished(experiments: DvcExperiments, runs: list, records_path: Path, wanted: list):
+def record_finished(
+    experiments: DvcExperiments, runs: list[Run], records_path: Path, wanted: list[dict]
+) -> None:
     """Record the finished runs that give a wanted spec and have no record of their kind."""
     known = read_records(records_path)
     new = []

@@ -28,11 +28,11 @@ class Runs:  # planned runs (one per seed) and the records found for them, in th
     found: tuple[RunRecord | None, ...]
 
     @property
-    def records(self):
+    def records(self) -> tuple[RunRecord, ...]:
         return tuple(r for r in self.found if r is not None)
 
     @property
-    def complete(self):
+    def complete(self) -> bool:
         return all(record is not None for record in self.found)
 
     @property
@@ -62,11 +62,11 @@ class Selection:  # one regulariser's selection on validation IoU
     spread: dict[float, Runs] = field(default_factory=dict)  # plateau seeds' runs
 
     @property
-    def added(self):
+    def added(self) -> tuple[float, ...]:
         return tuple(p for p in self.points if p not in self.grid)
 
     @property
-    def best_mean(self):
+    def best_mean(self) -> float | None:
         return None if self.selected is None else self.points[self.selected].mean
 
     @property
@@ -87,7 +87,7 @@ class Leader:  # the variant of best mean validation IoU of the selected ones an
     validation: float
 
     @property
-    def label(self):
+    def label(self) -> str:
         return "".join([self.variant, *(f" @ {v:g}" for v in self.strength.values())])
 
 
